@@ -1,0 +1,55 @@
+/**
+ * The WebSocket protocol at `GET /v1/ws`, as zod schemas. The server parses
+ * every client frame with these; `web-client/` imports the inferred types
+ * (type-only, so the browser bundle stays dependency-free).
+ */
+import { z } from 'zod';
+
+/** Frames larger than this are refused by the server (close 1009). */
+export const MAX_FRAME_BYTES = 16 * 1024;
+/** A socket must authenticate within this many ms or it is closed (4401). */
+export const AUTH_TIMEOUT_MS = 5_000;
+
+/** Close codes the server uses, so clients can tell why. */
+export const CLOSE_CODES = {
+  authTimeout: 4408,
+  authFailed: 4401,
+  protocolError: 4400,
+  shuttingDown: 1001,
+  tooBig: 1009,
+} as const;
+
+const deviceId = z.string().min(1).max(128).regex(/^[A-Za-z0-9._:-]+$/, 'deviceId: letters, digits and . _ : - only');
+const uuid = z.string().uuid();
+
+export const AuthFrame = z.object({ type: z.literal('auth'), token: z.string().min(1).max(8192), deviceId });
+export const ClaimFrame = z.object({ type: z.literal('claim'), iterationId: uuid });
+export const PingFrame = z.object({ type: z.literal('ping') });
+
+export const ClientFrame = z.discriminatedUnion('type', [AuthFrame, ClaimFrame, PingFrame]);
+export type ClientFrame = z.infer<typeof ClientFrame>;
+
+export const AuthOkFrame = z.object({ type: z.literal('auth-ok'), userId: z.string(), deviceId: z.string() });
+export const MissionDueFrame = z.object({
+  type: z.literal('mission-due'),
+  missionId: z.string(),
+  iterationId: uuid,
+  dueAt: z.string(),
+});
+export const ClaimResultFrame = z.object({
+  type: z.literal('claim-result'),
+  iterationId: z.string(),
+  granted: z.boolean(),
+  leaseExpiresAt: z.string().optional(),
+  reason: z.string().optional(),
+});
+export const PongFrame = z.object({ type: z.literal('pong') });
+export const ErrorFrame = z.object({ type: z.literal('error'), code: z.string(), message: z.string() });
+
+export const ServerFrame = z.discriminatedUnion('type', [AuthOkFrame, MissionDueFrame, ClaimResultFrame, PongFrame, ErrorFrame]);
+export type ServerFrame = z.infer<typeof ServerFrame>;
+export type MissionDue = z.infer<typeof MissionDueFrame>;
+export type ClaimResult = z.infer<typeof ClaimResultFrame>;
+
+/** Shared by the WS frames and the HTTP routes. */
+export const DeviceId = deviceId;
