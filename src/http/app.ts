@@ -1,0 +1,63 @@
+/**
+ * The Hono app: request logging, body limits, error mapping, and the route
+ * groups passed in by the caller. Knows nothing about process.env.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { bodyLimit } from 'hono/body-limit';
+import type { Logger } from '../log.js';
+import { AppError, errorBody } from './errors.js';
+
+export const MAX_BODY_BYTES = 64 * 1024;
+
+export type Mount = (app: OpenAPIHono) => void;
+
+export function createApp(deps: { log: Logger; version: string; mounts: Mount[] }): OpenAPIHono {
+  const log = deps.log.child({ component: 'http' });
+  const app = new OpenAPIHono({
+    // zod failures at the boundary become 400s that say what was expected.
+    defaultHook: (result, c) => {
+      if (!result.success) {
+        const message = result.error.issues
+          .map((i) => `${i.path.length ? `${i.path.join('.')}: ` : ''}${i.message}`)
+          .join('; ');
+        return c.json(errorBody('invalid_request', message), 400);
+      }
+      return undefined;
+    },
+  });
+
+  app.use('*', async function requestLog(c, next) {
+    const started = performance.now();
+    await next();
+    log.info(
+      { method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round((performance.now() - started) * 10) / 10 },
+      'request',
+    );
+  });
+
+  app.use(
+    '*',
+    bodyLimit({
+      maxSize: MAX_BODY_BYTES,
+      onError: (c) => c.json(errorBody('body_too_large', `expected a body of at most ${MAX_BODY_BYTES} bytes`), 413),
+    }),
+  );
+
+  app.onError((err, c) => {
+    if (err instanceof AppError) {
+      for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
+      return c.json(errorBody(err.code, err.message), err.status);
+    }
+    // Malformed JSON bodies surface as SyntaxError from c.req.json().
+    if (err instanceof SyntaxError) return c.json(errorBody('invalid_json', `expected a JSON body: ${err.message}`), 400);
+    log.error({ err, path: c.req.path }, 'unhandled error');
+    return c.json(errorBody('internal', 'internal error'), 500);
+  });
+
+  app.notFound((c) => c.json(errorBody('not_found', `no route for ${c.req.method} ${c.req.path}`), 404));
+
+  for (const mount of deps.mounts) mount(app);
+
+  app.doc31('/openapi.json', { openapi: '3.1.0', info: { title: 'mana-ai coordinator', version: deps.version } });
+  return app;
+}

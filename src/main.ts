@@ -1,0 +1,65 @@
+/**
+ * Wiring only: config → logger → database (embedded by default) → coordinator
+ * → signals. The engine lives in coordinator.ts.
+ */
+import { readFileSync } from 'node:fs';
+import { loadConfig, ConfigError } from './config.js';
+import { createLogger } from './log.js';
+import { createSql } from './db/pool.js';
+import { startEmbeddedDb } from './db/embedded.js';
+import { startCoordinator } from './coordinator.js';
+import { createReleasers } from './lifetimes.js';
+
+const SHUTDOWN_GRACE_MS = 10_000;
+
+async function main(): Promise<void> {
+  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  let config;
+  try {
+    config = loadConfig(process.env, version);
+  } catch (err: unknown) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`mana-ai: ${err.message}\n`);
+      process.exit(1);
+    }
+    throw err;
+  }
+  const log = createLogger({ level: config.log.level, pretty: config.log.pretty, base: { service: 'mana-ai' } });
+  const releasers = createReleasers(log);
+
+  let databaseUrl = config.databaseUrl;
+  if (!databaseUrl) {
+    log.info({ dir: config.embedded.dir, port: config.embedded.port }, 'no SYNC_DATABASE_URL: starting the embedded Postgres');
+    const embedded = await startEmbeddedDb({ dir: config.embedded.dir, port: config.embedded.port, database: 'mana_sync', log });
+    releasers.add(() => embedded.stop());
+    databaseUrl = embedded.url('mana_sync');
+  }
+  const sql = createSql(databaseUrl, { max: config.dbPoolMax, appName: `mana-ai:${config.instanceId}` });
+  releasers.add(() => sql.end({ timeout: 5 }));
+
+  const coordinator = await startCoordinator({ config, sql, log });
+  releasers.add(() => coordinator.stop());
+
+  let shuttingDown = false;
+  const shutdown = (signal: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.info({ signal }, 'shutting down');
+    const force = setTimeout(() => {
+      log.error('shutdown took too long; exiting');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS);
+    force.unref();
+    void releasers.releaseAll().then(() => {
+      log.info('stopped');
+      process.exit(0);
+    });
+  };
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+  process.on('SIGINT', () => shutdown('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`mana-ai: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,78 @@
+/**
+ * One scheduler pass: refresh the projection, scan for due missions, hand
+ * them to dispatch. A failing dispatch is logged and counted; it never
+ * blocks the rest of the pass.
+ */
+import type { Sql } from '../db/pool.js';
+import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
+import type { Projection } from '../projection/refresh.js';
+import { findDueMissions, nextDueAt, type DueMission } from './due.js';
+import type { PassResult } from './scheduler.js';
+
+export interface PassStats {
+  rowsApplied: number;
+  rowsSkipped: number;
+  missionsDue: number;
+  projectionRan: boolean;
+  projectionStalled: boolean;
+  durationMs: number;
+}
+
+/** Receives the due missions of a pass; later layers create and route occurrences. */
+export type Dispatch = (due: DueMission[]) => Promise<void>;
+
+export interface PassDeps {
+  sql: Sql;
+  projection: Projection;
+  dispatch: Dispatch;
+  metrics: Metrics;
+  log: Logger;
+  dueLimit?: number;
+}
+
+export function logOnlyDispatch(log: Logger): Dispatch {
+  return async function logDue(due) {
+    for (const d of due) log.info({ userId: d.userId, missionId: d.missionId, nextRunAt: d.nextRunAt }, 'mission due');
+  };
+}
+
+export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>> {
+  const { metrics, log } = deps;
+  return async function runPass() {
+    const started = performance.now();
+    const endTimer = metrics.tickDuration.startTimer();
+    try {
+      const refresh = await deps.projection.refresh();
+      metrics.projectionStalled.set(refresh.stalled ? 1 : 0);
+      const due = await findDueMissions(deps.sql, { limit: deps.dueLimit ?? 20_000 });
+      metrics.dueMissions.set(due.length);
+      if (due.length > 0) {
+        log.debug({ due: due.length }, 'missions due');
+        try {
+          await deps.dispatch(due);
+        } catch (err: unknown) {
+          log.error({ err }, 'dispatch failed');
+        }
+      }
+      const next = await nextDueAt(deps.sql);
+      metrics.ticks.inc({ outcome: 'ok' });
+      return {
+        stats: {
+          rowsApplied: refresh.rowsApplied,
+          rowsSkipped: refresh.rowsSkipped,
+          missionsDue: due.length,
+          projectionRan: refresh.ran,
+          projectionStalled: refresh.stalled,
+          durationMs: Math.round((performance.now() - started) * 100) / 100,
+        },
+        nextDueAt: next,
+      };
+    } catch (err: unknown) {
+      metrics.ticks.inc({ outcome: 'error' });
+      throw err;
+    } finally {
+      endTimer();
+    }
+  };
+}
