@@ -12,8 +12,20 @@ import { createReleasers } from './lifetimes.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 
+/** From src/ (tsx) the manifest is one level up; from dist/src/ (compiled) two. */
+function packageVersion(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      return (JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as { version: string }).version;
+    } catch {
+      /* try the next layout */
+    }
+  }
+  return '0.0.0';
+}
+
 async function main(): Promise<void> {
-  const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+  const version = packageVersion();
   let config;
   try {
     config = loadConfig(process.env, version);
