@@ -1,0 +1,333 @@
+/**
+ * Client for mana-llm's OpenAI-compatible chat endpoint (CONTRACT.md §4).
+ * mana-llm can be slow, rate-limit or fail, so every call runs under a global
+ * concurrency limit, a per-attempt timeout and bounded retries with jittered
+ * backoff. The service key and the messages are never logged: prompts carry
+ * the user's own notes and tasks.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import { Counter, Histogram } from 'prom-client';
+import type { Registry } from 'prom-client';
+import type { Logger } from 'pino';
+import { createSemaphore } from './semaphore.js';
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export type LlmErrorKind = 'timeout' | 'rate-limited' | 'server' | 'client' | 'network' | 'bad-reply';
+
+/** Values of the `outcome` label on the client's metrics. */
+export type LlmOutcome =
+  | 'ok'
+  | 'timeout'
+  | 'rate_limited'
+  | 'server_error'
+  | 'client_error'
+  | 'network'
+  | 'bad_reply'
+  | 'aborted';
+
+/** The last attempt's failure, after retries (if any) were used up. */
+export class LlmError extends Error {
+  override readonly name = 'LlmError';
+  readonly kind: LlmErrorKind;
+  readonly status?: number;
+  /** Whether a later call may succeed (the kinds this client itself retries). */
+  readonly retryable: boolean;
+  readonly attempts: number;
+
+  constructor(
+    message: string,
+    init: { kind: LlmErrorKind; status?: number; retryable: boolean; attempts: number; cause?: unknown },
+  ) {
+    super(message, { cause: init.cause });
+    this.kind = init.kind;
+    if (init.status !== undefined) this.status = init.status;
+    this.retryable = init.retryable;
+    this.attempts = init.attempts;
+  }
+}
+
+export interface LlmClientDeps {
+  /** Base URL of mana-llm (`MANA_LLM_URL`), without `/v1/…`. */
+  url: string;
+  serviceKey: string;
+  model: string;
+  /** Per attempt, including reading the reply body. */
+  timeoutMs: number;
+  /** Most HTTP requests in flight at once, across all callers of this client. */
+  concurrency: number;
+  /** Retries after the first attempt (0 = try once). */
+  maxRetries: number;
+  registry: Registry;
+  log: Logger;
+  fetch?: typeof fetch;
+  /** Backoff waits go through this; tests inject a recorder. */
+  sleep?: (ms: number) => Promise<void>;
+  /** Jitter source in [0, 1). */
+  random?: () => number;
+  /** Clock for HTTP-date `Retry-After` values. */
+  now?: () => number;
+}
+
+export interface LlmCompletion {
+  content: string;
+  attempts: number;
+}
+
+export interface LlmClient {
+  /**
+   * Sends one chat completion, retrying transient failures.
+   * @throws LlmError when the last attempt failed; the signal's reason when
+   *   the caller aborted.
+   */
+  complete(messages: readonly ChatMessage[], opts?: { signal?: AbortSignal }): Promise<LlmCompletion>;
+  /** HTTP requests currently in flight. */
+  inFlight(): number;
+}
+
+export const BACKOFF_BASE_MS = 500;
+export const BACKOFF_CAP_MS = 30_000;
+export const RETRY_AFTER_CAP_MS = 60_000;
+const TEMPERATURE = 0.2;
+
+/**
+ * Exponential backoff with full jitter (AWS architecture blog, "Exponential
+ * Backoff And Jitter"): spreads retries of many callers that failed together.
+ * @param retry 1 for the first retry.
+ */
+export function backoffDelayMs(retry: number, random: () => number): number {
+  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, retry - 1));
+  return Math.floor(random() * ceiling);
+}
+
+/**
+ * A `Retry-After` header (delay-seconds or HTTP-date) in ms from `nowMs`,
+ * capped at {@link RETRY_AFTER_CAP_MS} so a hostile or buggy value cannot park
+ * a planner for hours. `undefined` when absent or unreadable.
+ */
+export function retryAfterMs(header: string | null, nowMs: number): number | undefined {
+  if (header === null) return undefined;
+  const value = header.trim();
+  if (/^\d+(\.\d+)?$/.test(value)) return Math.min(Number(value) * 1000, RETRY_AFTER_CAP_MS);
+  // Every HTTP-date form starts with a day name; without this, Date.parse
+  // would read "-5" as a year.
+  const at = /^[A-Za-z]{3}/.test(value) ? Date.parse(value) : Number.NaN;
+  if (Number.isNaN(at)) return undefined;
+  return Math.min(Math.max(0, at - nowMs), RETRY_AFTER_CAP_MS);
+}
+
+interface Failure {
+  kind: LlmErrorKind;
+  status?: number;
+  retryAfterMs?: number;
+  detail: string;
+  cause?: unknown;
+}
+
+type AttemptResult = { ok: true; content: string } | { ok: false; failure: Failure };
+
+const RETRYABLE: ReadonlySet<LlmErrorKind> = new Set(['timeout', 'rate-limited', 'server', 'network']);
+
+const OUTCOME: Record<LlmErrorKind, LlmOutcome> = {
+  timeout: 'timeout',
+  'rate-limited': 'rate_limited',
+  server: 'server_error',
+  client: 'client_error',
+  network: 'network',
+  'bad-reply': 'bad_reply',
+};
+
+/** Creates a client; metrics go on `deps.registry`, so each registry gets its own. */
+export function createLlmClient(deps: LlmClientDeps): LlmClient {
+  assertDeps(deps);
+  const endpoint = `${deps.url.replace(/\/+$/, '')}/v1/chat/completions`;
+  const fetchImpl = deps.fetch ?? fetch;
+  const random = deps.random ?? Math.random;
+  const now = deps.now ?? Date.now;
+  const log = deps.log.child({ component: 'llm-client' });
+  const slots = createSemaphore(deps.concurrency);
+  const metrics = llmMetrics(deps.registry);
+
+  async function attemptOnce(messages: readonly ChatMessage[], signal: AbortSignal | undefined): Promise<AttemptResult> {
+    const controller = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort(new Error(`timed out after ${deps.timeoutMs} ms`));
+    }, deps.timeoutMs);
+    const onCallerAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onCallerAbort, { once: true });
+    const stopTimer = metrics.duration.startTimer();
+    let outcome: LlmOutcome = 'aborted';
+    try {
+      const result = await send(messages, controller.signal);
+      outcome = result.ok ? 'ok' : OUTCOME[result.failure.kind];
+      return result;
+    } catch (e: unknown) {
+      if (signal?.aborted) throw signal.reason;
+      const kind: LlmErrorKind = timedOut ? 'timeout' : 'network';
+      outcome = OUTCOME[kind];
+      return { ok: false, failure: { kind, detail: timedOut ? `no reply within ${deps.timeoutMs} ms` : 'request failed', cause: e } };
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onCallerAbort);
+      stopTimer({ outcome });
+      metrics.requests.inc({ outcome });
+    }
+  }
+
+  async function send(messages: readonly ChatMessage[], signal: AbortSignal): Promise<AttemptResult> {
+    const res = await fetchImpl(endpoint, {
+      method: 'POST',
+      headers: {
+        authorization: `Bearer ${deps.serviceKey}`,
+        'content-type': 'application/json',
+        accept: 'application/json',
+      },
+      body: JSON.stringify({ model: deps.model, temperature: TEMPERATURE, messages }),
+      signal,
+      // A redirect could carry the bearer token to another origin; treat it as an error.
+      redirect: 'manual',
+    });
+    if (!res.ok) {
+      // Free the connection; the error body is not logged (it may echo the prompt).
+      await res.body?.cancel().catch(() => undefined);
+      const status = res.status;
+      const retryAfter = retryAfterMs(res.headers.get('retry-after'), now());
+      const withRetryAfter = retryAfter === undefined ? {} : { retryAfterMs: retryAfter };
+      if (status === 429) return { ok: false, failure: { kind: 'rate-limited', status, detail: 'rate-limited', ...withRetryAfter } };
+      if (status >= 500) return { ok: false, failure: { kind: 'server', status, detail: 'server error', ...withRetryAfter } };
+      return { ok: false, failure: { kind: 'client', status, detail: 'request refused' } };
+    }
+    const text = await res.text();
+    const content = contentOf(text);
+    if (typeof content !== 'string') {
+      return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: content.problem } };
+    }
+    return { ok: true, content };
+  }
+
+  async function wait(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (deps.sleep) {
+      await raceAbort(deps.sleep(ms), signal);
+      return;
+    }
+    try {
+      await delay(ms, undefined, signal ? { signal } : {});
+    } catch (e: unknown) {
+      if (signal?.aborted) throw signal.reason;
+      throw e;
+    }
+  }
+
+  async function complete(messages: readonly ChatMessage[], opts: { signal?: AbortSignal } = {}): Promise<LlmCompletion> {
+    const { signal } = opts;
+    for (let attempt = 1; ; attempt++) {
+      const release = await slots.acquire(signal);
+      let result: AttemptResult;
+      try {
+        result = await attemptOnce(messages, signal);
+      } finally {
+        // The slot is held only while a request is in flight, not during
+        // backoff, so one struggling call does not block the others.
+        release();
+      }
+      if (result.ok) {
+        log.debug({ attempts: attempt }, 'llm completion ok');
+        return { content: result.content, attempts: attempt };
+      }
+      const { failure } = result;
+      const retryable = RETRYABLE.has(failure.kind);
+      const fields = { attempt, kind: failure.kind, status: failure.status, err: failure.cause };
+      if (!retryable || attempt > deps.maxRetries) {
+        log.warn(fields, 'llm request failed');
+        const status = failure.status === undefined ? '' : ` (HTTP ${failure.status})`;
+        throw new LlmError(`mana-llm ${failure.kind}${status}: ${failure.detail}, after ${attempt} attempt(s)`, {
+          kind: failure.kind,
+          ...(failure.status === undefined ? {} : { status: failure.status }),
+          retryable,
+          attempts: attempt,
+          cause: failure.cause,
+        });
+      }
+      const delayMs = failure.retryAfterMs ?? backoffDelayMs(attempt, random);
+      log.warn({ ...fields, delayMs }, 'llm attempt failed, retrying');
+      await wait(delayMs, signal);
+    }
+  }
+
+  return {
+    complete,
+    inFlight: function inFlight() {
+      return slots.held();
+    },
+  };
+}
+
+function contentOf(text: string): string | { problem: string } {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return { problem: 'reply is not JSON' };
+  }
+  const choices = (body as { choices?: unknown } | null)?.choices;
+  const first: unknown = Array.isArray(choices) ? choices[0] : undefined;
+  const content = (first as { message?: { content?: unknown } } | undefined)?.message?.content;
+  return typeof content === 'string' ? content : { problem: 'reply has no choices[0].message.content string' };
+}
+
+async function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) throw signal.reason;
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([promise, aborted]);
+  } finally {
+    if (onAbort) signal.removeEventListener('abort', onAbort);
+  }
+}
+
+function assertDeps(deps: LlmClientDeps): void {
+  if (!Number.isInteger(deps.concurrency) || deps.concurrency < 1) throw new RangeError('concurrency must be an integer >= 1');
+  if (!Number.isInteger(deps.maxRetries) || deps.maxRetries < 0) throw new RangeError('maxRetries must be an integer >= 0');
+  if (!(deps.timeoutMs > 0)) throw new RangeError('timeoutMs must be > 0');
+  if (!/^https?:\/\//.test(deps.url)) throw new RangeError('url must be an http(s) URL');
+}
+
+interface LlmMetrics {
+  duration: Histogram<'outcome'>;
+  requests: Counter<'outcome'>;
+}
+
+/** One set per registry: a second client on the same registry shares it instead of failing to register. */
+function llmMetrics(registry: Registry): LlmMetrics {
+  const durationName = 'mana_ai_llm_request_duration_seconds';
+  const requestsName = 'mana_ai_llm_requests_total';
+  const duration =
+    (registry.getSingleMetric(durationName) as Histogram<'outcome'> | undefined) ??
+    new Histogram({
+      name: durationName,
+      help: 'Duration of HTTP requests to mana-llm (one per attempt)',
+      labelNames: ['outcome'],
+      // mana-llm takes seconds to minutes.
+      buckets: [0.1, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300],
+      registers: [registry],
+    });
+  const requests =
+    (registry.getSingleMetric(requestsName) as Counter<'outcome'> | undefined) ??
+    new Counter({
+      name: requestsName,
+      help: 'HTTP requests to mana-llm (one per attempt), by outcome',
+      labelNames: ['outcome'],
+      registers: [registry],
+    });
+  return { duration, requests };
+}
