@@ -19,8 +19,21 @@ const int = (min: number, max: number) =>
     .int({ message: 'expected an integer' })
     .min(min, { message: `expected an integer >= ${min}` })
     .max(max, { message: `expected an integer <= ${max}` });
-const url = z.string().url({ message: 'expected a URL' });
-const optionalUrl = z.preprocess((v) => (v === '' ? undefined : v), url.optional());
+/** A URL of one of the given schemes: "llm:8080" parses as a URL but is a typo for http://llm:8080. */
+const urlOf = (protocols: string[], expected: string) =>
+  z.string().refine(
+    (v) => {
+      try {
+        return protocols.includes(new URL(v).protocol);
+      } catch {
+        return false;
+      }
+    },
+    { message: `expected ${expected}` },
+  );
+const optional = <T extends z.ZodType>(schema: T) => z.preprocess((v) => (v === '' ? undefined : v), schema.optional());
+const optionalHttpUrl = optional(urlOf(['http:', 'https:'], 'an http(s) URL'));
+const optionalPgUrl = optional(urlOf(['postgres:', 'postgresql:'], 'a postgres:// URL'));
 const optionalString = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional());
 
 const timeZone = z.string().refine(
@@ -39,13 +52,13 @@ const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test'], { message: 'expected development, production or test' }).default('development'),
   PORT: int(0, 65535).default(3066),
   HOST: z.string().default('0.0.0.0'),
-  SYNC_DATABASE_URL: optionalUrl,
-  DATABASE_URL: optionalUrl,
+  SYNC_DATABASE_URL: optionalPgUrl,
+  DATABASE_URL: optionalPgUrl,
   SYNC_WRITER_ROLE: optionalString,
   DB_POOL_MAX: int(2, 100).default(10),
   EMBEDDED_PG_DIR: z.string().default('.data/pg'),
   EMBEDDED_PG_PORT: int(1, 65535).default(54329),
-  MANA_LLM_URL: optionalUrl,
+  MANA_LLM_URL: optionalHttpUrl,
   MANA_LLM_MODEL: z.string().default('mana-default'),
   MANA_SERVICE_KEY: z.string().min(8, { message: 'expected at least 8 characters' }).default(DEFAULT_SERVICE_KEY),
   TICK_INTERVAL_MS: int(50, 3_600_000).default(1000),
@@ -59,7 +72,7 @@ const EnvSchema = z.object({
   PUSH_CLAIM_TIMEOUT_MS: int(100, 3_600_000).default(120_000),
   CLAIM_LEASE_MS: int(100, 86_400_000).default(600_000),
   PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
-  JWKS_URL: optionalUrl,
+  JWKS_URL: optionalHttpUrl,
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
   VAPID_PUBLIC_KEY: optionalString,

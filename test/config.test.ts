@@ -1,0 +1,160 @@
+/**
+ * Config: defaults, the seed's variable names, one clear line per bad value,
+ * production's refusals, and the real entry point exiting 1 on a bad PORT.
+ */
+import { spawn } from 'node:child_process';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEFAULT_SERVICE_KEY, loadConfig } from '../src/config.js';
+
+function problemsOf(env: Record<string, string | undefined>): string[] {
+  try {
+    loadConfig(env);
+  } catch (err: unknown) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return (err as ConfigError).problems;
+  }
+  throw new Error('expected loadConfig to throw');
+}
+
+describe('loadConfig', () => {
+  it('has working defaults with an empty environment', () => {
+    const c = loadConfig({}, '1.2.3');
+    expect(c.port).toBe(3066);
+    expect(c.env).toBe('development');
+    expect(c.version).toBe('1.2.3');
+    expect(c.databaseUrl).toBeUndefined(); // → embedded Postgres
+    expect(c.serviceKey).toBe(DEFAULT_SERVICE_KEY);
+    expect(c.tick).toEqual({ intervalMs: 1000, enabled: true });
+    expect(c.llm.url).toBeUndefined();
+    expect(c.devSyncTable).toBe(true);
+    expect(c.embedded.dir).toBe('.data/pg');
+    expect(c.instanceId).toMatch(/.+/);
+  });
+
+  it('reads the seed names', () => {
+    const c = loadConfig({
+      PORT: '4000',
+      SYNC_DATABASE_URL: 'postgres://u:p@db:5432/mana_sync',
+      MANA_LLM_URL: 'http://llm:8080',
+      MANA_SERVICE_KEY: 'a-real-secret-key',
+      TICK_INTERVAL_MS: '60000',
+      TICK_ENABLED: 'false',
+    });
+    expect(c.port).toBe(4000);
+    expect(c.databaseUrl).toBe('postgres://u:p@db:5432/mana_sync');
+    expect(c.llm.url).toBe('http://llm:8080');
+    expect(c.serviceKey).toBe('a-real-secret-key');
+    expect(c.tick).toEqual({ intervalMs: 60000, enabled: false });
+  });
+
+  it('accepts DATABASE_URL as an alias; SYNC_DATABASE_URL wins when both are set', () => {
+    expect(loadConfig({ DATABASE_URL: 'postgres://a@h/d' }).databaseUrl).toBe('postgres://a@h/d');
+    expect(loadConfig({ DATABASE_URL: 'postgres://a@h/d', SYNC_DATABASE_URL: 'postgres://b@h/d' }).databaseUrl).toBe('postgres://b@h/d');
+  });
+
+  it('treats an empty URL as unset', () => {
+    expect(loadConfig({ SYNC_DATABASE_URL: '', MANA_LLM_URL: '' }).databaseUrl).toBeUndefined();
+  });
+
+  it.each([
+    ['true', true],
+    ['1', true],
+    ['false', false],
+    ['0', false],
+  ])('TICK_ENABLED=%s → %s', (v, expected) => {
+    expect(loadConfig({ TICK_ENABLED: v }).tick.enabled).toBe(expected);
+  });
+
+  it.each([
+    ['PORT', 'abc', /PORT: expected an integer/],
+    ['PORT', '70000', /PORT: expected an integer <= 65535/],
+    ['PORT', '30.5', /PORT: expected an integer/],
+    ['TICK_INTERVAL_MS', 'soon', /TICK_INTERVAL_MS: expected an integer/],
+    ['TICK_INTERVAL_MS', '0', /TICK_INTERVAL_MS: expected an integer >= 50/],
+    ['TICK_ENABLED', 'maybe', /TICK_ENABLED: expected true or false/],
+    ['SYNC_DATABASE_URL', 'not a url', /SYNC_DATABASE_URL: expected a postgres:\/\/ URL/],
+    ['SYNC_DATABASE_URL', 'http://db:5432/x', /SYNC_DATABASE_URL: expected a postgres:\/\/ URL/],
+    ['DATABASE_URL', 'nope', /DATABASE_URL: expected a postgres:\/\/ URL/],
+    ['MANA_LLM_URL', 'llm:8080', /MANA_LLM_URL: expected an http\(s\) URL/],
+    ['MANA_LLM_URL', 'not a url', /MANA_LLM_URL: expected an http\(s\) URL/],
+    ['MANA_SERVICE_KEY', 'short', /MANA_SERVICE_KEY: expected at least 8 characters/],
+    ['NODE_ENV', 'staging', /NODE_ENV: expected development, production or test/],
+  ])('%s=%s → ConfigError naming it and what was expected', (name, value, pattern) => {
+    const problems = problemsOf({ [name]: value });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(pattern);
+    expect(problems[0]!.startsWith(`${name}:`)).toBe(true);
+  });
+
+  it('quotes the bad value (shortened) but never the secret when the secret is fine', () => {
+    const [p] = problemsOf({ PORT: 'x'.repeat(100) });
+    expect(p!.length).toBeLessThan(120);
+    expect(p).toContain('(got "xxxx');
+  });
+
+  it('lists every problem at once, one line each', () => {
+    const problems = problemsOf({ PORT: 'abc', TICK_ENABLED: 'maybe', SYNC_DATABASE_URL: 'nope' });
+    expect(problems).toHaveLength(3);
+    const err = new ConfigError(problems);
+    expect(err.message.split('\n')).toHaveLength(4);
+    for (const name of ['PORT', 'TICK_ENABLED', 'SYNC_DATABASE_URL']) expect(problems.some((p) => p.startsWith(`${name}:`))).toBe(true);
+  });
+
+  describe('production', () => {
+    const prod = { NODE_ENV: 'production', SYNC_DATABASE_URL: 'postgres://u@db/mana_sync', MANA_SERVICE_KEY: 'a-real-secret-key' };
+
+    it('starts with a database URL and a real key, and never creates sync_changes', () => {
+      const c = loadConfig(prod);
+      expect(c.env).toBe('production');
+      expect(c.devSyncTable).toBe(false);
+      expect(c.devDefaults).toBe(false);
+    });
+
+    it('refuses the embedded database', () => {
+      const problems = problemsOf({ ...prod, SYNC_DATABASE_URL: undefined });
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatch(/^SYNC_DATABASE_URL: expected a database URL in production/);
+    });
+
+    it('accepts DATABASE_URL alone in production', () => {
+      expect(loadConfig({ ...prod, SYNC_DATABASE_URL: undefined, DATABASE_URL: 'postgres://u@db/x' }).databaseUrl).toBe('postgres://u@db/x');
+    });
+
+    it('refuses the default service key, set or defaulted', () => {
+      for (const key of [undefined, DEFAULT_SERVICE_KEY]) {
+        const problems = problemsOf({ ...prod, MANA_SERVICE_KEY: key });
+        expect(problems).toHaveLength(1);
+        expect(problems[0]).toMatch(/^MANA_SERVICE_KEY: expected a real secret in production/);
+        expect(problems[0]).not.toContain(DEFAULT_SERVICE_KEY);
+      }
+    });
+
+    it('reports both refusals together', () => {
+      expect(problemsOf({ NODE_ENV: 'production' })).toHaveLength(2);
+    });
+  });
+});
+
+describe('entry point with a bad value', () => {
+  it('`node --import tsx src/main.ts` with PORT=abc exits 1 with one clear line on stderr naming PORT', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
+      cwd: new URL('..', import.meta.url),
+      env: { PATH: process.env['PATH'], PORT: 'abc' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+    expect(code).toBe(1);
+    const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+    const portLines = lines.filter((l) => l.includes('PORT'));
+    expect(portLines).toHaveLength(1);
+    expect(portLines[0]).toMatch(/PORT: expected an integer/);
+    expect(portLines[0]).toContain('"abc"');
+    // No stack trace, nothing started.
+    expect(stderr).not.toMatch(/\n\s+at /);
+    expect(stdout).not.toMatch(/listening|embedded/);
+  }, 30_000);
+});
