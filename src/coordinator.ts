@@ -1,28 +1,46 @@
 /**
  * Builds one coordinator from its collaborators: migrations, projection,
- * scheduler, HTTP server. Never reads process.env, so tests run several
- * coordinators in one process against one database.
+ * occurrence routing, WebSocket hub, HTTP server, scheduler. Never reads
+ * process.env, so tests run several coordinators in one process against
+ * one database.
  */
 import { serve, type ServerType } from '@hono/node-server';
+import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { randomBytes } from 'node:crypto';
 import type { Config } from './config.js';
 import type { Sql } from './db/pool.js';
 import { migrate, migrationsComplete } from './db/migrate.js';
+import { getOrCreateSetting } from './db/settings.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createProjection, type Projection } from './projection/refresh.js';
-import { createPass, logOnlyDispatch, type Dispatch, type PassStats } from './schedule/pass.js';
+import { createPass, type PassStats } from './schedule/pass.js';
 import { createScheduler, type Scheduler } from './schedule/scheduler.js';
-import { createApp } from './http/app.js';
+import { createClaimService } from './schedule/claims.js';
+import { pendingNudgesFor } from './schedule/occurrences.js';
+import { createPresenceStore } from './devices/presence.js';
+import { createWsHub, type WsHub } from './nudge/ws-hub.js';
+import { createNudgeBus } from './nudge/nudge-bus.js';
+import { createRouter, frameOf, logOnlyFallback, type FallbackPlanner, type PushChannel } from './nudge/router.js';
+import { createApp, type Mount } from './http/app.js';
 import { mountOps } from './http/routes/ops.js';
+import { mountOccurrences } from './http/routes/occurrences.js';
+import { mountDev } from './http/routes/dev.js';
+import { createUserAuth, type UserAuth } from './http/user-auth.js';
+import { createRateLimiter } from './http/rate-limit.js';
 import { createReleasers } from './lifetimes.js';
 
 export interface CoordinatorDeps {
   config: Config;
   sql: Sql;
   log: Logger;
-  /** Overrides the default dispatch (tests, or the routing layer). */
-  dispatch?: Dispatch;
+  /** The server's own planner; defaults to one that only logs. */
+  fallback?: FallbackPlanner;
+  /** Web Push for the router; absent → the push channel is skipped. */
+  push?: PushChannel;
+  /** Extra route groups (push subscriptions, static files). */
+  mounts?: Mount[];
 }
 
 export interface Coordinator {
@@ -31,8 +49,12 @@ export interface Coordinator {
   metrics: Metrics;
   projection: Projection;
   scheduler: Scheduler<PassStats>;
+  hub: WsHub;
+  auth: UserAuth;
   stop(): Promise<void>;
 }
+
+const DEV_SECRET_KEY = 'dev_jwt_secret';
 
 export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinator> {
   const { config, sql } = deps;
@@ -51,14 +73,47 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     });
     await projection.columns();
 
-    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: deps.dispatch ?? logOnlyDispatch(log) });
-    const scheduler = createScheduler({
-      runPass,
-      intervalMs: config.tick.intervalMs,
+    const devSecret = config.devDefaults
+      ? Buffer.from(await getOrCreateSetting(sql, DEV_SECRET_KEY, () => randomBytes(32).toString('base64')), 'base64')
+      : undefined;
+    const auth = createUserAuth(
+      devSecret
+        ? { devSecret }
+        : { jwksUrl: config.jwt.jwksUrl!, issuer: config.jwt.issuer, audience: config.jwt.audience, log: log.child({ component: 'auth' }) },
+    );
+    if (!devSecret && !config.jwt.jwksUrl) throw new Error('JWKS_URL: expected the JWKS URL of mana-auth outside the dev default');
+
+    let scheduler: Scheduler<PassStats> | undefined;
+    const poke = () => void scheduler?.runOnce().catch(() => undefined);
+    const claims = createClaimService({ sql, leaseMs: config.claims.leaseMs, onReleased: poke });
+    const presence = createPresenceStore({ sql, instanceId: config.instanceId, ttlMs: config.presenceTtlMs });
+    const hub = createWsHub({
+      auth,
+      claims,
+      presence,
+      pendingFor: async (userId) => (await pendingNudgesFor(sql, userId)).map(frameOf),
       log,
-      ...createOutageReporter(log, metrics),
+      registry: metrics.registry,
     });
-    releasers.add(() => scheduler.stop());
+    const bus = createNudgeBus({ sql, instanceId: config.instanceId, log: log.child({ component: 'nudge-bus' }), onNudge: (n) => hub.deliver(n.userId, n.frame) });
+    const fallback = deps.fallback ?? logOnlyFallback(log.child({ component: 'fallback' }));
+    const router = createRouter({
+      sql,
+      log: log.child({ component: 'router' }),
+      registry: metrics.registry,
+      instanceId: config.instanceId,
+      leaseMs: config.claims.leaseMs,
+      timeouts: { wsClaimMs: config.claims.wsTimeoutMs, pushClaimMs: config.claims.pushTimeoutMs },
+      presence,
+      deliverLocal: hub.deliver,
+      hasLocal: hub.hasLocal,
+      publish: bus.publish,
+      push: deps.push,
+      fallback,
+    });
+
+    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: router.sweep });
+    scheduler = createScheduler({ runPass, intervalMs: config.tick.intervalMs, log, ...createOutageReporter(log, metrics) });
 
     let migrated = false;
     const isReady = async () => {
@@ -71,20 +126,40 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       }
     };
 
-    const app = createApp({
-      log,
-      version: config.version,
-      mounts: [(a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, metrics, scheduler, serviceKey: config.serviceKey, isReady })],
-    });
+    const limiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, registry: metrics.registry });
+    const s = scheduler;
+    const mounts: Mount[] = [
+      (a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, metrics, scheduler: s, serviceKey: config.serviceKey, isReady }),
+      (a) => mountOccurrences(a, { sql, auth, claims, serviceKey: config.serviceKey, limiter }),
+      ...(devSecret ? [(a: Parameters<Mount>[0]) => mountDev(a, { sql, auth, devSecret, writerRole: config.syncWriterRole, poke })] : []),
+      ...(deps.mounts ?? []),
+    ];
+    const app = createApp({ log, version: config.version, mounts });
 
     const server = await listen(app.fetch, config.port, config.host);
     releasers.add(() => closeServer(server));
+    hub.attach(server as Server);
+    releasers.add(() => hub.close());
+    await bus.start();
+    releasers.add(() => bus.stop());
+    releasers.add(() => presence.clear().catch(() => undefined));
+
+    const presenceTimer = setInterval(() => {
+      presence
+        .heartbeat()
+        .then(() => presence.sweep())
+        .catch((err: unknown) => log.debug({ err }, 'presence heartbeat failed'));
+    }, Math.max(1000, Math.floor(config.presenceTtlMs / 3)));
+    presenceTimer.unref();
+    releasers.add(() => clearInterval(presenceTimer));
+    releasers.add(() => s.stop());
+
     const port = (server.address() as AddressInfo).port;
     const url = `http://127.0.0.1:${port}`;
-    log.info({ port, tick: config.tick }, 'coordinator listening');
+    log.info({ port, tick: config.tick, devDefaults: config.devDefaults, serverPlanning: fallback.enabled, push: Boolean(deps.push?.enabled) }, 'coordinator listening');
 
-    if (config.tick.enabled) scheduler.start();
-    return { url, port, metrics, projection, scheduler, stop: releasers.releaseAll };
+    if (config.tick.enabled) s.start();
+    return { url, port, metrics, projection, scheduler: s, hub, auth, stop: releasers.releaseAll };
   } catch (err: unknown) {
     await releasers.releaseAll();
     throw err;

@@ -2,7 +2,8 @@
  * The Hono app: request logging, body limits, error mapping, and the route
  * groups passed in by the caller. Knows nothing about process.env.
  */
-import { OpenAPIHono } from '@hono/zod-openapi';
+import { OpenAPIHono, type Hook } from '@hono/zod-openapi';
+import type { Env } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import type { Logger } from '../log.js';
 import { AppError, errorBody } from './errors.js';
@@ -11,20 +12,23 @@ export const MAX_BODY_BYTES = 64 * 1024;
 
 export type Mount = (app: OpenAPIHono) => void;
 
+/** zod failures at the boundary become 400s that say what was expected and what came. */
+export const validationHook: Hook<unknown, Env, string, unknown> = (result, c) => {
+  if (!result.success) {
+    const message = result.error.issues.map((i) => `${i.path.length ? `${i.path.join('.')}: ` : ''}${i.message}`).join('; ');
+    return c.json(errorBody('invalid_request', message), 400);
+  }
+  return undefined;
+};
+
+/** A sub-app for a route group, with the same validation errors as the root. */
+export function createRouteGroup<E extends Env = Env>(): OpenAPIHono<E> {
+  return new OpenAPIHono<E>({ defaultHook: validationHook as unknown as Hook<unknown, E, string, unknown> });
+}
+
 export function createApp(deps: { log: Logger; version: string; mounts: Mount[] }): OpenAPIHono {
   const log = deps.log.child({ component: 'http' });
-  const app = new OpenAPIHono({
-    // zod failures at the boundary become 400s that say what was expected.
-    defaultHook: (result, c) => {
-      if (!result.success) {
-        const message = result.error.issues
-          .map((i) => `${i.path.length ? `${i.path.join('.')}: ` : ''}${i.message}`)
-          .join('; ');
-        return c.json(errorBody('invalid_request', message), 400);
-      }
-      return undefined;
-    },
-  });
+  const app = new OpenAPIHono({ defaultHook: validationHook });
 
   app.use('*', async function requestLog(c, next) {
     const started = performance.now();

@@ -69,7 +69,7 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<void
       INSERT INTO mana_ai.mission_snapshots
         (user_id, mission_id, fields, versions, last_delete, max_pos, present, soft_deleted, state, next_run_at, updated_at)
       SELECT user_id, mission_id, fields, versions, last_delete, max_pos, present, soft_deleted, state, next_run_at, now()
-      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS x(
+      FROM jsonb_to_recordset(${tx.json(rows as never)}::jsonb) AS x(
         user_id text, mission_id text, fields jsonb, versions jsonb, last_delete text, max_pos text,
         present boolean, soft_deleted boolean, state text, next_run_at timestamptz)
       ON CONFLICT (user_id, mission_id) DO UPDATE SET

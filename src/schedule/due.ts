@@ -13,14 +13,19 @@ export interface DueMission {
 const TS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /** Due missions, oldest first. The WHERE clause must match the partial index predicate. */
-export async function findDueMissions(sql: Sql, opts: { limit: number }): Promise<DueMission[]> {
+export async function findDueMissions(sql: Sql, opts: { limit: number; unhandledOnly?: boolean }): Promise<DueMission[]> {
+  // unhandledOnly: skip missions whose occurrence for this nextRunAt exists, so a
+  // backlog that stays due for minutes is not re-dispatched every pass.
   return sql<DueMission[]>`
-    SELECT user_id AS "userId", mission_id AS "missionId",
-           to_char(next_run_at AT TIME ZONE 'UTC', ${sql.unsafe(TS)}) AS "nextRunAt"
-    FROM mana_ai.mission_snapshots
-    WHERE present AND NOT soft_deleted AND state = 'active' AND next_run_at IS NOT NULL
-      AND next_run_at <= now()
-    ORDER BY next_run_at
+    SELECT s.user_id AS "userId", s.mission_id AS "missionId",
+           to_char(s.next_run_at AT TIME ZONE 'UTC', ${sql.unsafe(TS)}) AS "nextRunAt"
+    FROM mana_ai.mission_snapshots s
+    WHERE s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL
+      AND s.next_run_at <= now()
+      AND (${opts.unhandledOnly ?? false} = false OR NOT EXISTS (
+        SELECT 1 FROM mana_ai.occurrences o
+        WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at))
+    ORDER BY s.next_run_at
     LIMIT ${opts.limit}`;
 }
 

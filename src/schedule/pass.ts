@@ -19,13 +19,17 @@ export interface PassStats {
   durationMs: number;
 }
 
-/** Receives the due missions of a pass; later layers create and route occurrences. */
+/** Receives the due missions of a pass; the router creates and routes occurrences. */
 export type Dispatch = (due: DueMission[]) => Promise<void>;
+
+/** Per-pass upkeep after dispatch: settle, expire, retry occurrences. */
+export type Sweep = () => Promise<void>;
 
 export interface PassDeps {
   sql: Sql;
   projection: Projection;
   dispatch: Dispatch;
+  sweep?: Sweep;
   metrics: Metrics;
   log: Logger;
   dueLimit?: number;
@@ -45,7 +49,7 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
     try {
       const refresh = await deps.projection.refresh();
       metrics.projectionStalled.set(refresh.stalled ? 1 : 0);
-      const due = await findDueMissions(deps.sql, { limit: deps.dueLimit ?? 20_000 });
+      const due = await findDueMissions(deps.sql, { limit: deps.dueLimit ?? 20_000, unhandledOnly: deps.sweep !== undefined });
       metrics.dueMissions.set(due.length);
       if (due.length > 0) {
         log.debug({ due: due.length }, 'missions due');
@@ -53,6 +57,13 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
           await deps.dispatch(due);
         } catch (err: unknown) {
           log.error({ err }, 'dispatch failed');
+        }
+      }
+      if (deps.sweep) {
+        try {
+          await deps.sweep();
+        } catch (err: unknown) {
+          log.error({ err }, 'occurrence sweep failed');
         }
       }
       const next = await nextDueAt(deps.sql);

@@ -1,0 +1,171 @@
+/**
+ * Occurrence routes: device claims (user JWT) and the operator listing
+ * (service key). Every route declares its request and response with zod.
+ */
+import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
+import type { Sql } from '../../db/pool.js';
+import { createRouteGroup } from '../app.js';
+import { AppError } from '../errors.js';
+import { requireServiceKey } from '../service-auth.js';
+import { requireUser, type UserEnv } from '../user-gate.js';
+import type { UserAuth } from '../user-auth.js';
+import { CLAIM_HTTP_STATUS, type ClaimOutcome, type ClaimService } from '../../schedule/claims.js';
+import { listOccurrences, type Occurrence } from '../../schedule/occurrences.js';
+import { DeviceId } from '../../nudge/protocol.js';
+import type { RateLimiter } from '../rate-limit.js';
+import { ErrorSchema } from './schemas.js';
+
+export const OccurrenceSchema = z
+  .object({
+    iterationId: z.string().uuid(),
+    userId: z.string(),
+    missionId: z.string(),
+    dueAt: z.string(),
+    status: z.enum(['created', 'nudged', 'claimed', 'planning', 'waiting', 'planned', 'completed', 'superseded', 'failed']),
+    channel: z.enum(['ws', 'push', 'server']).nullable(),
+    claimedBy: z.string().nullable(),
+    deadlineAt: z.string().nullable(),
+    leaseExpiresAt: z.string().nullable(),
+    attempts: z.number().int(),
+    lastError: z.string().nullable(),
+  })
+  .openapi('Occurrence');
+
+const toPublic = (o: Occurrence) => ({
+  iterationId: o.iterationId,
+  userId: o.userId,
+  missionId: o.missionId,
+  dueAt: o.dueAt,
+  status: o.status,
+  channel: o.channel,
+  claimedBy: o.claimedBy,
+  deadlineAt: o.deadlineAt,
+  leaseExpiresAt: o.leaseExpiresAt,
+  attempts: o.attempts,
+  lastError: o.lastError,
+});
+
+const IterationParam = z.object({ iterationId: z.string().uuid().openapi({ param: { name: 'iterationId', in: 'path' } }) });
+const DeviceBody = z.object({ deviceId: DeviceId });
+const ReleaseBody = z.object({ deviceId: DeviceId, reason: z.string().max(500).optional() });
+const ClaimGranted = z.object({ granted: z.literal(true), leaseExpiresAt: z.string() }).openapi('ClaimGranted');
+const Done = z.object({ ok: z.literal(true), status: z.string() });
+
+const errorResponses = {
+  400: { description: 'invalid request', content: { 'application/json': { schema: ErrorSchema } } },
+  401: { description: 'missing or invalid token', content: { 'application/json': { schema: ErrorSchema } } },
+  403: { description: "another user's occurrence", content: { 'application/json': { schema: ErrorSchema } } },
+  404: { description: 'unknown occurrence', content: { 'application/json': { schema: ErrorSchema } } },
+  409: { description: 'held by another device or the server', content: { 'application/json': { schema: ErrorSchema } } },
+  410: { description: 'already completed, planned or superseded', content: { 'application/json': { schema: ErrorSchema } } },
+  429: { description: 'rate limited', content: { 'application/json': { schema: ErrorSchema } } },
+} as const;
+
+const MESSAGES: Record<Exclude<ClaimOutcome['kind'], 'granted'>, string> = {
+  'not-found': 'no occurrence with this iterationId',
+  forbidden: 'this occurrence belongs to another user',
+  held: 'the occurrence is held by another party',
+  gone: 'the occurrence is already done',
+  'not-holder': 'this device does not hold the occurrence',
+};
+
+function refuse(out: Exclude<ClaimOutcome, { kind: 'granted' }>): never {
+  const detail = out.kind === 'held' ? ` (${out.by})` : out.kind === 'gone' ? ` (${out.status})` : '';
+  throw new AppError(CLAIM_HTTP_STATUS[out.kind], out.kind, `${MESSAGES[out.kind]}${detail}`);
+}
+
+export interface OccurrenceRouteDeps {
+  sql: Sql;
+  auth: UserAuth;
+  claims: ClaimService;
+  serviceKey: string;
+  limiter: RateLimiter;
+}
+
+export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): void {
+  const user = createRouteGroup<UserEnv>();
+  // Path-scoped: a '*' middleware on a group mounted at '/' would gate every route.
+  user.use('/v1/occurrences', requireUser(deps.auth));
+  user.use('/v1/occurrences/*', requireUser(deps.auth));
+  user.use('/v1/occurrences/*', deps.limiter.middleware('claims'));
+
+  user.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/occurrences/{iterationId}/claim',
+      summary: 'Claim an occurrence for this device (first claim wins)',
+      security: [{ bearer: [] }],
+      request: { params: IterationParam, body: { content: { 'application/json': { schema: DeviceBody } }, required: true } },
+      responses: { 200: { description: 'granted', content: { 'application/json': { schema: ClaimGranted } } }, ...errorResponses },
+    }),
+    async (c) => {
+      const out = await deps.claims.claim({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: c.req.valid('json').deviceId });
+      if (out.kind !== 'granted') refuse(out);
+      return c.json({ granted: true as const, leaseExpiresAt: out.leaseExpiresAt }, 200);
+    },
+  );
+
+  user.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/occurrences/{iterationId}/complete',
+      summary: 'Mark a claimed occurrence completed (lease holder only)',
+      security: [{ bearer: [] }],
+      request: { params: IterationParam, body: { content: { 'application/json': { schema: DeviceBody } }, required: true } },
+      responses: { 200: { description: 'completed', content: { 'application/json': { schema: Done } } }, ...errorResponses },
+    }),
+    async (c) => {
+      const out = await deps.claims.complete({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: c.req.valid('json').deviceId });
+      if (out.kind !== 'granted') refuse(out);
+      return c.json({ ok: true as const, status: out.occurrence.status }, 200);
+    },
+  );
+
+  user.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/occurrences/{iterationId}/release',
+      summary: 'Give a claimed occurrence back; the server falls back at once',
+      security: [{ bearer: [] }],
+      request: { params: IterationParam, body: { content: { 'application/json': { schema: ReleaseBody } }, required: true } },
+      responses: { 200: { description: 'released', content: { 'application/json': { schema: Done } } }, ...errorResponses },
+    }),
+    async (c) => {
+      const body = c.req.valid('json');
+      const out = await deps.claims.release({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: body.deviceId, reason: body.reason });
+      if (out.kind !== 'granted') refuse(out);
+      return c.json({ ok: true as const, status: out.occurrence.status }, 200);
+    },
+  );
+
+  user.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/occurrences',
+      summary: "The caller's own occurrences, newest first",
+      security: [{ bearer: [] }],
+      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }) },
+      responses: { 200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OccurrenceSchema) } } }, 401: errorResponses[401] },
+    }),
+    async (c) => c.json((await listOccurrences(deps.sql, { userId: c.get('userId'), limit: c.req.valid('query').limit })).map(toPublic), 200),
+  );
+
+  const internal = createRouteGroup();
+  internal.use('/internal/*', requireServiceKey(deps.serviceKey));
+  internal.openapi(
+    createRoute({
+      method: 'get',
+      path: '/internal/occurrences',
+      summary: 'Occurrences for operators, optionally of one user',
+      request: { query: z.object({ userId: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(10_000).default(500), open: z.enum(['true', 'false']).optional() }) },
+      responses: { 200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OccurrenceSchema) } } }, 401: errorResponses[401] },
+    }),
+    async (c) => {
+      const q = c.req.valid('query');
+      return c.json((await listOccurrences(deps.sql, { userId: q.userId, limit: q.limit, openOnly: q.open === 'true' })).map(toPublic), 200);
+    },
+  );
+
+  app.route('/', user);
+  app.route('/', internal);
+}

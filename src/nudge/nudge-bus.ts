@@ -1,0 +1,79 @@
+/**
+ * Carries a nudge decided on one instance to the instance holding the
+ * user's socket, over Postgres LISTEN/NOTIFY. A latency hint, not a
+ * transport of record: the ledger stays authoritative and sockets get their
+ * pending nudges again on (re)connect. Nudges are batched into as few
+ * NOTIFYs as fit the 8 KB payload limit, since notifying commits serialize.
+ */
+import type { Sql } from '../db/pool.js';
+import type { Logger } from '../log.js';
+import type { MissionDue } from './protocol.js';
+
+export const NUDGE_CHANNEL = 'mana_ai_nudge';
+const MAX_PAYLOAD = 7000;
+
+export interface Nudge {
+  userId: string;
+  frame: MissionDue;
+}
+
+interface Envelope {
+  from: string;
+  nudges: [userId: string, missionId: string, iterationId: string, dueAt: string][];
+}
+
+export interface NudgeBus {
+  start(): Promise<void>;
+  publish(nudges: Nudge[]): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function createNudgeBus(deps: { sql: Sql; instanceId: string; log: Logger; onNudge: (n: Nudge) => void }): NudgeBus {
+  const { sql, instanceId, log } = deps;
+  let unlisten: (() => Promise<void>) | undefined;
+
+  function receive(payload: string): void {
+    let env: Envelope;
+    try {
+      env = JSON.parse(payload) as Envelope;
+    } catch {
+      log.warn('ignoring an unparsable nudge notification');
+      return;
+    }
+    // Our own nudges were delivered locally already.
+    if (env.from === instanceId || !Array.isArray(env.nudges)) return;
+    for (const [userId, missionId, iterationId, dueAt] of env.nudges) {
+      deps.onNudge({ userId, frame: { type: 'mission-due', missionId, iterationId, dueAt } });
+    }
+  }
+
+  return {
+    async start() {
+      const listener = await sql.listen(NUDGE_CHANNEL, receive, () => log.debug('listening for nudges'));
+      unlisten = listener.unlisten;
+    },
+    async publish(nudges) {
+      let batch: Envelope['nudges'] = [];
+      let size = 0;
+      const flush = async () => {
+        if (batch.length === 0) return;
+        const payload = JSON.stringify({ from: instanceId, nudges: batch } satisfies Envelope);
+        batch = [];
+        size = 0;
+        await sql.notify(NUDGE_CHANNEL, payload);
+      };
+      for (const n of nudges) {
+        const entry: Envelope['nudges'][number] = [n.userId, n.frame.missionId, n.frame.iterationId, n.frame.dueAt];
+        const len = JSON.stringify(entry).length + 1;
+        if (size + len > MAX_PAYLOAD) await flush();
+        batch.push(entry);
+        size += len;
+      }
+      await flush();
+    },
+    async stop() {
+      await unlisten?.();
+      unlisten = undefined;
+    },
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * The routing decision, pure: which party gets an occurrence, and how long
+ * it has to claim it. DESIGN.md "Routing": a live socket anywhere → WebSocket
+ * to all the user's open devices; else push subscriptions → Web Push; else
+ * the server plans it — or, when the server cannot (no LLM configured), the
+ * occurrence waits for a device.
+ */
+
+export interface RouteFacts {
+  liveSocket: boolean;
+  pushSubscriptions: number;
+  pushEnabled: boolean;
+  serverPlanning: boolean;
+}
+
+export type Route =
+  | { channel: 'ws'; deadlineMs: number }
+  | { channel: 'push'; deadlineMs: number }
+  | { channel: 'server' }
+  | { channel: 'wait'; reason: string };
+
+export interface RouteTimeouts {
+  wsClaimMs: number;
+  pushClaimMs: number;
+}
+
+export function decideRoute(facts: RouteFacts, timeouts: RouteTimeouts): Route {
+  if (facts.liveSocket) return { channel: 'ws', deadlineMs: timeouts.wsClaimMs };
+  if (facts.pushEnabled && facts.pushSubscriptions > 0) return { channel: 'push', deadlineMs: timeouts.pushClaimMs };
+  return fallbackRoute(facts);
+}
+
+export const WAIT_REASON = 'no device answered and server planning is off (MANA_LLM_URL unset)';
+
+/** Where an occurrence goes when no device can take it (now, or after a deadline or lease). */
+export function fallbackRoute(facts: Pick<RouteFacts, 'serverPlanning'>): Route {
+  if (facts.serverPlanning) return { channel: 'server' };
+  return { channel: 'wait', reason: WAIT_REASON };
+}
+
+/** Retry delay for an occurrence waiting on a device: 1 min doubling to 1 h. */
+export function waitBackoffMs(attempts: number): number {
+  return Math.min(60_000 * 2 ** Math.max(0, attempts), 3_600_000);
+}

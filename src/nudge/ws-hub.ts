@@ -1,0 +1,232 @@
+/**
+ * The WebSocket hub at GET /v1/ws on the coordinator's own HTTP server.
+ * A socket must send `{type:'auth'}` first, within AUTH_TIMEOUT_MS; after
+ * that it receives only its own user's nudges, may claim, and pings.
+ * Protocol-level pings drop dead peers; bad frames get an error frame, never
+ * a crash; frames above MAX_FRAME_BYTES close the socket (ws's maxPayload).
+ */
+import type { IncomingMessage, Server } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { WebSocketServer, type WebSocket, type RawData } from 'ws';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import type { Logger } from '../log.js';
+import type { UserAuth } from '../http/user-auth.js';
+import type { ClaimService } from '../schedule/claims.js';
+import type { PresenceStore } from '../devices/presence.js';
+import { AUTH_TIMEOUT_MS, CLOSE_CODES, ClientFrame, MAX_FRAME_BYTES, type MissionDue, type ServerFrame } from './protocol.js';
+
+export const WS_PATH = '/v1/ws';
+/** A socket sending this many invalid frames is closed. */
+const MAX_INVALID_FRAMES = 20;
+
+interface Conn {
+  id: string;
+  ws: WebSocket;
+  userId?: string;
+  deviceId?: string;
+  alive: boolean;
+  invalid: number;
+}
+
+export interface WsHubDeps {
+  auth: UserAuth;
+  claims: ClaimService;
+  presence: PresenceStore;
+  /** Nudges still actionable for a user, sent right after auth (NOTIFY is only a hint). */
+  pendingFor: (userId: string) => Promise<MissionDue[]>;
+  log: Logger;
+  registry: Registry;
+  heartbeatMs?: number;
+  authTimeoutMs?: number;
+}
+
+export interface WsHub {
+  attach(server: Server): void;
+  /** Sends a frame to every local socket of the user; returns how many got it. */
+  deliver(userId: string, frame: MissionDue): number;
+  /** True when this instance holds a socket of the user. */
+  hasLocal(userId: string): boolean;
+  connections(): number;
+  close(): Promise<void>;
+}
+
+export function createWsHub(deps: WsHubDeps): WsHub {
+  const log = deps.log.child({ component: 'ws' });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: MAX_FRAME_BYTES, perMessageDeflate: false });
+  const byUser = new Map<string, Set<Conn>>();
+  const all = new Set<Conn>();
+  const registers = [deps.registry];
+  const gauge = new Gauge({ name: 'mana_ai_ws_connections', help: 'Authenticated WebSocket connections on this instance', registers });
+  const framesIn = new Counter({ name: 'mana_ai_ws_frames_total', help: 'Client frames by outcome', labelNames: ['outcome'] as const, registers });
+  const nudgesSent = new Counter({ name: 'mana_ai_ws_nudges_sent_total', help: 'mission-due frames sent', registers });
+  const closes = new Counter({ name: 'mana_ai_ws_closed_total', help: 'Sockets closed by the server, by reason', labelNames: ['reason'] as const, registers });
+
+  function send(conn: Conn, frame: ServerFrame): void {
+    if (conn.ws.readyState === conn.ws.OPEN) conn.ws.send(JSON.stringify(frame));
+  }
+
+  function closeWith(conn: Conn, code: number, reason: string): void {
+    closes.inc({ reason });
+    conn.ws.close(code, reason);
+  }
+
+  function protocolError(conn: Conn, code: string, message: string): void {
+    framesIn.inc({ outcome: 'invalid' });
+    send(conn, { type: 'error', code, message });
+    if (++conn.invalid >= MAX_INVALID_FRAMES) closeWith(conn, CLOSE_CODES.protocolError, 'too many invalid frames');
+  }
+
+  async function authenticate(conn: Conn, token: string, deviceId: string): Promise<void> {
+    try {
+      const { userId } = await deps.auth.verify(token);
+      if (conn.ws.readyState !== conn.ws.OPEN) return;
+      conn.userId = userId;
+      conn.deviceId = deviceId;
+      // auth-ok goes out before the socket can receive any nudge.
+      send(conn, { type: 'auth-ok', userId, deviceId });
+      let set = byUser.get(userId);
+      if (!set) byUser.set(userId, (set = new Set()));
+      set.add(conn);
+      gauge.set(countAuthenticated());
+      await deps.presence.add({ connId: conn.id, userId, deviceId });
+      for (const frame of await deps.pendingFor(userId)) send(conn, frame);
+    } catch (err: unknown) {
+      log.info({ connId: conn.id, reason: (err as Error).message }, 'socket auth refused');
+      send(conn, { type: 'error', code: 'auth-failed', message: (err as Error).message });
+      closeWith(conn, CLOSE_CODES.authFailed, 'authentication failed');
+    }
+  }
+
+  async function onFrame(conn: Conn, raw: RawData, isBinary: boolean): Promise<void> {
+    if (isBinary) return protocolError(conn, 'binary-frame', 'expected a JSON text frame');
+    let json: unknown;
+    try {
+      json = JSON.parse(raw.toString());
+    } catch {
+      return protocolError(conn, 'invalid-json', 'expected a JSON object');
+    }
+    const parsed = ClientFrame.safeParse(json);
+    if (!parsed.success) {
+      const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'frame'}: ${i.message}`).join('; ');
+      if (!conn.userId) {
+        send(conn, { type: 'error', code: 'auth-required', message: `expected {type:'auth', token, deviceId} first: ${msg}` });
+        return closeWith(conn, CLOSE_CODES.authFailed, 'expected an auth frame first');
+      }
+      return protocolError(conn, 'invalid-frame', msg);
+    }
+    const frame = parsed.data;
+    framesIn.inc({ outcome: frame.type });
+    if (!conn.userId) {
+      if (frame.type !== 'auth') {
+        send(conn, { type: 'error', code: 'auth-required', message: `expected {type:'auth'} first, got ${frame.type}` });
+        return closeWith(conn, CLOSE_CODES.authFailed, 'expected an auth frame first');
+      }
+      return authenticate(conn, frame.token, frame.deviceId);
+    }
+    switch (frame.type) {
+      case 'auth':
+        return protocolError(conn, 'already-authenticated', 'this socket is already authenticated');
+      case 'ping':
+        return send(conn, { type: 'pong' });
+      case 'claim': {
+        const out = await deps.claims.claim({ iterationId: frame.iterationId, userId: conn.userId, deviceId: conn.deviceId! });
+        if (out.kind === 'granted') {
+          return send(conn, { type: 'claim-result', iterationId: frame.iterationId, granted: true, leaseExpiresAt: out.leaseExpiresAt });
+        }
+        return send(conn, { type: 'claim-result', iterationId: frame.iterationId, granted: false, reason: out.kind });
+      }
+    }
+  }
+
+  function countAuthenticated(): number {
+    let n = 0;
+    for (const set of byUser.values()) n += set.size;
+    return n;
+  }
+
+  function onConnection(ws: WebSocket): void {
+    const conn: Conn = { id: randomUUID(), ws, alive: true, invalid: 0 };
+    all.add(conn);
+    const authTimer = setTimeout(() => {
+      if (!conn.userId) closeWith(conn, CLOSE_CODES.authTimeout, 'no auth frame in time');
+    }, deps.authTimeoutMs ?? AUTH_TIMEOUT_MS);
+    ws.on('pong', () => {
+      conn.alive = true;
+    });
+    ws.on('message', (raw, isBinary) => {
+      conn.alive = true;
+      onFrame(conn, raw, isBinary).catch((err: unknown) => {
+        log.error({ err, connId: conn.id }, 'frame handling failed');
+        send(conn, { type: 'error', code: 'internal', message: 'internal error' });
+      });
+    });
+    ws.on('error', (err) => log.debug({ err: err.message, connId: conn.id }, 'socket error'));
+    ws.on('close', () => {
+      clearTimeout(authTimer);
+      all.delete(conn);
+      if (conn.userId) {
+        const set = byUser.get(conn.userId);
+        set?.delete(conn);
+        if (set?.size === 0) byUser.delete(conn.userId);
+        gauge.set(countAuthenticated());
+        deps.presence.remove(conn.id).catch((err: unknown) => log.warn({ err }, 'presence removal failed'));
+      }
+    });
+  }
+
+  const heartbeat = setInterval(() => {
+    for (const conn of all) {
+      if (!conn.alive) {
+        closes.inc({ reason: 'dead peer' });
+        conn.ws.terminate();
+        continue;
+      }
+      conn.alive = false;
+      conn.ws.ping();
+    }
+  }, deps.heartbeatMs ?? 30_000);
+  heartbeat.unref();
+
+  function onUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== WS_PATH) {
+      socket.destroy();
+      return;
+    }
+    socket.on('error', () => socket.destroy());
+    wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws));
+  }
+
+  return {
+    attach(server) {
+      server.on('upgrade', onUpgrade);
+    },
+    deliver(userId, frame) {
+      const set = byUser.get(userId);
+      if (!set) return 0;
+      const text = JSON.stringify(frame);
+      let n = 0;
+      for (const conn of set) {
+        if (conn.ws.readyState === conn.ws.OPEN) {
+          conn.ws.send(text);
+          n++;
+        }
+      }
+      nudgesSent.inc(n);
+      return n;
+    },
+    hasLocal(userId) {
+      return byUser.has(userId);
+    },
+    connections: () => all.size,
+    async close() {
+      clearInterval(heartbeat);
+      for (const conn of all) conn.ws.close(CLOSE_CODES.shuttingDown, 'server shutting down');
+      // Give clients a moment to answer the close handshake, then cut the rest.
+      await new Promise((r) => setTimeout(r, 100));
+      for (const conn of all) conn.ws.terminate();
+      await new Promise<void>((resolve) => wss.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,206 @@
+/**
+ * Queries over the occurrence ledger. Creation is INSERT … ON CONFLICT DO
+ * NOTHING (the instance whose insert lands routes it); every transition is
+ * a compare-and-set UPDATE … WHERE status = … RETURNING, so several
+ * instances never double-handle; scans take rows FOR UPDATE SKIP LOCKED.
+ */
+import type { Sql } from '../db/pool.js';
+import type { DueMission } from './due.js';
+import { iterationIdFor } from './occurrence-id.js';
+
+export type OccurrenceStatus =
+  | 'created'
+  | 'nudged'
+  | 'claimed'
+  | 'planning'
+  | 'waiting'
+  | 'planned'
+  | 'completed'
+  | 'superseded'
+  | 'failed';
+export type Channel = 'ws' | 'push' | 'server';
+
+export const OPEN_STATUSES: readonly OccurrenceStatus[] = ['created', 'nudged', 'claimed', 'planning', 'waiting'];
+export const DONE_STATUSES: readonly OccurrenceStatus[] = ['planned', 'completed', 'superseded', 'failed'];
+
+export interface Occurrence {
+  iterationId: string;
+  userId: string;
+  missionId: string;
+  dueAt: string;
+  status: OccurrenceStatus;
+  channel: Channel | null;
+  claimedBy: string | null;
+  deadlineAt: string | null;
+  leaseExpiresAt: string | null;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+const ts = (col: string) => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
+/** The select list (qualified by `o.`), snake_case stopping here. */
+const COLUMNS = `
+  o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.mission_id AS "missionId",
+  ${ts('o.due_at')} AS "dueAt", o.status, o.channel, o.claimed_by AS "claimedBy",
+  ${ts('o.deadline_at')} AS "deadlineAt", ${ts('o.lease_expires_at')} AS "leaseExpiresAt",
+  o.attempts, ${ts('o.next_attempt_at')} AS "nextAttemptAt", o.last_error AS "lastError",
+  ${ts('o.created_at')} AS "createdAt", ${ts('o.updated_at')} AS "updatedAt"`;
+
+export function serverHolder(instanceId: string): string {
+  return `server:${instanceId}`;
+}
+
+/** Creates the occurrences of due missions; returns only the ones this call created. */
+export async function createOccurrences(sql: Sql, due: DueMission[]): Promise<Occurrence[]> {
+  if (due.length === 0) return [];
+  const rows = due.map((d) => ({ i: iterationIdFor(d.userId, d.missionId, d.nextRunAt), u: d.userId, m: d.missionId, d: d.nextRunAt }));
+  return sql<Occurrence[]>`
+    WITH ins AS (
+      INSERT INTO mana_ai.occurrences (iteration_id, user_id, mission_id, due_at)
+      SELECT i, u, m, d FROM jsonb_to_recordset(${sql.json(rows)}::jsonb) AS x(i uuid, u text, m text, d timestamptz)
+      ON CONFLICT DO NOTHING
+      RETURNING *
+    )
+    SELECT ${sql.unsafe(COLUMNS)} FROM ins o`;
+}
+
+/** created|waiting → nudged on a channel, with a claim deadline. */
+export async function markNudged(sql: Sql, iterationId: string, channel: 'ws' | 'push', deadlineMs: number): Promise<Occurrence | null> {
+  const [row] = await sql<Occurrence[]>`
+    UPDATE mana_ai.occurrences o SET status = 'nudged', channel = ${channel},
+      deadline_at = now() + make_interval(secs => ${deadlineMs / 1000}), claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
+    WHERE iteration_id = ${iterationId} AND status IN ('created', 'waiting')
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+  return row ?? null;
+}
+
+/** Hands an occurrence to the server planner (from the given statuses), holding a lease. */
+export async function takeForServer(
+  sql: Sql,
+  iterationId: string,
+  from: readonly OccurrenceStatus[],
+  holder: string,
+  leaseMs: number,
+  reason?: string,
+): Promise<Occurrence | null> {
+  const [row] = await sql<Occurrence[]>`
+    UPDATE mana_ai.occurrences o SET status = 'planning', channel = 'server', claimed_by = ${holder},
+      lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
+      last_error = coalesce(${reason ?? null}, last_error), updated_at = now()
+    WHERE iteration_id = ${iterationId} AND status = ANY(${from as string[]})
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+  return row ?? null;
+}
+
+/** → waiting for a device, with a reason visible to operators and a time to try again. */
+export async function markWaiting(
+  sql: Sql,
+  iterationId: string,
+  opts: { from: readonly OccurrenceStatus[]; reason: string; retryInMs: number; holder?: string },
+): Promise<Occurrence | null> {
+  const [row] = await sql<Occurrence[]>`
+    UPDATE mana_ai.occurrences o SET status = 'waiting', claimed_by = NULL, lease_expires_at = NULL, deadline_at = NULL,
+      last_error = ${opts.reason}, next_attempt_at = now() + make_interval(secs => ${opts.retryInMs / 1000}), updated_at = now()
+    WHERE iteration_id = ${iterationId} AND status = ANY(${opts.from as string[]})
+      AND (${opts.holder ?? null}::text IS NULL OR claimed_by = ${opts.holder ?? null})
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+  return row ?? null;
+}
+
+/**
+ * Takes occurrences whose claim deadline or lease passed: nudged with no
+ * claim, a device lease that expired without completion, or a server lease
+ * left by an instance that died. SKIP LOCKED spreads them over instances.
+ */
+export async function takeExpired(sql: Sql, holder: string, leaseMs: number, limit: number): Promise<Occurrence[]> {
+  return sql<Occurrence[]>`
+    WITH deadline AS (
+      SELECT iteration_id, 'no claim before the deadline' AS why FROM mana_ai.occurrences
+      WHERE status = 'nudged' AND deadline_at <= now() ORDER BY deadline_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+    ), lease AS (
+      SELECT iteration_id, 'lease of ' || coalesce(claimed_by, '?') || ' expired' AS why FROM mana_ai.occurrences
+      WHERE status IN ('claimed', 'planning') AND lease_expires_at <= now() ORDER BY lease_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+    ), expired AS (
+      SELECT * FROM deadline UNION ALL SELECT * FROM lease
+    )
+    UPDATE mana_ai.occurrences o SET status = 'planning', channel = 'server', claimed_by = ${holder},
+      lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
+      last_error = expired.why, updated_at = now()
+    FROM expired WHERE o.iteration_id = expired.iteration_id
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/** Waiting occurrences whose retry time came, taken (SKIP LOCKED) so one instance re-routes each. */
+export async function takeWaitingDue(sql: Sql, limit: number): Promise<Occurrence[]> {
+  return sql<Occurrence[]>`
+    WITH due AS (
+      SELECT iteration_id FROM mana_ai.occurrences
+      WHERE status = 'waiting' AND next_attempt_at <= now()
+      ORDER BY next_attempt_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+    )
+    UPDATE mana_ai.occurrences o SET status = 'created', attempts = o.attempts + 1, updated_at = now()
+    FROM due WHERE o.iteration_id = due.iteration_id
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/**
+ * Closes open occurrences the mission has moved past: an iteration with this
+ * id appeared, or nextRunAt moved past dueAt → completed; the mission was
+ * paused, finished, archived, deleted or rescheduled → superseded.
+ */
+export async function settleFromSnapshots(sql: Sql): Promise<{ iterationId: string; userId: string; status: OccurrenceStatus }[]> {
+  return sql`
+    WITH open AS (
+      SELECT o.iteration_id, o.due_at, s.present, s.soft_deleted, s.state, s.next_run_at,
+             (s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)) AS has_iteration
+      FROM mana_ai.occurrences o
+      LEFT JOIN mana_ai.mission_snapshots s ON s.user_id = o.user_id AND s.mission_id = o.mission_id
+      WHERE o.status IN ('created', 'nudged', 'claimed', 'planning', 'waiting')
+      FOR UPDATE OF o SKIP LOCKED
+    ), verdict AS (
+      SELECT iteration_id, CASE
+        WHEN coalesce(has_iteration, false) THEN 'completed'
+        WHEN present IS NOT TRUE OR soft_deleted OR state IS DISTINCT FROM 'active' THEN 'superseded'
+        WHEN next_run_at > due_at THEN 'completed'
+        ELSE 'superseded' END AS status,
+        CASE
+        WHEN coalesce(has_iteration, false) THEN 'iteration appeared on the mission'
+        WHEN present IS NOT TRUE OR soft_deleted THEN 'mission deleted'
+        WHEN state IS DISTINCT FROM 'active' THEN 'mission ' || coalesce(state, 'without state')
+        WHEN next_run_at > due_at THEN 'nextRunAt moved past dueAt'
+        ELSE 'mission rescheduled' END AS why
+      FROM open
+      WHERE coalesce(has_iteration, false) OR present IS NOT TRUE OR soft_deleted
+         OR state IS DISTINCT FROM 'active' OR next_run_at IS DISTINCT FROM due_at
+    )
+    UPDATE mana_ai.occurrences o SET status = verdict.status, lease_expires_at = NULL, deadline_at = NULL,
+      last_error = CASE WHEN verdict.status = 'superseded' THEN verdict.why ELSE o.last_error END, updated_at = now()
+    FROM verdict WHERE o.iteration_id = verdict.iteration_id
+    RETURNING o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.status`;
+}
+
+export async function getOccurrence(sql: Sql, iterationId: string): Promise<Occurrence | null> {
+  const [row] = await sql<Occurrence[]>`SELECT ${sql.unsafe(COLUMNS)} FROM mana_ai.occurrences o WHERE iteration_id = ${iterationId}`;
+  return row ?? null;
+}
+
+export async function listOccurrences(sql: Sql, opts: { userId?: string; limit: number; openOnly?: boolean }): Promise<Occurrence[]> {
+  return sql<Occurrence[]>`
+    SELECT ${sql.unsafe(COLUMNS)} FROM mana_ai.occurrences o
+    WHERE (${opts.userId ?? null}::text IS NULL OR o.user_id = ${opts.userId ?? null})
+      AND (${opts.openOnly ?? false} = false OR o.status IN ('created', 'nudged', 'claimed', 'planning', 'waiting'))
+    ORDER BY o.due_at DESC, o.iteration_id
+    LIMIT ${opts.limit}`;
+}
+
+/** Nudges a device may still act on: sent on (re)connect, since NOTIFY is only a hint. */
+export async function pendingNudgesFor(sql: Sql, userId: string): Promise<Occurrence[]> {
+  return sql<Occurrence[]>`
+    SELECT ${sql.unsafe(COLUMNS)} FROM mana_ai.occurrences o
+    WHERE o.user_id = ${userId} AND (o.status = 'waiting' OR (o.status = 'nudged' AND o.deadline_at > now()))
+    ORDER BY o.due_at LIMIT 100`;
+}
