@@ -1,0 +1,85 @@
+/**
+ * The dev-default endpoints the demo uses: a token for a chosen user, and the
+ * mana-sync-shaped endpoints that write real `sync_changes` rows and read the
+ * projected missions.
+ */
+import type { Mission } from '../../../src/projection/mission.js';
+import { createApi, type Api } from '../lib/http.js';
+
+export type { Mission };
+
+export interface SyncChange {
+  appId: string;
+  tableName: string;
+  recordId: string;
+  op: 'insert' | 'update' | 'delete';
+  data: Record<string, unknown> | null;
+  fieldTimestamps?: Record<string, string>;
+}
+
+/** A dev token for `userId` (unauthenticated; dev default only). */
+export async function fetchDevToken(baseUrl: string, userId: string): Promise<string> {
+  const api = createApi({ baseUrl });
+  const body = await api.json<{ token?: unknown }>('POST', '/dev/token', { userId }, { auth: false });
+  if (typeof body?.token !== 'string') throw new Error('POST /dev/token returned no token');
+  return body.token;
+}
+
+/** Seconds-since-epoch `exp` of a JWT, without verifying it (only to refresh early). */
+export function tokenExpiry(token: string): number | undefined {
+  const payload = token.split('.')[1];
+  if (!payload) return undefined;
+  try {
+    const json = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown };
+    return typeof json.exp === 'number' ? json.exp : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface DevApi {
+  api: Api;
+  postChanges(changes: SyncChange[]): Promise<void>;
+  missions(): Promise<Mission[]>;
+  mission(id: string): Promise<Mission | undefined>;
+  occurrences(): Promise<OccurrenceRow[]>;
+}
+
+/** A row of `GET /v1/occurrences`. */
+export interface OccurrenceRow {
+  iterationId: string;
+  missionId: string;
+  dueAt: string;
+  status: string;
+  channel?: string | null;
+  claimedBy?: string | null;
+  deadlineAt?: string | null;
+  leaseExpiresAt?: string | null;
+  attempts?: number;
+  lastError?: string | null;
+}
+
+export function createDevApi(baseUrl: string, getToken: () => Promise<string>): DevApi {
+  const api = createApi({ baseUrl, getToken });
+  async function missions(): Promise<Mission[]> {
+    const body = await api.json<unknown>('GET', '/dev/sync/missions');
+    // Tolerate `{ missions: [...] }` as well as a bare array.
+    const list = Array.isArray(body) ? body : (body as { missions?: unknown } | undefined)?.missions;
+    return Array.isArray(list) ? (list.filter((m) => typeof m === 'object' && m !== null && typeof (m as { id?: unknown }).id === 'string') as Mission[]) : [];
+  }
+  return {
+    api,
+    async postChanges(changes) {
+      await api.json('POST', '/dev/sync/changes', { changes });
+    },
+    missions,
+    async mission(id) {
+      return (await missions()).find((m) => m.id === id);
+    },
+    async occurrences() {
+      const body = await api.json<unknown>('GET', '/v1/occurrences');
+      const list = Array.isArray(body) ? body : (body as { occurrences?: unknown } | undefined)?.occurrences;
+      return Array.isArray(list) ? (list as OccurrenceRow[]) : [];
+    },
+  };
+}

@@ -1,0 +1,543 @@
+/**
+ * The demo page (`/demo`): the whole loop in a real browser — sign in as a
+ * dev user, create a mission due in N seconds, watch the nudge arrive, the
+ * claim, the (demo) plan, the proposals, and the occurrence ledger.
+ *
+ * Stable hooks for Playwright (keep them when changing the page):
+ *   #user-id, #sign-in, #sign-out, #signed-in-as, #device-id
+ *   #mission-title, #due-seconds, #create-mission
+ *   #enable-push, #disable-push, #push-status[data-state=unknown|enabled|disabled|error]
+ *   #status[data-state=<connection status: idle|connecting|authenticating|open|waiting|paused|stopped>]
+ *   [data-testid=mission-row][data-mission-id]
+ *   [data-testid=proposal][data-proposal-id][data-iteration-id][data-mission-id]
+ *       [data-status=pending|approved|rejected][data-source=browser|server]
+ *     inside: [data-testid=approve], [data-testid=reject], [data-testid=proposal-status]
+ *   [data-testid=occurrence-row][data-iteration-id][data-mission-id][data-status][data-mine=true|false]
+ *   #log > [data-testid=log-entry][data-event=<event>]   (newest first); <event> is a client
+ *     event type (connected, disconnected, nudge, skipped, claimed, planned, released,
+ *     elsewhere, staged, push-enabled, push-disabled, error) or a demo one (signed-in,
+ *     signed-out, mission-created, approved, rejected, worker, notification-click,
+ *     worker:<outcome> relayed from the service worker, e.g. worker:planned)
+ *   body[data-ready=true] once the page restored its state (signed in or not)
+ *   window.manaDemo = { client, deviceId, userId, refresh() }
+ *   window.manaDemoPushManager: set it before load (page.addInitScript) to replace
+ *     the browser's PushManager for #enable-push (offline Chromium cannot subscribe).
+ *   ?device=<id> in the URL sets this browser's device id (stored for later loads).
+ */
+import { createMissionClient, type MissionClient, type MissionClientEvent, type PushManagerLike } from './index.js';
+import { createDevApi, fetchDevToken, tokenExpiry, type DevApi, type Mission, type OccurrenceRow } from './demo-lib/dev-api.js';
+import { planWithDemoPlanner, proposalsFor } from './demo-lib/planner.js';
+import {
+  DEMO_CHANNEL,
+  addProposals,
+  listProposals,
+  saveSession,
+  setProposalStatus,
+  type DemoMessage,
+  type DemoSession,
+  type Proposal,
+} from './demo-lib/store.js';
+
+const BASE_URL = location.origin;
+const SW_URL = '/demo/sw.js';
+const SW_SCOPE = '/demo/';
+const KEYS = { device: 'mana-ai-demo:device-id', user: 'mana-ai-demo:user-id', session: 'mana-ai-demo:session', push: 'mana-ai-demo:push' };
+
+declare global {
+  interface Window {
+    manaDemo?: { client: MissionClient | null; deviceId: string; userId: string | null; refresh: () => Promise<void> };
+    manaDemoPushManager?: PushManagerLike;
+  }
+}
+
+function el<T extends HTMLElement = HTMLElement>(id: string): T {
+  const found = document.getElementById(id);
+  if (!found) throw new Error(`#${id} missing from the demo page`);
+  return found as T;
+}
+
+function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  node.append(...children);
+  return node;
+}
+
+const short = (id: string) => id.slice(0, 8);
+
+function relative(iso: string | null | undefined): string {
+  if (!iso) return '—';
+  const ms = Date.parse(iso) - Date.now();
+  if (Number.isNaN(ms)) return iso;
+  const s = Math.round(Math.abs(ms) / 1000);
+  const text = s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
+  return ms >= 0 ? `in ${text}` : `${text} ago`;
+}
+
+// ---- device and session --------------------------------------------------
+
+function initDeviceId(): string {
+  const fromUrl = new URLSearchParams(location.search).get('device');
+  const valid = (v: string | null): v is string => !!v && /^[A-Za-z0-9._:-]{1,128}$/.test(v);
+  if (valid(fromUrl)) localStorage.setItem(KEYS.device, fromUrl);
+  const stored = localStorage.getItem(KEYS.device);
+  if (valid(stored)) return stored;
+  const id = `demo-${crypto.randomUUID().slice(0, 8)}`;
+  localStorage.setItem(KEYS.device, id);
+  return id;
+}
+
+const deviceId = initDeviceId();
+let session: DemoSession | null = null;
+let client: MissionClient | null = null;
+let dev: DevApi | null = null;
+let registration: Promise<ServiceWorkerRegistration | null> | null = null;
+const missions = new Map<string, Mission>();
+let pollTimer: ReturnType<typeof setTimeout> | undefined;
+
+async function getToken(): Promise<string> {
+  if (!session) throw new Error('signed out');
+  const exp = tokenExpiry(session.token);
+  if (exp !== undefined && exp * 1000 - Date.now() < 60_000) {
+    session = { ...session, token: await fetchDevToken(BASE_URL, session.userId) };
+    persistSession(session);
+  }
+  return session.token;
+}
+
+function persistSession(s: DemoSession | null): void {
+  if (s) localStorage.setItem(KEYS.session, JSON.stringify(s));
+  else localStorage.removeItem(KEYS.session);
+  // The service worker cannot read localStorage: it reads the IndexedDB copy.
+  saveSession(s).catch((e: unknown) => log('error', `saving the session for the service worker failed: ${String(e)}`));
+}
+
+// ---- log -------------------------------------------------------------------
+
+function log(event: string, text: string): void {
+  const list = el('log');
+  const time = new Date().toLocaleTimeString();
+  list.prepend(h('li', { 'data-testid': 'log-entry', 'data-event': event }, h('time', {}, time), h('span', { class: 'ev' }, event), text));
+  while (list.children.length > 300) list.lastElementChild?.remove();
+}
+
+function missionName(missionId: string): string {
+  const m = missions.get(missionId);
+  return typeof m?.title === 'string' ? `"${m.title}"` : short(missionId);
+}
+
+function describe(e: MissionClientEvent): string {
+  switch (e.type) {
+    case 'connected':
+      return `WebSocket authenticated as ${e.userId} (device ${e.deviceId})`;
+    case 'disconnected':
+      return `WebSocket closed (${e.code}${e.reason ? ` ${e.reason}` : ''})${e.willReconnect ? `; reconnecting in ${e.reconnectInMs ?? 0} ms` : ''}`;
+    case 'nudge':
+      return `nudge arrived via ${e.via} for ${missionName(e.missionId)} · iteration ${short(e.iterationId)}`;
+    case 'skipped':
+      return `iteration ${short(e.iterationId)} skipped: ${e.reason === 'locked' ? 'another tab is handling it' : `already handled here (${e.state ?? '?'})`}`;
+    case 'claimed':
+      return `claimed iteration ${short(e.iterationId)}${e.leaseExpiresAt ? `; lease until ${new Date(e.leaseExpiresAt).toLocaleTimeString()}` : ''}`;
+    case 'planned':
+      return `planned ${e.steps ?? '?'} steps for ${missionName(e.missionId)}; occurrence ${e.completed ? 'completed' : 'NOT completed (see error)'}`;
+    case 'released':
+      return `planning failed (${e.reason}); released, so the server plans it now`;
+    case 'elsewhere':
+      return `iteration ${short(e.iterationId)} is handled elsewhere (HTTP ${e.status} ${e.code})`;
+    case 'staged':
+      return `staged ${e.steps} server-planned proposals for ${missionName(e.missionId)}`;
+    case 'push-enabled':
+      return `push enabled (${e.endpointOrigin})${e.renewed ? ', subscription renewed for a new key' : ''}`;
+    case 'push-disabled':
+      return 'push disabled';
+    case 'error':
+      return `[${e.stage}] ${e.message}`;
+  }
+}
+
+// ---- rendering ---------------------------------------------------------------
+
+const rendered = { proposals: '', occurrences: '', missions: '' };
+
+function setStatus(): void {
+  const status = el('status');
+  const state = client ? client.state().connection : 'idle';
+  status.dataset['state'] = state;
+  status.textContent = !session ? 'signed out' : state === 'open' ? 'connected' : state;
+}
+
+async function renderProposals(): Promise<void> {
+  const list = await listProposals().catch(() => [] as Proposal[]);
+  const signature = JSON.stringify(list.map((p) => [p.id, p.status]));
+  if (signature === rendered.proposals) return;
+  rendered.proposals = signature;
+  const box = el('proposals');
+  if (list.length === 0) {
+    box.replaceChildren(h('p', { class: 'empty' }, 'No proposals yet.'));
+    return;
+  }
+  box.replaceChildren(
+    ...list.map((p) => {
+      const approve = h('button', { 'data-testid': 'approve' }, 'Approve');
+      const reject = h('button', { 'data-testid': 'reject', class: 'secondary' }, 'Reject');
+      approve.disabled = reject.disabled = p.status !== 'pending';
+      approve.addEventListener('click', () => void decide(p, 'approved'));
+      reject.addEventListener('click', () => void decide(p, 'rejected'));
+      return h(
+        'article',
+        {
+          class: 'proposal',
+          'data-testid': 'proposal',
+          'data-proposal-id': p.id,
+          'data-iteration-id': p.iterationId,
+          'data-mission-id': p.missionId,
+          'data-status': p.status,
+          'data-source': p.source,
+        },
+        h('div', {}, h('strong', {}, p.summary)),
+        h(
+          'div',
+          { class: 'meta' },
+          `${p.missionTitle} · ${p.source === 'server' ? 'planned by the server (fallback)' : 'planned on this device by the demo planner'} · `,
+          h('code', {}, `${p.toolName ?? 'note'}(${JSON.stringify(p.params ?? {})})`),
+        ),
+        ...(p.rationale ? [h('div', { class: 'meta' }, `Why: ${p.rationale}`)] : []),
+        h('div', { class: 'actions' }, approve, reject, h('span', { class: 'pill', 'data-testid': 'proposal-status' }, p.status)),
+      );
+    }),
+  );
+}
+
+async function decide(p: Proposal, status: 'approved' | 'rejected'): Promise<void> {
+  await setProposalStatus(p.id, status);
+  log(status === 'approved' ? 'approved' : 'rejected', `${status} "${p.summary}" (local only; proposals never sync)`);
+  await renderProposals();
+}
+
+function renderOccurrences(rows: OccurrenceRow[]): void {
+  const sorted = [...rows].sort((a, b) => b.dueAt.localeCompare(a.dueAt));
+  const signature = JSON.stringify(sorted);
+  if (signature === rendered.occurrences) return;
+  rendered.occurrences = signature;
+  const body = el('occurrences');
+  if (sorted.length === 0) {
+    body.replaceChildren(h('tr', {}, h('td', { colspan: '8', class: 'empty' }, 'No occurrences yet.')));
+    return;
+  }
+  body.replaceChildren(
+    ...sorted.map((o) => {
+      const mine = o.claimedBy === deviceId;
+      return h(
+        'tr',
+        {
+          'data-testid': 'occurrence-row',
+          'data-iteration-id': o.iterationId,
+          'data-mission-id': o.missionId,
+          'data-status': o.status,
+          'data-mine': String(mine),
+          ...(mine ? { class: 'mine' } : {}),
+        },
+        h('td', {}, missionName(o.missionId)),
+        h('td', { class: 'mono', title: o.iterationId }, short(o.iterationId)),
+        h('td', { title: o.dueAt }, relative(o.dueAt)),
+        h('td', {}, h('span', { class: 'pill' }, o.status)),
+        h('td', {}, o.channel ?? '—'),
+        h('td', { class: 'mono' }, o.claimedBy ? (mine ? `${o.claimedBy} (this device)` : o.claimedBy) : '—'),
+        h('td', {}, String(o.attempts ?? 0)),
+        h('td', {}, o.lastError ?? ''),
+      );
+    }),
+  );
+}
+
+function renderMissions(): void {
+  const list = [...missions.values()].sort((a, b) => String(b.createdAt ?? '').localeCompare(String(a.createdAt ?? '')));
+  const signature = JSON.stringify(list.map((m) => [m.id, m.title, m.state, m.nextRunAt, Array.isArray(m.iterations) ? m.iterations.length : 0]));
+  if (signature === rendered.missions) return;
+  rendered.missions = signature;
+  const box = el('missions');
+  if (list.length === 0) {
+    box.replaceChildren(h('p', { class: 'empty' }, 'No missions yet.'));
+    return;
+  }
+  box.replaceChildren(
+    h(
+      'table',
+      {},
+      h('thead', {}, h('tr', {}, h('th', {}, 'Title'), h('th', {}, 'State'), h('th', {}, 'Next run'), h('th', {}, 'Iterations'))),
+      h(
+        'tbody',
+        {},
+        ...list.map((m) => {
+          const its = Array.isArray(m.iterations) ? m.iterations : [];
+          const server = its.filter((it) => it?.source === 'server').length;
+          return h(
+            'tr',
+            { 'data-testid': 'mission-row', 'data-mission-id': m.id },
+            h('td', {}, typeof m.title === 'string' ? m.title : m.id),
+            h('td', {}, String(m.state ?? '—')),
+            h('td', { title: String(m.nextRunAt ?? '') }, relative(m.nextRunAt)),
+            h('td', {}, `${its.length}${server ? ` (${server} by the server)` : ''}`),
+          );
+        }),
+      ),
+    ),
+  );
+}
+
+function setSignedIn(userId: string | null): void {
+  el('signed-in-as').textContent = userId ?? 'nobody';
+  for (const id of ['create-mission', 'enable-push', 'disable-push', 'sign-out']) el<HTMLButtonElement>(id).disabled = !userId;
+  setStatus();
+}
+
+function setPushStatus(state: 'unknown' | 'enabled' | 'disabled' | 'error', text: string): void {
+  const pill = el('push-status');
+  pill.dataset['state'] = state;
+  pill.textContent = `push: ${text}`;
+}
+
+// ---- data ------------------------------------------------------------------
+
+/** Reloads missions and stages their server-planned iterations (once each, across reloads). */
+async function refreshMissions(): Promise<void> {
+  if (!dev || !client) return;
+  const list = await dev.missions();
+  missions.clear();
+  for (const m of list) missions.set(m.id, m);
+  renderMissions();
+  for (const m of list) await client.stageServerIterations(m);
+}
+
+async function refreshOccurrences(): Promise<void> {
+  if (!dev) return;
+  renderOccurrences(await dev.occurrences());
+}
+
+async function refresh(): Promise<void> {
+  await Promise.all([
+    refreshOccurrences().catch((e: unknown) => log('error', `occurrences: ${String(e)}`)),
+    renderProposals(),
+  ]);
+}
+
+let tick = 0;
+function schedulePoll(): void {
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(() => {
+    tick++;
+    const missionsDue = tick % 3 === 0 ? refreshMissions().catch((e: unknown) => log('error', `missions: ${String(e)}`)) : Promise.resolve();
+    void Promise.all([refresh(), missionsDue]).finally(() => {
+      setStatus();
+      if (session) schedulePoll();
+    });
+  }, 2_000);
+}
+
+// ---- service worker and push -------------------------------------------------
+
+async function registerWorker(): Promise<ServiceWorkerRegistration | null> {
+  if (!('serviceWorker' in navigator)) {
+    log('error', 'service workers are not available here (needs https or localhost)');
+    return null;
+  }
+  try {
+    const reg = await navigator.serviceWorker.register(SW_URL, { scope: SW_SCOPE, type: 'module', updateViaCache: 'none' });
+    await activated(reg);
+    log('worker', `service worker active (scope ${reg.scope})`);
+    return reg;
+  } catch (e: unknown) {
+    log('error', `service worker registration failed: ${String(e)}`);
+    return null;
+  }
+}
+
+/**
+ * Resolves once the registration has an active worker. Not
+ * `navigator.serviceWorker.ready`: the page at /demo is outside the /demo/
+ * scope, and `ready` only resolves for a page's own scope.
+ */
+function activated(reg: ServiceWorkerRegistration, timeoutMs = 15_000): Promise<void> {
+  if (reg.active) return Promise.resolve();
+  const worker = reg.installing ?? reg.waiting;
+  if (!worker) return Promise.resolve();
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('service worker did not activate in time')), timeoutMs);
+    worker.addEventListener('statechange', () => {
+      if (worker.state === 'activated') {
+        clearTimeout(timer);
+        resolve();
+      } else if (worker.state === 'redundant') {
+        clearTimeout(timer);
+        reject(new Error('service worker became redundant'));
+      }
+    });
+  });
+}
+
+async function enablePush(): Promise<void> {
+  if (!client) return;
+  el<HTMLButtonElement>('enable-push').disabled = true;
+  try {
+    if (typeof Notification !== 'undefined' && Notification.permission === 'default') await Notification.requestPermission();
+    const reg = await (registration ??= registerWorker());
+    const pushManager = window.manaDemoPushManager;
+    if (!reg && !pushManager) throw new Error('no service worker, so no push');
+    await client.enablePush({ ...(reg ? { serviceWorker: reg } : {}), ...(pushManager ? { pushManager } : {}), timeoutMs: 10_000 });
+    localStorage.setItem(KEYS.push, 'on');
+    setPushStatus('enabled', 'enabled');
+  } catch (e: unknown) {
+    setPushStatus('error', e instanceof Error ? e.message : String(e));
+  } finally {
+    el<HTMLButtonElement>('enable-push').disabled = !client;
+  }
+}
+
+async function disablePush(): Promise<void> {
+  if (!client) return;
+  try {
+    const reg = await (registration ??= registerWorker());
+    const pushManager = window.manaDemoPushManager;
+    await client.disablePush({ ...(reg ? { serviceWorker: reg } : {}), ...(pushManager ? { pushManager } : {}) });
+    localStorage.removeItem(KEYS.push);
+    setPushStatus('disabled', 'disabled');
+  } catch (e: unknown) {
+    setPushStatus('error', e instanceof Error ? e.message : String(e));
+  }
+}
+
+// ---- sign in / out -------------------------------------------------------------
+
+async function signIn(userId: string, token?: string): Promise<void> {
+  signOut(false);
+  session = { userId, deviceId, baseUrl: BASE_URL, token: token ?? (await fetchDevToken(BASE_URL, userId)) };
+  localStorage.setItem(KEYS.user, userId);
+  persistSession(session);
+  dev = createDevApi(BASE_URL, getToken);
+  const devApi = dev;
+  client = createMissionClient({
+    baseUrl: BASE_URL,
+    getToken,
+    deviceId,
+    planLocally: (missionId, iterationId) => planWithDemoPlanner(devApi, missionId, iterationId),
+    stageIteration: async (missionId, iteration) => {
+      const mission = missions.get(missionId) ?? { id: missionId };
+      await addProposals(proposalsFor(mission, iteration, 'server'));
+    },
+  });
+  client.onEvent((e) => {
+    log(e.type, describe(e));
+    setStatus();
+    if (e.type === 'planned' || e.type === 'staged') void renderProposals();
+    if (e.type === 'nudge' || e.type === 'planned') void refreshOccurrences().catch(() => undefined);
+  });
+  window.manaDemo = { client, deviceId, userId, refresh };
+  setSignedIn(userId);
+  log('signed-in', `signed in as ${userId} on device ${deviceId}`);
+  client.start();
+  registration = registerWorker();
+  await Promise.all([refreshMissions().catch((e: unknown) => log('error', `missions: ${String(e)}`)), refresh()]);
+  schedulePoll();
+  // Once opted in, re-register on every load: idempotent, and it renews the
+  // subscription when the server's VAPID key changed.
+  if (localStorage.getItem(KEYS.push) === 'on') void enablePush();
+}
+
+function signOut(clear = true): void {
+  clearTimeout(pollTimer);
+  client?.stop();
+  client = null;
+  dev = null;
+  session = null;
+  missions.clear();
+  if (clear) {
+    localStorage.removeItem(KEYS.user);
+    persistSession(null);
+    log('signed-out', 'signed out');
+  }
+  window.manaDemo = { client: null, deviceId, userId: null, refresh };
+  setSignedIn(null);
+}
+
+// ---- wiring ------------------------------------------------------------------
+
+function onClick(id: string, fn: () => Promise<void> | void): void {
+  el(id).addEventListener('click', () => {
+    Promise.resolve()
+      .then(fn)
+      .catch((e: unknown) => log('error', e instanceof Error ? e.message : String(e)));
+  });
+}
+
+async function createMission(): Promise<void> {
+  if (!dev || !session) return;
+  const title = el<HTMLInputElement>('mission-title').value.trim() || 'Demo mission';
+  const seconds = Math.max(0, Number(el<HTMLInputElement>('due-seconds').value) || 0);
+  const now = new Date();
+  const id = crypto.randomUUID();
+  const record: Mission = {
+    id,
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+    title,
+    objective: `Make visible progress on "${title}" this week.`,
+    conceptMarkdown: '# Demo mission\n\nPropose small, concrete next steps. Never act without approval.',
+    inputs: [],
+    cadence: { kind: 'interval', everyMinutes: 60 },
+    state: 'active',
+    nextRunAt: new Date(now.getTime() + seconds * 1000).toISOString(),
+    iterations: [],
+    userId: session.userId,
+  };
+  await dev.postChanges([{ appId: 'ai', tableName: 'aiMissions', recordId: id, op: 'insert', data: record }]);
+  missions.set(id, record);
+  renderMissions();
+  log('mission-created', `created "${title}" (${short(id)}), due in ${seconds}s`);
+}
+
+function wire(): void {
+  el('device-id').textContent = deviceId;
+  onClick('sign-in', () => signIn(el<HTMLInputElement>('user-id').value.trim() || 'demo-user'));
+  onClick('sign-out', () => signOut());
+  onClick('create-mission', createMission);
+  onClick('enable-push', enablePush);
+  onClick('disable-push', disablePush);
+
+  if (typeof BroadcastChannel !== 'undefined') {
+    new BroadcastChannel(DEMO_CHANNEL).onmessage = (ev: MessageEvent<DemoMessage>) => {
+      const msg = ev.data;
+      if (msg.type === 'proposals-changed') void renderProposals();
+      else if (msg.type === 'worker-log') log(msg.event, `service worker: ${msg.text}`);
+    };
+  }
+  if ('serviceWorker' in navigator) {
+    navigator.serviceWorker.addEventListener('message', (ev: MessageEvent<{ type?: string; iterationId?: string }>) => {
+      if (ev.data?.type === 'mana-ai:notification-click') log('notification-click', `opened from a notification (iteration ${short(ev.data.iterationId ?? '?')})`);
+    });
+    navigator.serviceWorker.startMessages();
+  }
+}
+
+async function restore(): Promise<void> {
+  const userId = localStorage.getItem(KEYS.user);
+  if (userId) el<HTMLInputElement>('user-id').value = userId;
+  let saved: DemoSession | null = null;
+  try {
+    saved = JSON.parse(localStorage.getItem(KEYS.session) ?? 'null') as DemoSession | null;
+  } catch {
+    saved = null;
+  }
+  if (userId) {
+    const token = saved?.userId === userId && saved.baseUrl === BASE_URL ? saved.token : undefined;
+    await signIn(userId, token).catch((e: unknown) => log('error', `restoring the session failed: ${String(e)}`));
+  } else {
+    setSignedIn(null);
+    window.manaDemo = { client: null, deviceId, userId: null, refresh };
+    await renderProposals();
+  }
+}
+
+wire();
+void restore().finally(() => {
+  document.body.dataset['ready'] = 'true';
+});

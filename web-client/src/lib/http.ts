@@ -1,0 +1,100 @@
+/**
+ * The coordinator's HTTP API as the browser and the service worker call it:
+ * Bearer token from `getToken`, JSON in and out, a timeout on every call.
+ */
+import { joinUrl } from './url.js';
+
+export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
+
+export interface ApiDeps {
+  baseUrl: string;
+  getToken?: () => Promise<string>;
+  fetch?: FetchLike;
+  /** Per-request timeout (default 15 s). */
+  timeoutMs?: number;
+}
+
+export interface ApiResponse<T = unknown> {
+  status: number;
+  ok: boolean;
+  /** Parsed JSON body, or `undefined` for an empty or non-JSON body. */
+  body: T | undefined;
+}
+
+/** An HTTP answer we did not expect; `status` 0 means the request never got one. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  constructor(message: string, status: number, code: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'ApiError';
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** The `{ error: { code, message } }` shape of the coordinator's errors. */
+export function errorOf(body: unknown): { code: string; message: string } | undefined {
+  if (typeof body !== 'object' || body === null) return undefined;
+  const error = (body as { error?: unknown }).error;
+  if (typeof error !== 'object' || error === null) return undefined;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return { code: typeof code === 'string' ? code : 'unknown', message: typeof message === 'string' ? message : '' };
+}
+
+export interface Api {
+  /** Any status is returned; only a network failure or timeout throws (ApiError, status 0). */
+  request<T = unknown>(method: string, path: string, body?: unknown, options?: { auth?: boolean }): Promise<ApiResponse<T>>;
+  /** Like request, but a non-2xx status throws an ApiError with the server's error code. */
+  json<T = unknown>(method: string, path: string, body?: unknown, options?: { auth?: boolean }): Promise<T>;
+}
+
+export function createApi(deps: ApiDeps): Api {
+  const doFetch: FetchLike = deps.fetch ?? ((input, init) => fetch(input, init));
+  const timeoutMs = deps.timeoutMs ?? 15_000;
+
+  async function request<T>(method: string, path: string, body?: unknown, options: { auth?: boolean } = {}): Promise<ApiResponse<T>> {
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    if (options.auth !== false && deps.getToken) headers['authorization'] = `Bearer ${await deps.getToken()}`;
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
+    let res: Response;
+    try {
+      res = await doFetch(joinUrl(deps.baseUrl, path), {
+        method,
+        headers,
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: controller.signal,
+        // A wake-up must reach this coordinator, never a cached copy.
+        cache: 'no-store',
+      });
+    } catch (e: unknown) {
+      const reason = controller.signal.aborted ? `timed out after ${timeoutMs} ms` : 'network error';
+      throw new ApiError(`${method} ${path}: ${reason}`, 0, controller.signal.aborted ? 'timeout' : 'network', { cause: e });
+    } finally {
+      clearTimeout(timer);
+    }
+    const text = await res.text().catch(() => '');
+    let parsed: T | undefined;
+    if (text) {
+      try {
+        parsed = JSON.parse(text) as T;
+      } catch {
+        parsed = undefined;
+      }
+    }
+    return { status: res.status, ok: res.ok, body: parsed };
+  }
+
+  async function json<T>(method: string, path: string, body?: unknown, options?: { auth?: boolean }): Promise<T> {
+    const res = await request<T>(method, path, body, options);
+    if (!res.ok) {
+      const err = errorOf(res.body);
+      throw new ApiError(`${method} ${path}: ${res.status}${err ? ` ${err.code}: ${err.message}` : ''}`, res.status, err?.code ?? `http_${res.status}`);
+    }
+    return res.body as T;
+  }
+
+  return { request, json };
+}

@@ -1,0 +1,35 @@
+/** Time-boxing promises that may never settle (offline `pushManager.subscribe`). */
+
+/** Error raised by {@link withTimeout}; `code` is stable for callers to test. */
+export class TimeoutError extends Error {
+  readonly code = 'timeout';
+  constructor(message: string) {
+    super(message);
+    this.name = 'TimeoutError';
+  }
+}
+
+/**
+ * Settles like `promise`, or rejects with a {@link TimeoutError} carrying
+ * `message` after `ms`. The timer is always cleared.
+ */
+export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new TimeoutError(message)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}
+
+/** A caught value as an Error (normalised once, never mutated). */
+export function toError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(typeof e === 'string' ? e : JSON.stringify(e));
+}
