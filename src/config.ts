@@ -72,6 +72,7 @@ const EnvSchema = z.object({
   PUSH_CLAIM_TIMEOUT_MS: int(100, 3_600_000).default(120_000),
   CLAIM_LEASE_MS: int(100, 86_400_000).default(600_000),
   PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
+  WS_AUTH_TIMEOUT_MS: int(100, 600_000).default(5_000),
   JWKS_URL: optionalHttpUrl,
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
@@ -85,6 +86,12 @@ const EnvSchema = z.object({
   PLANNER_TIMEOUT_MS: int(1000, 3_600_000).default(120_000),
   PLANNER_CONCURRENCY: int(1, 256).default(4),
   PLANNER_MAX_ATTEMPTS: int(1, 20).default(3),
+  PLANNER_RETRY_BACKOFF_MS: z
+    .string()
+    .regex(/^\d+(,\d+)*$/, { message: 'expected comma-separated milliseconds, e.g. 60000,300000,1800000' })
+    .default('60000,300000,1800000')
+    .transform((v) => v.split(',').map(Number)),
+  PLANNER_MAX_RETRIES: int(0, 10).default(3),
   DEFAULT_TIMEZONE: timeZone.default('UTC'),
   RATE_LIMIT_PER_MINUTE: int(1, 100_000).default(60),
 });
@@ -104,7 +111,18 @@ export interface Config {
   devSyncTable: boolean;
   /** Role for per-user writes to sync_changes, so RLS applies even to a BYPASSRLS login. */
   syncWriterRole: string | undefined;
-  llm: { url: string | undefined; model: string; timeoutMs: number; concurrency: number; maxAttempts: number };
+  llm: {
+    url: string | undefined;
+    model: string;
+    timeoutMs: number;
+    concurrency: number;
+    /** Planning attempts per occurrence before a 'failed' iteration is written. */
+    maxAttempts: number;
+    /** Waits between planning attempts. */
+    retryBackoffMs: number[];
+    /** HTTP retries inside one attempt (429, 5xx, timeouts). */
+    maxRetries: number;
+  };
   serviceKey: string;
   tick: { intervalMs: number; enabled: boolean };
   projection: { batchRows: number; cacheRecords: number };
@@ -112,6 +130,8 @@ export interface Config {
   instanceId: string;
   claims: { wsTimeoutMs: number; pushTimeoutMs: number; leaseMs: number };
   presenceTtlMs: number;
+  /** A socket that sends no auth frame within this long is closed (4408). */
+  wsAuthTimeoutMs: number;
   jwt: { jwksUrl: string | undefined; issuer: string | undefined; audience: string | undefined };
   vapid: { publicKey: string | undefined; privateKey: string | undefined; subject: string };
   pushAllowlist: string;
@@ -167,6 +187,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeoutMs: e.PLANNER_TIMEOUT_MS,
       concurrency: e.PLANNER_CONCURRENCY,
       maxAttempts: e.PLANNER_MAX_ATTEMPTS,
+      retryBackoffMs: e.PLANNER_RETRY_BACKOFF_MS,
+      maxRetries: e.PLANNER_MAX_RETRIES,
     },
     serviceKey: e.MANA_SERVICE_KEY,
     tick: { intervalMs: e.TICK_INTERVAL_MS, enabled: e.TICK_ENABLED },
@@ -175,6 +197,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     instanceId: e.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     claims: { wsTimeoutMs: e.WS_CLAIM_TIMEOUT_MS, pushTimeoutMs: e.PUSH_CLAIM_TIMEOUT_MS, leaseMs: e.CLAIM_LEASE_MS },
     presenceTtlMs: e.PRESENCE_TTL_MS,
+    wsAuthTimeoutMs: e.WS_AUTH_TIMEOUT_MS,
     jwt: { jwksUrl: e.JWKS_URL, issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE },
     vapid: { publicKey: e.VAPID_PUBLIC_KEY, privateKey: e.VAPID_PRIVATE_KEY, subject: e.VAPID_SUBJECT },
     pushAllowlist: e.PUSH_ENDPOINT_ALLOWLIST,

@@ -30,6 +30,8 @@ import { mountDev } from './http/routes/dev.js';
 import { createUserAuth, type UserAuth } from './http/user-auth.js';
 import { createRateLimiter } from './http/rate-limit.js';
 import { createReleasers } from './lifetimes.js';
+import { createLlmClient } from './planner/llm-client.js';
+import { createServerPlanner, type ServerPlanner } from './planner/server-planner.js';
 
 export interface CoordinatorDeps {
   config: Config;
@@ -51,6 +53,8 @@ export interface Coordinator {
   scheduler: Scheduler<PassStats>;
   hub: WsHub;
   auth: UserAuth;
+  /** The server planner, unless a fallback was injected. */
+  planner: ServerPlanner | undefined;
   stop(): Promise<void>;
 }
 
@@ -94,9 +98,37 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       pendingFor: async (userId) => (await pendingNudgesFor(sql, userId)).map(frameOf),
       log,
       registry: metrics.registry,
+      authTimeoutMs: config.wsAuthTimeoutMs,
     });
     const bus = createNudgeBus({ sql, instanceId: config.instanceId, log: log.child({ component: 'nudge-bus' }), onNudge: (n) => hub.deliver(n.userId, n.frame) });
-    const fallback = deps.fallback ?? logOnlyFallback(log.child({ component: 'fallback' }));
+    const planner = deps.fallback
+      ? undefined
+      : createServerPlanner({
+          sql,
+          log: log.child({ component: 'planner' }),
+          registry: metrics.registry,
+          llm: config.llm.url
+            ? createLlmClient({
+                url: config.llm.url,
+                serviceKey: config.serviceKey,
+                model: config.llm.model,
+                timeoutMs: config.llm.timeoutMs,
+                concurrency: config.llm.concurrency,
+                maxRetries: config.llm.maxRetries,
+                registry: metrics.registry,
+                log: log.child({ component: 'llm' }),
+              })
+            : null,
+          instanceId: config.instanceId,
+          leaseMs: config.claims.leaseMs,
+          maxAttempts: config.llm.maxAttempts,
+          retryBackoffMs: config.llm.retryBackoffMs,
+          defaultTimeZone: config.defaultTimeZone,
+          target: { cols: await projection.columns(), writerRole: config.syncWriterRole },
+        });
+    if (planner) releasers.add(() => planner.stop());
+    if (planner && !planner.enabled) log.warn('MANA_LLM_URL is not set: server fallback planning is off; occurrences wait for a device');
+    const fallback = deps.fallback ?? planner ?? logOnlyFallback(log.child({ component: 'fallback' }));
     const router = createRouter({
       sql,
       log: log.child({ component: 'router' }),
@@ -112,7 +144,10 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       fallback,
     });
 
-    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: router.sweep });
+    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: async () => {
+      await router.sweep();
+      await planner?.sweep();
+    } });
     scheduler = createScheduler({ runPass, intervalMs: config.tick.intervalMs, log, ...createOutageReporter(log, metrics) });
 
     let migrated = false;
@@ -159,7 +194,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     log.info({ port, tick: config.tick, devDefaults: config.devDefaults, serverPlanning: fallback.enabled, push: Boolean(deps.push?.enabled) }, 'coordinator listening');
 
     if (config.tick.enabled) s.start();
-    return { url, port, metrics, projection, scheduler: s, hub, auth, stop: releasers.releaseAll };
+    return { url, port, metrics, projection, scheduler: s, hub, auth, planner, stop: releasers.releaseAll };
   } catch (err: unknown) {
     await releasers.releaseAll();
     throw err;

@@ -9,6 +9,9 @@ import type { ChangeRow } from './lww.js';
 export interface SyncColumns {
   fieldTimestamps: boolean;
   fieldMeta: boolean;
+  /** Newer deployments also record who wrote a row and from where. */
+  actor: boolean;
+  origin: boolean;
 }
 
 export const MISSIONS = { appId: 'ai', tableName: 'aiMissions' } as const;
@@ -20,7 +23,7 @@ export async function detectSyncColumns(sql: Sql | TxSql): Promise<SyncColumns> 
     WHERE table_name = 'sync_changes' AND table_schema = current_schema()`;
   const names = new Set(rows.map((r) => r.name));
   if (!names.has('id')) throw new Error('sync_changes not found in the current schema (expected mana-sync\'s change log)');
-  return { fieldTimestamps: names.has('field_timestamps'), fieldMeta: names.has('field_meta') };
+  return { fieldTimestamps: names.has('field_timestamps'), fieldMeta: names.has('field_meta'), actor: names.has('actor'), origin: names.has('origin') };
 }
 
 /** The select list shared by every read of change rows; created_at as fixed-width UTC text. */

@@ -129,7 +129,9 @@ export async function takeExpired(sql: Sql, holder: string, leaseMs: number, lim
     )
     UPDATE mana_ai.occurrences o SET status = 'planning', channel = 'server', claimed_by = ${holder},
       lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
-      last_error = expired.why, updated_at = now()
+      -- A planner retry keeps its failure reason visible; anything else says what expired.
+      last_error = CASE WHEN o.status = 'planning' AND o.last_error IS NOT NULL THEN o.last_error ELSE expired.why END,
+      updated_at = now()
     FROM expired WHERE o.iteration_id = expired.iteration_id
     RETURNING ${sql.unsafe(COLUMNS)}`;
 }

@@ -1,0 +1,222 @@
+/**
+ * The server's own planner, the fallback when no device plans an
+ * occurrence: mission from the projection → prompt → mana-llm → strict parse
+ * → write-back. It holds the occurrence's lease while it works and renews
+ * it, so a crashed instance's work is taken over once the lease expires;
+ * failures retry with backoff and finally become a visible 'failed'
+ * iteration. One bad mission never blocks the others.
+ */
+import { Counter, type Registry } from 'prom-client';
+import type { Sql } from '../db/pool.js';
+import type { Logger } from '../log.js';
+import { getMission } from '../projection/missions.js';
+import { iterationsOf, type Mission } from '../projection/mission.js';
+import { markWaiting, serverHolder, type Occurrence } from '../schedule/occurrences.js';
+import type { FallbackPlanner } from '../nudge/router.js';
+import { waitBackoffMs } from '../nudge/route-decision.js';
+import { nextRunAt, resolveTimeZone } from './cadence.js';
+import { failedIteration, hasIteration, planIteration } from './iteration.js';
+import { resolveInputs } from './inputs.js';
+import type { LlmClient } from './llm-client.js';
+import { parsePlan } from './parse.js';
+import { buildPlannerMessages, encryptedFields } from './prompt.js';
+import { findDroppedWrites, rewriteDropped, writeIteration, type WriteTarget } from './writeback.js';
+
+/** Default waits before re-planning after a failure: 1 min, 5 min, 30 min. */
+export const DEFAULT_RETRY_BACKOFF_MS = [60_000, 300_000, 1_800_000];
+
+export interface ServerPlannerDeps {
+  sql: Sql;
+  log: Logger;
+  registry: Registry;
+  /** null → server planning is off (no MANA_LLM_URL): occurrences wait for a device. */
+  llm: LlmClient | null;
+  instanceId: string;
+  leaseMs: number;
+  maxAttempts: number;
+  retryBackoffMs?: number[];
+  defaultTimeZone: string;
+  target: WriteTarget;
+  now?: () => Date;
+}
+
+export interface ServerPlanner extends FallbackPlanner {
+  /** Repairs server iterations that a concurrent device write dropped; once per pass. */
+  sweep(): Promise<void>;
+  /** Resolves when nothing is in flight (tests, shutdown). */
+  idle(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'lost' | 'already' | 'gone' | 'error';
+
+export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
+  const { sql, log } = deps;
+  const now = deps.now ?? (() => new Date());
+  const holder = serverHolder(deps.instanceId);
+  const backoff = deps.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS;
+  const inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  const registers = [deps.registry];
+  const runs = new Counter({ name: 'mana_ai_planner_runs_total', help: 'Server planning runs by outcome', labelNames: ['outcome'] as const, registers });
+  const repairs = new Counter({ name: 'mana_ai_writeback_repairs_total', help: 'Server iterations written again after a concurrent write dropped them', registers });
+  let stopped = false;
+
+  // One renewal for every lease this instance holds while planning.
+  const renewal = setInterval(() => void renewLeases(), Math.max(200, Math.floor(deps.leaseMs / 3)));
+  renewal.unref();
+
+  async function renewLeases(): Promise<void> {
+    const ids = [...inFlight.keys()];
+    if (ids.length === 0) return;
+    try {
+      const kept = await sql<{ id: string }[]>`
+        UPDATE mana_ai.occurrences SET lease_expires_at = now() + make_interval(secs => ${deps.leaseMs / 1000}), updated_at = now()
+        WHERE iteration_id = ANY(${ids}::uuid[]) AND status = 'planning' AND claimed_by = ${holder}
+        RETURNING iteration_id::text AS id`;
+      const keptIds = new Set(kept.map((r) => r.id));
+      for (const id of ids) {
+        // Superseded, completed, or taken over: stop spending LLM time on it.
+        if (!keptIds.has(id)) inFlight.get(id)?.controller.abort(new Error('lease lost'));
+      }
+    } catch (err: unknown) {
+      log.warn({ err }, 'lease renewal failed');
+    }
+  }
+
+  function nextRunFor(mission: Mission, dueAt: string): string | null {
+    const after = new Date(Math.max(now().getTime(), Date.parse(dueAt)));
+    const r = nextRunAt(mission.cadence ?? { kind: 'manual' }, after, resolveTimeZone(mission, deps.defaultTimeZone));
+    if (!r.ok) {
+      log.warn({ missionId: mission.id, reason: r.reason }, 'cannot compute the next run; leaving nextRunAt unset');
+      return null;
+    }
+    return r.next ? r.next.toISOString() : null;
+  }
+
+  async function fail(occ: Occurrence, mission: Mission, attempts: number, reason: string, startedAt: string): Promise<Outcome> {
+    if (attempts < deps.maxAttempts) {
+      // Stay 'planning' under our name with the lease set to the retry time:
+      // whichever instance finds it expired then plans it again.
+      const wait = backoff[Math.min(attempts - 1, backoff.length - 1)] ?? 60_000;
+      await sql`
+        UPDATE mana_ai.occurrences SET lease_expires_at = now() + make_interval(secs => ${wait / 1000}), last_error = ${reason}, updated_at = now()
+        WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}`;
+      log.warn({ iterationId: occ.iterationId, attempts, retryInMs: wait, reason }, 'server planning failed; will retry');
+      return 'retry';
+    }
+    const iteration = failedIteration(occ.iterationId, reason, startedAt, now().toISOString());
+    const written = await writeIteration(sql, deps.target, {
+      userId: occ.userId,
+      missionId: occ.missionId,
+      iterationId: occ.iterationId,
+      holder,
+      iteration,
+      baseIterations: mission.iterations,
+      nextRunAt: nextRunFor(mission, occ.dueAt),
+      finalStatus: 'failed',
+      lastError: reason,
+      at: now(),
+    });
+    log.error({ iterationId: occ.iterationId, attempts, reason }, 'server planning failed for good; wrote a failed iteration');
+    return written === 'written' ? 'failed' : 'lost';
+  }
+
+  async function run(occ: Occurrence, signal: AbortSignal): Promise<Outcome> {
+    const [counted] = await sql<{ attempts: number }[]>`
+      UPDATE mana_ai.occurrences SET attempts = attempts + 1, updated_at = now()
+      WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}
+      RETURNING attempts`;
+    if (!counted) return 'lost';
+    const mission = await getMission(sql, occ.userId, occ.missionId);
+    // Deleted meanwhile: the next settle marks the occurrence superseded.
+    if (!mission) return 'gone';
+    if (hasIteration(mission.iterations, occ.iterationId)) {
+      // A previous run wrote it (or a device did): never a second iteration.
+      await sql`UPDATE mana_ai.occurrences SET status = 'planned', lease_expires_at = NULL, updated_at = now()
+                WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}`;
+      return 'already';
+    }
+    const encrypted = encryptedFields(mission);
+    if (encrypted.length > 0) {
+      // Ciphertext never goes to the LLM: wait for a device (re-nudged with backoff).
+      await markWaiting(sql, occ.iterationId, {
+        from: ['planning'],
+        holder,
+        reason: `mission is end-to-end encrypted (${encrypted.join(', ')}): only a device can plan it`,
+        retryInMs: waitBackoffMs(counted.attempts - 1),
+      });
+      return 'encrypted';
+    }
+    const startedAt = now().toISOString();
+    const { resolved, skipped } = await resolveInputs(sql, deps.target.cols, occ.userId, mission.inputs);
+    const messages = buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, now: now() });
+    let content: string;
+    try {
+      content = (await deps.llm!.complete(messages, { signal })).content;
+    } catch (err: unknown) {
+      if (signal.aborted) return 'lost';
+      return fail(occ, mission, counted.attempts, `LLM call failed: ${(err as Error).message}`, startedAt);
+    }
+    const parsed = parsePlan(content);
+    if (!parsed.ok) return fail(occ, mission, counted.attempts, `unusable plan: ${parsed.reason}`, startedAt);
+
+    // The freshest projection's iterations, merged by id (writeIteration never duplicates one).
+    const fresh = (await getMission(sql, occ.userId, occ.missionId)) ?? mission;
+    const written = await writeIteration(sql, deps.target, {
+      userId: occ.userId,
+      missionId: occ.missionId,
+      iterationId: occ.iterationId,
+      holder,
+      iteration: planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()),
+      baseIterations: iterationsOf(fresh),
+      nextRunAt: nextRunFor(fresh, occ.dueAt),
+      finalStatus: 'planned',
+      at: now(),
+    });
+    if (written === 'written') log.info({ iterationId: occ.iterationId, steps: parsed.plan.steps.length }, 'planned on the server');
+    return written === 'written' ? 'planned' : 'lost';
+  }
+
+  return {
+    enabled: deps.llm !== null,
+    plan(occ) {
+      if (stopped || inFlight.has(occ.iterationId)) return;
+      const controller = new AbortController();
+      const done = run(occ, controller.signal)
+        .then((outcome) => {
+          runs.inc({ outcome });
+        })
+        .catch((err: unknown) => {
+          runs.inc({ outcome: 'error' });
+          // The lease stays ours until it expires; then any instance retries.
+          log.error({ err, iterationId: occ.iterationId }, 'server planning crashed');
+        })
+        .finally(() => inFlight.delete(occ.iterationId));
+      inFlight.set(occ.iterationId, { controller, done });
+    },
+    async sweep() {
+      for (const d of await findDroppedWrites(sql)) {
+        if (await rewriteDropped(sql, deps.target, d, now())) {
+          repairs.inc();
+          log.warn({ iterationId: d.iterationId, missionId: d.missionId }, 'a concurrent write dropped the server iteration; wrote it again');
+        }
+      }
+    },
+    async idle() {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight.values()].map((f) => f.done));
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      clearInterval(renewal);
+      const ids = [...inFlight.keys()];
+      for (const f of inFlight.values()) f.controller.abort(new Error('shutting down'));
+      await Promise.allSettled([...inFlight.values()].map((f) => f.done));
+      if (ids.length > 0) {
+        // Hand our leases back now so another instance (or our restart) takes over at once.
+        await sql`UPDATE mana_ai.occurrences SET lease_expires_at = now(), updated_at = now()
+                  WHERE iteration_id = ANY(${ids}::uuid[]) AND status = 'planning' AND claimed_by = ${holder}`.catch(() => undefined);
+      }
+    },
+  };
+}
