@@ -24,9 +24,10 @@
  *     the browser's PushManager for #enable-push (offline Chromium cannot subscribe).
  *   ?device=<id> in the URL sets this browser's device id (stored for later loads).
  */
-import { createMissionClient, type MissionClient, type MissionClientEvent, type PushManagerLike } from './index.js';
+import { createMissionClient, type MissionClient, type PushManagerLike } from './index.js';
 import { createDevApi, fetchDevToken, tokenExpiry, type DevApi, type Mission, type OccurrenceRow } from './demo-lib/dev-api.js';
 import { planWithDemoPlanner, proposalsFor } from './demo-lib/planner.js';
+import { activated, describeEvent, h, missionsTable, occurrenceRow, proposalCard, short } from './demo-lib/view.js';
 import {
   DEMO_CHANNEL,
   addProposals,
@@ -54,24 +55,6 @@ function el<T extends HTMLElement = HTMLElement>(id: string): T {
   const found = document.getElementById(id);
   if (!found) throw new Error(`#${id} missing from the demo page`);
   return found as T;
-}
-
-function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Record<string, string> = {}, ...children: (Node | string)[]): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
-  node.append(...children);
-  return node;
-}
-
-const short = (id: string) => id.slice(0, 8);
-
-function relative(iso: string | null | undefined): string {
-  if (!iso) return '—';
-  const ms = Date.parse(iso) - Date.now();
-  if (Number.isNaN(ms)) return iso;
-  const s = Math.round(Math.abs(ms) / 1000);
-  const text = s < 90 ? `${s}s` : s < 5400 ? `${Math.round(s / 60)}m` : `${Math.round(s / 3600)}h`;
-  return ms >= 0 ? `in ${text}` : `${text} ago`;
 }
 
 // ---- device and session --------------------------------------------------
@@ -126,35 +109,6 @@ function missionName(missionId: string): string {
   return typeof m?.title === 'string' ? `"${m.title}"` : short(missionId);
 }
 
-function describe(e: MissionClientEvent): string {
-  switch (e.type) {
-    case 'connected':
-      return `WebSocket authenticated as ${e.userId} (device ${e.deviceId})`;
-    case 'disconnected':
-      return `WebSocket closed (${e.code}${e.reason ? ` ${e.reason}` : ''})${e.willReconnect ? `; reconnecting in ${e.reconnectInMs ?? 0} ms` : ''}`;
-    case 'nudge':
-      return `nudge arrived via ${e.via} for ${missionName(e.missionId)} · iteration ${short(e.iterationId)}`;
-    case 'skipped':
-      return `iteration ${short(e.iterationId)} skipped: ${e.reason === 'locked' ? 'another tab is handling it' : `already handled here (${e.state ?? '?'})`}`;
-    case 'claimed':
-      return `claimed iteration ${short(e.iterationId)}${e.leaseExpiresAt ? `; lease until ${new Date(e.leaseExpiresAt).toLocaleTimeString()}` : ''}`;
-    case 'planned':
-      return `planned ${e.steps ?? '?'} steps for ${missionName(e.missionId)}; occurrence ${e.completed ? 'completed' : 'NOT completed (see error)'}`;
-    case 'released':
-      return `planning failed (${e.reason}); released, so the server plans it now`;
-    case 'elsewhere':
-      return `iteration ${short(e.iterationId)} is handled elsewhere (HTTP ${e.status} ${e.code})`;
-    case 'staged':
-      return `staged ${e.steps} server-planned proposals for ${missionName(e.missionId)}`;
-    case 'push-enabled':
-      return `push enabled (${e.endpointOrigin})${e.renewed ? ', subscription renewed for a new key' : ''}`;
-    case 'push-disabled':
-      return 'push disabled';
-    case 'error':
-      return `[${e.stage}] ${e.message}`;
-  }
-}
-
 // ---- rendering ---------------------------------------------------------------
 
 const rendered = { proposals: '', occurrences: '', missions: '' };
@@ -176,36 +130,7 @@ async function renderProposals(): Promise<void> {
     box.replaceChildren(h('p', { class: 'empty' }, 'No proposals yet.'));
     return;
   }
-  box.replaceChildren(
-    ...list.map((p) => {
-      const approve = h('button', { 'data-testid': 'approve' }, 'Approve');
-      const reject = h('button', { 'data-testid': 'reject', class: 'secondary' }, 'Reject');
-      approve.disabled = reject.disabled = p.status !== 'pending';
-      approve.addEventListener('click', () => void decide(p, 'approved'));
-      reject.addEventListener('click', () => void decide(p, 'rejected'));
-      return h(
-        'article',
-        {
-          class: 'proposal',
-          'data-testid': 'proposal',
-          'data-proposal-id': p.id,
-          'data-iteration-id': p.iterationId,
-          'data-mission-id': p.missionId,
-          'data-status': p.status,
-          'data-source': p.source,
-        },
-        h('div', {}, h('strong', {}, p.summary)),
-        h(
-          'div',
-          { class: 'meta' },
-          `${p.missionTitle} · ${p.source === 'server' ? 'planned by the server (fallback)' : 'planned on this device by the demo planner'} · `,
-          h('code', {}, `${p.toolName ?? 'note'}(${JSON.stringify(p.params ?? {})})`),
-        ),
-        ...(p.rationale ? [h('div', { class: 'meta' }, `Why: ${p.rationale}`)] : []),
-        h('div', { class: 'actions' }, approve, reject, h('span', { class: 'pill', 'data-testid': 'proposal-status' }, p.status)),
-      );
-    }),
-  );
+  box.replaceChildren(...list.map((p) => proposalCard(p, (q, status) => void decide(q, status))));
 }
 
 async function decide(p: Proposal, status: 'approved' | 'rejected'): Promise<void> {
@@ -224,30 +149,7 @@ function renderOccurrences(rows: OccurrenceRow[]): void {
     body.replaceChildren(h('tr', {}, h('td', { colspan: '8', class: 'empty' }, 'No occurrences yet.')));
     return;
   }
-  body.replaceChildren(
-    ...sorted.map((o) => {
-      const mine = o.claimedBy === deviceId;
-      return h(
-        'tr',
-        {
-          'data-testid': 'occurrence-row',
-          'data-iteration-id': o.iterationId,
-          'data-mission-id': o.missionId,
-          'data-status': o.status,
-          'data-mine': String(mine),
-          ...(mine ? { class: 'mine' } : {}),
-        },
-        h('td', {}, missionName(o.missionId)),
-        h('td', { class: 'mono', title: o.iterationId }, short(o.iterationId)),
-        h('td', { title: o.dueAt }, relative(o.dueAt)),
-        h('td', {}, h('span', { class: 'pill' }, o.status)),
-        h('td', {}, o.channel ?? '—'),
-        h('td', { class: 'mono' }, o.claimedBy ? (mine ? `${o.claimedBy} (this device)` : o.claimedBy) : '—'),
-        h('td', {}, String(o.attempts ?? 0)),
-        h('td', {}, o.lastError ?? ''),
-      );
-    }),
-  );
+  body.replaceChildren(...sorted.map((o) => occurrenceRow(o, deviceId, missionName)));
 }
 
 function renderMissions(): void {
@@ -260,29 +162,7 @@ function renderMissions(): void {
     box.replaceChildren(h('p', { class: 'empty' }, 'No missions yet.'));
     return;
   }
-  box.replaceChildren(
-    h(
-      'table',
-      {},
-      h('thead', {}, h('tr', {}, h('th', {}, 'Title'), h('th', {}, 'State'), h('th', {}, 'Next run'), h('th', {}, 'Iterations'))),
-      h(
-        'tbody',
-        {},
-        ...list.map((m) => {
-          const its = Array.isArray(m.iterations) ? m.iterations : [];
-          const server = its.filter((it) => it?.source === 'server').length;
-          return h(
-            'tr',
-            { 'data-testid': 'mission-row', 'data-mission-id': m.id },
-            h('td', {}, typeof m.title === 'string' ? m.title : m.id),
-            h('td', {}, String(m.state ?? '—')),
-            h('td', { title: String(m.nextRunAt ?? '') }, relative(m.nextRunAt)),
-            h('td', {}, `${its.length}${server ? ` (${server} by the server)` : ''}`),
-          );
-        }),
-      ),
-    ),
-  );
+  box.replaceChildren(missionsTable(list));
 }
 
 function setSignedIn(userId: string | null): void {
@@ -352,29 +232,6 @@ async function registerWorker(): Promise<ServiceWorkerRegistration | null> {
   }
 }
 
-/**
- * Resolves once the registration has an active worker. Not
- * `navigator.serviceWorker.ready`: the page at /demo is outside the /demo/
- * scope, and `ready` only resolves for a page's own scope.
- */
-function activated(reg: ServiceWorkerRegistration, timeoutMs = 15_000): Promise<void> {
-  if (reg.active) return Promise.resolve();
-  const worker = reg.installing ?? reg.waiting;
-  if (!worker) return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('service worker did not activate in time')), timeoutMs);
-    worker.addEventListener('statechange', () => {
-      if (worker.state === 'activated') {
-        clearTimeout(timer);
-        resolve();
-      } else if (worker.state === 'redundant') {
-        clearTimeout(timer);
-        reject(new Error('service worker became redundant'));
-      }
-    });
-  });
-}
-
 async function enablePush(): Promise<void> {
   if (!client) return;
   el<HTMLButtonElement>('enable-push').disabled = true;
@@ -426,7 +283,7 @@ async function signIn(userId: string, token?: string): Promise<void> {
     },
   });
   client.onEvent((e) => {
-    log(e.type, describe(e));
+    log(e.type, describeEvent(e, missionName));
     setStatus();
     if (e.type === 'planned' || e.type === 'staged') void renderProposals();
     if (e.type === 'nudge' || e.type === 'planned') void refreshOccurrences().catch(() => undefined);
