@@ -216,7 +216,9 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
   /** Occurrences nudged while this tab was closed, hidden or offline (e.g. a push the user tapped). */
   async function catchUp(): Promise<void> {
     try {
-      const rows = await api.json<unknown>('GET', '/v1/occurrences');
+      const body = await api.json<unknown>('GET', '/v1/occurrences');
+      // A bare array is the contract; `{ occurrences: [...] }` is tolerated.
+      const rows = Array.isArray(body) ? body : (body as { occurrences?: unknown } | undefined)?.occurrences;
       if (!Array.isArray(rows)) return;
       const now = Date.now();
       for (const row of rows as OccurrenceRow[]) {
