@@ -31,6 +31,12 @@ import { createUserAuth, type UserAuth } from './http/user-auth.js';
 import { createRateLimiter } from './http/rate-limit.js';
 import { createReleasers } from './lifetimes.js';
 import { createLlmClient } from './planner/llm-client.js';
+import { createPushSubscriptionStore } from './devices/push-subscriptions.js';
+import { parseAllowlist } from './devices/endpoint-guard.js';
+import { createPushSender } from './nudge/web-push.js';
+import { createPushChannel } from './nudge/push-channel.js';
+import { createVapidHeaders, generateVapidKeys, validateVapidKeys, type VapidKeyPair } from './nudge/vapid.js';
+import { mountPush } from './http/routes/push.js';
 import { createServerPlanner, type ServerPlanner } from './planner/server-planner.js';
 
 export interface CoordinatorDeps {
@@ -59,6 +65,23 @@ export interface Coordinator {
 }
 
 const DEV_SECRET_KEY = 'dev_jwt_secret';
+const DEV_VAPID_KEY = 'dev_vapid_keys';
+
+/** Configured keys; else, outside production, a pair generated once and kept in the database. */
+async function vapidKeys(config: Config, sql: Sql, log: Logger): Promise<VapidKeyPair | undefined> {
+  const { publicKey, privateKey } = config.vapid;
+  if (publicKey && privateKey) {
+    const v = validateVapidKeys(publicKey, privateKey);
+    if (!v.ok) throw new Error(`VAPID_PUBLIC_KEY/VAPID_PRIVATE_KEY: ${v.reason}`);
+    return { publicKey, privateKey };
+  }
+  if (config.env === 'production') {
+    log.warn('VAPID_PUBLIC_KEY/VAPID_PRIVATE_KEY are not set: Web Push is off; devices are reached over WebSocket only');
+    return undefined;
+  }
+  // Subscriptions are bound to the public key, so the dev pair must survive restarts.
+  return getOrCreateSetting(sql, DEV_VAPID_KEY, generateVapidKeys);
+}
 
 export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinator> {
   const { config, sql } = deps;
@@ -86,6 +109,22 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
         : { jwksUrl: config.jwt.jwksUrl!, issuer: config.jwt.issuer, audience: config.jwt.audience, log: log.child({ component: 'auth' }) },
     );
     if (!devSecret && !config.jwt.jwksUrl) throw new Error('JWKS_URL: expected the JWKS URL of mana-auth outside the dev default');
+
+    const limiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, registry: metrics.registry });
+    const allowlist = parseAllowlist(config.pushAllowlist);
+    const subscriptions = createPushSubscriptionStore(sql);
+    const vapid = deps.push ? undefined : await vapidKeys(config, sql, log);
+    let push = deps.push;
+    if (vapid) {
+      const sender = createPushSender({
+        vapid: createVapidHeaders({ ...vapid, subject: config.vapid.subject }),
+        allowlist,
+        registry: metrics.registry,
+        log: log.child({ component: 'web-push' }),
+      });
+      releasers.add(() => sender.close());
+      push = createPushChannel({ store: subscriptions, sender, vapidPublicKey: vapid.publicKey, log: log.child({ component: 'push' }) });
+    }
 
     let scheduler: Scheduler<PassStats> | undefined;
     const poke = () => void scheduler?.runOnce().catch(() => undefined);
@@ -140,7 +179,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       deliverLocal: hub.deliver,
       hasLocal: hub.hasLocal,
       publish: bus.publish,
-      push: deps.push,
+      push,
       fallback,
     });
 
@@ -161,11 +200,11 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       }
     };
 
-    const limiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, registry: metrics.registry });
     const s = scheduler;
     const mounts: Mount[] = [
       (a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, metrics, scheduler: s, serviceKey: config.serviceKey, isReady }),
       (a) => mountOccurrences(a, { sql, auth, claims, serviceKey: config.serviceKey, limiter }),
+      (a) => mountPush(a, { auth, store: subscriptions, allowlist, vapidPublicKey: vapid?.publicKey, limiter }),
       ...(devSecret ? [(a: Parameters<Mount>[0]) => mountDev(a, { sql, auth, devSecret, writerRole: config.syncWriterRole, poke })] : []),
       ...(deps.mounts ?? []),
     ];
@@ -191,7 +230,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
 
     const port = (server.address() as AddressInfo).port;
     const url = `http://127.0.0.1:${port}`;
-    log.info({ port, tick: config.tick, devDefaults: config.devDefaults, serverPlanning: fallback.enabled, push: Boolean(deps.push?.enabled) }, 'coordinator listening');
+    log.info({ port, tick: config.tick, devDefaults: config.devDefaults, serverPlanning: fallback.enabled, push: Boolean(push?.enabled) }, 'coordinator listening');
 
     if (config.tick.enabled) s.start();
     return { url, port, metrics, projection, scheduler: s, hub, auth, planner, stop: releasers.releaseAll };
