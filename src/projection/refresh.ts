@@ -144,12 +144,22 @@ export function createProjection(deps: ProjectionDeps): Projection {
       }
 
       const appliedIds = cursor.applied.map((p) => p.slice(p.indexOf('|') + 1));
-      const rows = tx<ChangeRow[]>`
+      // A server-side cursor fetched with FETCH, not postgres.js' .cursor(): the
+      // batch handler queries the same transaction's connection, and a query
+      // issued while a postgres.js cursor is suspended waits behind it forever
+      // (the refresh hung as soon as batchRows rows were pending).
+      await tx`
+        DECLARE refresh_rows NO SCROLL CURSOR FOR
         SELECT ${changeColumns(tx, cols)} FROM sync_changes
         WHERE app_id = ${MISSIONS.appId} AND table_name = ${MISSIONS.tableName}
           AND created_at >= ${cursor.horizon}::timestamptz
           AND NOT (id = ANY(${appliedIds}::uuid[]))`;
-      for await (const batch of rows.cursor(deps.batchRows)) await applyBatch(batch);
+      for (;;) {
+        const batch = await tx<ChangeRow[]>`FETCH ${tx.unsafe(String(deps.batchRows))} FROM refresh_rows`;
+        if (batch.length === 0) break;
+        await applyBatch(batch);
+      }
+      await tx`CLOSE refresh_rows`;
 
       for (const k of rebuild) {
         const state = cache.get(k)!;
