@@ -68,11 +68,12 @@ export async function createOccurrences(sql: Sql, due: DueMission[]): Promise<Oc
     SELECT ${sql.unsafe(COLUMNS)} FROM ins o`;
 }
 
-/** created|waiting → nudged on a channel, with a claim deadline. */
+/** created|waiting → nudged on a channel, with a claim deadline. A new nudge clears the previous wait's reason. */
 export async function markNudged(sql: Sql, iterationId: string, channel: 'ws' | 'push', deadlineMs: number): Promise<Occurrence | null> {
   const [row] = await sql<Occurrence[]>`
     UPDATE mana_ai.occurrences o SET status = 'nudged', channel = ${channel},
-      deadline_at = now() + make_interval(secs => ${deadlineMs / 1000}), claimed_by = NULL, lease_expires_at = NULL, updated_at = now()
+      deadline_at = now() + make_interval(secs => ${deadlineMs / 1000}), claimed_by = NULL, lease_expires_at = NULL,
+      last_error = NULL, updated_at = now()
     WHERE iteration_id = ${iterationId} AND status IN ('created', 'waiting')
     RETURNING ${sql.unsafe(COLUMNS)}`;
   return row ?? null;
@@ -119,7 +120,8 @@ export async function markWaiting(
 export async function takeExpired(sql: Sql, holder: string, leaseMs: number, limit: number): Promise<Occurrence[]> {
   return sql<Occurrence[]>`
     WITH deadline AS (
-      SELECT iteration_id, 'no claim before the deadline' AS why FROM mana_ai.occurrences
+      -- A device's release sets its reason and a deadline of now; keep that reason for operators.
+      SELECT iteration_id, coalesce(last_error, 'no claim before the deadline') AS why FROM mana_ai.occurrences
       WHERE status = 'nudged' AND deadline_at <= now() ORDER BY deadline_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
     ), lease AS (
       SELECT iteration_id, 'lease of ' || coalesce(claimed_by, '?') || ' expired' AS why FROM mana_ai.occurrences
