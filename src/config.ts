@@ -94,6 +94,7 @@ const EnvSchema = z.object({
   PLANNER_MAX_RETRIES: int(0, 10).default(3),
   DEFAULT_TIMEZONE: timeZone.default('UTC'),
   RATE_LIMIT_PER_MINUTE: int(1, 100_000).default(60),
+  CORS_ORIGINS: optionalString,
 });
 
 export interface Config {
@@ -137,6 +138,8 @@ export interface Config {
   pushAllowlist: string;
   defaultTimeZone: string;
   rateLimitPerMinute: number;
+  /** Origins allowed to call /v1/* and /dev/* from a browser; empty → same-origin only. */
+  corsOrigins: string[];
 }
 
 export class ConfigError extends Error {
@@ -203,5 +206,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     pushAllowlist: e.PUSH_ENDPOINT_ALLOWLIST,
     defaultTimeZone: e.DEFAULT_TIMEZONE,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
   };
 }

@@ -37,6 +37,7 @@ import { createPushSender } from './nudge/web-push.js';
 import { createPushChannel } from './nudge/push-channel.js';
 import { createVapidHeaders, generateVapidKeys, validateVapidKeys, type VapidKeyPair } from './nudge/vapid.js';
 import { mountPush } from './http/routes/push.js';
+import { findWebClientDir, mountStatic } from './http/routes/static.js';
 import { createServerPlanner, type ServerPlanner } from './planner/server-planner.js';
 
 export interface CoordinatorDeps {
@@ -208,7 +209,10 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       ...(devSecret ? [(a: Parameters<Mount>[0]) => mountDev(a, { sql, auth, devSecret, writerRole: config.syncWriterRole, poke })] : []),
       ...(deps.mounts ?? []),
     ];
-    const app = createApp({ log, version: config.version, mounts });
+    const webClientDir = findWebClientDir();
+    if (webClientDir) mounts.push((a) => mountStatic(a, { webClientDir, demo: config.devDefaults }));
+    else log.warn('web-client/dist not found (run npm install or npm run build): /web-client and /demo are not served');
+    const app = createApp({ log, version: config.version, mounts, corsOrigins: config.corsOrigins });
 
     const server = await listen(app.fetch, config.port, config.host);
     releasers.add(() => closeServer(server));

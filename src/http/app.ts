@@ -5,6 +5,7 @@
 import { OpenAPIHono, type Hook } from '@hono/zod-openapi';
 import type { Env } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
+import { cors } from 'hono/cors';
 import type { Logger } from '../log.js';
 import { AppError, errorBody } from './errors.js';
 
@@ -26,7 +27,7 @@ export function createRouteGroup<E extends Env = Env>(): OpenAPIHono<E> {
   return new OpenAPIHono<E>({ defaultHook: validationHook as unknown as Hook<unknown, E, string, unknown> });
 }
 
-export function createApp(deps: { log: Logger; version: string; mounts: Mount[] }): OpenAPIHono {
+export function createApp(deps: { log: Logger; version: string; mounts: Mount[]; corsOrigins?: string[] }): OpenAPIHono {
   const log = deps.log.child({ component: 'http' });
   const app = new OpenAPIHono({ defaultHook: validationHook });
 
@@ -46,6 +47,19 @@ export function createApp(deps: { log: Logger; version: string; mounts: Mount[] 
       onError: (c) => c.json(errorBody('body_too_large', `expected a body of at most ${MAX_BODY_BYTES} bytes`), 413),
     }),
   );
+
+  if (deps.corsOrigins && deps.corsOrigins.length > 0) {
+    // A webapp on another origin calls the user routes with a bearer token (no cookies).
+    const origins = deps.corsOrigins;
+    const policy = cors({
+      origin: origins.includes('*') ? '*' : origins,
+      allowHeaders: ['Authorization', 'Content-Type'],
+      allowMethods: ['GET', 'POST', 'PUT', 'DELETE', 'OPTIONS'],
+      maxAge: 600,
+    });
+    app.use('/v1/*', policy);
+    app.use('/dev/*', policy);
+  }
 
   app.onError((err, c) => {
     if (err instanceof AppError) {
