@@ -152,7 +152,9 @@ export function createProjection(deps: ProjectionDeps): Projection {
         DECLARE refresh_rows NO SCROLL CURSOR FOR
         SELECT ${changeColumns(tx, cols)} FROM sync_changes
         WHERE app_id = ${MISSIONS.appId} AND table_name = ${MISSIONS.tableName}
-          AND created_at >= ${cursor.horizon}::timestamptz
+          -- As text: postgres.js turns a string bound to timestamptz into a JS Date,
+          -- dropping the horizon's microseconds, and rows just below it were re-read.
+          AND created_at >= ${cursor.horizon}::text::timestamptz
           AND NOT (id = ANY(${appliedIds}::uuid[]))`;
       for (;;) {
         const batch = await tx<ChangeRow[]>`FETCH ${tx.unsafe(String(deps.batchRows))} FROM refresh_rows`;

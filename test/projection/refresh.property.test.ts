@@ -24,6 +24,7 @@ import type { ChangeRow } from '../../src/projection/lww.js';
 import type { Sql } from '../../src/db/pool.js';
 import { oracleReplay } from './oracle.js';
 import { rowArb, toRows } from './history.js';
+import { insertRows } from './log-db.js';
 
 let db: TestDb;
 let holder: postgres.Sql;
@@ -48,21 +49,6 @@ afterAll(async () => {
   await holder?.end({ timeout: 5 });
   await db?.drop();
 });
-
-async function insertRows(sql: Sql, rows: ChangeRow[]): Promise<void> {
-  if (rows.length === 0) return;
-  await sql.begin(async (tx) => {
-    // tx.json: a JSON text passed to a ::jsonb parameter would be stored as a jsonb string.
-    // created_at goes as text: postgres.js turns a string bound to timestamptz into a Date (milliseconds).
-    const json = (v: unknown) => (v === null || v === undefined ? null : tx.json(v as postgres.JSONValue));
-    for (const r of rows) {
-      await tx`
-        INSERT INTO sync_changes (id, app_id, table_name, record_id, user_id, op, data, field_meta, field_timestamps, client_id, created_at)
-        VALUES (${r.id}::uuid, 'ai', 'aiMissions', ${r.recordId}, ${r.userId}, ${String(r.op)}, ${json(r.data)},
-                ${json(r.fieldMeta)}, ${json(r.fieldTimestamps)}, 'prop-test', ${r.createdAt}::text::timestamptz)`;
-    }
-  });
-}
 
 interface SnapshotView {
   record: Record<string, unknown>;
