@@ -67,6 +67,26 @@ function entryInstant(entry: unknown): string | null {
   return null;
 }
 
+/** Far deeper than any real record; the write-back's JSON.stringify recurses and throws near 5,000. */
+export const MAX_DATA_DEPTH = 100;
+
+/**
+ * Why a data value cannot be stored as written, or null: a number beyond
+ * the double range (JSON.parse reads it as Infinity, written back as null)
+ * or nesting deeper than MAX_DATA_DEPTH (the write-back would throw on every
+ * pass, so one such row would stall the projection for good).
+ */
+function unrepresentable(value: unknown, depth: number): string | null {
+  if (typeof value === 'number') return Number.isFinite(value) ? null : 'a number beyond the double range';
+  if (typeof value !== 'object' || value === null) return null;
+  if (depth >= MAX_DATA_DEPTH) return `nested deeper than ${MAX_DATA_DEPTH} levels`;
+  for (const v of Array.isArray(value) ? value : Object.values(value)) {
+    const why = unrepresentable(v, depth + 1);
+    if (why) return why;
+  }
+  return null;
+}
+
 /**
  * Validates a row and resolves each field's timestamp (field_meta first,
  * then field_timestamps, then the row's created_at). Never throws.
@@ -101,6 +121,8 @@ export function normalizeRow(row: ChangeRow): Normalized {
       if (!parsed) return { ok: false, reason: `timestamp of field "${key}": expected an ISO-8601 instant, got ${JSON.stringify(entry).slice(0, 80)}` };
       instant = parsed;
     }
+    const why = unrepresentable(row.data[key], 1);
+    if (why) return { ok: false, reason: `data field "${key.slice(0, 80)}": ${why}` };
     fields.push([key, row.data[key], `${instant}|${pos}`]);
   }
   return { ok: true, change: { kind: 'data', ...base, fields } };

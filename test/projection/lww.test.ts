@@ -9,6 +9,7 @@ import {
   applyChange,
   emptyState,
   materialize,
+  MAX_DATA_DEPTH,
   normalizeRow,
   replay,
   type Change,
@@ -321,6 +322,20 @@ describe('LWW rules (CONTRACT.md §1)', () => {
         expect(project([good, bad])).toEqual({ id: M, title: 'a' });
       });
     }
+
+    it('a value that cannot be written back as read is skipped: a number beyond the double range, nesting deeper than MAX_DATA_DEPTH', () => {
+      // The oracle (the contract's replay) has no notion of these; lww.ts refuses them
+      // because 1e400 parses to Infinity (stored as null) and deep nesting breaks JSON.stringify.
+      let nested: unknown = 'x';
+      for (let i = 0; i < MAX_DATA_DEPTH; i++) nested = { a: nested };
+      for (const data of [{ title: Infinity }, { n: [1, { m: -Infinity }] }, { title: NaN }, { title: nested }]) {
+        const n = normalizeRow(row({ createdAt: t(2), data }));
+        expect(n.ok).toBe(false);
+      }
+      let shallow: unknown = 'x';
+      for (let i = 0; i < MAX_DATA_DEPTH - 1; i++) shallow = [shallow];
+      expect(normalizeRow(row({ createdAt: t(2), data: { title: shallow, big: 1.7976931348623157e308 } })).ok).toBe(true);
+    });
 
     it('an unparsable entry for a field the row does not carry is ignored', () => {
       const r = row({ createdAt: t(2), data: { title: 'x' }, fieldMeta: { state: 'garbage' } });
