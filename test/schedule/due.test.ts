@@ -190,7 +190,7 @@ describe('the due queries use the partial index mission_snapshots_due_idx', () =
     for (const explain of ['EXPLAIN (FORMAT JSON) ', 'EXPLAIN (FORMAT JSON, GENERIC_PLAN) ']) {
       const generic = explain.includes('GENERIC');
       const [row] = await db.sql.unsafe(explain + q.query, generic ? [] : (q.params as never[]));
-      const scans = scansOf((row as { 'QUERY PLAN': unknown })['QUERY PLAN']);
+      const scans = scansOf((row as unknown as { 'QUERY PLAN': unknown })['QUERY PLAN']);
       const why = `${explain}: ${JSON.stringify(scans)}`;
       const onSnapshots = scans.filter((s) => s.relation === 'mission_snapshots');
       expect(onSnapshots.length, why).toBe(1);
