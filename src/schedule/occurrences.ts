@@ -54,47 +54,71 @@ export function serverHolder(instanceId: string): string {
   return `server:${instanceId}`;
 }
 
-/** Creates the occurrences of due missions; returns only the ones this call created. */
-export async function createOccurrences(sql: Sql, due: DueMission[]): Promise<Occurrence[]> {
+/**
+ * Creates the occurrences of due missions; returns only the ones this call
+ * created. Occurrences of `nudge.users` are created already nudged over the
+ * WebSocket (created → nudged in the same statement), so a fan-out of
+ * thousands costs one write, not two.
+ */
+export async function createOccurrences(
+  sql: Sql,
+  due: DueMission[],
+  nudge?: { users: ReadonlySet<string>; deadlineMs: number },
+): Promise<Occurrence[]> {
   if (due.length === 0) return [];
-  const rows = due.map((d) => ({ i: iterationIdFor(d.userId, d.missionId, d.nextRunAt), u: d.userId, m: d.missionId, d: d.nextRunAt }));
+  const rows = due.map((d) => ({
+    i: iterationIdFor(d.userId, d.missionId, d.nextRunAt),
+    u: d.userId,
+    m: d.missionId,
+    d: d.nextRunAt,
+    n: nudge?.users.has(d.userId) ?? false,
+  }));
   return sql<Occurrence[]>`
     WITH ins AS (
-      INSERT INTO mana_ai.occurrences (iteration_id, user_id, mission_id, due_at)
-      SELECT i, u, m, d FROM jsonb_to_recordset(${sql.json(rows)}::jsonb) AS x(i uuid, u text, m text, d timestamptz)
+      INSERT INTO mana_ai.occurrences (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at)
+      SELECT i, u, m, d,
+        CASE WHEN n THEN 'nudged' ELSE 'created' END,
+        CASE WHEN n THEN 'ws' END,
+        CASE WHEN n THEN now() + make_interval(secs => ${(nudge?.deadlineMs ?? 0) / 1000}) END
+      FROM jsonb_to_recordset(${sql.json(rows)}::jsonb) AS x(i uuid, u text, m text, d timestamptz, n boolean)
       ON CONFLICT DO NOTHING
       RETURNING *
     )
     SELECT ${sql.unsafe(COLUMNS)} FROM ins o`;
 }
 
-/** created|waiting → nudged on a channel, with a claim deadline. A new nudge clears the previous wait's reason. */
-export async function markNudged(sql: Sql, iterationId: string, channel: 'ws' | 'push', deadlineMs: number): Promise<Occurrence | null> {
-  const [row] = await sql<Occurrence[]>`
+/**
+ * created|waiting → nudged on a channel, with a claim deadline, for many
+ * occurrences in one statement (a fan-out of thousands must not pay a round
+ * trip each). Returns the rows this call moved. A new nudge clears the
+ * previous wait's reason.
+ */
+export async function markNudged(sql: Sql, iterationIds: string[], channel: 'ws' | 'push', deadlineMs: number): Promise<Occurrence[]> {
+  if (iterationIds.length === 0) return [];
+  return sql<Occurrence[]>`
     UPDATE mana_ai.occurrences o SET status = 'nudged', channel = ${channel},
       deadline_at = now() + make_interval(secs => ${deadlineMs / 1000}), claimed_by = NULL, lease_expires_at = NULL,
       last_error = NULL, updated_at = now()
-    WHERE iteration_id = ${iterationId} AND status IN ('created', 'waiting')
+    WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status IN ('created', 'waiting')
     RETURNING ${sql.unsafe(COLUMNS)}`;
-  return row ?? null;
 }
 
-/** Hands an occurrence to the server planner (from the given statuses), holding a lease. */
+/** Hands occurrences to the server planner (from the given statuses), holding a lease; returns the rows taken. */
 export async function takeForServer(
   sql: Sql,
-  iterationId: string,
+  iterationIds: string[],
   from: readonly OccurrenceStatus[],
   holder: string,
   leaseMs: number,
   reason?: string,
-): Promise<Occurrence | null> {
-  const [row] = await sql<Occurrence[]>`
+): Promise<Occurrence[]> {
+  if (iterationIds.length === 0) return [];
+  return sql<Occurrence[]>`
     UPDATE mana_ai.occurrences o SET status = 'planning', channel = 'server', claimed_by = ${holder},
       lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
       last_error = coalesce(${reason ?? null}, last_error), updated_at = now()
-    WHERE iteration_id = ${iterationId} AND status = ANY(${from as string[]})
+    WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status = ANY(${from as string[]})
     RETURNING ${sql.unsafe(COLUMNS)}`;
-  return row ?? null;
 }
 
 /** → waiting for a device, with a reason visible to operators and a time to try again. */
@@ -148,6 +172,24 @@ export async function takeWaitingDue(sql: Sql, limit: number): Promise<Occurrenc
     )
     UPDATE mana_ai.occurrences o SET status = 'created', attempts = o.attempts + 1, updated_at = now()
     FROM due WHERE o.iteration_id = due.iteration_id
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/**
+ * Occurrences left 'created' longer than `staleMs`: their creator crashed or
+ * failed between creating and routing them, and nothing else would ever move
+ * them (the due scan skips missions whose occurrence exists). Taken SKIP
+ * LOCKED and re-stamped so one instance routes each again.
+ */
+export async function takeStaleCreated(sql: Sql, staleMs: number, limit: number): Promise<Occurrence[]> {
+  return sql<Occurrence[]>`
+    WITH stale AS (
+      SELECT iteration_id FROM mana_ai.occurrences
+      WHERE status = 'created' AND updated_at < now() - make_interval(secs => ${staleMs / 1000})
+      ORDER BY updated_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+    )
+    UPDATE mana_ai.occurrences o SET updated_at = now()
+    FROM stale WHERE o.iteration_id = stale.iteration_id
     RETURNING ${sql.unsafe(COLUMNS)}`;
 }
 

@@ -4,6 +4,7 @@
  * coordinator's leftovers can never reach the next test's fallback spy.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { iterationIdFor } from '../../src/schedule/occurrence-id.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 import {
   connectClient,
@@ -176,5 +177,28 @@ describe('routing a due occurrence', () => {
     // Completing after the lease passed is refused: the server took it over.
     const late = await claimHttp(c, 'u6', nudge.iterationId, 'laptop', 'complete');
     expect(late.status).toBe(409);
+  });
+
+  it('an occurrence left unrouted by a crashed pass is routed by a later one', async () => {
+    const { c, fallback } = await start({ TICK_ENABLED: 'false' });
+    const ws = await connect(c, 'u7', 'laptop');
+    await insertMissions(db.sql, [{ userId: 'u7', missionId: 'm1', nextRunAt: inMs(-5000) }]);
+    await c.projection.refresh();
+    // Another instance created the occurrence a minute ago and died before routing it.
+    const [snap] = await db.sql<{ due: string }[]>`
+      SELECT to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS due
+      FROM mana_ai.mission_snapshots WHERE user_id = 'u7' AND mission_id = 'm1'`;
+    const id = iterationIdFor('u7', 'm1', snap!.due);
+    await db.sql`
+      INSERT INTO mana_ai.occurrences (iteration_id, user_id, mission_id, due_at, created_at, updated_at)
+      VALUES (${id}, 'u7', 'm1', ${snap!.due}, now() - interval '1 minute', now() - interval '1 minute')`;
+
+    await c.scheduler.runOnce();
+    const nudge = await ws.next('mission-due');
+    expect(nudge.iterationId).toBe(id);
+    expect(await occurrencesOf(db.sql, 'u7')).toEqual([expect.objectContaining({ iterationId: id, status: 'nudged', channel: 'ws' })]);
+    await c.scheduler.runOnce();
+    expect(ws.nudges()).toHaveLength(1);
+    expect(fallback.calls).toHaveLength(0);
   });
 });

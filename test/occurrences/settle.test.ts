@@ -111,11 +111,15 @@ describe('settling occurrences from the mission log', () => {
   });
 
   it('an occurrence the server is planning is settled the same way', async () => {
-    await ws.close();
-    await insertMissions(db.sql, [{ userId: 'u1', missionId: 'm-srv', nextRunAt: inMs(-10) }]);
+    // A user with no socket at all, so the occurrence goes to the server at once.
+    await insertMissions(db.sql, [{ userId: 'u-offline', missionId: 'm-srv', nextRunAt: inMs(-10) }]);
     await waitFor(() => fallback.calls.length > 0, 3000, 'the fallback');
     const id = fallback.calls[0]!.iterationId;
-    await updateMission(db.sql, 'u1', 'm-srv', { state: 'archived' });
-    expect((await settled(id, 'superseded')).lastError).toBe('mission archived');
+    await updateMission(db.sql, 'u-offline', 'm-srv', { state: 'archived' });
+    const row = await waitFor(async () => {
+      const [r] = await occurrencesOf(db.sql, 'u-offline');
+      return r?.status === 'superseded' ? r : undefined;
+    }, 3000, 'the occurrence to be superseded');
+    expect(row).toMatchObject({ iterationId: id, lastError: 'mission archived' });
   });
 });
