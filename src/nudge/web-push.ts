@@ -15,6 +15,7 @@
  */
 import { createHash } from 'node:crypto';
 import { setTimeout as delay } from 'node:timers/promises';
+import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { Pool } from 'undici';
@@ -109,6 +110,7 @@ const MAX_TTL_SECONDS = 28 * 24 * 60 * 60;
 const TOPIC = /^[A-Za-z0-9_-]{1,32}$/;
 const URGENCIES: ReadonlySet<string> = new Set(['very-low', 'low', 'normal', 'high']);
 const POOL_IDLE_MS = 5 * 60_000;
+const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** A stable Topic for a mission: base64url(SHA-256(missionId)) cut to 32 characters. */
 export function topicForMission(missionId: string): string {
@@ -133,6 +135,8 @@ interface OriginState {
   readonly origin: string;
   readonly pool: Pool;
   readonly breaker: CircuitBreaker;
+  /** The duration histogram's child for this origin (label lookup once, not per request). */
+  readonly observeSeconds: (seconds: number) => void;
   active: number;
   readonly waiters: (() => void)[];
   lastUsed: number;
@@ -159,6 +163,8 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
   const threads = deps.encryptThreads ?? defaultEncryptThreads();
   const encryptor = threads > 0 ? createThreadedEncryptor({ threads }) : createInlineEncryptor();
   const origins = new Map<string, OriginState>();
+  // One TLS context for every connection: tls.connect would otherwise build one (and parse `ca`) per socket.
+  const secureContext = createSecureContext(deps.tlsCa === undefined ? {} : { ca: deps.tlsCa });
   let closed = false;
   let lastSweep = now();
 
@@ -170,16 +176,26 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
         connections: concurrency,
         pipelining: 1,
         keepAliveTimeout: 30_000,
+        // Backstops only (undici's timers are coarse, ~1 s); the per-attempt abort below is the real bound.
         headersTimeout: timeoutMs + 1_000,
         bodyTimeout: timeoutMs + 1_000,
         connect: {
           timeout: timeoutMs,
           // Exact-origin entries are trusted as written; everything else connects only to checked public addresses.
           ...(exact ? {} : { lookup: guardedLookup }),
-          ...(deps.tlsCa === undefined ? {} : { ca: deps.tlsCa }),
+          secureContext,
         },
       });
-      state = { origin: url.origin, pool, breaker: createCircuitBreaker(breakerOptions, now), active: 0, waiters: [], lastUsed: now() };
+      const histogram = metrics.duration.labels({ origin: url.origin });
+      state = {
+        origin: url.origin,
+        pool,
+        breaker: createCircuitBreaker(breakerOptions, now),
+        observeSeconds: (seconds) => histogram.observe(seconds),
+        active: 0,
+        waiters: [],
+        lastUsed: now(),
+      };
       origins.set(url.origin, state);
     }
     state.lastUsed = now();
@@ -222,16 +238,17 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
       const res = await s.pool.request({ path, method: 'POST', headers, body, signal: controller.signal });
       let text = '';
       if (res.statusCode >= 200 && res.statusCode < 300) await res.body.dump();
-      else text = (await res.body.text()).slice(0, 200);
+      else text = await readSnippet(res.body, 200);
       return { type: 'response', status: res.statusCode, retryAfter: res.headers['retry-after'], text };
     } catch (e: unknown) {
       if (controller.signal.aborted) return { type: 'error', reason: 'timeout', detail: `no answer within ${timeoutMs} ms` };
       const code = errorCode(e);
+      if (TIMEOUT_CODES.has(code)) return { type: 'error', reason: 'timeout', detail: code };
       if (code === 'EPUSHREFUSED') return { type: 'error', reason: 'endpoint-refused', detail: (e as Error).message };
       return { type: 'error', reason: 'network-error', detail: code };
     } finally {
       clearTimeout(timer);
-      metrics.duration.observe({ origin: s.origin }, (performance.now() - started) / 1000);
+      s.observeSeconds((performance.now() - started) / 1000);
       releaseSlot(s);
     }
   }
@@ -404,6 +421,17 @@ function labelOrigin(endpoint: string, allowlist: Allowlist): string {
 /** Push services sometimes echo the request path; it is a secret. */
 function scrub(text: string, path: string): string {
   return path.length > 1 ? text.split(path).join('<endpoint-path>') : text;
+}
+
+/** The first `max` characters of an error body; stops reading there (a push service's error page can be large). */
+async function readSnippet(body: AsyncIterable<Buffer>, max: number): Promise<string> {
+  let text = '';
+  // Leaving the loop early destroys the stream (and that connection), which is fine on an error path.
+  for await (const chunk of body) {
+    text += chunk.toString('utf8');
+    if (text.length >= max) break;
+  }
+  return text.slice(0, max);
 }
 
 function errorCode(e: unknown): string {

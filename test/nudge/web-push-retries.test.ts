@@ -37,6 +37,7 @@ function sender(origins: string[], extra: Partial<PushSenderDeps> = {}) {
       sleeps.push(ms);
     },
     random: () => 0.5,
+    encryptThreads: 0, // these tests are about the network side; web-push.test.ts covers the threaded encryptor
     ...extra,
   });
   cleanups.push(() => s.close());
@@ -267,6 +268,38 @@ describe('endpoint safety at send time', () => {
     await s.send({ endpoint, keys }, payload, { ttlSeconds: 60 });
     expect(asked).toEqual(['fcm.googleapis.com']);
     expect(await counterValues(registry)).toEqual({ 'https://fcm.googleapis.com refused': 2 });
+  });
+});
+
+describe('DNS rebinding', () => {
+  it('an address that turns private between the check and the connect is refused at connect', async () => {
+    const answers = [['93.184.216.34'], ['127.0.0.1']];
+    let t = 0;
+    const { s, registry } = sender(['*.googleapis.com'], {
+      resolve: async () => answers.shift() ?? ['127.0.0.1'],
+      // Every clock read is a minute later, so the 60 s DNS cache never answers twice.
+      now: () => (t += 61_000),
+    });
+    const outcome = await s.send({ endpoint: `https://fcm.googleapis.com/fcm/send/${SECRET}`, keys }, payload, { ttlSeconds: 60 });
+    expect(outcome).toMatchObject({
+      kind: 'failed',
+      reason: 'endpoint-refused',
+      retryable: false,
+      detail: expect.stringContaining('127.0.0.1 (loopback'),
+      attempts: 1,
+    });
+    expect(answers).toEqual([]);
+    expect(await counterValues(registry)).toEqual({ 'https://fcm.googleapis.com refused': 1 });
+  });
+});
+
+describe('error bodies', () => {
+  it('reads at most a short snippet of a large error body', async () => {
+    const rx = await receiver((_n, _req, res) => res.writeHead(400).end('x'.repeat(1_000_000)));
+    const { s } = sender([rx.origin]);
+    const outcome = await s.send(to(rx), payload, { ttlSeconds: 60 });
+    expect(outcome).toMatchObject({ kind: 'rejected', status: 400 });
+    if (outcome.kind === 'rejected') expect(outcome.reason.length).toBeLessThan(220);
   });
 });
 
