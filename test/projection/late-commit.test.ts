@@ -9,6 +9,7 @@ import { pino } from 'pino';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { createProjection, type Projection } from '../../src/projection/refresh.js';
 import { HORIZON_SAFETY_MS } from '../../src/projection/horizon.js';
+import { createSql } from '../../src/db/pool.js';
 import { oracleReplay } from './oracle.js';
 import { insertRows, openWriter, readCursor, readLog, readRecords, type Writer } from './log-db.js';
 
@@ -189,6 +190,45 @@ describe('late commits', () => {
     const [snap] = await db.sql<{ state: string | null; nextRunAt: Date | null }[]>`
       SELECT state, next_run_at AS "nextRunAt" FROM mana_ai.mission_snapshots WHERE user_id = 'u5' AND mission_id = 'm1'`;
     expect(snap).toEqual({ state: null, nextRunAt: null });
+  });
+
+  it('a role that cannot see other transactions stalls the horizon and says so once, but never skips a row', async () => {
+    const role = `mana_ai_blind_${Date.now().toString(36)}`;
+    await db.sql.unsafe(`CREATE ROLE ${role} LOGIN PASSWORD 'blind' NOSUPERUSER BYPASSRLS`);
+    try {
+      await db.sql.unsafe(`GRANT SELECT ON sync_changes TO ${role}; GRANT USAGE ON SCHEMA mana_ai TO ${role};
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA mana_ai TO ${role}`);
+      const url = new URL(db.url);
+      url.username = role;
+      url.password = 'blind';
+      const blindSql = createSql(url.toString(), { max: 2 });
+      const warnings: string[] = [];
+      const log = pino({ level: 'warn' }, { write: (line: string) => void warnings.push(line) });
+      try {
+        const blind = createProjection({ sql: blindSql, log, batchRows: 100, cacheRecords: 1000 });
+        const w = await writer();
+        await w.begin('u7');
+        await w.insert({ recordId: 'm1', op: 'insert', data: { title: 'seen anyway' } });
+        await w.commit();
+        const first = await blind.refresh();
+        expect(first).toMatchObject({ ran: true, stalled: true, rowsApplied: 1 });
+        await sleep(HORIZON_SAFETY_MS + 200);
+        await w.begin('u7');
+        await w.insert({ recordId: 'm1', op: 'update', data: { state: 'active' } });
+        await w.commit();
+        const second = await blind.refresh();
+        expect(second).toMatchObject({ stalled: true, rowsApplied: 1 });
+        // It does not advance on a guess: rows stay tracked by id instead.
+        expect(second.horizon).toBe(first.horizon);
+        expect((await readCursor(db.sql))!.applied).toHaveLength(2);
+        await expectMatchesOracle();
+        expect(warnings.filter((l) => l.includes('horizon stalled'))).toHaveLength(1);
+      } finally {
+        await blindSql.end({ timeout: 5 });
+      }
+    } finally {
+      await db.sql.unsafe(`DROP OWNED BY ${role}; DROP ROLE ${role}`);
+    }
   });
 
   it('a late DELETE with no later rows just deletes (no rebuild)', async () => {
