@@ -13,7 +13,7 @@ export interface DueMission {
 const TS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /** Due missions, oldest first. The WHERE clause must match the partial index predicate. */
-export async function findDueMissions(sql: Sql, opts: { limit: number; unhandledOnly?: boolean }): Promise<DueMission[]> {
+export async function findDueMissions(sql: Sql, opts: { limit: number; unhandledOnly?: boolean; at?: string }): Promise<DueMission[]> {
   // unhandledOnly: skip missions whose occurrence for this nextRunAt exists, so a
   // backlog that stays due for minutes is not re-dispatched every pass.
   return sql<DueMission[]>`
@@ -21,7 +21,7 @@ export async function findDueMissions(sql: Sql, opts: { limit: number; unhandled
            to_char(s.next_run_at AT TIME ZONE 'UTC', ${sql.unsafe(TS)}) AS "nextRunAt"
     FROM mana_ai.mission_snapshots s
     WHERE s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL
-      AND s.next_run_at <= now()
+      AND s.next_run_at <= coalesce(${opts.at ?? null}::timestamptz, now())
       AND (${opts.unhandledOnly ?? false} = false OR NOT EXISTS (
         SELECT 1 FROM mana_ai.occurrences o
         WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at))
@@ -29,11 +29,16 @@ export async function findDueMissions(sql: Sql, opts: { limit: number; unhandled
     LIMIT ${opts.limit}`;
 }
 
-/** The earliest nextRunAt still in the future, so the scheduler can wake exactly then. */
-export async function nextDueAt(sql: Sql): Promise<Date | null> {
+/**
+ * The earliest nextRunAt after `after` (default: now), so the scheduler can
+ * wake exactly then. Give it the instant the due scan used: a mission that
+ * fell due while the pass ran then comes back as already due (→ run again at
+ * once) instead of being skipped until the next interval.
+ */
+export async function nextDueAt(sql: Sql, after?: string): Promise<Date | null> {
   const [row] = await sql<{ at: Date | null }[]>`
     SELECT min(next_run_at) AS at FROM mana_ai.mission_snapshots
     WHERE present AND NOT soft_deleted AND state = 'active' AND next_run_at IS NOT NULL
-      AND next_run_at > now()`;
+      AND next_run_at > coalesce(${after ?? null}::timestamptz, now())`;
   return row?.at ?? null;
 }

@@ -49,7 +49,10 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
     try {
       const refresh = await deps.projection.refresh();
       metrics.projectionStalled.set(refresh.stalled ? 1 : 0);
-      const due = await findDueMissions(deps.sql, { limit: deps.dueLimit ?? 20_000, unhandledOnly: deps.sweep !== undefined });
+      // One database instant for the scan and for the next wake-up, so nothing falls between them.
+      const [clock] = await deps.sql<{ at: string }[]>`SELECT now()::text AS at`;
+      const at = clock!.at;
+      const due = await findDueMissions(deps.sql, { limit: deps.dueLimit ?? 20_000, unhandledOnly: deps.sweep !== undefined, at });
       metrics.dueMissions.set(due.length);
       if (due.length > 0) {
         log.debug({ due: due.length }, 'missions due');
@@ -66,7 +69,7 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
           log.error({ err }, 'occurrence sweep failed');
         }
       }
-      const next = await nextDueAt(deps.sql);
+      const next = await nextDueAt(deps.sql, at);
       metrics.ticks.inc({ outcome: 'ok' });
       return {
         stats: {

@@ -201,4 +201,22 @@ describe('routing a due occurrence', () => {
     expect(ws.nudges()).toHaveLength(1);
     expect(fallback.calls).toHaveLength(0);
   });
+
+  it('missions falling due while a pass runs are nudged right after it, not at the next tick', async () => {
+    // A long tick, so only the timer armed for the next due time can be on time.
+    const { c } = await start({ TICK_INTERVAL_MS: '10000' });
+    const ws = await connect(c, 'u8', 'laptop');
+    const first = Date.now() + 1500;
+    // Due times 4 ms apart: each pass takes longer than that, so later ones fall due mid-pass.
+    const missions = Array.from({ length: 30 }, (_, i) => ({ userId: 'u8', missionId: `m${i}`, nextRunAt: new Date(first + i * 4).toISOString() }));
+    await insertMissions(db.sql, missions);
+    await c.scheduler.runOnce(); // projects them and arms the timer for the first
+    await waitFor(() => ws.nudges().length === missions.length, 12_000, 'all nudges');
+    const lateness = ws.frames
+      .map((f, i) => (f.type === 'mission-due' ? ws.arrivals[i]! - Date.parse(f.dueAt) : null))
+      .filter((x): x is number => x !== null);
+    expect(Math.min(...lateness)).toBeGreaterThanOrEqual(0);
+    // Generous for a loaded machine, far below the 10 s tick a missed mission would wait for.
+    expect(Math.max(...lateness)).toBeLessThan(1000);
+  });
 });

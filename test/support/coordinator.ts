@@ -65,6 +65,8 @@ export function createFallbackSpy(): FallbackSpy {
 export interface WsClient {
   ws: WebSocket;
   frames: ServerFrame[];
+  /** Date.now() at each frame's arrival, parallel to `frames`. */
+  arrivals: number[];
   /** Frames of type mission-due received so far. */
   nudges(): Extract<ServerFrame, { type: 'mission-due' }>[];
   send(frame: unknown): void;
@@ -78,8 +80,10 @@ export interface WsClient {
 export async function openSocket(url: string): Promise<WsClient> {
   const ws = new WebSocket(url);
   const frames: ServerFrame[] = [];
+  const arrivals: number[] = [];
   const waiters = new Set<() => void>();
   ws.on('message', (raw) => {
+    arrivals.push(Date.now());
     frames.push(JSON.parse(raw.toString()) as ServerFrame);
     for (const w of [...waiters]) w();
   });
@@ -97,6 +101,7 @@ export async function openSocket(url: string): Promise<WsClient> {
   const client: WsClient = {
     ws,
     frames,
+    arrivals,
     nudges: () => frames.filter((f): f is Extract<ServerFrame, { type: 'mission-due' }> => f.type === 'mission-due'),
     send: (frame) => ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame)),
     next(type, match, timeoutMs = 5000) {
