@@ -105,14 +105,17 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       return 'retry';
     }
     const iteration = failedIteration(occ.iterationId, reason, startedAt, now().toISOString());
+    // Re-read: `mission` is from before the LLM call, and a device may have
+    // appended an iteration since; writing the stale array would drop it.
+    const fresh = (await getMission(sql, occ.userId, occ.missionId)) ?? mission;
     const written = await writeIteration(sql, deps.target, {
       userId: occ.userId,
       missionId: occ.missionId,
       iterationId: occ.iterationId,
       holder,
       iteration,
-      baseIterations: mission.iterations,
-      nextRunAt: nextRunFor(mission, occ.dueAt),
+      baseIterations: iterationsOf(fresh),
+      nextRunAt: nextRunFor(fresh, occ.dueAt),
       finalStatus: 'failed',
       lastError: reason,
       at: now(),

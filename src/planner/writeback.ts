@@ -12,7 +12,7 @@
 import type { Sql, TxSql } from '../db/pool.js';
 import type { SyncColumns } from '../projection/change-source.js';
 import { MISSIONS } from '../projection/change-source.js';
-import { instantOf } from '../projection/instant.js';
+import { instantMs, instantOf } from '../projection/instant.js';
 import type { MissionIteration } from '../projection/mission.js';
 import { mergeIterations } from './iteration.js';
 
@@ -99,6 +99,8 @@ export interface DroppedWrite {
   plan: MissionIteration;
   writtenAt: string;
   iterations: unknown;
+  /** The instant of the write that won the iterations field (the one that dropped ours). */
+  winningAt: string;
 }
 
 /**
@@ -109,7 +111,8 @@ export interface DroppedWrite {
 export async function findDroppedWrites(sql: Sql, limit = 100): Promise<DroppedWrite[]> {
   return sql<DroppedWrite[]>`
     SELECT o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.mission_id AS "missionId",
-           o.plan, o.written_at AS "writtenAt", s.fields -> 'iterations' AS iterations
+           o.plan, o.written_at AS "writtenAt", s.fields -> 'iterations' AS iterations,
+           split_part(s.versions ->> 'iterations', '|', 1) AS "winningAt"
     FROM mana_ai.occurrences o
     JOIN mana_ai.mission_snapshots s ON s.user_id = o.user_id AND s.mission_id = o.mission_id
     WHERE o.status IN ('planned', 'failed') AND o.written_at IS NOT NULL
@@ -121,7 +124,11 @@ export async function findDroppedWrites(sql: Sql, limit = 100): Promise<DroppedW
 }
 
 /** Writes a dropped iteration again, merged into the freshest iterations; CAS on written_at so one instance does it. */
-export async function rewriteDropped(sql: Sql, target: WriteTarget, d: DroppedWrite, at: Date): Promise<boolean> {
+export async function rewriteDropped(sql: Sql, target: WriteTarget, d: DroppedWrite, now: Date): Promise<boolean> {
+  // Stamped after the winning write: a device whose clock runs ahead stamps
+  // its write in the future, and a repair stamped "now" would lose LWW again
+  // and be rewritten on every pass until our clock caught up.
+  const at = new Date(Math.max(now.getTime(), instantMs(d.winningAt) + 1));
   return (await sql.begin(async (tx) => {
     const [own] = await tx`
       UPDATE mana_ai.occurrences SET written_at = ${instantOf(at)}, repairs = repairs + 1, updated_at = now()

@@ -1,0 +1,165 @@
+/**
+ * Helpers for the server-planning integration tests: a coordinator whose log
+ * lines are captured, missions written as mana-sync would write them, and
+ * readers for what the planner wrote (runner rows, projected missions,
+ * occurrences).
+ */
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
+import { loadConfig } from '../../src/config.js';
+import { startCoordinator, type Coordinator } from '../../src/coordinator.js';
+import type { Sql } from '../../src/db/pool.js';
+import { getMission } from '../../src/projection/missions.js';
+import type { Mission, MissionIteration } from '../../src/projection/mission.js';
+import { RUNNER_CLIENT_ID } from '../../src/planner/writeback.js';
+
+export { inMs, sleep, waitFor } from '../support/coordinator.js';
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+export interface PlanningCoordinator extends Coordinator {
+  logs: LogLine[];
+  /** Log lines at warn (40) or above whose message contains `text`. */
+  warnings(text: string): LogLine[];
+}
+
+export const SERVICE_KEY = 'test-service-key-123';
+
+/** Starts a coordinator on `sql` with server planning against `llmUrl` (omit for none). */
+export async function startPlanningCoordinator(sql: Sql, env: Record<string, string> = {}): Promise<PlanningCoordinator> {
+  const config = loadConfig({
+    NODE_ENV: 'test',
+    PORT: '0',
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'silent',
+    TICK_INTERVAL_MS: '100',
+    MANA_SERVICE_KEY: SERVICE_KEY,
+    PLANNER_RETRY_BACKOFF_MS: '100,100',
+    PLANNER_TIMEOUT_MS: '5000',
+    ...env,
+  });
+  const logs: LogLine[] = [];
+  const echo = process.env['TEST_LOG'];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        logs.push(JSON.parse(line) as LogLine);
+        if (echo) process.stdout.write(`${line}\n`);
+      }
+      cb();
+    },
+  });
+  const log = pino({ level: echo ?? 'info' }, sink);
+  const c = await startCoordinator({ config, sql, log });
+  return {
+    ...c,
+    logs,
+    warnings: (text) => logs.filter((l) => l.level >= 40 && typeof l.msg === 'string' && l.msg.includes(text)),
+  };
+}
+
+export interface MissionSpec {
+  userId: string;
+  missionId: string;
+  nextRunAt: string;
+  title?: string;
+  objective?: string;
+  conceptMarkdown?: string;
+  cadence?: Record<string, unknown>;
+  iterations?: unknown[];
+  inputs?: unknown[];
+}
+
+/** Writes missions as mana-sync rows (op insert, the whole record), in one statement. */
+export async function insertPlannableMissions(sql: Sql, missions: MissionSpec[]): Promise<void> {
+  const rows = missions.map((m) => ({
+    u: m.userId,
+    r: m.missionId,
+    d: {
+      id: m.missionId,
+      createdAt: new Date(Date.now() - 86_400_000).toISOString(),
+      updatedAt: new Date(Date.now() - 86_400_000).toISOString(),
+      title: m.title ?? `Mission ${m.missionId}`,
+      objective: m.objective ?? 'Finish the quarterly report',
+      conceptMarkdown: m.conceptMarkdown ?? 'Small steps, one per day.',
+      inputs: m.inputs ?? [],
+      cadence: m.cadence ?? { kind: 'daily', atHour: 9, atMinute: 0 },
+      state: 'active',
+      iterations: m.iterations ?? [],
+      nextRunAt: m.nextRunAt,
+    },
+  }));
+  // The test login is a superuser: RLS does not stop this direct write.
+  await sql`
+    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
+    SELECT 'ai', 'aiMissions', r, u, 'insert', d, 'device-1', 'user'
+    FROM jsonb_to_recordset(${sql.json(rows as never)}::jsonb) AS x(u text, r text, d jsonb)`;
+}
+
+export interface RunnerRow {
+  id: string;
+  userId: string;
+  recordId: string;
+  op: string;
+  data: { iterations: MissionIteration[]; nextRunAt?: string | null; updatedAt: string };
+  fieldMeta: Record<string, { at: string; actor: unknown; origin: string }>;
+  actor: unknown;
+  origin: string | null;
+  clientId: string;
+}
+
+/** The rows the server planner wrote to sync_changes, oldest first. */
+export async function runnerRows(sql: Sql, userId?: string): Promise<RunnerRow[]> {
+  return sql<RunnerRow[]>`
+    SELECT id::text, user_id AS "userId", record_id AS "recordId", op, data, field_meta AS "fieldMeta", actor, origin, client_id AS "clientId"
+    FROM sync_changes
+    WHERE client_id = ${RUNNER_CLIENT_ID} AND (${userId ?? null}::text IS NULL OR user_id = ${userId ?? null})
+    ORDER BY created_at, id`;
+}
+
+/** The mission as the projection has it now. */
+export async function projected(sql: Sql, userId: string, missionId: string): Promise<Mission | null> {
+  return getMission(sql, userId, missionId);
+}
+
+export interface OccurrenceRow {
+  iterationId: string;
+  userId: string;
+  missionId: string;
+  status: string;
+  channel: string | null;
+  claimedBy: string | null;
+  attempts: number;
+  lastError: string | null;
+  repairs: number;
+}
+
+export async function occurrenceRows(sql: Sql, userId?: string): Promise<OccurrenceRow[]> {
+  return sql<OccurrenceRow[]>`
+    SELECT iteration_id::text AS "iterationId", user_id AS "userId", mission_id AS "missionId", status, channel,
+           claimed_by AS "claimedBy", attempts, last_error AS "lastError", repairs
+    FROM mana_ai.occurrences WHERE (${userId ?? null}::text IS NULL OR user_id = ${userId ?? null})
+    ORDER BY created_at, iteration_id`;
+}
+
+/** The next 09:00 UTC strictly after `after` (the daily cadence the test missions use). */
+export function nextNineUtc(after: Date): string {
+  const d = new Date(Date.UTC(after.getUTCFullYear(), after.getUTCMonth(), after.getUTCDate(), 9, 0, 0, 0));
+  if (d.getTime() <= after.getTime()) d.setUTCDate(d.getUTCDate() + 1);
+  return d.toISOString();
+}
+
+/** A metric's value from the coordinator's registry (summed over labels matching `labels`). */
+export async function metricValue(c: Coordinator, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const m = c.metrics.registry.getSingleMetric(name);
+  if (!m) return 0;
+  const data = await m.get();
+  return data.values
+    .filter((v) => Object.entries(labels).every(([k, want]) => String((v.labels as Record<string, unknown>)[k]) === want))
+    .reduce((sum, v) => sum + v.value, 0);
+}
