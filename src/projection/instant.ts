@@ -24,6 +24,10 @@ export const MIN_INSTANT = '0001-01-01T00:00:00.000000Z';
  */
 export function parseInstant(value: unknown): string | null {
   if (typeof value !== 'string' || value.length > 40) return null;
+  if (value.length === 27 || value.length === 24) {
+    const fast = parseUtcFixed(value);
+    if (fast !== undefined) return fast;
+  }
   const m = ISO.exec(value);
   if (!m) return null;
   const [, ys, mos, ds, hs, mis, ss, frac, zone] = m;
@@ -53,6 +57,45 @@ export function parseInstant(value: unknown): string | null {
   if (iso.length !== 24 || iso.startsWith('0000')) return null;
   const micros = (frac ?? '').padEnd(6, '0').slice(0, 6);
   return `${iso.slice(0, 19)}.${micros}Z`;
+}
+
+/** Value of n ASCII digits at `at`, or -1. */
+function digitsAt(s: string, at: number, n: number): number {
+  let v = 0;
+  for (let i = at; i < at + n; i++) {
+    const c = s.charCodeAt(i) - 48;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+
+/**
+ * The fast path for what devices and the database actually write:
+ * `YYYY-MM-DDTHH:MM:SS.sssZ` (toISOString) and the canonical
+ * `YYYY-MM-DDTHH:MM:SS.ssssssZ`. Returns exactly what the general parser
+ * would (the canonical form itself is returned as is, no copy), or undefined
+ * to leave anything else — other spellings, out-of-range fields, year 0000 —
+ * to it.
+ */
+function parseUtcFixed(v: string): string | null | undefined {
+  const len = v.length;
+  if (
+    v.charCodeAt(4) !== 45 /* - */ || v.charCodeAt(7) !== 45 || v.charCodeAt(10) !== 84 /* T */ ||
+    v.charCodeAt(13) !== 58 /* : */ || v.charCodeAt(16) !== 58 || v.charCodeAt(19) !== 46 /* . */ ||
+    v.charCodeAt(len - 1) !== 90 /* Z */
+  ) {
+    return undefined;
+  }
+  const y = digitsAt(v, 0, 4);
+  const mo = digitsAt(v, 5, 2);
+  const d = digitsAt(v, 8, 2);
+  const h = digitsAt(v, 11, 2);
+  const mi = digitsAt(v, 14, 2);
+  const s = digitsAt(v, 17, 2);
+  if (y < 1 || mo < 1 || mo > 12 || d < 1 || d > daysIn(y, mo) || h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59) return undefined;
+  if (digitsAt(v, 20, len - 21) < 0) return undefined;
+  return len === 27 ? v : `${v.slice(0, 23)}000Z`;
 }
 
 /** Canonical form of a Date (millisecond precision). */
