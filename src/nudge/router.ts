@@ -63,6 +63,9 @@ export interface Router {
   sweep(): Promise<void>;
 }
 
+/** Due missions per INSERT when a pass creates many occurrences at once. */
+const CREATE_CHUNK = 1000;
+
 /** A pass routes what it creates within milliseconds; 'created' for this long means it never will. */
 export const STALE_CREATED_MS = 30_000;
 
@@ -181,13 +184,28 @@ export function createRouter(deps: RouterDeps): Router {
   return {
     async dispatch(due) {
       // Presence first: occurrences of users with a live socket are created already
-      // nudged, and their frames go out as soon as that one statement returns.
+      // nudged, and their frames go out as soon as their INSERT returns. A large due
+      // set is inserted in chunks on several connections at once, so sending one
+      // chunk's frames overlaps with the database writing the next.
       const live = await liveSet([...new Set(due.map((d) => d.userId))]);
-      const created = await createOccurrences(sql, due, { users: live, deadlineMs: deps.timeouts.wsClaimMs });
-      if (created.length === 0) return;
-      log.info({ created: created.length }, 'occurrences created');
-      await deliverWs(created.filter((o) => o.status === 'nudged'));
-      await route(created.filter((o) => o.status === 'created'), live);
+      const rest: Occurrence[] = [];
+      let count = 0;
+      const chunks: DueMission[][] = [];
+      for (let i = 0; i < due.length; i += CREATE_CHUNK) chunks.push(due.slice(i, i + CREATE_CHUNK));
+      const results = await Promise.allSettled(
+        chunks.map(async (chunk) => {
+          const created = await createOccurrences(sql, chunk, { users: live, deadlineMs: deps.timeouts.wsClaimMs });
+          count += created.length;
+          await deliverWs(created.filter((o) => o.status === 'nudged'));
+          for (const o of created) if (o.status === 'created') rest.push(o);
+        }),
+      );
+      if (count > 0) log.info({ created: count }, 'occurrences created');
+      // The chunks that landed are routed whatever happened to the others; a failed
+      // chunk wrote nothing, so the next pass finds its missions due again.
+      await route(rest, live);
+      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
     },
     async sweep() {
       const settled = await settleFromSnapshots(sql);
