@@ -165,7 +165,7 @@ describe('tick and due missions', () => {
   it('GET /openapi.json lists the routes', async () => {
     const res = await get('/openapi.json');
     expect(res.status).toBe(200);
-    const doc = (await res.json()) as { openapi: string; info: { version: string }; paths: Record<string, Record<string, unknown>> };
+    const doc = (await res.json()) as { openapi: string; info: { version: string }; paths: Record<string, Record<string, unknown>>; components?: unknown };
     expect(doc.openapi).toMatch(/^3\./);
     expect(doc.info.version).toBe(VERSION);
     expect(doc.paths['/health']).toHaveProperty('get');
