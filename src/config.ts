@@ -13,12 +13,18 @@ export const DEFAULT_PUSH_ALLOWLIST = '*.googleapis.com,*.push.services.mozilla.
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], { message: 'expected true or false' })
   .transform((v) => ['true', '1', 'yes', 'on'].includes(v));
+/** Decimal digits only: z.coerce.number would read "0x50" as 80 and "1e3" as 1000. */
 const int = (min: number, max: number) =>
-  z.coerce
-    .number({ message: 'expected an integer' })
-    .int({ message: 'expected an integer' })
-    .min(min, { message: `expected an integer >= ${min}` })
-    .max(max, { message: `expected an integer <= ${max}` });
+  z
+    .string()
+    .regex(/^\s*-?\d+\s*$/, { message: 'expected an integer' })
+    .transform(Number)
+    .pipe(
+      z
+        .number()
+        .min(min, { message: `expected an integer >= ${min}` })
+        .max(max, { message: `expected an integer <= ${max}` }),
+    );
 /** A URL of one of the given schemes: "llm:8080" parses as a URL but is a typo for http://llm:8080. */
 const urlOf = (protocols: string[], expected: string) =>
   z.string().refine(
@@ -151,7 +157,9 @@ export class ConfigError extends Error {
 
 /** Parses the environment into a Config, or throws ConfigError listing every problem. */
 export function loadConfig(env: Record<string, string | undefined> = process.env, version = '0.0.0'): Config {
-  const parsed = EnvSchema.safeParse(env);
+  // An empty value (PORT= in a compose file) means unset, for every variable
+  // alike; read as 0 it would have been a random port.
+  const parsed = EnvSchema.safeParse(Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v?.trim() === '' ? undefined : v])));
   if (!parsed.success) {
     throw new ConfigError(
       parsed.error.issues.map((i) => {

@@ -56,6 +56,22 @@ describe('loadConfig', () => {
     expect(loadConfig({ SYNC_DATABASE_URL: '', MANA_LLM_URL: '' }).databaseUrl).toBeUndefined();
   });
 
+  it('treats any empty value as unset (PORT= in a compose file is the default port, not a random one)', () => {
+    const c = loadConfig({ PORT: '', TICK_INTERVAL_MS: '  ', TICK_ENABLED: '', MANA_SERVICE_KEY: '' });
+    expect(c.port).toBe(3066);
+    expect(c.tick).toEqual({ intervalMs: 1000, enabled: true });
+    expect(c.serviceKey).toBe(DEFAULT_SERVICE_KEY);
+  });
+
+  it('reads integers as decimal digits only (no hex, exponents or fractions read as something else)', () => {
+    expect(loadConfig({ PORT: ' 8080 ' }).port).toBe(8080);
+    for (const v of ['0x50', '1e3', '80.0', '+80', 'Infinity']) {
+      const problems = problemsOf({ PORT: v });
+      expect(problems, v).toHaveLength(1);
+      expect(problems[0]).toMatch(/^PORT: expected an integer/);
+    }
+  });
+
   it.each([
     ['true', true],
     ['1', true],
