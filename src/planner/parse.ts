@@ -72,7 +72,10 @@ export function extractJson(text: string): ExtractJsonResult {
   try {
     return { ok: true, value: JSON.parse(body) as unknown };
   } catch (e: unknown) {
-    return { ok: false, reason: `invalid JSON: ${e instanceof Error ? e.message : String(e)}` };
+    // V8 quotes a stretch of the reply in its message ("…ZEBRA-TITL"… is not valid JSON);
+    // the reply may echo the mission, and reasons reach logs: keep only the diagnosis.
+    const message = (e instanceof Error ? e.message : String(e)).replace(/, (?:\.\.\.)?".*"(?:\.\.\.)? is not valid JSON$/s, ' (not valid JSON)');
+    return { ok: false, reason: `invalid JSON: ${message}` };
   }
 }
 
@@ -165,10 +168,20 @@ function withoutEmptyOptionals(params: Record<string, unknown>, tool: ToolSpec):
   );
 }
 
+// One schema per tool, built on first use: building a zod object schema
+// (and the fast path zod compiles on its first parse) cost 4× the parse
+// itself and was the largest CPU item of a planned mission in our code.
+const PARAMS_SCHEMAS = new WeakMap<ToolSpec, z.ZodType<Record<string, unknown>>>();
+
 function paramsSchema(tool: ToolSpec): z.ZodType<Record<string, unknown>> {
-  const shape: Record<string, z.ZodType> = {};
-  for (const p of tool.parameters) shape[p.name] = p.required ? paramValueSchema(p) : paramValueSchema(p).optional();
-  return z.strictObject(shape);
+  let schema = PARAMS_SCHEMAS.get(tool);
+  if (!schema) {
+    const shape: Record<string, z.ZodType> = {};
+    for (const p of tool.parameters) shape[p.name] = p.required ? paramValueSchema(p) : paramValueSchema(p).optional();
+    schema = z.strictObject(shape);
+    PARAMS_SCHEMAS.set(tool, schema);
+  }
+  return schema;
 }
 
 function paramValueSchema(p: ToolParam): z.ZodType {

@@ -40,8 +40,9 @@ export async function insertMissionUpdate(
   target: WriteTarget,
   input: { userId: string; missionId: string; data: Record<string, unknown>; at: Date },
 ): Promise<void> {
-  await tx`SELECT set_config('app.current_user_id', ${input.userId}, true)`;
-  if (target.writerRole) await tx.unsafe(`SET LOCAL ROLE "${target.writerRole.replace(/"/g, '""')}"`);
+  // One round trip for both: set_config('role', …, true) is SET LOCAL ROLE.
+  if (target.writerRole) await tx`SELECT set_config('app.current_user_id', ${input.userId}, true), set_config('role', ${target.writerRole}, true)`;
+  else await tx`SELECT set_config('app.current_user_id', ${input.userId}, true)`;
   const stamps = stampsFor(Object.keys(input.data), input.at, target.cols);
   const row: Record<string, unknown> = {
     app_id: MISSIONS.appId,
