@@ -17,4 +17,6 @@ if [ ! -x "$CHROMIUM" ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
 fi
 export CHROMIUM_PATH="$CHROMIUM"
-npx playwright test --config e2e/playwright.config.ts
+# The coordinator serves web-client/dist: build it from the current sources.
+node scripts/build-web-client.mjs
+exec npx playwright test --config e2e/playwright.config.ts "$@"

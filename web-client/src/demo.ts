@@ -141,7 +141,8 @@ async function decide(p: Proposal, status: 'approved' | 'rejected'): Promise<voi
 
 function renderOccurrences(rows: OccurrenceRow[]): void {
   const sorted = [...rows].sort((a, b) => b.dueAt.localeCompare(a.dueAt));
-  const signature = JSON.stringify(sorted);
+  // Mission names are part of what is shown: re-render once a mission loads after its occurrence.
+  const signature = JSON.stringify(sorted.map((o) => [o, missionName(o.missionId)]));
   if (signature === rendered.occurrences) return;
   rendered.occurrences = signature;
   const body = el('occurrences');
@@ -287,6 +288,9 @@ async function signIn(userId: string, token?: string): Promise<void> {
     setStatus();
     if (e.type === 'planned' || e.type === 'staged') void renderProposals();
     if (e.type === 'nudge' || e.type === 'planned') void refreshOccurrences().catch(() => undefined);
+    // A nudge for a mission created elsewhere, or a plan that moved nextRunAt and added an
+    // iteration: show the missions now, not at the next missions poll.
+    if ((e.type === 'nudge' && !missions.has(e.missionId)) || e.type === 'planned') void refreshMissions().catch(() => undefined);
   });
   window.manaDemo = { client, deviceId, userId, refresh };
   setSignedIn(userId);

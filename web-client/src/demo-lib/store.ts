@@ -94,7 +94,14 @@ export async function addProposals(proposals: readonly Proposal[]): Promise<void
   await new Promise<void>((resolve, reject) => {
     const tx = db.transaction(PROPOSALS, 'readwrite');
     const store = tx.objectStore(PROPOSALS);
-    for (const p of proposals) store.add(p).onerror = (ev) => ev.preventDefault(); // exists: keep it
+    for (const p of proposals) {
+      // Exists already: keep it. preventDefault keeps the transaction alive; stopPropagation
+      // keeps the error from bubbling to tx.onerror, which would reject a successful add.
+      store.add(p).onerror = (ev) => {
+        ev.preventDefault();
+        ev.stopPropagation();
+      };
+    }
     tx.oncomplete = () => resolve();
     tx.onerror = () => reject(tx.error ?? new Error('saving proposals failed'));
   });

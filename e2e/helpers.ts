@@ -1,0 +1,259 @@
+/**
+ * Shared pieces of the e2e specs: the stack's addresses (set by
+ * global-setup.ts), node-side calls to the coordinator / push service / stub
+ * LLM, a superuser SQL client for counting, and demo-page helpers.
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { test as base, expect, type BrowserContext, type Page, type Request, type TestInfo } from '@playwright/test';
+import postgres from 'postgres';
+
+export { expect };
+
+export const stack = {
+  get base(): string {
+    return required('E2E_BASE_URL');
+  },
+  get db(): string {
+    return required('E2E_DB_URL');
+  },
+  get wpt(): string {
+    return required('E2E_WPT_ORIGIN');
+  },
+  get llm(): string {
+    return required('E2E_LLM_URL');
+  },
+};
+
+function required(name: string): string {
+  const v = process.env[name];
+  if (!v) throw new Error(`${name} is not set: run the specs through e2e/playwright.config.ts (its globalSetup starts the stack)`);
+  return v;
+}
+
+async function call<T>(url: string, init: { method?: string; token?: string; body?: unknown; headers?: Record<string, string> } = {}): Promise<{ status: number; body: T }> {
+  const res = await fetch(url, {
+    method: init.method ?? (init.body === undefined ? 'GET' : 'POST'),
+    headers: {
+      ...(init.body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...(init.token ? { authorization: `Bearer ${init.token}` } : {}),
+      ...init.headers,
+    },
+    ...(init.body === undefined ? {} : { body: JSON.stringify(init.body) }),
+  });
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = text ? JSON.parse(text) : null;
+  } catch {
+    /* not JSON */
+  }
+  return { status: res.status, body: body as T };
+}
+
+async function ok<T>(what: string, p: Promise<{ status: number; body: T }>): Promise<T> {
+  const r = await p;
+  if (r.status < 200 || r.status >= 300) throw new Error(`${what}: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+export interface OccurrenceRow {
+  iterationId: string;
+  userId: string;
+  missionId: string;
+  dueAt: string;
+  status: string;
+  channel: 'ws' | 'push' | 'server' | null;
+  claimedBy: string | null;
+  attempts: number;
+  lastError: string | null;
+}
+
+export interface IterationLike {
+  id: string;
+  startedAt?: string;
+  source?: string;
+  plan?: unknown[];
+}
+
+export interface MissionRecord {
+  id: string;
+  title?: string;
+  nextRunAt?: string;
+  iterations?: IterationLike[];
+}
+
+export interface TestSubscription {
+  endpoint: string;
+  keys: { p256dh: string; auth: string };
+  clientHash: string;
+}
+
+/** Node-side calls: what the webapp's sync, an operator, or the test harness would do. */
+export const api = {
+  async token(userId: string): Promise<string> {
+    return (await ok<{ token: string }>('POST /dev/token', call(`${stack.base}/dev/token`, { body: { userId } }))).token;
+  },
+  /** Inserts a mission the way the demo does (real sync_changes rows through the dev endpoint). */
+  async createMission(token: string, opts: { title: string; dueInMs: number; userId: string }): Promise<string> {
+    const now = new Date();
+    const id = randomUUID();
+    const record = {
+      id,
+      createdAt: now.toISOString(),
+      updatedAt: now.toISOString(),
+      title: opts.title,
+      objective: `Make visible progress on "${opts.title}" this week.`,
+      conceptMarkdown: '# e2e mission\n\nPropose small, concrete next steps.',
+      inputs: [],
+      cadence: { kind: 'interval', everyMinutes: 60 },
+      state: 'active',
+      nextRunAt: new Date(now.getTime() + opts.dueInMs).toISOString(),
+      iterations: [],
+      userId: opts.userId,
+    };
+    await ok('POST /dev/sync/changes', call(`${stack.base}/dev/sync/changes`, { token, body: { changes: [{ appId: 'ai', tableName: 'aiMissions', recordId: id, op: 'insert', data: record }] } }));
+    return id;
+  },
+  async missions(token: string): Promise<MissionRecord[]> {
+    return ok<MissionRecord[]>('GET /dev/sync/missions', call(`${stack.base}/dev/sync/missions`, { token }));
+  },
+  /** The operator's view of a user's occurrences (service key). */
+  async occurrences(userId: string): Promise<OccurrenceRow[]> {
+    return ok<OccurrenceRow[]>(
+      'GET /internal/occurrences',
+      call(`${stack.base}/internal/occurrences?userId=${encodeURIComponent(userId)}`, { headers: { 'x-service-key': 'dev-service-key' } }),
+    );
+  },
+  async vapidPublicKey(): Promise<string> {
+    return (await ok<{ publicKey: string }>('GET /v1/push/vapid-public-key', call(`${stack.base}/v1/push/vapid-public-key`))).publicKey;
+  },
+  async putSubscription(token: string, deviceId: string, sub: { endpoint: string; keys: { p256dh: string; auth: string } }): Promise<number> {
+    const r = await call(`${stack.base}/v1/devices/${encodeURIComponent(deviceId)}/push-subscription`, { method: 'PUT', token, body: { endpoint: sub.endpoint, expirationTime: null, keys: sub.keys } });
+    if (r.status !== 200 && r.status !== 201) throw new Error(`PUT push-subscription: HTTP ${r.status} ${JSON.stringify(r.body)}`);
+    return r.status;
+  },
+  /** User prompts the stub LLM received that mention `text` (a mission title): how often the server planned it. */
+  async llmCallsMentioning(text: string): Promise<number> {
+    const calls = await ok<{ user: string }[]>('GET stub /calls', call(`${stack.llm}/calls`));
+    return calls.filter((c) => c.user.includes(text)).length;
+  },
+};
+
+/** The local push service (web-push-testing), over its HTTP API. */
+export const pushService = {
+  async subscribe(applicationServerKey: string): Promise<TestSubscription> {
+    // userVisibleOnly must be the STRING 'true' for this server.
+    const body = await ok<{ data: TestSubscription }>('wpt /subscribe', call(`${stack.wpt}/subscribe`, { body: { applicationServerKey, userVisibleOnly: 'true' } }));
+    return body.data;
+  },
+  async notifications(clientHash: string): Promise<string[]> {
+    return (await ok<{ data: { messages: string[] } }>('wpt /get-notifications', call(`${stack.wpt}/get-notifications`, { body: { clientHash } }))).data.messages;
+  },
+};
+
+export type Db = postgres.Sql;
+
+/**
+ * How many times an iteration was planned: the distinct `startedAt` values
+ * of iterations with this id across every sync_changes row (one plan run
+ * writes one startedAt; the demo planner's re-writes repeat it), with the
+ * writers' sources.
+ */
+export async function planRuns(sql: Db, iterationId: string): Promise<{ runs: number; sources: string[]; rows: number }> {
+  const rows = await sql<{ started: string | null; source: string | null }[]>`
+    SELECT it->>'startedAt' AS started, it->>'source' AS source
+    FROM sync_changes, jsonb_array_elements(CASE WHEN jsonb_typeof(data->'iterations') = 'array' THEN data->'iterations' ELSE '[]'::jsonb END) AS it
+    WHERE table_name = 'aiMissions' AND it->>'id' = ${iterationId}`;
+  const runs = new Set(rows.map((r) => `${r.started}|${r.source}`));
+  return { runs: runs.size, sources: [...new Set(rows.map((r) => r.source ?? '?'))].sort(), rows: rows.length };
+}
+
+export async function presenceCount(sql: Db, userId: string): Promise<number> {
+  const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM mana_ai.presence WHERE user_id = ${userId}`;
+  return row?.n ?? 0;
+}
+
+/** Waits for the (single) occurrence of a mission and returns it once `done` accepts it. */
+export async function waitForOccurrence(userId: string, missionId: string, done: (o: OccurrenceRow) => boolean, timeoutMs = 20_000): Promise<OccurrenceRow> {
+  let last: OccurrenceRow | undefined;
+  await expect
+    .poll(
+      async () => {
+        last = (await api.occurrences(userId)).find((o) => o.missionId === missionId);
+        return last ? done(last) : false;
+      },
+      { timeout: timeoutMs, intervals: [100, 200, 300] },
+    )
+    .toBe(true)
+    .catch((e: unknown) => {
+      throw new Error(`occurrence of mission ${missionId}: ${JSON.stringify(last ?? 'none yet')}\n${String(e)}`);
+    });
+  return last!;
+}
+
+export const demoUrl = (deviceId: string) => `${stack.base}/demo?device=${encodeURIComponent(deviceId)}`;
+
+/** Opens the demo as `deviceId` and signs in as `userId` (or waits for the restored session). */
+export async function openDemo(context: BrowserContext, deviceId: string, userId: string): Promise<Page> {
+  const page = await context.newPage();
+  await page.goto(demoUrl(deviceId));
+  await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
+  await expect(page.locator('#device-id')).toHaveText(deviceId);
+  if ((await page.locator('#signed-in-as').textContent()) !== userId) {
+    await page.locator('#user-id').fill(userId);
+    await page.locator('#sign-in').click();
+  }
+  await expect(page.locator('#signed-in-as')).toHaveText(userId);
+  await expect(page.locator('#status')).toHaveAttribute('data-state', 'open');
+  return page;
+}
+
+/** Log entries of one event type on the demo page. */
+export const logEntries = (page: Page, event: string) => page.locator(`#log > [data-testid=log-entry][data-event="${event}"]`);
+
+/** The page logged no client or demo error (network errors of an offline test excepted: do not call it there). */
+export async function expectNoErrors(page: Page): Promise<void> {
+  const errors = await logEntries(page, 'error').allInnerTexts();
+  expect(errors, 'errors in the demo event log').toEqual([]);
+}
+
+export const proposalsOf = (page: Page, iterationId: string) => page.locator(`[data-testid=proposal][data-iteration-id="${iterationId}"]`);
+
+/** Records the occurrence API calls (claim/complete/release) the context's pages make, with their answers. */
+export function recordOccurrenceCalls(context: BrowserContext): { calls: { action: string; iterationId: string; status: number }[] } {
+  const calls: { action: string; iterationId: string; status: number }[] = [];
+  context.on('requestfinished', (req: Request) => {
+    const m = /\/v1\/occurrences\/([0-9a-f-]{36})\/(claim|complete|release)$/.exec(new URL(req.url()).pathname);
+    if (!m || req.method() !== 'POST') return;
+    void req.response().then((res) => calls.push({ action: m[2]!, iterationId: m[1]!, status: res?.status() ?? 0 }));
+  });
+  context.on('requestfailed', (req: Request) => {
+    const m = /\/v1\/occurrences\/([0-9a-f-]{36})\/(claim|complete|release)$/.exec(new URL(req.url()).pathname);
+    if (m && req.method() === 'POST') calls.push({ action: m[2]!, iterationId: m[1]!, status: 0 });
+  });
+  return { calls };
+}
+
+/** Saves a full-page screenshot under the test's output dir (test-results/e2e/<test>/<name>.png). */
+export async function screenshot(page: Page, testInfo: TestInfo, name: string): Promise<string> {
+  const path = testInfo.outputPath(`${name}.png`);
+  mkdirSync(dirname(path), { recursive: true });
+  await page.screenshot({ path, fullPage: true });
+  return path;
+}
+
+/** A unique id per test, e.g. for user and device ids (the stack is shared by every spec). */
+export const unique = (prefix: string) => `${prefix}-${randomUUID().slice(0, 8)}`;
+
+export const test = base.extend<{}, { sql: Db }>({
+  sql: [
+    async ({}, use) => {
+      const sql = postgres(stack.db, { max: 2, onnotice: () => {} });
+      await use(sql);
+      await sql.end({ timeout: 5 });
+    },
+    { scope: 'worker' },
+  ],
+});

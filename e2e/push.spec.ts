@@ -1,0 +1,212 @@
+/**
+ * Push path: only the service worker is alive. The page signs in once (the
+ * worker reads that session from IndexedDB) and registers its worker; the
+ * device's push subscription is one the local push service (web-push-testing)
+ * created, since offline Chromium's own pushManager.subscribe() fails. With
+ * the page closed, the coordinator sends a real encrypted Web Push; the test
+ * reads the decrypted payload from the push service and hands it to the
+ * worker through CDP ServiceWorker.deliverPushMessage. The worker claims,
+ * plans, completes and shows "3 proposals ready"; reopening the page shows
+ * the proposals.
+ *
+ * Second test: enablePush's own logic (VAPID key → subscribe with
+ * userVisibleOnly → PUT) with the browser's PushManager replaced at page
+ * level by window.manaDemoPushManager.
+ */
+import type { CDPSession } from '@playwright/test';
+import { test, expect, api, expectNoErrors, openDemo, logEntries, proposalsOf, planRuns, presenceCount, pushService, recordOccurrenceCalls, screenshot, stack, unique, waitForOccurrence } from './helpers.js';
+
+interface Registration {
+  registrationId: string;
+  scopeURL: string;
+  isDeleted: boolean;
+}
+interface Version {
+  registrationId: string;
+  versionId: string;
+  scriptURL: string;
+  runningStatus: string;
+  status: string;
+}
+
+/** Enables the ServiceWorker domain and resolves the demo's registration once its worker is activated. */
+async function demoRegistration(cdp: CDPSession): Promise<string> {
+  const registrations = new Map<string, Registration>();
+  const versions = new Map<string, Version>();
+  cdp.on('ServiceWorker.workerRegistrationUpdated', (e: { registrations: Registration[] }) => {
+    for (const r of e.registrations) registrations.set(r.registrationId, r);
+  });
+  cdp.on('ServiceWorker.workerVersionUpdated', (e: { versions: Version[] }) => {
+    for (const v of e.versions) versions.set(v.versionId, v);
+  });
+  await cdp.send('ServiceWorker.enable');
+  let id: string | undefined;
+  await expect
+    .poll(() => {
+      const reg = [...registrations.values()].find((r) => r.scopeURL === `${stack.base}/demo/` && !r.isDeleted);
+      const active = reg && [...versions.values()].some((v) => v.registrationId === reg.registrationId && v.status === 'activated');
+      id = active ? reg.registrationId : undefined;
+      return id;
+    }, { message: 'the demo service worker registration (scope /demo/) is activated' })
+    .toBeTruthy();
+  return id!;
+}
+
+test('with the page closed, a real Web Push reaches the service worker, which plans and notifies; the reopened page shows the proposals', async ({ browser, sql }, testInfo) => {
+  const userId = unique('push-user');
+  const deviceId = unique('push-dev');
+  const title = `Tidy the garden ${unique('push')}`;
+  const context = await browser.newContext();
+  await context.grantPermissions(['notifications'], { origin: stack.base });
+  const recorded = recordOccurrenceCalls(context);
+
+  // Sign in once: the session lands in IndexedDB for the worker; the worker registers and activates.
+  const page = await openDemo(context, deviceId, userId);
+  await expect(logEntries(page, 'worker')).toHaveCount(1);
+
+  // The device's subscription, created by the local push service for the server's VAPID key.
+  const token = await api.token(userId);
+  const sub = await pushService.subscribe(await api.vapidPublicKey());
+  expect(await api.putSubscription(token, deviceId, sub)).toBe(201);
+
+  // A page of the same context hosts the CDP session (about:blank: no socket, no session of its own).
+  const host = await context.newPage();
+  const cdp = await context.newCDPSession(host);
+  const registrationId = await demoRegistration(cdp);
+
+  // Close the demo: no socket left, so the router must choose Web Push.
+  await page.close();
+  await expect.poll(() => presenceCount(sql, userId), { message: 'the closed tab left no presence' }).toBe(0);
+
+  const missionId = await api.createMission(token, { title, dueInMs: 0, userId });
+  const nudged = await waitForOccurrence(userId, missionId, (o) => o.status === 'nudged');
+  expect(nudged).toMatchObject({ channel: 'push', claimedBy: null });
+
+  // The coordinator's push went through the real push service, encrypted; it decrypted it for us.
+  let messages: string[] = [];
+  await expect.poll(async () => (messages = await pushService.notifications(sub.clientHash)).length, { message: 'the push service received the nudge' }).toBe(1);
+  expect(JSON.parse(messages[0]!)).toEqual({ type: 'mission-due', missionId, iterationId: nudged.iterationId, dueAt: nudged.dueAt });
+
+  await cdp.send('ServiceWorker.deliverPushMessage', { origin: stack.base, registrationId, data: messages[0]! });
+
+  // The worker (no page open) claimed, planned with the demo planner and completed.
+  const done = await waitForOccurrence(userId, missionId, (o) => o.status === 'completed');
+  expect(done).toMatchObject({ channel: 'push', claimedBy: deviceId });
+  expect(await planRuns(sql, done.iterationId)).toMatchObject({ runs: 1, sources: ['browser'] });
+  expect(await api.llmCallsMentioning(title)).toBe(0);
+  // The worker's own requests (the context sees them): one claim, one complete.
+  await expect.poll(() => recorded.calls.filter((c) => c.iterationId === done.iterationId).map((c) => `${c.action}:${c.status}`)).toEqual(['claim:200', 'complete:200']);
+
+  // Still no page of the origin open: the worker showed one notification (Chrome demands one per push).
+  const worker = context.serviceWorkers().find((w) => w.url() === `${stack.base}/demo/sw.js`);
+  expect(worker, 'the demo service worker is running').toBeTruthy();
+  expect(context.pages().map((p) => p.url())).toEqual(['about:blank']);
+  const shown = () =>
+    worker!.evaluate(async () => {
+      const list = await (self as unknown as ServiceWorkerGlobalScope).registration.getNotifications();
+      return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data as unknown }));
+    });
+  const expected = [{ title: 'mana-ai demo', body: '3 proposals ready', tag: missionId, data: { missionId, iterationId: done.iterationId, url: `${stack.base}/demo`, outcome: 'planned' } }];
+  await expect.poll(shown, { message: 'the worker showed "3 proposals ready"' }).toEqual(expected);
+
+  // Reopen: the notification is still there, and so are the proposals the worker planned.
+  const again = await openDemo(context, deviceId, userId);
+  const fromPage = await again.evaluate(async () => {
+    const reg = await navigator.serviceWorker.getRegistration('/demo/');
+    const list = reg ? await reg.getNotifications() : [];
+    return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data as unknown }));
+  });
+  expect(fromPage).toEqual(expected);
+  const cards = proposalsOf(again, done.iterationId);
+  await expect(cards).toHaveCount(3);
+  await expect(cards.and(again.locator('[data-source=browser][data-status=pending]'))).toHaveCount(3);
+  // The reopened tab does not plan it again (it is completed; its catch-up skips it).
+  await expect(again.locator(`[data-testid=occurrence-row][data-iteration-id="${done.iterationId}"]`)).toHaveAttribute('data-status', 'completed');
+  await expect(logEntries(again, 'claimed')).toHaveCount(0);
+  await expectNoErrors(again);
+  await screenshot(again, testInfo, 'push-final');
+  await context.close();
+});
+
+test("enablePush subscribes through the page's PushManager with userVisibleOnly and the server's key, and registers that subscription", async ({ browser, sql }, testInfo) => {
+  const userId = unique('push-user');
+  const deviceId = unique('push-dev');
+  const serverKey = await api.vapidPublicKey();
+  const sub = await pushService.subscribe(serverKey);
+  const context = await browser.newContext();
+  await context.grantPermissions(['notifications'], { origin: stack.base });
+  // Offline Chromium cannot subscribe: stand in for the browser's PushManager, handing out the push service's subscription.
+  await context.addInitScript((fake: { endpoint: string; keys: { p256dh: string; auth: string } }) => {
+    const calls: unknown[] = [];
+    let current: unknown = null;
+    const b64url = (buf: ArrayBuffer | ArrayBufferView) => {
+      const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+      return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+    };
+    (window as unknown as { manaDemoPushCalls: unknown[] }).manaDemoPushCalls = calls;
+    window.manaDemoPushManager = {
+      async getSubscription() {
+        calls.push('getSubscription');
+        return current as never;
+      },
+      async subscribe(options: { userVisibleOnly: boolean; applicationServerKey: BufferSource }) {
+        const key = options.applicationServerKey;
+        calls.push({ subscribe: { userVisibleOnly: options.userVisibleOnly, applicationServerKey: b64url(key) } });
+        const keyBytes = key instanceof ArrayBuffer ? key.slice(0) : (key.buffer.slice(key.byteOffset, key.byteOffset + key.byteLength) as ArrayBuffer);
+        const subscription = {
+          endpoint: fake.endpoint,
+          options: { applicationServerKey: keyBytes },
+          toJSON: () => ({ endpoint: fake.endpoint, expirationTime: null, keys: fake.keys }),
+          unsubscribe: async () => {
+            calls.push('unsubscribe');
+            current = null;
+            return true;
+          },
+        };
+        current = subscription;
+        return subscription;
+      },
+    };
+  }, { endpoint: sub.endpoint, keys: sub.keys });
+
+  const page = await openDemo(context, deviceId, userId);
+  const put = page.waitForRequest((r) => r.method() === 'PUT' && r.url().endsWith(`/v1/devices/${deviceId}/push-subscription`));
+  await page.locator('#enable-push').click();
+  expect((await put).postDataJSON()).toEqual({ endpoint: sub.endpoint, expirationTime: null, keys: sub.keys });
+  expect((await (await put).response())?.status()).toBe(201);
+  await expect(page.locator('#push-status')).toHaveAttribute('data-state', 'enabled');
+  await expect(logEntries(page, 'push-enabled')).toContainText(stack.wpt);
+  expect(await page.evaluate(() => (window as unknown as { manaDemoPushCalls: unknown[] }).manaDemoPushCalls)).toEqual([
+    'getSubscription',
+    { subscribe: { userVisibleOnly: true, applicationServerKey: serverKey } },
+  ]);
+  const rows = await sql<{ device_id: string; user_id: string; vapid_public_key: string }[]>`
+    SELECT device_id, user_id, vapid_public_key FROM mana_ai.push_subscriptions WHERE endpoint = ${sub.endpoint}`;
+  expect(rows).toEqual([{ device_id: deviceId, user_id: userId, vapid_public_key: serverKey }]);
+
+  // A reload re-registers (idempotent: the existing subscription, no new subscribe()).
+  const again = page.waitForRequest((r) => r.method() === 'PUT' && r.url().endsWith(`/v1/devices/${deviceId}/push-subscription`));
+  await page.reload();
+  expect((await (await again).response())?.status()).toBe(200);
+  await expect(page.locator('#push-status')).toHaveAttribute('data-state', 'enabled');
+
+  // That registration is what the coordinator pushes to once the tab is gone.
+  const token = await api.token(userId);
+  await expectNoErrors(page);
+  await screenshot(page, testInfo, 'enable-push-final');
+  await page.close();
+  await expect.poll(() => presenceCount(sql, userId)).toBe(0);
+  const missionId = await api.createMission(token, { title: `Water the plants ${unique('push')}`, dueInMs: 0, userId });
+  await expect.poll(async () => (await pushService.notifications(sub.clientHash)).map((m) => (JSON.parse(m) as { missionId: string }).missionId)).toEqual([missionId]);
+
+  // Disable: DELETE, the subscription is dropped server-side and unsubscribed in the browser.
+  const last = await context.newPage();
+  await last.goto(`${stack.base}/demo?device=${deviceId}`);
+  await expect(last.locator('#push-status')).toHaveAttribute('data-state', 'enabled');
+  const del = last.waitForRequest((r) => r.method() === 'DELETE' && r.url().endsWith(`/v1/devices/${deviceId}/push-subscription`));
+  await last.locator('#disable-push').click();
+  expect((await (await del).response())?.status()).toBe(204);
+  await expect(last.locator('#push-status')).toHaveAttribute('data-state', 'disabled');
+  expect(await sql`SELECT 1 FROM mana_ai.push_subscriptions WHERE endpoint = ${sub.endpoint}`).toHaveLength(0);
+  await context.close();
+});
