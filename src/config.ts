@@ -79,6 +79,9 @@ const EnvSchema = z.object({
   CLAIM_LEASE_MS: int(100, 86_400_000).default(600_000),
   PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
   WS_AUTH_TIMEOUT_MS: int(100, 600_000).default(5_000),
+  HTTP_HEADERS_TIMEOUT_MS: int(100, 600_000).default(10_000),
+  HTTP_REQUEST_TIMEOUT_MS: int(100, 3_600_000).default(30_000),
+  PUSH_TIMEOUT_MS: int(100, 600_000).default(10_000),
   JWKS_URL: optionalHttpUrl,
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
@@ -139,9 +142,13 @@ export interface Config {
   presenceTtlMs: number;
   /** A socket that sends no auth frame within this long is closed (4408). */
   wsAuthTimeoutMs: number;
+  /** A connection that has not sent complete headers / a complete request within these is closed (slow clients). */
+  http: { headersTimeoutMs: number; requestTimeoutMs: number };
   jwt: { jwksUrl: string | undefined; issuer: string | undefined; audience: string | undefined };
   vapid: { publicKey: string | undefined; privateKey: string | undefined; subject: string };
   pushAllowlist: string;
+  /** Per Web Push request attempt. */
+  pushTimeoutMs: number;
   defaultTimeZone: string;
   rateLimitPerMinute: number;
   /** Origins allowed to call /v1/* and /dev/* from a browser; empty → same-origin only. */
@@ -209,9 +216,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     claims: { wsTimeoutMs: e.WS_CLAIM_TIMEOUT_MS, pushTimeoutMs: e.PUSH_CLAIM_TIMEOUT_MS, leaseMs: e.CLAIM_LEASE_MS },
     presenceTtlMs: e.PRESENCE_TTL_MS,
     wsAuthTimeoutMs: e.WS_AUTH_TIMEOUT_MS,
+    http: { headersTimeoutMs: e.HTTP_HEADERS_TIMEOUT_MS, requestTimeoutMs: Math.max(e.HTTP_REQUEST_TIMEOUT_MS, e.HTTP_HEADERS_TIMEOUT_MS) },
     jwt: { jwksUrl: e.JWKS_URL, issuer: e.JWT_ISSUER, audience: e.JWT_AUDIENCE },
     vapid: { publicKey: e.VAPID_PUBLIC_KEY, privateKey: e.VAPID_PRIVATE_KEY, subject: e.VAPID_SUBJECT },
     pushAllowlist: e.PUSH_ENDPOINT_ALLOWLIST,
+    pushTimeoutMs: e.PUSH_TIMEOUT_MS,
     defaultTimeZone: e.DEFAULT_TIMEZONE,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),

@@ -116,14 +116,20 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     const subscriptions = createPushSubscriptionStore(sql);
     const vapid = deps.push ? undefined : await vapidKeys(config, sql, log);
     let push = deps.push;
+    let drainPushes = async (): Promise<void> => undefined;
     if (vapid) {
       const sender = createPushSender({
         vapid: createVapidHeaders({ ...vapid, subject: config.vapid.subject }),
         allowlist,
         registry: metrics.registry,
         log: log.child({ component: 'web-push' }),
+        timeoutMs: config.pushTimeoutMs,
       });
-      releasers.add(() => sender.close());
+      // Closing the sender ends its retries; then wait for the router's last push sends.
+      releasers.add(async () => {
+        await sender.close();
+        await drainPushes();
+      });
       push = createPushChannel({ store: subscriptions, sender, vapidPublicKey: vapid.publicKey, log: log.child({ component: 'push' }) });
     }
 
@@ -139,6 +145,8 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       log,
       registry: metrics.registry,
       authTimeoutMs: config.wsAuthTimeoutMs,
+      onAuthRefused: (code) => metrics.authRefused.inc({ transport: 'ws', code }),
+      claimLimit: (userId) => limiter.take('claims', userId),
     });
     const bus = createNudgeBus({ sql, instanceId: config.instanceId, log: log.child({ component: 'nudge-bus' }), onNudge: (n) => hub.deliver(n.userId, n.frame) });
     const planner = deps.fallback
@@ -183,6 +191,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       push,
       fallback,
     });
+    drainPushes = router.drain;
 
     const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: async () => {
       await router.sweep();
@@ -212,9 +221,15 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     const webClientDir = findWebClientDir();
     if (webClientDir) mounts.push((a) => mountStatic(a, { webClientDir, demo: config.devDefaults }));
     else log.warn('web-client/dist not found (run npm install or npm run build): /web-client and /demo are not served');
-    const app = createApp({ log, version: config.version, mounts, corsOrigins: config.corsOrigins });
+    const app = createApp({
+      log,
+      version: config.version,
+      mounts,
+      corsOrigins: config.corsOrigins,
+      onAuthRefused: (code) => metrics.authRefused.inc({ transport: 'http', code }),
+    });
 
-    const server = await listen(app.fetch, config.port, config.host);
+    const server = await listen(app.fetch, config.port, config.host, config.http);
     releasers.add(() => closeServer(server));
     hub.attach(server as Server);
     releasers.add(() => hub.close());
@@ -244,9 +259,22 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
   }
 }
 
-function listen(fetch: (req: Request) => Response | Promise<Response>, port: number, host: string): Promise<ServerType> {
+function listen(
+  fetch: (req: Request) => Response | Promise<Response>,
+  port: number,
+  host: string,
+  timeouts: Config['http'],
+): Promise<ServerType> {
+  // A client that opens a connection and trickles (or never finishes) its headers
+  // or body is cut off; Node checks these only every connectionsCheckingInterval.
+  // Upgraded sockets (/v1/ws) leave the HTTP server's tracking and are not affected.
+  const serverOptions = {
+    headersTimeout: timeouts.headersTimeoutMs,
+    requestTimeout: timeouts.requestTimeoutMs,
+    connectionsCheckingInterval: Math.min(30_000, Math.max(50, Math.floor(timeouts.headersTimeoutMs / 4))),
+  };
   return new Promise((resolve, reject) => {
-    const server = serve({ fetch, port, hostname: host }, () => resolve(server));
+    const server = serve({ fetch, port, hostname: host, serverOptions }, () => resolve(server));
     server.once('error', reject);
   });
 }

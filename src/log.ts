@@ -52,4 +52,13 @@ export function createLogger(opts: LogOptions, destination?: DestinationStream):
   return destination ? pino(options, destination) : pino(options);
 }
 
+/**
+ * A failure reason fit for a log line: every quoted excerpt becomes "…".
+ * Reasons quote what a model replied (which may echo the user's mission) or
+ * what a device wrote; the full reason stays with the occurrence, for the user.
+ */
+export function withoutQuotes<T extends string | null | undefined>(reason: T): T {
+  return (typeof reason === 'string' ? reason.replace(/"(?:[^"\\\n]|\\.)*"/g, '"…"') : reason) as T;
+}
+
 export type { Logger };

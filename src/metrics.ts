@@ -26,6 +26,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     dueMissions: new Gauge({ name: 'mana_ai_due_missions', help: 'Missions due at the last pass', registers }),
     dbErrors: new Counter({ name: 'mana_ai_db_errors_total', help: 'Database errors seen by the scheduler', labelNames: ['code'] as const, registers }),
+    authRefused: new Counter({
+      name: 'mana_ai_auth_refused_total',
+      help: 'Refused credentials: HTTP 401s (user token or service key) and socket auth failures, by transport and code',
+      labelNames: ['transport', 'code'] as const,
+      registers,
+    }),
   };
 }
 

@@ -6,8 +6,9 @@ import { OpenAPIHono, type Hook } from '@hono/zod-openapi';
 import type { Env } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { cors } from 'hono/cors';
+import { HTTPException } from 'hono/http-exception';
 import type { Logger } from '../log.js';
-import { AppError, errorBody } from './errors.js';
+import { AppError, clientValueProblem, errorBody } from './errors.js';
 
 export const MAX_BODY_BYTES = 64 * 1024;
 
@@ -27,7 +28,16 @@ export function createRouteGroup<E extends Env = Env>(): OpenAPIHono<E> {
   return new OpenAPIHono<E>({ defaultHook: validationHook as unknown as Hook<unknown, E, string, unknown> });
 }
 
-export function createApp(deps: { log: Logger; version: string; mounts: Mount[]; corsOrigins?: string[] }): OpenAPIHono {
+export interface AppDeps {
+  log: Logger;
+  version: string;
+  mounts: Mount[];
+  corsOrigins?: string[];
+  /** Called for every refused credential (401, or 503 when the key set is unavailable), with its code. */
+  onAuthRefused?: (code: string) => void;
+}
+
+export function createApp(deps: AppDeps): OpenAPIHono {
   const log = deps.log.child({ component: 'http' });
   const app = new OpenAPIHono({ defaultHook: validationHook });
 
@@ -63,11 +73,22 @@ export function createApp(deps: { log: Logger; version: string; mounts: Mount[];
 
   app.onError((err, c) => {
     if (err instanceof AppError) {
+      if (err.status === 401 || err.code === 'jwks-unavailable') deps.onAuthRefused?.(err.code);
       for (const [k, v] of Object.entries(err.headers ?? {})) c.header(k, v);
       return c.json(errorBody(err.code, err.message), err.status);
     }
-    // Malformed JSON bodies surface as SyntaxError from c.req.json().
+    // Malformed JSON bodies surface as SyntaxError from c.req.json(), or as Hono's
+    // own 400 from the validator (an empty or unparsable body on a JSON route).
     if (err instanceof SyntaxError) return c.json(errorBody('invalid_json', `expected a JSON body: ${err.message}`), 400);
+    if (err instanceof HTTPException && err.status < 500) {
+      const code = /json/i.test(err.message) ? 'invalid_json' : 'invalid_request';
+      return c.json(errorBody(code, code === 'invalid_json' ? `expected a JSON body: ${err.message}` : err.message), err.status);
+    }
+    const problem = clientValueProblem(err);
+    if (problem) {
+      log.info({ code: (err as { code?: string }).code, path: c.req.path }, 'request refused by the database');
+      return c.json(errorBody('invalid_value', `the request holds ${problem}`), 400);
+    }
     log.error({ err, path: c.req.path }, 'unhandled error');
     return c.json(errorBody('internal', 'internal error'), 500);
   });

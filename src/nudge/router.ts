@@ -5,7 +5,7 @@
  * pure (route-decision.ts); this module only performs it.
  */
 import type { Sql } from '../db/pool.js';
-import type { Logger } from '../log.js';
+import { withoutQuotes, type Logger } from '../log.js';
 import type { DueMission } from '../schedule/due.js';
 import {
   createOccurrences,
@@ -57,8 +57,13 @@ export interface RouterDeps {
   fallback: FallbackPlanner;
 }
 
+/** The longest a pass waits for its push sends; slower ones finish in the background. */
+export const PUSH_WAIT_MS = 1000;
+
 export interface Router {
   dispatch(due: DueMission[]): Promise<void>;
+  /** Resolves when every push send started by a pass has finished (shutdown, after the sender is closed). */
+  drain(): Promise<void>;
   /** Settles, expires and retries occurrences; run once per pass. */
   sweep(): Promise<void>;
 }
@@ -178,10 +183,26 @@ export function createRouter(deps: RouterDeps): Router {
       for (const occ of nudged) pushes.push(sendPush(occ, Math.ceil(deps.timeouts.pushClaimMs / 1000)));
     });
     await step('the fallback', toServer, () => toFallback(toServer, ['created'], 'no reachable device'));
-    await Promise.all(pushes);
+    // A push service that hangs or keeps failing must not hold the scheduler (and with
+    // it every other user's nudges and deadlines) for its retries: wait a little, then
+    // let the sends finish on their own. The occurrence is 'nudged' with a deadline either way.
+    const all = Promise.all(pushes);
+    track(all);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([all, new Promise<void>((r) => (timer = setTimeout(r, PUSH_WAIT_MS)))]);
+    clearTimeout(timer);
+  }
+
+  const inFlight = new Set<Promise<unknown>>();
+  function track(p: Promise<unknown>): void {
+    inFlight.add(p);
+    void p.finally(() => inFlight.delete(p));
   }
 
   return {
+    async drain() {
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+    },
     async dispatch(due) {
       // Presence first: occurrences of users with a live socket are created already
       // nudged, and their frames go out as soon as their INSERT returns. A large due
@@ -213,7 +234,7 @@ export function createRouter(deps: RouterDeps): Router {
       const taken = await takeExpired(sql, holder, deps.leaseMs, 500);
       for (const occ of taken) {
         expired.inc();
-        log.info({ iterationId: occ.iterationId, reason: occ.lastError }, 'deadline or lease passed; handing to the fallback');
+        log.info({ iterationId: occ.iterationId, reason: withoutQuotes(occ.lastError) }, 'deadline or lease passed; handing to the fallback');
         if (deps.fallback.enabled) deps.fallback.plan(occ);
         else await markWaiting(sql, occ.iterationId, { from: ['planning'], holder, reason: WAIT_REASON, retryInMs: waitBackoffMs(occ.attempts) });
       }

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../log.js';
-import type { UserAuth } from '../http/user-auth.js';
+import { AuthError, type UserAuth } from '../http/user-auth.js';
 import type { ClaimService } from '../schedule/claims.js';
 import type { PresenceStore } from '../devices/presence.js';
 import { AUTH_TIMEOUT_MS, CLOSE_CODES, ClientFrame, MAX_FRAME_BYTES, type MissionDue, type ServerFrame } from './protocol.js';
@@ -39,6 +39,10 @@ export interface WsHubDeps {
   registry: Registry;
   heartbeatMs?: number;
   authTimeoutMs?: number;
+  /** Called for every refused socket authentication, with its code. */
+  onAuthRefused?: (code: string) => void;
+  /** Per-user claim budget shared with HTTP: ms to wait when the user has none left, else 0. */
+  claimLimit?: (userId: string) => number;
 }
 
 export interface WsHub {
@@ -77,24 +81,43 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     if (++conn.invalid >= MAX_INVALID_FRAMES) closeWith(conn, CLOSE_CODES.protocolError, 'too many invalid frames');
   }
 
+  /** `code` is the metric's (an AuthError code, or 'missing' when the first frame was not auth). */
+  function refuseAuth(conn: Conn, code: string, message: string, reason: string): void {
+    deps.onAuthRefused?.(code);
+    send(conn, { type: 'error', code: reason === 'authentication failed' ? 'auth-failed' : 'auth-required', message });
+    closeWith(conn, CLOSE_CODES.authFailed, reason);
+  }
+
   async function authenticate(conn: Conn, token: string, deviceId: string): Promise<void> {
+    let userId: string;
     try {
-      const { userId } = await deps.auth.verify(token);
-      if (conn.ws.readyState !== conn.ws.OPEN) return;
-      conn.userId = userId;
-      conn.deviceId = deviceId;
-      // auth-ok goes out before the socket can receive any nudge.
-      send(conn, { type: 'auth-ok', userId, deviceId });
-      let set = byUser.get(userId);
-      if (!set) byUser.set(userId, (set = new Set()));
-      set.add(conn);
-      gauge.set(countAuthenticated());
+      ({ userId } = await deps.auth.verify(token));
+    } catch (err: unknown) {
+      const code = err instanceof AuthError ? err.code : 'error';
+      log.info({ connId: conn.id, code, reason: (err as Error).message }, 'socket auth refused');
+      return refuseAuth(conn, code, (err as Error).message, 'authentication failed');
+    }
+    if (conn.ws.readyState !== conn.ws.OPEN) return;
+    conn.userId = userId;
+    conn.deviceId = deviceId;
+    // auth-ok goes out before the socket can receive any nudge.
+    send(conn, { type: 'auth-ok', userId, deviceId });
+    let set = byUser.get(userId);
+    if (!set) byUser.set(userId, (set = new Set()));
+    set.add(conn);
+    gauge.set(countAuthenticated());
+    // The socket is authenticated whatever happens below: a database blip must not
+    // look like a bad token to the client. Local delivery works without the presence
+    // row, and the ledger's deadlines cover a pending nudge not sent now.
+    try {
       await deps.presence.add({ connId: conn.id, userId, deviceId });
+    } catch (err: unknown) {
+      log.warn({ err, connId: conn.id }, 'presence row not written; other instances may not see this socket until the next heartbeat');
+    }
+    try {
       for (const frame of await deps.pendingFor(userId)) send(conn, frame);
     } catch (err: unknown) {
-      log.info({ connId: conn.id, reason: (err as Error).message }, 'socket auth refused');
-      send(conn, { type: 'error', code: 'auth-failed', message: (err as Error).message });
-      closeWith(conn, CLOSE_CODES.authFailed, 'authentication failed');
+      log.warn({ err, connId: conn.id }, 'pending nudges not sent; their deadlines hand them to the fallback');
     }
   }
 
@@ -109,19 +132,13 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     const parsed = ClientFrame.safeParse(json);
     if (!parsed.success) {
       const msg = parsed.error.issues.map((i) => `${i.path.join('.') || 'frame'}: ${i.message}`).join('; ');
-      if (!conn.userId) {
-        send(conn, { type: 'error', code: 'auth-required', message: `expected {type:'auth', token, deviceId} first: ${msg}` });
-        return closeWith(conn, CLOSE_CODES.authFailed, 'expected an auth frame first');
-      }
+      if (!conn.userId) return refuseAuth(conn, 'missing', `expected {type:'auth', token, deviceId} first: ${msg}`, 'expected an auth frame first');
       return protocolError(conn, 'invalid-frame', msg);
     }
     const frame = parsed.data;
     framesIn.inc({ outcome: frame.type });
     if (!conn.userId) {
-      if (frame.type !== 'auth') {
-        send(conn, { type: 'error', code: 'auth-required', message: `expected {type:'auth'} first, got ${frame.type}` });
-        return closeWith(conn, CLOSE_CODES.authFailed, 'expected an auth frame first');
-      }
+      if (frame.type !== 'auth') return refuseAuth(conn, 'missing', `expected {type:'auth'} first, got ${frame.type}`, 'expected an auth frame first');
       return authenticate(conn, frame.token, frame.deviceId);
     }
     switch (frame.type) {
@@ -130,6 +147,10 @@ export function createWsHub(deps: WsHubDeps): WsHub {
       case 'ping':
         return send(conn, { type: 'pong' });
       case 'claim': {
+        const waitMs = deps.claimLimit?.(conn.userId) ?? 0;
+        if (waitMs > 0) {
+          return send(conn, { type: 'claim-result', iterationId: frame.iterationId, granted: false, reason: `rate-limited; retry in ${Math.ceil(waitMs / 1000)} s` });
+        }
         const out = await deps.claims.claim({ iterationId: frame.iterationId, userId: conn.userId, deviceId: conn.deviceId! });
         if (out.kind === 'granted') {
           return send(conn, { type: 'claim-result', iterationId: frame.iterationId, granted: true, leaseExpiresAt: out.leaseExpiresAt });
@@ -161,7 +182,18 @@ export function createWsHub(deps: WsHubDeps): WsHub {
         send(conn, { type: 'error', code: 'internal', message: 'internal error' });
       });
     });
-    ws.on('error', (err) => log.debug({ err: err.message, connId: conn.id }, 'socket error'));
+    ws.on('error', (err) => {
+      // ws closes the socket itself on a protocol violation (1002/1007/1009); count it like our own closes.
+      const code = (err as { code?: string }).code;
+      if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') {
+        framesIn.inc({ outcome: 'too_big' });
+        closes.inc({ reason: 'frame too big' });
+      } else if (code?.startsWith('WS_ERR_')) {
+        framesIn.inc({ outcome: 'invalid' });
+        closes.inc({ reason: 'protocol violation' });
+      }
+      log.debug({ err: err.message, code, connId: conn.id }, 'socket error');
+    });
     ws.on('close', () => {
       clearTimeout(authTimer);
       all.delete(conn);

@@ -8,7 +8,7 @@
  */
 import { Counter, type Registry } from 'prom-client';
 import type { Sql } from '../db/pool.js';
-import type { Logger } from '../log.js';
+import { withoutQuotes, type Logger } from '../log.js';
 import { getMission } from '../projection/missions.js';
 import { iterationsOf, type Mission } from '../projection/mission.js';
 import { markWaiting, serverHolder, type Occurrence } from '../schedule/occurrences.js';
@@ -101,7 +101,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       await sql`
         UPDATE mana_ai.occurrences SET lease_expires_at = now() + make_interval(secs => ${wait / 1000}), last_error = ${reason}, updated_at = now()
         WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}`;
-      log.warn({ iterationId: occ.iterationId, attempts, retryInMs: wait, reason }, 'server planning failed; will retry');
+      log.warn({ iterationId: occ.iterationId, attempts, retryInMs: wait, reason: withoutQuotes(reason) }, 'server planning failed; will retry');
       return 'retry';
     }
     const iteration = failedIteration(occ.iterationId, reason, startedAt, now().toISOString());
@@ -120,7 +120,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       lastError: reason,
       at: now(),
     });
-    log.error({ iterationId: occ.iterationId, attempts, reason }, 'server planning failed for good; wrote a failed iteration');
+    log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
     return written === 'written' ? 'failed' : 'lost';
   }
 

@@ -88,6 +88,13 @@ function unrepresentable(value: unknown, depth: number): string | null {
 }
 
 /**
+ * Longest user_id / record_id (UTF-8 bytes) the projection keeps. Real ids are
+ * uuids; together both must fit one btree entry (2704 bytes) of the snapshot
+ * and occurrence keys, or the write-back fails on every pass.
+ */
+export const MAX_ID_BYTES = 1024;
+
+/**
  * Validates a row and resolves each field's timestamp (field_meta first,
  * then field_timestamps, then the row's created_at). Never throws.
  */
@@ -96,6 +103,10 @@ export function normalizeRow(row: ChangeRow): Normalized {
   if (!createdAt) return { ok: false, reason: `created_at: expected an instant, got ${JSON.stringify(row.createdAt)}` };
   if (typeof row.id !== 'string' || typeof row.recordId !== 'string' || typeof row.userId !== 'string') {
     return { ok: false, reason: 'id, record_id and user_id: expected strings' };
+  }
+  for (const [name, value] of [['user_id', row.userId], ['record_id', row.recordId]] as const) {
+    const bytes = Buffer.byteLength(value);
+    if (bytes > MAX_ID_BYTES) return { ok: false, reason: `${name}: expected at most ${MAX_ID_BYTES} bytes, got ${bytes}` };
   }
   const pos = posOf(createdAt, row.id);
   const base = { id: row.id, userId: row.userId, recordId: row.recordId, pos };

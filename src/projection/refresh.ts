@@ -176,7 +176,9 @@ export function createProjection(deps: ProjectionDeps): Projection {
       }
       await flush();
 
-      const applied = [...cursor.applied, ...appliedNow].filter((p) => p >= nextHorizon);
+      // Positions compare as text only while created_at has four year digits; a row
+      // stamped beyond 9999 is in the future, so it stays tracked (never re-read).
+      const applied = [...cursor.applied, ...appliedNow].filter((p) => p >= nextHorizon || p.indexOf('|') > nextHorizon.length);
       await tx`
         INSERT INTO mana_ai.projection_cursor (name, horizon, applied, updated_at)
         VALUES (${CURSOR_NAME}, ${nextHorizon}, ${applied}::text[], now())
