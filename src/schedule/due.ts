@@ -13,6 +13,7 @@ export interface DueMission {
 const TS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /** Due missions, oldest first. The WHERE clause must match the partial index predicate. */
+/** `at` (default now()): a canonical instant, bound as text so its microseconds survive. */
 export async function findDueMissions(sql: Sql, opts: { limit: number; unhandledOnly?: boolean; at?: string }): Promise<DueMission[]> {
   // unhandledOnly: skip missions whose occurrence for this nextRunAt exists, so a
   // backlog that stays due for minutes is not re-dispatched every pass.
@@ -21,7 +22,7 @@ export async function findDueMissions(sql: Sql, opts: { limit: number; unhandled
            to_char(s.next_run_at AT TIME ZONE 'UTC', ${sql.unsafe(TS)}) AS "nextRunAt"
     FROM mana_ai.mission_snapshots s
     WHERE s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL
-      AND s.next_run_at <= coalesce(${opts.at ?? null}::timestamptz, now())
+      AND s.next_run_at <= coalesce(${opts.at ?? null}::text::timestamptz, now())
       AND (${opts.unhandledOnly ?? false} = false OR NOT EXISTS (
         SELECT 1 FROM mana_ai.occurrences o
         WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at))
@@ -39,6 +40,6 @@ export async function nextDueAt(sql: Sql, after?: string): Promise<Date | null> 
   const [row] = await sql<{ at: Date | null }[]>`
     SELECT min(next_run_at) AS at FROM mana_ai.mission_snapshots
     WHERE present AND NOT soft_deleted AND state = 'active' AND next_run_at IS NOT NULL
-      AND next_run_at > coalesce(${after ?? null}::timestamptz, now())`;
+      AND next_run_at > coalesce(${after ?? null}::text::timestamptz, now())`;
   return row?.at ?? null;
 }

@@ -50,7 +50,7 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
       const refresh = await deps.projection.refresh();
       metrics.projectionStalled.set(refresh.stalled ? 1 : 0);
       // One database instant for the scan and for the next wake-up, so nothing falls between them.
-      const [clock] = await deps.sql<{ at: string }[]>`SELECT now()::text AS at`;
+      const [clock] = await deps.sql<{ at: string }[]>`SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`;
       const at = clock!.at;
       const due = await findDueMissions(deps.sql, { limit: deps.dueLimit ?? 20_000, unhandledOnly: deps.sweep !== undefined, at });
       metrics.dueMissions.set(due.length);

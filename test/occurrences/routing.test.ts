@@ -219,4 +219,17 @@ describe('routing a due occurrence', () => {
     // Generous for a loaded machine, far below the 10 s tick a missed mission would wait for.
     expect(Math.max(...lateness)).toBeLessThan(1000);
   });
+
+  it('a nextRunAt with microseconds keeps them: the nudge carries it and the occurrence is not taken for a reschedule', async () => {
+    const { c } = await start();
+    const ws = await connect(c, 'u9', 'laptop');
+    const dueAt = `${new Date(Date.now() + 300).toISOString().slice(0, 23)}456Z`;
+    await insertMissions(db.sql, [{ userId: 'u9', missionId: 'm1', nextRunAt: dueAt }]);
+    const nudge = await ws.next('mission-due');
+    expect(nudge.dueAt).toBe(dueAt);
+    expect(nudge.iterationId).toBe(iterationIdFor('u9', 'm1', dueAt));
+    await sleep(400);
+    expect(await occurrencesOf(db.sql, 'u9')).toEqual([expect.objectContaining({ status: 'nudged' })]);
+    expect(ws.nudges()).toHaveLength(1);
+  });
 });

@@ -1,0 +1,75 @@
+/**
+ * The ledger's batched queries against a real Postgres: what createOccurrences
+ * returns is exactly the row as stored, creation is idempotent, and the
+ * batched transitions move only rows in the expected status.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  createOccurrences,
+  getOccurrence,
+  markNudged,
+  takeForServer,
+  takeStaleCreated,
+} from '../../src/schedule/occurrences.js';
+import { iterationIdFor } from '../../src/schedule/occurrence-id.js';
+import { createTestDb, type TestDb } from '../support/db.js';
+
+let db: TestDb;
+
+beforeAll(async () => {
+  db = await createTestDb();
+});
+
+afterAll(async () => {
+  await db.drop();
+});
+
+const DUE = '2026-03-01T08:00:00.123456Z';
+const due = (n: number, mission = 'm') => Array.from({ length: n }, (_, i) => ({ userId: `user-${i}`, missionId: mission, nextRunAt: DUE }));
+
+describe('occurrence ledger', () => {
+  it('createOccurrences returns each created row exactly as stored, nudged for live users', async () => {
+    const live = new Set(['user-0', 'user-2']);
+    const created = await createOccurrences(db.sql, due(4, 'shape'), { users: live, deadlineMs: 20_000 });
+    expect(created).toHaveLength(4);
+    for (const occ of created) {
+      expect(occ).toEqual(await getOccurrence(db.sql, occ.iterationId));
+      expect(occ.iterationId).toBe(iterationIdFor(occ.userId, 'shape', DUE));
+      expect(occ.status).toBe(live.has(occ.userId) ? 'nudged' : 'created');
+    }
+    const nudged = created.find((o) => o.status === 'nudged')!;
+    expect(Date.parse(nudged.deadlineAt!) - Date.parse(nudged.createdAt)).toBe(20_000);
+  });
+
+  it('creates each occurrence once, however often and however concurrently it is asked', async () => {
+    const batch = due(500, 'once');
+    const results = await Promise.all([1, 2, 3, 4].map(() => createOccurrences(db.sql, batch)));
+    expect(results.reduce((n, r) => n + r.length, 0)).toBe(500);
+    expect(await createOccurrences(db.sql, batch)).toEqual([]);
+  });
+
+  it('markNudged and takeForServer move many rows in one statement, only from the given statuses', async () => {
+    const created = await createOccurrences(db.sql, due(6, 'batch'));
+    const ids = created.map((o) => o.iterationId);
+    const nudged = await markNudged(db.sql, ids.slice(0, 3), 'ws', 1000);
+    expect(nudged.map((o) => o.status)).toEqual(['nudged', 'nudged', 'nudged']);
+    expect(await markNudged(db.sql, ids.slice(0, 3), 'ws', 1000)).toEqual([]);
+
+    const taken = await takeForServer(db.sql, ids, ['created'], 'server:x', 60_000, 'no reachable device');
+    expect(taken.map((o) => o.iterationId).sort()).toEqual(ids.slice(3).sort());
+    expect(taken.every((o) => o.status === 'planning' && o.claimedBy === 'server:x' && o.lastError === 'no reachable device')).toBe(true);
+    expect(await markNudged(db.sql, [], 'ws', 1000)).toEqual([]);
+    expect(await takeForServer(db.sql, [], ['created'], 'server:x', 1)).toEqual([]);
+  });
+
+  it("takeStaleCreated hands out 'created' rows older than the limit, each to one caller", async () => {
+    const created = await createOccurrences(db.sql, due(20, 'stale'));
+    expect(await takeStaleCreated(db.sql, 30_000, 100)).toEqual([]);
+    await db.sql`UPDATE mana_ai.occurrences SET updated_at = now() - interval '1 minute' WHERE mission_id = 'stale'`;
+    const [a, b] = await Promise.all([takeStaleCreated(db.sql, 30_000, 100), takeStaleCreated(db.sql, 30_000, 100)]);
+    const got = [...a!, ...b!].map((o) => o.iterationId).sort();
+    expect(got).toEqual(created.map((o) => o.iterationId).sort());
+    // Re-stamped: not handed out again until it is stale again.
+    expect(await takeStaleCreated(db.sql, 30_000, 100)).toEqual([]);
+  });
+});
