@@ -150,7 +150,8 @@ describe('bad replies and LLM failures', () => {
   const BAD: [string, () => StubReply, RegExp][] = [
     ['prose', reply.prose, /no JSON object found/],
     ['invalid JSON', reply.invalidJson, /invalid JSON/],
-    ['an unknown tool', reply.unknownTool, /unknown tool "delete_all_tasks"/],
+    // Logged reasons show quoted model output as "…" (log.ts withoutQuotes).
+    ['an unknown tool', reply.unknownTool, /unknown tool "…"/],
     ['a missing rationale', reply.missingRationale, /missing rationale/],
   ];
 
