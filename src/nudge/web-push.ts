@@ -296,6 +296,7 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
     try {
       body = await encryptor.encrypt(sub.keys.p256dh, sub.keys.auth, json);
     } catch (e: unknown) {
+      if (closed) return finish(origin, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: 0 });
       const detail = e instanceof Error ? e.message : 'encryption failed';
       log.warn({ origin, detail }, 'push subscription keys unusable');
       return finish(origin, { kind: 'failed', reason: 'invalid-subscription', retryable: false, detail, attempts: 0 });
@@ -315,7 +316,8 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
       if (closed) return finish(origin, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: tries });
       const gate = s.breaker.acquire();
       if (!gate.allowed) {
-        log.warn({ origin, retryAfterMs: gate.retryAfterMs }, 'push circuit open');
+        // Debug only: a burst to a dead service would log once per message; the opening is logged at warn.
+        log.debug({ origin, retryAfterMs: gate.retryAfterMs }, 'push circuit open');
         return finish(origin, { kind: 'failed', reason: 'circuit-open', retryable: true, retryAfterMs: gate.retryAfterMs, attempts: tries });
       }
       const result = await attempt(s, path, headers, body);
@@ -370,7 +372,10 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
 
       // This origin's breaker just opened: retrying would only be refused after the wait.
       const openForMs = s.breaker.openForMs();
-      if (openForMs > 0) failure = { ...failure, retryAfterMs: Math.max(failure.retryAfterMs ?? 0, openForMs) };
+      if (openForMs > 0) {
+        log.warn({ origin, reason: failure.reason, openForMs }, 'push circuit opened');
+        failure = { ...failure, retryAfterMs: Math.max(failure.retryAfterMs ?? 0, openForMs) };
+      }
       if (tries >= maxRetries || openForMs > 0) {
         log.warn({ origin, reason: failure.reason, detail: failure.detail, attempts }, 'push failed after retries');
         return finish(origin, failure);
