@@ -196,7 +196,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: async () => {
       await router.sweep();
       await planner?.sweep();
-    } });
+    }, prepare: router.prepare, prepareWithinMs: prepareAheadMs(config.tick.intervalMs) });
     scheduler = createScheduler({ runPass, intervalMs: config.tick.intervalMs, log, ...createOutageReporter(log, metrics) });
 
     let migrated = false;
@@ -245,6 +245,8 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     }, Math.max(1000, Math.floor(config.presenceTtlMs / 3)));
     presenceTimer.unref();
     releasers.add(() => clearInterval(presenceTimer));
+    // Runs after the scheduler stopped (last in, first out): no pass arms anything after it.
+    releasers.add(() => router.stop());
     releasers.add(() => s.stop());
 
     const port = (server.address() as AddressInfo).port;
@@ -285,6 +287,15 @@ function closeServer(server: ServerType): Promise<void> {
     // Keep-alive sockets would hold close() open; end them.
     (server as { closeAllConnections?: () => void }).closeAllConnections?.();
   });
+}
+
+/**
+ * How far ahead a pass readies missions about to fall due: two intervals, so
+ * every mission is seen by at least one pass before its due instant, capped
+ * so that the presence it is routed on is at most a few seconds old.
+ */
+function prepareAheadMs(intervalMs: number): number {
+  return Math.min(5000, Math.max(1000, 2 * intervalMs));
 }
 
 /** Logs a database outage once when it starts and once when it ends, not once per pass. */

@@ -16,6 +16,7 @@ import {
   takeForServer,
   takeWaitingDue,
   takeStaleCreated,
+  releaseCreated,
   serverHolder,
   type Occurrence,
 } from '../schedule/occurrences.js';
@@ -62,6 +63,15 @@ export const PUSH_WAIT_MS = 1000;
 
 export interface Router {
   dispatch(due: DueMission[]): Promise<void>;
+  /**
+   * Creates ahead the occurrences of missions about to fall due whose users
+   * have a live socket, and arms a timer that sends their nudges at the due
+   * instant (then marks them nudged). Missions not taken here go through
+   * dispatch when due.
+   */
+  prepare(upcoming: DueMission[]): Promise<void>;
+  /** Cancels the armed nudges and deletes their not-yet-due rows, so another instance takes them. */
+  stop(): Promise<void>;
   /** Resolves when every push send started by a pass has finished (shutdown, after the sender is closed). */
   drain(): Promise<void>;
   /** Settles, expires and retries occurrences; run once per pass. */
@@ -193,6 +203,48 @@ export function createRouter(deps: RouterDeps): Router {
     clearTimeout(timer);
   }
 
+  /** Occurrences created ahead, waiting for their due instant, by iterationId; and their timers by dueAt. */
+  const armed = new Map<string, Occurrence>();
+  const timers = new Map<string, NodeJS.Timeout>();
+  let stopped = false;
+
+  function arm(occs: Occurrence[]): void {
+    const byDue = new Map<string, Occurrence[]>();
+    for (const occ of occs) {
+      armed.set(occ.iterationId, occ);
+      if (!timers.has(occ.dueAt)) byDue.set(occ.dueAt, []);
+    }
+    for (const dueAt of byDue.keys()) schedule(dueAt);
+  }
+
+  function schedule(dueAt: string): void {
+    const timer = setTimeout(() => {
+      // Timers run against libuv's cached loop time and can fire a millisecond early: never nudge before dueAt.
+      if (Date.now() < Date.parse(dueAt)) return schedule(dueAt);
+      timers.delete(dueAt);
+      fire(dueAt).catch((err: unknown) => log.error({ err, dueAt }, 'sending nudges armed ahead failed; the stale sweep routes them again'));
+    }, Math.max(0, Math.ceil(Date.parse(dueAt) - Date.now())));
+    timer.unref();
+    timers.set(dueAt, timer);
+  }
+
+  /** The due instant of occurrences created ahead: frames first, then the ledger says nudged. */
+  async function fire(dueAt: string): Promise<void> {
+    const occs = [...armed.values()].filter((o) => o.dueAt === dueAt);
+    for (const occ of occs) armed.delete(occ.iterationId);
+    if (occs.length === 0 || stopped) return;
+    const remote: Nudge[] = [];
+    for (const occ of occs) {
+      const frame = frameOf(occ);
+      deps.deliverLocal(occ.userId, frame);
+      remote.push({ userId: occ.userId, frame });
+    }
+    await deps.publish(remote).catch((err: unknown) => log.warn({ err }, 'nudge publish failed'));
+    // A device may have claimed one already (a claim is valid on 'created'); the compare-and-set skips it.
+    const nudged = await markNudged(sql, occs.map((o) => o.iterationId), 'ws', deps.timeouts.wsClaimMs);
+    routed.inc({ channel: 'ws' }, nudged.length);
+  }
+
   const inFlight = new Set<Promise<unknown>>();
   function track(p: Promise<unknown>): void {
     inFlight.add(p);
@@ -228,9 +280,33 @@ export function createRouter(deps: RouterDeps): Router {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed) throw failed.reason;
     },
+    async prepare(upcoming) {
+      if (upcoming.length === 0 || stopped) return;
+      // Only users with a live socket now: a nudge decided ahead goes over the socket or
+      // not at all (the deadline hands it to the fallback); everyone else is routed when due.
+      const live = await liveSet([...new Set(upcoming.map((d) => d.userId))]);
+      const mine = await createOccurrences(sql, upcoming.filter((d) => live.has(d.userId)));
+      if (mine.length === 0) return;
+      if (stopped) {
+        await releaseCreated(sql, mine.map((o) => o.iterationId));
+        return;
+      }
+      log.debug({ created: mine.length }, 'occurrences created ahead of their due time');
+      arm(mine);
+    },
+    async stop() {
+      stopped = true;
+      for (const t of timers.values()) clearTimeout(t);
+      timers.clear();
+      const ids = [...armed.keys()];
+      armed.clear();
+      if (ids.length > 0) await releaseCreated(sql, ids).catch((err: unknown) => log.warn({ err }, 'could not release occurrences created ahead; the stale sweep routes them'));
+    },
     async sweep() {
       const settled = await settleFromSnapshots(sql);
       if (settled.length > 0) log.info({ settled: settled.length }, 'occurrences settled from the mission log');
+      // An occurrence created ahead whose mission moved on before it fell due: no nudge.
+      for (const o of settled) armed.delete(o.iterationId);
       const taken = await takeExpired(sql, holder, deps.leaseMs, 500);
       for (const occ of taken) {
         expired.inc();

@@ -212,21 +212,34 @@ export async function takeWaitingDue(sql: Sql, limit: number): Promise<Occurrenc
 }
 
 /**
- * Occurrences left 'created' longer than `staleMs`: their creator crashed or
- * failed between creating and routing them, and nothing else would ever move
- * them (the due scan skips missions whose occurrence exists). Taken SKIP
- * LOCKED and re-stamped so one instance routes each again.
+ * Occurrences left 'created' longer than `staleMs` after both their creation
+ * and their due time: their creator crashed or failed between creating and
+ * routing them (or before the due instant of one it created ahead), and
+ * nothing else would ever move them (the due scan skips missions whose
+ * occurrence exists). Taken SKIP LOCKED and re-stamped so one instance
+ * routes each again.
  */
 export async function takeStaleCreated(sql: Sql, staleMs: number, limit: number): Promise<Occurrence[]> {
   return sql<Occurrence[]>`
     WITH stale AS (
       SELECT iteration_id FROM mana_ai.occurrences
-      WHERE status = 'created' AND updated_at < now() - make_interval(secs => ${staleMs / 1000})
+      WHERE status = 'created' AND greatest(updated_at, due_at) < now() - make_interval(secs => ${staleMs / 1000})
       ORDER BY updated_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
     )
     UPDATE mana_ai.occurrences o SET updated_at = now()
     FROM stale WHERE o.iteration_id = stale.iteration_id
     RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/**
+ * Deletes occurrences this instance created ahead of their due time and will
+ * not nudge after all (shutdown): nobody has seen them yet, and without the
+ * row the due scan of any instance picks the mission up at its due time.
+ */
+export async function releaseCreated(sql: Sql, iterationIds: string[]): Promise<number> {
+  if (iterationIds.length === 0) return 0;
+  const r = await sql`DELETE FROM mana_ai.occurrences WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status = 'created'`;
+  return r.count;
 }
 
 /**
@@ -246,13 +259,14 @@ export async function settleFromSnapshots(sql: Sql): Promise<{ iterationId: stri
       SELECT iteration_id, CASE
         WHEN coalesce(has_iteration, false) THEN 'completed'
         WHEN present IS NOT TRUE OR soft_deleted OR state IS DISTINCT FROM 'active' THEN 'superseded'
-        WHEN next_run_at > due_at THEN 'completed'
+        -- Moving past a dueAt still in the future (an occurrence created ahead) is a reschedule.
+        WHEN next_run_at > due_at AND due_at <= now() THEN 'completed'
         ELSE 'superseded' END AS status,
         CASE
         WHEN coalesce(has_iteration, false) THEN 'iteration appeared on the mission'
         WHEN present IS NOT TRUE OR soft_deleted THEN 'mission deleted'
         WHEN state IS DISTINCT FROM 'active' THEN 'mission ' || coalesce(state, 'without state')
-        WHEN next_run_at > due_at THEN 'nextRunAt moved past dueAt'
+        WHEN next_run_at > due_at AND due_at <= now() THEN 'nextRunAt moved past dueAt'
         ELSE 'mission rescheduled' END AS why
       FROM open
       WHERE coalesce(has_iteration, false) OR present IS NOT TRUE OR soft_deleted
@@ -285,10 +299,16 @@ export async function listOccurrences(sql: Sql, opts: { userId?: string; limit: 
     LIMIT ${opts.limit}`;
 }
 
-/** Nudges a device may still act on: sent on (re)connect, since NOTIFY is only a hint. */
+/**
+ * Nudges a device may still act on: sent on (re)connect, since NOTIFY is only
+ * a hint. A 'created' occurrence already due is included: its nudge may have
+ * gone out just before this socket joined and before the row said 'nudged',
+ * and a claim on it is as valid as on a nudged one.
+ */
 export async function pendingNudgesFor(sql: Sql, userId: string): Promise<Occurrence[]> {
   return sql<Occurrence[]>`
     SELECT ${sql.unsafe(COLUMNS)} FROM mana_ai.occurrences o
-    WHERE o.user_id = ${userId} AND (o.status = 'waiting' OR (o.status = 'nudged' AND o.deadline_at > now()))
+    WHERE o.user_id = ${userId}
+      AND (o.status = 'waiting' OR (o.status = 'nudged' AND o.deadline_at > now()) OR (o.status = 'created' AND o.due_at <= now()))
     ORDER BY o.due_at LIMIT 100`;
 }

@@ -7,7 +7,7 @@ import type { Sql } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Projection } from '../projection/refresh.js';
-import { findDueMissions, nextDueAt, type DueMission } from './due.js';
+import { findDueMissions, findUpcomingMissions, nextDueAt, type DueMission } from './due.js';
 import type { PassResult } from './scheduler.js';
 
 export interface PassStats {
@@ -25,11 +25,17 @@ export type Dispatch = (due: DueMission[]) => Promise<void>;
 /** Per-pass upkeep after dispatch: settle, expire, retry occurrences. */
 export type Sweep = () => Promise<void>;
 
+/** Receives missions about to fall due, to be readied ahead of their due instant. */
+export type Prepare = (upcoming: DueMission[]) => Promise<void>;
+
 export interface PassDeps {
   sql: Sql;
   projection: Projection;
   dispatch: Dispatch;
   sweep?: Sweep;
+  /** With prepareWithinMs: missions due within that long after the scan go here. */
+  prepare?: Prepare;
+  prepareWithinMs?: number;
   metrics: Metrics;
   log: Logger;
   dueLimit?: number;
@@ -67,6 +73,13 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
           await deps.sweep();
         } catch (err: unknown) {
           log.error({ err }, 'occurrence sweep failed');
+        }
+      }
+      if (deps.prepare && deps.prepareWithinMs) {
+        try {
+          await deps.prepare(await findUpcomingMissions(deps.sql, { after: at, withinMs: deps.prepareWithinMs, limit: deps.dueLimit ?? 20_000 }));
+        } catch (err: unknown) {
+          log.error({ err }, 'preparing upcoming missions failed; they are dispatched when due');
         }
       }
       const next = await nextDueAt(deps.sql, at);

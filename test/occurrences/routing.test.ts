@@ -14,6 +14,7 @@ import {
   occurrencesOf,
   sleep,
   startTestCoordinator,
+  updateMission,
   waitFor,
   type TestCoordinator,
   type WsClient,
@@ -182,7 +183,7 @@ describe('routing a due occurrence', () => {
   it('an occurrence left unrouted by a crashed pass is routed by a later one', async () => {
     const { c, fallback } = await start({ TICK_ENABLED: 'false' });
     const ws = await connect(c, 'u7', 'laptop');
-    await insertMissions(db.sql, [{ userId: 'u7', missionId: 'm1', nextRunAt: inMs(-5000) }]);
+    await insertMissions(db.sql, [{ userId: 'u7', missionId: 'm1', nextRunAt: inMs(-60_000) }]);
     await c.projection.refresh();
     // Another instance created the occurrence a minute ago and died before routing it.
     const [snap] = await db.sql<{ due: string }[]>`
@@ -202,22 +203,68 @@ describe('routing a due occurrence', () => {
     expect(fallback.calls).toHaveLength(0);
   });
 
-  it('missions falling due while a pass runs are nudged right after it, not at the next tick', async () => {
-    // A long tick, so only the timer armed for the next due time can be on time.
-    const { c } = await start({ TICK_INTERVAL_MS: '10000' });
-    const ws = await connect(c, 'u8', 'laptop');
+  it('missions falling due while a pass runs are handled right after it, not at the next tick', async () => {
+    // A long tick, so only the timer armed for the next due time can be on time. No socket:
+    // these go through the due scan (not the nudges armed ahead), to the fallback.
+    const { c, fallback } = await start({ TICK_INTERVAL_MS: '10000' });
     const first = Date.now() + 1500;
     // Due times 4 ms apart: each pass takes longer than that, so later ones fall due mid-pass.
-    const missions = Array.from({ length: 30 }, (_, i) => ({ userId: 'u8', missionId: `m${i}`, nextRunAt: new Date(first + i * 4).toISOString() }));
+    const missions = Array.from({ length: 30 }, (_, i) => ({ userId: `offline-${i}`, missionId: 'm', nextRunAt: new Date(first + i * 4).toISOString() }));
     await insertMissions(db.sql, missions);
     await c.scheduler.runOnce(); // projects them and arms the timer for the first
-    await waitFor(() => ws.nudges().length === missions.length, 12_000, 'all nudges');
-    const lateness = ws.frames
-      .map((f, i) => (f.type === 'mission-due' ? ws.arrivals[i]! - Date.parse(f.dueAt) : null))
-      .filter((x): x is number => x !== null);
+    await waitFor(() => fallback.calls.length === missions.length, 12_000, 'all fallbacks');
+    const lateness = fallback.calls.map((o, i) => fallback.times[i]! - Date.parse(o.dueAt));
     expect(Math.min(...lateness)).toBeGreaterThanOrEqual(0);
     // Generous for a loaded machine, far below the 10 s tick a missed mission would wait for.
     expect(Math.max(...lateness)).toBeLessThan(1000);
+  });
+
+  it('nudges readied ahead go out at their due instant, never before, each once', async () => {
+    const { c } = await start({ TICK_INTERVAL_MS: '10000' });
+    const sockets = await Promise.all(Array.from({ length: 20 }, (_, i) => connect(c, `live-${i}`, 'laptop')));
+    const first = Date.now() + 2500;
+    await insertMissions(db.sql, sockets.map((_, i) => ({ userId: `live-${i}`, missionId: 'm', nextRunAt: new Date(first + i * 7).toISOString() })));
+    await c.scheduler.runOnce();
+    // Created ahead (status created, due in the future), not yet sent.
+    const [ahead] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM mana_ai.occurrences WHERE status = 'created' AND due_at > now()`;
+    expect(ahead!.n).toBe(20);
+    expect(sockets.every((s) => s.nudges().length === 0)).toBe(true);
+
+    const frames = await Promise.all(sockets.map((s) => s.next('mission-due')));
+    for (const [i, s] of sockets.entries()) {
+      const lateness = s.arrivals[s.frames.indexOf(frames[i]!)]! - Date.parse(frames[i]!.dueAt);
+      expect(lateness).toBeGreaterThanOrEqual(0);
+      expect(lateness).toBeLessThan(500);
+    }
+    await waitFor(async () => {
+      const rows = await db.sql<{ status: string }[]>`SELECT status FROM mana_ai.occurrences`;
+      return rows.length === 20 && rows.every((r) => r.status === 'nudged');
+    }, 3000, 'every occurrence marked nudged');
+    await c.scheduler.runOnce();
+    expect(sockets.every((s) => s.nudges().length === 1)).toBe(true);
+  });
+
+  it('a mission paused before its readied nudge is due gets no nudge; stopping releases what is readied', async () => {
+    const { c } = await start({ TICK_INTERVAL_MS: '10000' });
+    const ws = await connect(c, 'u10', 'laptop');
+    const dueAt = inMs(2500);
+    await insertMissions(db.sql, [
+      { userId: 'u10', missionId: 'paused', nextRunAt: dueAt },
+      { userId: 'u10', missionId: 'kept', nextRunAt: inMs(4000) },
+    ]);
+    await c.scheduler.runOnce();
+    expect(await occurrencesOf(db.sql, 'u10')).toHaveLength(2);
+    await updateMission(db.sql, 'u10', 'paused', { state: 'paused' });
+    await c.scheduler.runOnce();
+    const [paused] = (await occurrencesOf(db.sql, 'u10')).filter((r) => r.missionId === 'paused');
+    expect(paused).toMatchObject({ status: 'superseded', lastError: 'mission paused' });
+    await sleep(Date.parse(dueAt) - Date.now() + 300);
+    expect(ws.nudges()).toHaveLength(0);
+
+    // Stopping before 'kept' is due deletes its readied row: another instance takes it when due.
+    await c.stop();
+    running.splice(running.indexOf(c), 1);
+    expect((await occurrencesOf(db.sql, 'u10')).map((r) => r.missionId)).toEqual(['paused']);
   });
 
   it('a nextRunAt with microseconds keeps them: the nudge carries it and the occurrence is not taken for a reschedule', async () => {

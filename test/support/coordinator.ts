@@ -49,15 +49,20 @@ export async function startTestCoordinator(
 /** A fallback planner that records what it was handed and never finishes it. */
 export interface FallbackSpy extends FallbackPlanner {
   calls: Occurrence[];
+  /** Date.now() at each call, parallel to `calls`. */
+  times: number[];
 }
 
 export function createFallbackSpy(): FallbackSpy {
   const calls: Occurrence[] = [];
+  const times: number[] = [];
   return {
     enabled: true,
     calls,
+    times,
     plan(occ) {
       calls.push(occ);
+      times.push(Date.now());
     },
   };
 }
