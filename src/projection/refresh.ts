@@ -8,17 +8,59 @@
  * from the log when a late delete asks for it, writes the states back and
  * moves the cursor, all atomically: a crash mid-pass leaves the previous
  * cursor and snapshots, and re-applying rows is idempotent anyway.
+ *
+ * Three things keep it cheap (BENCHMARKS.md has the figures):
+ * - "Anything new?" first. sync_changes has no index that finds recent rows
+ *   across users (each of its indexes leads with user_id or record_id), so
+ *   the window query costs one index descent per user. Before it, a pass
+ *   asks the transaction system whether any transaction other than our own
+ *   refreshes committed since the snapshot of the last read (see
+ *   `probeSnapshot`); when none did, no row can be new and the query is
+ *   skipped.
+ * - A big backlog (cold start, long outage) is read in bulk: the record count
+ *   decides how many hash partitions keep the record cache within its
+ *   budget; per partition, deletes are read first, so a record's later rows
+ *   never precede its delete (no rebuilds), and rows older than their
+ *   record's last delete come back without their data.
+ * - Memory stays bounded whatever the log's size: only rows at or above the
+ *   next horizon are remembered by id, and the record cache is flushed and
+ *   dropped when its estimated size passes CACHE_BUDGET_BYTES.
  */
 import type { Sql, TxSql } from '../db/pool.js';
 import type { Logger } from '../log.js';
-import { MIN_INSTANT } from './instant.js';
+import { instantOf, MIN_INSTANT } from './instant.js';
 import { applyChange, emptyState, normalizeRow, replay, type Change, type ChangeRow, type RecordState } from './lww.js';
-import { changeColumns, detectSyncColumns, MISSIONS, recordRows, type SyncColumns } from './change-source.js';
+import {
+  detectSyncColumns,
+  estimateRecords,
+  recordRows,
+  streamChanges,
+  type ChangeWindow,
+  type SupersededRow,
+  type SyncColumns,
+} from './change-source.js';
 import { canSeeAllTransactions, readHorizon } from './horizon.js';
-import { keyOf, loadStates, saveStates } from './snapshot-store.js';
+import { keyOf, loadStates, saveStates, snapshotsEmpty } from './snapshot-store.js';
 
 const LOCK_KEY = 'mana_ai:projection';
 const CURSOR_NAME = 'aiMissions';
+
+/** A backlog reaching further back than this is read in bulk. */
+const BULK_LAG_MS = 10 * 60_000;
+/** Estimated heap the record cache may hold before it is flushed and dropped. */
+const CACHE_BUDGET_BYTES = 128 * 1024 * 1024;
+/** Heap bytes per byte of a state's serialized JSON (measured: about 1.7). */
+const HEAP_PER_JSON_BYTE = 2.5;
+/** Serialized bytes per record assumed until a flush has measured them. */
+const INITIAL_RECORD_BYTES = 4096;
+/**
+ * Rows per FETCH, at most: a bigger batch lives long enough to be promoted
+ * out of V8's young generation and costs more in GC than the round trips it
+ * saves (measured: 5,000 → 1,000 took the catch-up's client CPU down by a third).
+ */
+const FETCH_ROWS = 1000;
+/** More transactions than this since the last read: skip the probe, just read. */
+const PROBE_MAX_XIDS = 4096;
 
 export interface RefreshStats {
   /** False when another instance held the refresh lock. */
@@ -52,12 +94,30 @@ export interface Projection {
   columns(): Promise<SyncColumns>;
 }
 
+/** A pg_snapshot: transactions below xmax not listed in xip had completed. */
+interface Snapshot {
+  text: string;
+  xmax: bigint;
+  xip: string[];
+}
+
+function parseSnapshot(text: string): Snapshot {
+  const [, xmax = '0', xip = ''] = text.split(':');
+  return { text, xmax: BigInt(xmax), xip: xip === '' ? [] : xip.split(',') };
+}
+
 export function createProjection(deps: ProjectionDeps): Projection {
   const { sql, log } = deps;
   let columnsCache: SyncColumns | undefined;
   let visibility: boolean | undefined;
   let warnedStall = false;
   const reportedMalformed = new Set<string>();
+  /** Snapshot taken before the last committed pass read; every row it shows has been applied. */
+  let lastRead: Snapshot | undefined;
+  /** Our own refresh transactions since then: they write snapshots and the cursor, never sync_changes. */
+  let ownXids: string[] = [];
+  /** Serialized bytes per record, measured by flushes. */
+  let recordBytes = INITIAL_RECORD_BYTES;
 
   async function columns(): Promise<SyncColumns> {
     columnsCache ??= await detectSyncColumns(sql);
@@ -70,6 +130,37 @@ export function createProjection(deps: ProjectionDeps): Projection {
     return row ?? { horizon: MIN_INSTANT, applied: [] };
   }
 
+  /**
+   * The current snapshot, and whether a transaction other than our own
+   * refreshes committed since `lastRead`. The rows visible now and not then
+   * are exactly those of transactions that were running at lastRead (its
+   * xip) or started after it (xid ≥ its xmax) and have completed now; when
+   * each of them aborted or is ours, nothing is new. Subtransaction ids make
+   * pg_visible_in_snapshot err only towards "committed", i.e. a needless read.
+   */
+  async function probeSnapshot(tx: TxSql): Promise<{ snapshot: Snapshot; changed: boolean }> {
+    if (!lastRead) {
+      const [row] = await tx<{ snap: string }[]>`SELECT pg_current_snapshot()::text AS snap`;
+      return { snapshot: parseSnapshot(row!.snap), changed: true };
+    }
+    const [row] = await tx<{ snap: string; changed: boolean }[]>`
+      WITH now AS (SELECT pg_current_snapshot() AS snap)
+      SELECT now.snap::text AS snap,
+        CASE WHEN pg_snapshot_xmax(now.snap)::text::bigint - ${lastRead.xmax.toString()}::bigint > ${PROBE_MAX_XIDS} THEN true
+        ELSE EXISTS (
+          SELECT 1 FROM (
+            SELECT x FROM unnest(${lastRead.xip}::text[]::xid8[]) AS x
+            UNION ALL
+            SELECT g::text::xid8 FROM generate_series(${lastRead.xmax.toString()}::bigint, pg_snapshot_xmax(now.snap)::text::bigint - 1) AS g
+          ) c
+          WHERE c.x <> ALL(${ownXids}::text[]::xid8[])
+            AND pg_visible_in_snapshot(c.x, now.snap)
+            AND coalesce(pg_xact_status(c.x), 'committed') <> 'aborted')
+        END AS changed
+      FROM now`;
+    return { snapshot: parseSnapshot(row!.snap), changed: row!.changed };
+  }
+
   function reportMalformed(row: ChangeRow, reason: string): void {
     // Each bad row is logged once per process, not on every rebuild that meets it again.
     if (reportedMalformed.has(row.id)) return;
@@ -78,117 +169,169 @@ export function createProjection(deps: ProjectionDeps): Projection {
     log.warn({ rowId: row.id, userId: row.userId, recordId: row.recordId, reason }, 'skipping malformed sync_changes row');
   }
 
+  /** Records the cache may hold: the configured cap, or fewer when records are big. */
+  function cacheCap(): number {
+    return Math.max(1, Math.min(deps.cacheRecords, Math.floor(CACHE_BUDGET_BYTES / (recordBytes * HEAP_PER_JSON_BYTE))));
+  }
+
   async function refresh(): Promise<RefreshStats> {
     const started = performance.now();
     const cols = await columns();
-    const result = await sql.begin(async (tx) => {
-      const [lock] = await tx<{ ok: boolean }[]>`SELECT pg_try_advisory_xact_lock(hashtext(${LOCK_KEY})) AS ok`;
-      if (!lock?.ok) return null;
-      visibility ??= await canSeeAllTransactions(tx);
-      const cursor = await readCursor(tx);
-      // Read the horizon before the rows (see horizon.ts for why the order matters).
-      const reading = await readHorizon(tx, visibility);
-      const stalled = reading.horizon === null;
-      if (stalled && !warnedStall) {
-        warnedStall = true;
-        log.warn('projection horizon stalled: this role cannot see other transactions; grant pg_read_all_stats so it can advance');
-      }
-      const nextHorizon = reading.horizon !== null && reading.horizon > cursor.horizon ? reading.horizon : cursor.horizon;
+    let snapshot: Snapshot | undefined;
+    let ownXid: string | undefined;
+    let result;
+    try {
+      result = await sql.begin(async (tx) => {
+        const [lock] = await tx<{ ok: boolean }[]>`SELECT pg_try_advisory_xact_lock(hashtext(${LOCK_KEY})) AS ok`;
+        if (!lock?.ok) return null;
+        visibility ??= await canSeeAllTransactions(tx);
+        const cursor = await readCursor(tx);
+        // Read the horizon before the rows (see horizon.ts for why the order matters),
+        // and the snapshot too: whatever commits after it is read by a later pass.
+        const reading = await readHorizon(tx, visibility);
+        const probe = await probeSnapshot(tx);
+        snapshot = probe.snapshot;
+        const stalled = reading.horizon === null;
+        if (stalled && !warnedStall) {
+          warnedStall = true;
+          log.warn('projection horizon stalled: this role cannot see other transactions; grant pg_read_all_stats so it can advance');
+        }
+        const nextHorizon = reading.horizon !== null && reading.horizon > cursor.horizon ? reading.horizon : cursor.horizon;
+        // Positions compare as text only while created_at has four year digits; a row
+        // stamped beyond 9999 is in the future, so it stays tracked (never re-read).
+        const keep = (p: string) => p >= nextHorizon || p.indexOf('|') > nextHorizon.length;
 
-      const cache = new Map<string, RecordState>();
-      const dirty = new Set<string>();
-      const rebuild = new Set<string>();
-      const appliedNow: string[] = [];
-      let rowsApplied = 0;
-      let rowsSkipped = 0;
-      let recordsWritten = 0;
+        const cache = new Map<string, RecordState>();
+        const dirty = new Set<string>();
+        const rebuild = new Set<string>();
+        const appliedNow: string[] = [];
+        let rowsApplied = 0;
+        let rowsSkipped = 0;
+        let recordsWritten = 0;
+        let rebuilds = 0;
+        // Loads are skipped while the snapshots table is known empty and nothing was written yet.
+        let nothingStored = false;
 
-      async function flush(): Promise<void> {
-        const states = [...dirty].map((k) => cache.get(k)).filter((s): s is RecordState => s !== undefined);
-        await saveStates(tx, states);
-        recordsWritten += states.length;
-        dirty.clear();
-      }
+        async function flush(): Promise<void> {
+          const states = [...dirty].map((k) => cache.get(k)).filter((s): s is RecordState => s !== undefined);
+          const bytes = await saveStates(tx, states);
+          if (states.length > 0) recordBytes = Math.max(256, Math.round(bytes / states.length));
+          recordsWritten += states.length;
+          if (states.length > 0) nothingStored = false;
+          dirty.clear();
+        }
 
-      async function applyBatch(rows: ChangeRow[]): Promise<void> {
-        const changes: Change[] = [];
-        for (const row of rows) {
-          const n = normalizeRow(row);
-          if (n.ok) changes.push(n.change);
-          else {
-            rowsSkipped++;
-            reportMalformed(row, n.reason);
+        function markApplied(createdAt: string, id: string): void {
+          const pos = `${createdAt}|${id}`;
+          if (keep(pos)) appliedNow.push(pos);
+        }
+
+        async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
+          const changes: Change[] = [];
+          for (const row of rows) {
+            const n = normalizeRow(row);
+            if (n.ok) changes.push(n.change);
+            else {
+              rowsSkipped++;
+              reportMalformed(row, n.reason);
+            }
+            markApplied(row.createdAt, row.id);
           }
-          appliedNow.push(`${row.createdAt}|${row.id}`);
+          // Older than a delete of their record applied in this pass: applying them would change nothing.
+          for (const s of superseded) markApplied(s.createdAt, s.id);
+          rowsApplied += changes.length + superseded.length;
+
+          const missing = new Map<string, { userId: string; recordId: string }>();
+          for (const c of changes) {
+            const k = keyOf(c.userId, c.recordId);
+            if (!cache.has(k)) missing.set(k, { userId: c.userId, recordId: c.recordId });
+          }
+          const loaded = nothingStored || missing.size === 0 ? new Map<string, RecordState>() : await loadStates(tx, [...missing.values()]);
+          for (const [k, ref] of missing) cache.set(k, loaded.get(k) ?? emptyState(ref.userId, ref.recordId));
+          for (const c of changes) {
+            const k = keyOf(c.userId, c.recordId);
+            if (rebuild.has(k)) continue;
+            const outcome = applyChange(cache.get(k)!, c);
+            if (outcome === 'rebuild') rebuild.add(k);
+            else if (outcome === 'applied') dirty.add(k);
+          }
+          // Bound memory whatever the log's size: write back and forget.
+          if (cache.size > cacheCap()) await flushAndForget();
         }
-        const missing = new Map<string, { userId: string; recordId: string }>();
-        for (const c of changes) {
-          const k = keyOf(c.userId, c.recordId);
-          if (!cache.has(k)) missing.set(k, { userId: c.userId, recordId: c.recordId });
+
+        async function runRebuilds(): Promise<void> {
+          for (const k of rebuild) {
+            const state = cache.get(k)!;
+            const changes: Change[] = [];
+            for (const row of await recordRows(tx, cols, state.userId, state.recordId)) {
+              const n = normalizeRow(row);
+              if (n.ok) changes.push(n.change);
+              else reportMalformed(row, n.reason);
+            }
+            cache.set(k, replay(state.userId, state.recordId, changes));
+            dirty.add(k);
+          }
         }
-        const loaded = await loadStates(tx, [...missing.values()]);
-        for (const [k, ref] of missing) cache.set(k, loaded.get(k) ?? emptyState(ref.userId, ref.recordId));
-        for (const c of changes) {
-          const k = keyOf(c.userId, c.recordId);
-          if (rebuild.has(k)) continue;
-          const outcome = applyChange(cache.get(k)!, c);
-          if (outcome === 'rebuild') rebuild.add(k);
-          else if (outcome === 'applied') dirty.add(k);
-        }
-        rowsApplied += changes.length;
-        // Bound memory whatever the log's size: write back and forget.
-        if (cache.size > deps.cacheRecords) {
+
+        async function flushAndForget(): Promise<void> {
+          await runRebuilds();
+          rebuilds += rebuild.size;
+          rebuild.clear();
           await flush();
-          for (const k of cache.keys()) if (!rebuild.has(k)) cache.delete(k);
+          cache.clear();
         }
-      }
 
-      const appliedIds = cursor.applied.map((p) => p.slice(p.indexOf('|') + 1));
-      // A server-side cursor fetched with FETCH, not postgres.js' .cursor(): the
-      // batch handler queries the same transaction's connection, and a query
-      // issued while a postgres.js cursor is suspended waits behind it forever
-      // (the refresh hung as soon as batchRows rows were pending).
-      await tx`
-        DECLARE refresh_rows NO SCROLL CURSOR FOR
-        SELECT ${changeColumns(tx, cols)} FROM sync_changes
-        WHERE app_id = ${MISSIONS.appId} AND table_name = ${MISSIONS.tableName}
-          -- As text: postgres.js turns a string bound to timestamptz into a JS Date,
-          -- dropping the horizon's microseconds, and rows just below it were re-read.
-          AND created_at >= ${cursor.horizon}::text::timestamptz
-          AND NOT (id = ANY(${appliedIds}::uuid[]))`;
-      for (;;) {
-        const batch = await tx<ChangeRow[]>`FETCH ${tx.unsafe(String(deps.batchRows))} FROM refresh_rows`;
-        if (batch.length === 0) break;
-        await applyBatch(batch);
-      }
-      await tx`CLOSE refresh_rows`;
+        const window: ChangeWindow = { horizon: cursor.horizon, appliedIds: cursor.applied.map((p) => p.slice(p.indexOf('|') + 1)) };
+        const batchRows = Math.max(1, Math.min(deps.batchRows, FETCH_ROWS));
+        const onBatch = async (rows: ChangeRow[], superseded: SupersededRow[]) => {
+          await applyBatch(rows, superseded);
+        };
 
-      for (const k of rebuild) {
-        const state = cache.get(k)!;
-        const changes: Change[] = [];
-        for (const row of await recordRows(tx, cols, state.userId, state.recordId)) {
-          const n = normalizeRow(row);
-          if (n.ok) changes.push(n.change);
-          else reportMalformed(row, n.reason);
+        const bulk = !stalled && cursor.horizon < instantOf(new Date(Date.now() - BULK_LAG_MS));
+        if (!probe.changed) {
+          // Nothing committed since the last read: no row can be new.
+        } else if (!bulk) {
+          await streamChanges(tx, cols, window, { batchRows }, onBatch);
+        } else {
+          // JIT compiling the bulk queries costs more than it saves.
+          await tx`SET LOCAL jit = off`;
+          const emptyAtStart = await snapshotsEmpty(tx);
+          const records = await estimateRecords(tx, cursor.horizon);
+          const count = Math.max(1, Math.ceil(records / cacheCap()));
+          log.info({ records, partitions: count, since: cursor.horizon }, 'projection: reading a backlog in bulk');
+          for (let index = 0; index < count; index++) {
+            // Partitions hold disjoint records: one never stores what the next would load.
+            nothingStored = emptyAtStart;
+            await streamChanges(tx, cols, window, { batchRows, bulk: true, partition: { count, index } }, onBatch);
+            if (count > 1) await flushAndForget();
+          }
         }
-        cache.set(k, replay(state.userId, state.recordId, changes));
-        dirty.add(k);
-      }
-      await flush();
+        await runRebuilds();
+        rebuilds += rebuild.size;
+        await flush();
 
-      // Positions compare as text only while created_at has four year digits; a row
-      // stamped beyond 9999 is in the future, so it stays tracked (never re-read).
-      const applied = [...cursor.applied, ...appliedNow].filter((p) => p >= nextHorizon || p.indexOf('|') > nextHorizon.length);
-      await tx`
-        INSERT INTO mana_ai.projection_cursor (name, horizon, applied, updated_at)
-        VALUES (${CURSOR_NAME}, ${nextHorizon}, ${applied}::text[], now())
-        ON CONFLICT (name) DO UPDATE SET horizon = excluded.horizon, applied = excluded.applied, updated_at = now()`;
-      return { rowsApplied, rowsSkipped, recordsWritten, rebuilds: rebuild.size, horizon: nextHorizon, stalled };
-    });
+        const applied = [...cursor.applied.filter(keep), ...appliedNow];
+        const [written] = await tx<{ xid: string }[]>`
+          INSERT INTO mana_ai.projection_cursor (name, horizon, applied, updated_at)
+          VALUES (${CURSOR_NAME}, ${nextHorizon}, ${applied}::text[], now())
+          ON CONFLICT (name) DO UPDATE SET horizon = excluded.horizon, applied = excluded.applied, updated_at = now()
+          RETURNING pg_current_xact_id()::text AS xid`;
+        ownXid = written?.xid;
+        return { rowsApplied, rowsSkipped, recordsWritten, rebuilds, horizon: nextHorizon, stalled };
+      });
+    } catch (err: unknown) {
+      // Whatever this pass read is rolled back: the next one reads again.
+      lastRead = undefined;
+      ownXids = [];
+      throw err;
+    }
     const durationMs = performance.now() - started;
     if (!result) {
       return { ran: false, rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, horizon: '', stalled: false, durationMs };
     }
+    // Committed: every row the snapshot shows is applied. Only our transactions since it are excused.
+    lastRead = snapshot;
+    ownXids = ownXid ? [ownXid] : [];
     if (result.rowsSkipped) deps.onMalformed?.(result.rowsSkipped);
     if (result.rowsApplied) deps.onApplied?.(result.rowsApplied);
     return { ran: true, ...result, durationMs };

@@ -39,9 +39,19 @@ export async function loadStates(tx: TxSql, keys: { userId: string; recordId: st
   return out;
 }
 
-/** Upserts states, with the derived columns the due scan indexes. */
-export async function saveStates(tx: TxSql, states: RecordState[]): Promise<void> {
+/** True when no snapshot is stored yet (a cold start): there is nothing to load. */
+export async function snapshotsEmpty(tx: TxSql): Promise<boolean> {
+  const [row] = await tx<{ empty: boolean }[]>`SELECT NOT EXISTS (SELECT 1 FROM mana_ai.mission_snapshots) AS empty`;
+  return Boolean(row?.empty);
+}
+
+/**
+ * Upserts states, with the derived columns the due scan indexes. Returns the
+ * size of the JSON sent, which sizes the refresh's record cache.
+ */
+export async function saveStates(tx: TxSql, states: RecordState[]): Promise<number> {
   const CHUNK = 2000;
+  let bytes = 0;
   for (let i = 0; i < states.length; i += CHUNK) {
     const rows = states.slice(i, i + CHUNK).map((s) => {
       const record = materialize(s);
@@ -65,11 +75,13 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<void
         next_run_at: record ? parseInstant(record['nextRunAt']) : null,
       };
     });
+    const json = JSON.stringify(rows);
+    bytes += json.length;
     await tx`
       INSERT INTO mana_ai.mission_snapshots
         (user_id, mission_id, fields, versions, last_delete, max_pos, present, soft_deleted, state, next_run_at, updated_at)
       SELECT user_id, mission_id, fields, versions, last_delete, max_pos, present, soft_deleted, state, next_run_at, now()
-      FROM jsonb_to_recordset(${tx.json(rows as never)}::jsonb) AS x(
+      FROM jsonb_to_recordset(${json}::text::jsonb) AS x(
         user_id text, mission_id text, fields jsonb, versions jsonb, last_delete text, max_pos text,
         present boolean, soft_deleted boolean, state text, next_run_at timestamptz)
       ON CONFLICT (user_id, mission_id) DO UPDATE SET
@@ -77,4 +89,5 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<void
         max_pos = excluded.max_pos, present = excluded.present, soft_deleted = excluded.soft_deleted,
         state = excluded.state, next_run_at = excluded.next_run_at, updated_at = now()`;
   }
+  return bytes;
 }
