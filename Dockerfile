@@ -8,6 +8,7 @@ COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
+RUN node scripts/patch-postgres.mjs
 COPY src ./src
 COPY web-client ./web-client
 RUN npm run build
@@ -18,6 +19,9 @@ ENV NODE_ENV=production PORT=3066
 WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+# postgres.js 3.4.9 crashes or hangs when a connection closes under a transaction (porsager/postgres#1208).
+COPY scripts/patch-postgres.mjs ./scripts/patch-postgres.mjs
+RUN node scripts/patch-postgres.mjs
 COPY --from=build /app/dist ./dist
 COPY --from=build /app/web-client/dist ./web-client/dist
 COPY --from=build /app/web-client/demo ./web-client/demo

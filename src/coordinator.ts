@@ -66,6 +66,8 @@ export interface Coordinator {
 }
 
 const DEV_SECRET_KEY = 'dev_jwt_secret';
+/** /ready answers 503 when the database has not answered within this long. */
+const READY_TIMEOUT_MS = 2000;
 const DEV_VAPID_KEY = 'dev_vapid_keys';
 
 /** Configured keys; else, outside production, a pair generated once and kept in the database. */
@@ -170,6 +172,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
           instanceId: config.instanceId,
           leaseMs: config.claims.leaseMs,
           maxAttempts: config.llm.maxAttempts,
+          concurrency: config.llm.concurrency,
           retryBackoffMs: config.llm.retryBackoffMs,
           defaultTimeZone: config.defaultTimeZone,
           target: { cols: await projection.columns(), writerRole: config.syncWriterRole },
@@ -201,12 +204,19 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
 
     let migrated = false;
     const isReady = async () => {
+      // A probe answers promptly: during an outage the query can wait on a connection in backoff.
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${READY_TIMEOUT_MS} ms`)), READY_TIMEOUT_MS);
+      });
       try {
-        await sql`SELECT 1`.execute();
-        migrated ||= await migrationsComplete(sql);
+        await Promise.race([sql`SELECT 1`.execute(), late]);
+        migrated ||= await Promise.race([migrationsComplete(sql), late]);
         return migrated ? { ready: true } : { ready: false, reason: 'migrations pending' };
       } catch (err: unknown) {
         return { ready: false, reason: `database unreachable: ${(err as Error).message}` };
+      } finally {
+        clearTimeout(timer);
       }
     };
 

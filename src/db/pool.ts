@@ -5,6 +5,17 @@
  */
 import postgres from 'postgres';
 
+/**
+ * Seconds before a connection retries after a failed connect. postgres.js's
+ * default grows 3^n/100 s up to 20 s, counting failures across the pool: a
+ * pass every second ran it to the cap within seconds of an outage, queries
+ * (and /ready) then waited up to 20 s on a connection in backoff, and
+ * reconnecting after the database came back took as long. Capped at ~1 s.
+ */
+export function reconnectBackoff(retries: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** retries, 1);
+}
+
 export type Sql = postgres.Sql;
 export type TxSql = postgres.TransactionSql;
 
@@ -14,6 +25,7 @@ export function createSql(url: string, opts: { max: number; appName?: string }):
     idle_timeout: 30,
     connect_timeout: 5,
     max_lifetime: 60 * 30,
+    backoff: reconnectBackoff,
     onnotice: () => {},
     connection: { application_name: opts.appName ?? 'mana-ai' },
   });

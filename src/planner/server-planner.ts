@@ -15,6 +15,8 @@ import { markWaiting, serverHolder, type Occurrence } from '../schedule/occurren
 import type { FallbackPlanner } from '../nudge/router.js';
 import { waitBackoffMs } from '../nudge/route-decision.js';
 import { nextRunAt, resolveTimeZone } from './cadence.js';
+import { createSemaphore } from './semaphore.js';
+import { isConnectionError } from '../db/errors.js';
 import { failedIteration, hasIteration, planIteration } from './iteration.js';
 import { resolveInputs } from './inputs.js';
 import type { LlmClient } from './llm-client.js';
@@ -34,6 +36,13 @@ export interface ServerPlannerDeps {
   instanceId: string;
   leaseMs: number;
   maxAttempts: number;
+  /**
+   * Runs at once (the LLM client's concurrency). The rest wait in order
+   * before touching the database, holding their renewed leases: a backlog
+   * of thousands taken over after a crash must not put thousands of
+   * queries in front of the HTTP API's on the pool.
+   */
+  concurrency?: number;
   retryBackoffMs?: number[];
   defaultTimeZone: string;
   target: WriteTarget;
@@ -56,6 +65,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const holder = serverHolder(deps.instanceId);
   const backoff = deps.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS;
   const inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  const slots = createSemaphore(deps.concurrency ?? 4);
   const registers = [deps.registry];
   const runs = new Counter({ name: 'mana_ai_planner_runs_total', help: 'Server planning runs by outcome', labelNames: ['outcome'] as const, registers });
   const repairs = new Counter({ name: 'mana_ai_writeback_repairs_total', help: 'Server iterations written again after a concurrent write dropped them', registers });
@@ -79,7 +89,9 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
         if (!keptIds.has(id)) inFlight.get(id)?.controller.abort(new Error('lease lost'));
       }
     } catch (err: unknown) {
-      log.warn({ err }, 'lease renewal failed');
+      // A database outage is reported once by the scheduler; not again every renewal.
+      if (isConnectionError(err)) log.debug({ err }, 'lease renewal failed: database unreachable');
+      else log.warn({ err }, 'lease renewal failed');
     }
   }
 
@@ -121,7 +133,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       at: now(),
     });
     log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
-    return written === 'written' ? 'failed' : 'lost';
+    return written === 'written' ? 'failed' : written === 'present' ? 'already' : 'lost';
   }
 
   async function run(occ: Occurrence, signal: AbortSignal): Promise<Outcome> {
@@ -177,7 +189,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       at: now(),
     });
     if (written === 'written') log.info({ iterationId: occ.iterationId, steps: parsed.plan.steps.length }, 'planned on the server');
-    return written === 'written' ? 'planned' : 'lost';
+    return written === 'written' ? 'planned' : written === 'present' ? 'already' : 'lost';
   }
 
   return {
@@ -185,14 +197,22 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     plan(occ) {
       if (stopped || inFlight.has(occ.iterationId)) return;
       const controller = new AbortController();
-      const done = run(occ, controller.signal)
+      const done = slots
+        .acquire(controller.signal)
+        .then(
+          (release) => run(occ, controller.signal).finally(release),
+          // Aborted while queued: the lease was lost or we are stopping.
+          (): Outcome => 'lost',
+        )
         .then((outcome) => {
           runs.inc({ outcome });
         })
         .catch((err: unknown) => {
           runs.inc({ outcome: 'error' });
-          // The lease stays ours until it expires; then any instance retries.
-          log.error({ err, iterationId: occ.iterationId }, 'server planning crashed');
+          // The lease stays ours until it expires; then any instance retries. A
+          // database outage fails every run in flight: the scheduler logs it once.
+          if (isConnectionError(err)) log.debug({ err, iterationId: occ.iterationId }, 'server planning interrupted: database unreachable');
+          else log.error({ err, iterationId: occ.iterationId }, 'server planning crashed');
         })
         .finally(() => inFlight.delete(occ.iterationId));
       inFlight.set(occ.iterationId, { controller, done });

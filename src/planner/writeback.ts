@@ -73,9 +73,42 @@ export interface WriteIterationInput {
   at: Date;
 }
 
-/** Writes the iteration if this holder still owns the occurrence; 'lost' otherwise (nothing written). */
-export async function writeIteration(sql: Sql, target: WriteTarget, input: WriteIterationInput): Promise<'written' | 'lost'> {
+/**
+ * True when a row of the change log already carries this occurrence's
+ * iteration: a device whose lease ran out may have written it just before,
+ * and the projection (which the planner read) has not caught up yet. Only
+ * rows since shortly before the occurrence existed can carry its id.
+ */
+async function iterationInLog(tx: TxSql, input: { userId: string; missionId: string; iterationId: string }): Promise<boolean> {
+  const [row] = await tx`
+    SELECT 1 AS hit FROM sync_changes c
+    JOIN mana_ai.occurrences o ON o.iteration_id = ${input.iterationId}
+    WHERE c.table_name = ${MISSIONS.tableName} AND c.record_id = ${input.missionId}
+      AND c.user_id = ${input.userId} AND c.app_id = ${MISSIONS.appId}
+      AND c.created_at >= o.created_at - interval '1 hour'
+      AND jsonb_typeof(c.data -> 'iterations') = 'array'
+      AND c.data -> 'iterations' @> jsonb_build_array(jsonb_build_object('id', ${input.iterationId}::text))
+    LIMIT 1`;
+  return row !== undefined;
+}
+
+/**
+ * Writes the iteration if this holder still owns the occurrence; 'lost'
+ * otherwise (nothing written). 'present' when the log already has an
+ * iteration with this id (a device planned it): nothing is written and the
+ * occurrence is completed. A device write committing after this check can
+ * still add a second row; leases far longer than a device's planning keep
+ * that window closed in practice.
+ */
+export async function writeIteration(sql: Sql, target: WriteTarget, input: WriteIterationInput): Promise<'written' | 'lost' | 'present'> {
   return (await sql.begin(async (tx) => {
+    if (await iterationInLog(tx, input)) {
+      const [own] = await tx`
+        UPDATE mana_ai.occurrences SET status = 'completed', lease_expires_at = NULL, updated_at = now()
+        WHERE iteration_id = ${input.iterationId} AND status = 'planning' AND claimed_by = ${input.holder}
+        RETURNING iteration_id`;
+      return own ? 'present' : 'lost';
+    }
     const [own] = await tx`
       UPDATE mana_ai.occurrences SET status = ${input.finalStatus}, lease_expires_at = NULL, plan = ${tx.json(input.iteration as never)},
         written_at = ${instantOf(input.at)}, last_error = ${input.lastError ?? null}, updated_at = now()
@@ -90,7 +123,7 @@ export async function writeIteration(sql: Sql, target: WriteTarget, input: Write
       at: input.at,
     });
     return 'written';
-  })) as 'written' | 'lost';
+  })) as 'written' | 'lost' | 'present';
 }
 
 export interface DroppedWrite {

@@ -1,0 +1,117 @@
+#!/usr/bin/env node
+/**
+ * Patches postgres.js (3.4.9, the latest release) against porsager/postgres
+ * #1208 / #1154: when a connection closes with a small write pending — any
+ * transaction in flight when the database restarts — `nextWrite` runs from a
+ * setImmediate with `socket === null` and throws an uncatchable TypeError
+ * that kills the process. And the teardown clears that timer without
+ * resetting it, so the connection can never write again (its reconnects
+ * then hang until connect_timeout, over and over).
+ *
+ * Behind both: a transaction whose connection closed keeps sending its
+ * queries (the rest of the callback, then ROLLBACK) to that connection,
+ * which the pool is already reconnecting for someone else: its bytes went
+ * out in the middle of the new connection's startup ("expected password
+ * response, got message type 80", thrown uncaught), or the connection was
+ * moved to the "full" queue and never used again, until the pool had none.
+ *
+ * And a query sent between a connection's 'error' and 'close' events was
+ * never settled: the reconnected connection matched the next answer to it,
+ * and the query waiting for that answer hung for ever.
+ *
+ * The patch: a transaction's query after its connection closed is rejected
+ * with CONNECTION_CLOSED (index.js); a write with no socket settles the
+ * pending queries instead of throwing, as in the open upstream PRs (#1168,
+ * #1176, #1209); teardown resets the timer and the buffered bytes; a close
+ * settles every query still pending and forgets the exchange in progress.
+ * Idempotent; run by `postinstall` and by the Dockerfile. Exits 0 with a
+ * warning when the source no longer matches (a later postgres.js may have
+ * fixed it: check before removing this).
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const MARKER = 'mana-ai patch: porsager/postgres#1208';
+/** The package folder; an argument overrides it (to check the patch on a copy). */
+const root = process.argv[2] ?? join(dirname(fileURLToPath(import.meta.url)), '..', 'node_modules', 'postgres');
+
+const GUARD = {
+  from: `  function nextWrite(fn) {
+    const x = socket.write(chunk, fn)`,
+  to: `  function nextWrite(fn) {
+    if (!socket) { // ${MARKER}
+      nextWriteTimer !== null && clearImmediate(nextWriteTimer)
+      chunk = nextWriteTimer = null
+      error(Errors.connection('CONNECTION_CLOSED', options))
+      return false
+    }
+    const x = socket.write(chunk, fn)`,
+  count: 1,
+};
+const RESET = {
+  from: `    clearImmediate(nextWriteTimer)\n`,
+  to: `    clearImmediate(nextWriteTimer)\n    chunk = nextWriteTimer = null // ${MARKER}\n`,
+  count: 2,
+};
+/** closed() settled pending queries only when the close had no error, trusting the 'error' event; a query sent between the two stayed in `sent` and the reconnected connection answered it instead of the next one, for ever. */
+const SETTLE = {
+  from: `    !hadError && (query || sent.length) && error(Errors.connection('CONNECTION_CLOSED', options, socket))`,
+  to: `    if (query || sent.length) error(Errors.connection('CONNECTION_CLOSED', options, socket)) // ${MARKER}`,
+  count: 1,
+};
+/** The closed socket's half-finished exchange (a stored ErrorResponse, partial rows) was delivered to the first query of the next connection: a healthy transaction failed with the old backend's 57P01. */
+const FORGET = {
+  from: SETTLE.to,
+  to: `${SETTLE.to}
+    query = results = errorResponse = null // ${MARKER}
+    result = new Result()`,
+  count: 1,
+};
+const TX = {
+  from: `        q.catch(e => uncaughtError || (uncaughtError = e))
+        c.queue === full`,
+  to: `        q.catch(e => uncaughtError || (uncaughtError = e))
+        if (!c.reserved) // ${MARKER}: the connection closed under this transaction
+          return q.reject(Errors.connection('CONNECTION_CLOSED', options))
+        c.queue === full`,
+  count: 1,
+};
+
+const occurrences = (src, text) => src.split(text).length - 1;
+
+/** Applies each edit unless already applied; null when the source does not match. */
+function apply(src, edits) {
+  let out = src;
+  for (const e of edits) {
+    if (occurrences(out, e.to) === e.count) continue;
+    if (occurrences(out, e.from) !== e.count) return null;
+    out = out.split(e.from).join(e.to);
+  }
+  return out;
+}
+
+function patch(file, edits) {
+  const src = readFileSync(file, 'utf8');
+  const out = apply(src, edits);
+  if (out === null) return null;
+  if (out === src) return 'already patched';
+  writeFileSync(file, out);
+  return 'patched';
+}
+
+if (!existsSync(root)) {
+  console.log('patch-postgres: postgres is not installed; nothing to patch');
+  process.exit(0);
+}
+const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
+for (const dir of ['src', 'cjs/src', 'cf/src']) {
+  for (const [name, edits] of [['connection.js', [GUARD, RESET, SETTLE, FORGET]], ['index.js', [TX]]]) {
+    const rel = `${dir}/${name}`;
+    const file = join(root, rel);
+    if (!existsSync(file)) continue;
+    const outcome = patch(file, edits);
+    if (outcome) console.log(`patch-postgres: ${rel} ${outcome} (postgres ${version})`);
+    else console.warn(`patch-postgres: ${rel} of postgres ${version} does not match the expected source; not patched — check whether porsager/postgres#1208 is fixed upstream`);
+  }
+}

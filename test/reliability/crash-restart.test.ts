@@ -1,0 +1,143 @@
+/**
+ * Crash and restart: the coordinator runs as a real child process against a
+ * database full of due missions whose users have no device, so the server
+ * plans every one through a stub mana-llm that answers after a random delay.
+ * The child is killed with SIGKILL at random moments of its work — during
+ * the projection, the routing of a backlog, LLM calls, write-backs — and
+ * started again, at least 20 times; a last one is left to settle.
+ *
+ * Holds when every due occurrence ends planned exactly once: an occurrence
+ * per mission, none lost, none stuck in 'planning' past its lease, each
+ * iteration id written by exactly one sync_changes row and present exactly
+ * once in the projected mission.
+ *
+ * SOAK=1 scales it to 3,000 missions and 60 kills.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createTestDb, type TestDb } from '../support/db.js';
+import { reply, startLlmStub, type LlmStub } from '../support/llm-stub.js';
+import { killAllChildren, startChild, type ChildCoordinator } from './support/child.js';
+import { audit, between, describeOpen, openCount, report, seedMissions, sleep, SOAK, waitFor, type SeedMission } from './support/ledger.js';
+
+const MISSIONS = SOAK ? 3000 : 300;
+const USERS = SOAK ? 600 : 60;
+const KILLS = SOAK ? 60 : 22;
+const LEASE_MS = 1500;
+
+let db: TestDb;
+let stub: LlmStub;
+
+beforeAll(async () => {
+  db = await createTestDb({ poolMax: 4 });
+  // A valid plan after 50–400 ms: several calls are always in flight when a kill lands.
+  stub = await startLlmStub(() => reply.plan(undefined, { delayMs: between(50, 400) }));
+});
+
+afterAll(async () => {
+  await killAllChildren();
+  await stub?.close();
+  await db?.drop();
+});
+
+it(`plans each of ${MISSIONS} due occurrences exactly once across ${KILLS} kill -9 restarts`, async () => {
+  const started = Date.now();
+  const missions: SeedMission[] = Array.from({ length: MISSIONS }, (_, i) => ({
+    userId: `crash-user-${i % USERS}`,
+    missionId: `m-${i}`,
+    // Due at different instants over the last hour, so the backlog is ordered.
+    nextRunAt: new Date(started - between(1_000, 3_600_000)).toISOString(),
+  }));
+  await seedMissions(db.sql, missions);
+
+  const env = {
+    SYNC_DATABASE_URL: db.url,
+    MANA_LLM_URL: stub.url,
+    CLAIM_LEASE_MS: String(LEASE_MS),
+    TICK_INTERVAL_MS: '100',
+    PLANNER_TIMEOUT_MS: '5000',
+    PLANNER_RETRY_BACKOFF_MS: '200',
+    PLANNER_CONCURRENCY: '16',
+    DB_POOL_MAX: '5',
+  };
+
+  const kills: { startMs: number; lifeMs: number; openBefore: number; plannedInLife: number }[] = [];
+  for (let k = 0; k < KILLS; k++) {
+    const spawnedAt = Date.now();
+    const child = await startChild({ name: `crash-${k}`, env });
+    const startMs = Date.now() - spawnedAt;
+    // Anywhere from the first pass (projection, routing the backlog) to the middle of planning.
+    const lifeMs = between(100, 1200);
+    await sleep(lifeMs);
+    const openBefore = await openCount(db.sql);
+    await child.kill9();
+    kills.push({ startMs, lifeMs, openBefore, plannedInLife: child.linesWith('planned on the server').length });
+  }
+
+  const settleStart = Date.now();
+  const openAtFinal = await openCount(db.sql);
+  const last: ChildCoordinator = await startChild({ name: 'crash-final', env });
+  const finalUpMs = Date.now() - settleStart;
+  await waitFor(
+    async () => {
+      const [row] = await db.sql<{ n: number; open: number }[]>`
+        SELECT count(*)::int AS n, count(*) FILTER (WHERE status IN ('created', 'nudged', 'claimed', 'planning', 'waiting'))::int AS open
+        FROM mana_ai.occurrences`;
+      return row!.n === MISSIONS && row!.open === 0;
+    },
+    // Occurrences a kill left 'created' (between insert and routing) are re-routed after STALE_CREATED_MS (30 s).
+    SOAK ? 300_000 : 75_000,
+    'every occurrence to be done',
+    200,
+  ).catch(async (err: unknown) => {
+    const problems = last.logs.filter((l) => l.level >= 40).slice(-20);
+    throw new Error(`${(err as Error).message}\nopen: ${await describeOpen(db.sql)}\nlast child warnings: ${JSON.stringify(problems)}`);
+  });
+  const allDoneMs = Date.now() - settleStart;
+  // The projection reads the last write-backs on its next pass.
+  const result = await waitFor(
+    async () => {
+      const a = await audit(db.sql, missions);
+      return a.projectionMismatch.length === 0 ? a : undefined;
+    },
+    15_000,
+    'the projection to show every iteration',
+    200,
+  ).catch(() => audit(db.sql, missions));
+  const settleMs = Date.now() - settleStart;
+  await last.stop();
+
+  const killsWithWorkOpen = kills.filter((k) => k.openBefore > 0).length;
+  await report('crash-restart', {
+    missions: MISSIONS,
+    kills: KILLS,
+    killsWithWorkOpen,
+    meanStartMs: Math.round(kills.reduce((a, k) => a + k.startMs, 0) / kills.length),
+    llmCalls: stub.requests.length,
+    replannedAfterKill: stub.requests.length - MISSIONS,
+    openAtFinal,
+    finalUpMs,
+    allDoneMs,
+    finalSettleMs: settleMs,
+    totalMs: Date.now() - started,
+    byStatus: result.byStatus,
+    writesBy: result.writesBy,
+    duplicateWrites: result.duplicateWrites.length,
+    lost: result.lost.length,
+    stuckPastLease: result.stuckPastLease,
+  });
+
+  expect(kills).toHaveLength(KILLS);
+  // The kills landed while work was open, not after the fact.
+  expect(killsWithWorkOpen).toBeGreaterThanOrEqual(Math.min(KILLS, 20));
+  expect(result.lost).toEqual([]);
+  expect(result.occurrences).toBe(MISSIONS);
+  expect(result.byStatus).toEqual({ planned: MISSIONS });
+  expect(result.open).toBe(0);
+  expect(result.stuckPastLease).toBe(0);
+  expect(result.duplicateWrites).toEqual([]);
+  expect(result.unwritten).toEqual([]);
+  expect(result.strayWrites).toEqual([]);
+  expect(result.projectionMismatch).toEqual([]);
+  // One runner row per mission: no second write-back of any occurrence.
+  expect(result.writesBy).toEqual({ 'mana-ai-runner': MISSIONS });
+}, SOAK ? 900_000 : 200_000);

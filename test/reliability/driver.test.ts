@@ -1,0 +1,44 @@
+/**
+ * The postgres.js patch (scripts/patch-postgres.mjs, porsager/postgres
+ * #1208): a transaction whose connection the server closes under it must
+ * reject with a catchable error — never kill the process with a TypeError
+ * thrown from a setImmediate, never leave a connection answering the wrong
+ * query (a hang), never hand the old backend's error to the next healthy
+ * transaction. A database restart with passes in flight does exactly this
+ * to the coordinator (found by db-outage.test.ts: the child died with
+ * "Cannot read properties of null (reading 'write')"). Unpatched, this
+ * test's child dies in the first round.
+ */
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { createTestDb, type TestDb } from '../support/db.js';
+import { report, SOAK } from './support/ledger.js';
+
+const ROUNDS = SOAK ? 300 : 30;
+let db: TestDb;
+
+beforeAll(async () => {
+  db = await createTestDb({ migrate: false, poolMax: 1 });
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+it(`survives ${ROUNDS} rounds of a backend terminated mid-transaction`, async () => {
+  const script = fileURLToPath(new URL('./support/driver-chaos.mjs', import.meta.url));
+  const child = spawn(process.execPath, [script, db.url, String(ROUNDS)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+  child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+  const code = await new Promise<number | null>((resolve) => child.once('exit', (c) => resolve(c)));
+  const result = out.trim() ? (JSON.parse(out.trim().split('\n').pop()!) as Record<string, unknown>) : {};
+  await report('driver', { rounds: ROUNDS, exitCode: code, ...result });
+  expect(err, 'stderr of the child').toBe('');
+  expect(code).toBe(0);
+  // Only the transaction that lost its backend fails; the two healthy ones commit; no answer lands on the wrong statement.
+  expect(result).toMatchObject({ hung: false, poolAnswers: true, committed: ROUNDS * 2, rejected: ROUNDS, wrongAnswers: 0 });
+  expect(result['errors']).toEqual({ 'killed:CONNECTION_CLOSED': ROUNDS });
+}, SOAK ? 300_000 : 90_000);
