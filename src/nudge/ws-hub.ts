@@ -27,6 +27,7 @@ interface Conn {
   deviceId?: string;
   alive: boolean;
   invalid: number;
+  authTimer?: NodeJS.Timeout;
 }
 
 export interface WsHubDeps {
@@ -105,7 +106,9 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     let set = byUser.get(userId);
     if (!set) byUser.set(userId, (set = new Set()));
     set.add(conn);
-    gauge.set(countAuthenticated());
+    clearTimeout(conn.authTimer);
+    conn.authTimer = undefined;
+    gauge.set(++authenticated);
     // The socket is authenticated whatever happens below: a database blip must not
     // look like a bad token to the client. Local delivery works without the presence
     // row, and the ledger's deadlines cover a pending nudge not sent now.
@@ -160,16 +163,13 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     }
   }
 
-  function countAuthenticated(): number {
-    let n = 0;
-    for (const set of byUser.values()) n += set.size;
-    return n;
-  }
+  /** Kept as a count: summing every user's set on each connect and close was quadratic in a reconnect storm. */
+  let authenticated = 0;
 
   function onConnection(ws: WebSocket): void {
     const conn: Conn = { id: randomUUID(), ws, alive: true, invalid: 0 };
     all.add(conn);
-    const authTimer = setTimeout(() => {
+    conn.authTimer = setTimeout(() => {
       if (!conn.userId) closeWith(conn, CLOSE_CODES.authTimeout, 'no auth frame in time');
     }, deps.authTimeoutMs ?? AUTH_TIMEOUT_MS);
     ws.on('pong', () => {
@@ -195,13 +195,13 @@ export function createWsHub(deps: WsHubDeps): WsHub {
       log.debug({ err: err.message, code, connId: conn.id }, 'socket error');
     });
     ws.on('close', () => {
-      clearTimeout(authTimer);
+      clearTimeout(conn.authTimer);
       all.delete(conn);
       if (conn.userId) {
         const set = byUser.get(conn.userId);
         set?.delete(conn);
         if (set?.size === 0) byUser.delete(conn.userId);
-        gauge.set(countAuthenticated());
+        gauge.set(--authenticated);
         deps.presence.remove(conn.id).catch((err: unknown) => log.warn({ err }, 'presence removal failed'));
       }
     });

@@ -187,3 +187,26 @@ describe('one user, one user’s nudges', () => {
     expect(await bob.next('claim-result')).toMatchObject({ granted: true });
   });
 });
+
+describe('connection accounting', () => {
+  it('the connections gauge follows authentications and closes', async () => {
+    const own = await startTestCoordinator(db.sql, { INSTANCE_ID: 'gauge' }, { fallback: createFallbackSpy() });
+    const gauge = async () => {
+      const text = await (await fetch(`${own.url}/metrics`)).text();
+      return Number(/^mana_ai_ws_connections (\d+)$/m.exec(text)?.[1]);
+    };
+    try {
+      const socks = await Promise.all(['a', 'b', 'c'].map(async (d) => connectClient(own.wsUrl, { token: await own.token(d === 'c' ? 'x' : 'y'), deviceId: d })));
+      const unauthed = await openSocket(own.wsUrl);
+      expect(await gauge()).toBe(3);
+      await socks[0]!.close();
+      await sleep(100);
+      expect(await gauge()).toBe(2);
+      await Promise.all([...socks.slice(1), unauthed].map((s) => s.close()));
+      await sleep(100);
+      expect(await gauge()).toBe(0);
+    } finally {
+      await own.stop();
+    }
+  });
+});
