@@ -68,15 +68,16 @@ export async function createOccurrences(
 ): Promise<Occurrence[]> {
   if (due.length === 0) return [];
   const byId = new Map<string, DueMission>();
-  const ids: string[] = [];
+  for (const d of due) byId.set(iterationIdFor(d.userId, d.missionId, d.nextRunAt), d);
+  // Inserted in iterationId order: two instances inserting overlapping sets in different
+  // orders each wait on the other's speculative insert, which Postgres ends as a deadlock.
+  const ids = [...byId.keys()].sort();
   const users: string[] = [];
   const missions: string[] = [];
   const dues: string[] = [];
   const nudged: string[] = [];
-  for (const d of due) {
-    const id = iterationIdFor(d.userId, d.missionId, d.nextRunAt);
-    byId.set(id, d);
-    ids.push(id);
+  for (const id of ids) {
+    const d = byId.get(id)!;
     users.push(d.userId);
     missions.push(d.missionId);
     dues.push(d.nextRunAt);

@@ -48,6 +48,14 @@ describe('occurrence ledger', () => {
     expect(await createOccurrences(db.sql, batch)).toEqual([]);
   });
 
+  it('two instances creating overlapping sets in opposite orders do not deadlock', async () => {
+    for (let round = 0; round < 5; round++) {
+      const batch = due(2000, `dl-${round}`);
+      const results = await Promise.all([createOccurrences(db.sql, batch), createOccurrences(db.sql, [...batch].reverse())]);
+      expect(results[0]!.length + results[1]!.length).toBe(2000);
+    }
+  });
+
   it('markNudged and takeForServer move many rows in one statement, only from the given statuses', async () => {
     const created = await createOccurrences(db.sql, due(6, 'batch'));
     const ids = created.map((o) => o.iterationId);
