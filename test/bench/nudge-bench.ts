@@ -1,0 +1,637 @@
+/**
+ * Nudge latency and fan-out: `node --import tsx test/bench/nudge-bench.ts`
+ * (env: NUDGE_BENCH_MISSIONS, NUDGE_BENCH_ALREADY_DUE, NUDGE_BENCH_CONNECTIONS,
+ * NUDGE_BENCH_ROUNDS; BENCH_DATABASE_URL for an existing Postgres superuser
+ * URL, else an embedded Postgres in a temporary folder).
+ *
+ * The coordinator runs in a child process (its memory is its own, measured
+ * there after a forced GC); this process holds every client socket. Missions
+ * reach it the way production's do: rows inserted into sync_changes, nothing
+ * poked.
+ *
+ * (1) Due-to-nudge latency: N users with one socket each, one mission each
+ *     with a future nextRunAt spread over a few seconds; latency = frame
+ *     arrival − nextRunAt. Then changes that arrive already due (nextRunAt in
+ *     the past), inserted one by one at random moments; latency = arrival −
+ *     insert. Targets: p99 < 250 ms and p99 < 1.5 s.
+ * (2) Fan-out: C sockets (one user each), C missions due at the same
+ *     instant: time from that instant until the last frame arrives, and the
+ *     coordinator's RSS growth per connection; side by side with a bare `ws`
+ *     server (child process too) broadcasting one message to C clients.
+ *     Targets: within 2× of bare ws on both. The missions are inserted a few
+ *     seconds ahead, so the coordinator readies them before their instant (as
+ *     it does for any nextRunAt it sees coming); the same burst arriving
+ *     already due is measured once too (insert → last frame, tick included).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pino } from 'pino';
+import postgres from 'postgres';
+import WebSocket, { WebSocketServer } from 'ws';
+import { loadConfig } from '../../src/config.js';
+import { startCoordinator } from '../../src/coordinator.js';
+import { startEmbeddedDb } from '../../src/db/embedded.js';
+import { migrate } from '../../src/db/migrate.js';
+import { createSql, type Sql } from '../../src/db/pool.js';
+import { signDevToken } from '../../src/http/user-auth.js';
+import { createLogger } from '../../src/log.js';
+
+export interface Percentiles {
+  n: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export interface NudgeBenchResult {
+  cpus: number;
+  latency: Percentiles & { spreadMs: number; missed: number; targetMs: number; met: boolean };
+  alreadyDue: Percentiles & { tickMs: number; missed: number; targetMs: number; met: boolean };
+  fanout: {
+    connections: number;
+    rounds: number;
+    coordinatorMs: number[];
+    bareMs: number[];
+    coordinatorMedianMs: number;
+    bareMedianMs: number;
+    /** The same burst inserted already due (no readying ahead): insert → last frame, including the wait for the tick. */
+    alreadyDueMs: number;
+    coordinatorBytesPerConn: number;
+    bareBytesPerConn: number;
+    coordinatorHeapBytesPerConn: number;
+    bareHeapBytesPerConn: number;
+    timeRatio: number;
+    memoryRatio: number;
+    met: { time: boolean; memory: boolean };
+  };
+}
+
+export interface NudgeBenchOptions {
+  latencyMissions?: number;
+  alreadyDue?: number;
+  connections?: number;
+  rounds?: number;
+  databaseUrl?: string;
+  progress?: (line: string) => void;
+}
+
+const SELF = fileURLToPath(import.meta.url);
+/** How far ahead of their common due instant the fan-out missions are inserted. */
+const FANOUT_LEAD_MS = 8000;
+const CHILD_ENV = 'NUDGE_BENCH_CHILD';
+
+// ---------------------------------------------------------------- utilities
+
+function percentiles(values: number[]): Percentiles {
+  const s = [...values].sort((a, b) => a - b);
+  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
+  return { n: s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: s[s.length - 1] ?? NaN };
+}
+
+const median = (xs: number[]) => percentiles(xs).p50;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
+function openFileLimit(): number {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    return Number.parseInt(line?.split(/\s+/)[3] ?? '', 10) || Infinity;
+  } catch {
+    return Infinity;
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+/** Runs `fn` over items with at most `limit` in flight. */
+async function pool<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) {
+        const i = next++;
+        await fn(items[i]!, i);
+      }
+    }),
+  );
+}
+
+// ---------------------------------------------------------------- child processes
+
+interface ChildHandle {
+  proc: ChildProcess;
+  port: number;
+  request<T>(cmd: string, args?: Record<string, unknown>): Promise<T>;
+  stop(): Promise<void>;
+}
+
+async function spawnChild(kind: 'coordinator' | 'bare', args: Record<string, unknown>): Promise<ChildHandle> {
+  const proc = fork(SELF, [], {
+    execArgv: ['--import', 'tsx', '--expose-gc'],
+    env: { ...process.env, [CHILD_ENV]: kind },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  let seq = 0;
+  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  proc.on('message', (m: { id: number; ok: boolean; value?: unknown; error?: string }) => {
+    const p = pending.get(m.id);
+    if (!p) return;
+    pending.delete(m.id);
+    if (m.ok) p.resolve(m.value);
+    else p.reject(new Error(m.error));
+  });
+  proc.on('exit', (code) => {
+    for (const p of pending.values()) p.reject(new Error(`${kind} child exited with ${code}`));
+    pending.clear();
+  });
+  const request = <T>(cmd: string, a: Record<string, unknown> = {}) =>
+    new Promise<T>((resolve, reject) => {
+      const id = ++seq;
+      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      proc.send({ id, cmd, ...a });
+    });
+  const { port } = await request<{ port: number }>('start', args);
+  return {
+    proc,
+    port,
+    request,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise((r) => proc.once('exit', r));
+      await request('stop').catch(() => undefined);
+      await Promise.race([exited, sleep(5000)]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    },
+  };
+}
+
+function memory() {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  gc?.();
+  gc?.();
+  const m = process.memoryUsage();
+  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
+}
+
+/** The child side: a coordinator or a bare ws server, driven over IPC. */
+async function childMain(kind: string): Promise<void> {
+  const reply = (id: number, value: unknown) => process.send!({ id, ok: true, value });
+  const fail = (id: number, err: unknown) => process.send!({ id, ok: false, error: (err as Error).message });
+  let stop: () => Promise<void> = async () => undefined;
+  let broadcast: ((message: string) => { t0: number; sent: number; ms: number }) | undefined;
+  process.on('disconnect', () => void stop().finally(() => process.exit(0)));
+
+  process.on('message', (m: { id: number; cmd: string; databaseUrl?: string; env?: Record<string, string>; message?: string }) => {
+    void (async () => {
+      try {
+        switch (m.cmd) {
+          case 'start': {
+            if (kind === 'coordinator') {
+              const sql = createSql(m.databaseUrl!, { max: 10, appName: 'nudge-bench' });
+              const config = loadConfig({
+                NODE_ENV: 'test',
+                PORT: '0',
+                HOST: '127.0.0.1',
+                LOG_LEVEL: 'warn',
+                INSTANCE_ID: 'bench',
+                // No claim deadline expires during the run, so no round pays for the previous one's fallback.
+                WS_CLAIM_TIMEOUT_MS: '3600000',
+                ...m.env,
+              });
+              const log = createLogger({ level: 'warn', pretty: false, base: { bench: 'coordinator' } });
+              // Server planning on (as in production with an LLM) but doing nothing: only routing is measured.
+              const c = await startCoordinator({ config, sql, log, fallback: { enabled: true, plan() {} } });
+              stop = async () => {
+                await c.stop();
+                await sql.end({ timeout: 5 });
+              };
+              return reply(m.id, { port: c.port });
+            }
+            const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
+            await new Promise<void>((r) => wss.once('listening', () => r()));
+            wss.on('connection', (ws) => ws.on('error', () => undefined));
+            broadcast = (message) => {
+              const t0 = Date.now();
+              let sent = 0;
+              for (const ws of wss.clients) {
+                ws.send(message);
+                sent++;
+              }
+              return { t0, sent, ms: Date.now() - t0 };
+            };
+            stop = async () => {
+              for (const ws of wss.clients) ws.terminate();
+              await new Promise<void>((r) => wss.close(() => r()));
+            };
+            return reply(m.id, { port: (wss.address() as { port: number }).port });
+          }
+          case 'mem':
+            return reply(m.id, memory());
+          case 'broadcast':
+            return reply(m.id, broadcast!(m.message!));
+          case 'stop':
+            await stop();
+            reply(m.id, null);
+            process.exit(0);
+        }
+      } catch (err: unknown) {
+        fail(m.id, err);
+      }
+    })();
+  });
+}
+
+// ---------------------------------------------------------------- clients
+
+interface Clients {
+  /** Arrival time (Date.now()) of each client's frames, by client index. */
+  onFrame: (i: number, at: number, data: string) => void;
+  sockets: WebSocket[];
+  closeAll(): Promise<void>;
+}
+
+/** Opens n sockets; with `auth`, each sends it first and waits for auth-ok. */
+async function openClients(
+  url: string,
+  n: number,
+  auth: ((i: number) => string) | null,
+  onFrame: (i: number, at: number, data: string) => void,
+): Promise<Clients> {
+  const sockets: WebSocket[] = new Array(n);
+  const clients: Clients = {
+    onFrame,
+    sockets,
+    async closeAll() {
+      await Promise.all(
+        sockets.map(
+          (ws) =>
+            new Promise<void>((resolve) => {
+              if (!ws || ws.readyState === ws.CLOSED) return resolve();
+              ws.once('close', () => resolve());
+              ws.terminate();
+            }),
+        ),
+      );
+    },
+  };
+  await pool(
+    Array.from({ length: n }, (_, i) => i),
+    200,
+    (i) =>
+      new Promise<void>((resolve, reject) => {
+        const ws = new WebSocket(url, { perMessageDeflate: false });
+        sockets[i] = ws;
+        let ready = false;
+        ws.on('error', (err) => {
+          if (!ready) reject(err);
+        });
+        ws.on('open', () => {
+          if (auth) ws.send(auth(i));
+          else {
+            ready = true;
+            resolve();
+          }
+        });
+        ws.on('message', (raw) => {
+          const at = Date.now();
+          const data = raw.toString();
+          if (!ready) {
+            if (data.includes('"auth-ok"')) {
+              ready = true;
+              resolve();
+            } else reject(new Error(`expected auth-ok, got ${data}`));
+            return;
+          }
+          clients.onFrame(i, at, data);
+        });
+      }),
+  );
+  return clients;
+}
+
+// ---------------------------------------------------------------- database
+
+async function insertMissions(sql: Sql, rows: { userId: string; missionId: string; nextRunAt: string }[]): Promise<void> {
+  const payload = rows.map((r) => ({
+    u: r.userId,
+    r: r.missionId,
+    d: { id: r.missionId, title: `bench ${r.missionId}`, cadence: { kind: 'manual' }, state: 'active', iterations: [], nextRunAt: r.nextRunAt },
+  }));
+  await sql`
+    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
+    SELECT 'ai', 'aiMissions', r, u, 'insert', d, 'bench', 'user'
+    FROM jsonb_to_recordset(${sql.json(payload as never)}::jsonb) AS x(u text, r text, d jsonb)`;
+}
+
+async function freshDatabase(adminUrl: string, name: string): Promise<{ url: string; sql: Sql; secret: () => Promise<Uint8Array> }> {
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  await admin.end();
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  const url = u.toString();
+  const sql = createSql(url, { max: 4, appName: 'nudge-bench-client' });
+  await migrate(sql, pino({ level: 'silent' }), { devSyncChanges: true });
+  return {
+    url,
+    sql,
+    async secret() {
+      const [row] = await sql<{ value: string }[]>`SELECT value FROM mana_ai.settings WHERE key = 'dev_jwt_secret'`;
+      if (!row) throw new Error('the coordinator did not create a dev secret');
+      return Buffer.from(row.value, 'base64');
+    },
+  };
+}
+
+async function tokensFor(secret: Uint8Array, users: string[]): Promise<string[]> {
+  return Promise.all(users.map((u) => signDevToken(secret, u)));
+}
+
+async function untilAsync(done: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await done()) && Date.now() < end) await sleep(50);
+}
+
+/** Resolves when `done()` is true, or after timeoutMs (then the caller counts what is missing). */
+async function until(done: () => boolean, timeoutMs: number): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!done() && Date.now() < end) await sleep(10);
+}
+
+// ---------------------------------------------------------------- scenarios
+
+async function latencyScenario(adminUrl: string, opts: Required<Pick<NudgeBenchOptions, 'latencyMissions' | 'alreadyDue'>>, say: (s: string) => void) {
+  const db = await freshDatabase(adminUrl, 'nudge_bench_latency');
+  const coordinator = await spawnChild('coordinator', { databaseUrl: db.url, env: {} });
+  try {
+    const tickMs = loadConfig({ NODE_ENV: 'test' }).tick.intervalMs;
+    const n = opts.latencyMissions;
+    const users = Array.from({ length: n }, (_, i) => `lat-${i}`);
+    const tokens = await tokensFor(await db.secret(), users);
+    const arrivals = new Map<string, number>();
+    const clients = await openClients(
+      `ws://127.0.0.1:${coordinator.port}/v1/ws`,
+      n,
+      (i) => JSON.stringify({ type: 'auth', token: tokens[i], deviceId: 'bench' }),
+      (_i, at, data) => {
+        const f = JSON.parse(data) as { type: string; missionId?: string };
+        if (f.type === 'mission-due' && !arrivals.has(f.missionId!)) arrivals.set(f.missionId!, at);
+      },
+    );
+    say(`latency: ${n} sockets connected`);
+
+    // Future nextRunAt, spread over a few seconds, inserted well ahead.
+    const spreadMs = 4000;
+    const start = Date.now() + 2000;
+    const due = new Map<string, number>();
+    const rows = users.map((u, i) => {
+      const at = start + Math.floor((i * spreadMs) / n) + (i % 7);
+      due.set(`m-${u}`, at);
+      return { userId: u, missionId: `m-${u}`, nextRunAt: new Date(at).toISOString() };
+    });
+    await insertMissions(db.sql, rows);
+    await until(() => arrivals.size >= n, spreadMs + 2000 + 10_000);
+    const lat = [...due].filter(([m]) => arrivals.has(m)).map(([m, at]) => arrivals.get(m)! - at);
+    const future = percentiles(lat);
+    say(`latency (future nextRunAt): p50 ${future.p50} ms, p99 ${future.p99} ms, max ${future.max} ms, ${n - lat.length} missed`);
+
+    // Already due on arrival: one row at a time at random moments (phase vs. the tick is random).
+    const k = opts.alreadyDue;
+    const inserted = new Map<string, number>();
+    for (let i = 0; i < k; i++) {
+      const u = users[i % n]!;
+      const missionId = `late-${i}`;
+      const t = Date.now();
+      inserted.set(missionId, t);
+      await insertMissions(db.sql, [{ userId: u, missionId, nextRunAt: new Date(t - 5000).toISOString() }]);
+      await sleep(5 + Math.random() * 45);
+    }
+    await until(() => [...inserted.keys()].every((m) => arrivals.has(m)), 10_000);
+    const late = [...inserted].filter(([m]) => arrivals.has(m)).map(([m, t]) => arrivals.get(m)! - t);
+    const already = percentiles(late);
+    say(`latency (already due, tick ${tickMs} ms): p50 ${already.p50} ms, p99 ${already.p99} ms, max ${already.max} ms, ${k - late.length} missed`);
+    await clients.closeAll();
+    return {
+      latency: { ...future, spreadMs, missed: n - lat.length, targetMs: 250, met: future.p99 < 250 && lat.length === n },
+      alreadyDue: { ...already, tickMs, missed: k - late.length, targetMs: 1500, met: already.p99 < 1500 && late.length === k },
+    };
+  } finally {
+    await coordinator.stop();
+    await db.sql.end({ timeout: 5 });
+  }
+}
+
+async function fanoutScenario(adminUrl: string, connections: number, rounds: number, say: (s: string) => void) {
+  const users = Array.from({ length: connections }, (_, i) => `fan-${i}`);
+  const mem = async (h: ChildHandle, label: string) => {
+    const m = await h.request<{ rss: number; heapUsed: number; external: number; arrayBuffers: number }>('mem');
+    const mib = (x: number) => round1(x / 2 ** 20);
+    say(`  ${label}: rss ${mib(m.rss)} MiB, heap ${mib(m.heapUsed)} MiB, external ${mib(m.external)} MiB, arrayBuffers ${mib(m.arrayBuffers)} MiB`);
+    return m;
+  };
+
+  // The coordinator: C authenticated sockets, C missions due at one instant per round.
+  const db = await freshDatabase(adminUrl, 'nudge_bench_fanout');
+  const coordinator = await spawnChild('coordinator', { databaseUrl: db.url, env: {} });
+  const coordinatorMs: number[] = [];
+  let alreadyDueMs = NaN;
+  let coordinatorBytes: number;
+  let coordinatorHeap: number;
+  try {
+    const tokens = await tokensFor(await db.secret(), users);
+    await sleep(500);
+    const before = await mem(coordinator, 'coordinator before');
+    let round = 0;
+    let got = 0;
+    let last = 0;
+    const t0 = Date.now();
+    const clients = await openClients(
+      `ws://127.0.0.1:${coordinator.port}/v1/ws`,
+      connections,
+      (i) => JSON.stringify({ type: 'auth', token: tokens[i], deviceId: 'bench' }),
+      (_i, at, data) => {
+        if (data.includes(`"r${round}-`)) {
+          got++;
+          last = at;
+        }
+      },
+    );
+    say(`fan-out: ${connections} coordinator sockets authenticated in ${Date.now() - t0} ms`);
+    await sleep(1000);
+    const after = await mem(coordinator, 'coordinator connected');
+    coordinatorBytes = (after.rss - before.rss) / connections;
+    coordinatorHeap = (after.heapUsed - before.heapUsed) / connections;
+    say(`fan-out: coordinator RSS +${round1((after.rss - before.rss) / 2 ** 20)} MiB → ${round1(coordinatorBytes / 1024)} KiB per connection (heap ${round1(coordinatorHeap / 1024)} KiB)`);
+
+    for (round = 1; round <= rounds; round++) {
+      got = 0;
+      last = 0;
+      // Inserted well ahead (projecting 10,000 new rows takes a few seconds on a loaded
+      // 2-core box); all fall due at one instant.
+      const dueAt = Date.now() + FANOUT_LEAD_MS;
+      await insertMissions(
+        db.sql,
+        users.map((u) => ({ userId: u, missionId: `r${round}-${u}`, nextRunAt: new Date(dueAt).toISOString() })),
+      );
+      await until(() => got >= connections, FANOUT_LEAD_MS + 30_000);
+      if (got < connections) throw new Error(`fan-out round ${round}: only ${got} of ${connections} nudges arrived`);
+      coordinatorMs.push(last - dueAt);
+      say(`fan-out round ${round}: coordinator, due instant → last of ${connections} frames: ${last - dueAt} ms`);
+      // The devices would claim, plan and complete these; closing them keeps the open set (which
+      // every pass's settle walks) at what production sees, instead of growing 10,000 a round.
+      // Only once the coordinator has marked them all nudged: two multi-row UPDATEs over the
+      // same rows in different orders can deadlock.
+      const pattern = `r${round}-%`;
+      await untilAsync(async () => {
+        const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM mana_ai.occurrences WHERE status = 'nudged' AND mission_id LIKE ${pattern}`;
+        return row!.n >= connections;
+      }, 30_000);
+      await db.sql`UPDATE mana_ai.occurrences SET status = 'completed', deadline_at = NULL, updated_at = now()
+        WHERE status = 'nudged' AND mission_id LIKE ${pattern}`;
+      await sleep(1500);
+    }
+    // The same burst arriving already due (no readying ahead): the due scan at the next
+    // tick creates and routes all of them; measured from the insert.
+    got = 0;
+    last = 0;
+    const insertedAt = Date.now();
+    await insertMissions(
+      db.sql,
+      users.map((u) => ({ userId: u, missionId: `r${round}-${u}`, nextRunAt: new Date(insertedAt - 1000).toISOString() })),
+    );
+    await until(() => got >= connections, 30_000);
+    if (got < connections) throw new Error(`fan-out (already due): only ${got} of ${connections} nudges arrived`);
+    alreadyDueMs = last - insertedAt;
+    say(`fan-out, already due on arrival: insert → last of ${connections} frames: ${alreadyDueMs} ms (includes the wait for the next tick)`);
+    await clients.closeAll();
+    await sleep(1000);
+    await mem(coordinator, 'coordinator after the clients closed');
+  } finally {
+    await coordinator.stop();
+    await db.sql.end({ timeout: 5 });
+  }
+
+  // Bare ws: the same number of clients, one message broadcast per round.
+  const bare = await spawnChild('bare', {});
+  const bareMs: number[] = [];
+  let bareBytes: number;
+  let bareHeap: number;
+  try {
+    await sleep(500);
+    const before = await mem(bare, 'bare before');
+    let got = 0;
+    let last = 0;
+    const clients = await openClients(`ws://127.0.0.1:${bare.port}`, connections, null, (_i, at) => {
+      got++;
+      last = at;
+    });
+    await sleep(1000);
+    const after = await mem(bare, 'bare connected');
+    bareBytes = (after.rss - before.rss) / connections;
+    bareHeap = (after.heapUsed - before.heapUsed) / connections;
+    say(`fan-out: bare ws RSS +${round1((after.rss - before.rss) / 2 ** 20)} MiB → ${round1(bareBytes / 1024)} KiB per connection (heap ${round1(bareHeap / 1024)} KiB)`);
+    const message = JSON.stringify({ type: 'mission-due', missionId: 'fan-0', iterationId: '6f1c9a52-2b7e-5b8e-9d55-3c8f0e4a7d21', dueAt: new Date().toISOString() });
+    for (let r = 1; r <= rounds; r++) {
+      got = 0;
+      last = 0;
+      const { t0, ms } = await bare.request<{ t0: number; ms: number }>("broadcast", { message });
+      await until(() => got >= connections, 30_000);
+      bareMs.push(last - t0);
+      say(`fan-out round ${r}: bare ws, broadcast → last of ${connections} frames: ${last - t0} ms (send loop ${ms} ms)`);
+      await sleep(1000);
+    }
+    await clients.closeAll();
+    await sleep(1000);
+    await mem(bare, 'bare after the clients closed');
+  } finally {
+    await bare.stop();
+  }
+
+  const coordinatorMedianMs = median(coordinatorMs);
+  const bareMedianMs = median(bareMs);
+  const timeRatio = coordinatorMedianMs / bareMedianMs;
+  const memoryRatio = coordinatorBytes / bareBytes;
+  return {
+    connections,
+    rounds,
+    coordinatorMs,
+    bareMs,
+    coordinatorMedianMs,
+    bareMedianMs,
+    alreadyDueMs,
+    coordinatorBytesPerConn: Math.round(coordinatorBytes),
+    bareBytesPerConn: Math.round(bareBytes),
+    coordinatorHeapBytesPerConn: Math.round(coordinatorHeap),
+    bareHeapBytesPerConn: Math.round(bareHeap),
+    timeRatio: Math.round(timeRatio * 100) / 100,
+    memoryRatio: Math.round(memoryRatio * 100) / 100,
+    met: { time: timeRatio <= 2, memory: memoryRatio <= 2 },
+  };
+}
+
+// ---------------------------------------------------------------- entry
+
+export async function runNudgeBench(opts: NudgeBenchOptions = {}): Promise<NudgeBenchResult> {
+  const say = opts.progress ?? ((s: string) => process.stderr.write(`${s}\n`));
+  const connections = opts.connections ?? 10_000;
+  const need = connections + 1000;
+  if (openFileLimit() < need) {
+    throw new Error(`nudge bench: ${connections} sockets need about ${need} open files, the limit is ${openFileLimit()}; raise it (ulimit -n ${need * 2}) or lower NUDGE_BENCH_CONNECTIONS`);
+  }
+  let stopDb: (() => Promise<void>) | undefined;
+  let dir: string | undefined;
+  let adminUrl = opts.databaseUrl;
+  if (!adminUrl) {
+    dir = mkdtempSync(join(tmpdir(), 'nudge-bench-pg-'));
+    const port = await freePort();
+    const pg = await startEmbeddedDb({ dir, port, log: pino({ level: 'silent' }) });
+    stopDb = () => pg.stop();
+    adminUrl = pg.url('postgres');
+  }
+  try {
+    const lat = await latencyScenario(adminUrl, { latencyMissions: opts.latencyMissions ?? 500, alreadyDue: opts.alreadyDue ?? 200 }, say);
+    const fanout = await fanoutScenario(adminUrl, connections, opts.rounds ?? 5, say);
+    const { availableParallelism } = await import('node:os');
+    return { cpus: availableParallelism(), ...lat, fanout };
+  } finally {
+    await stopDb?.();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const envInt = (name: string): number | undefined => (process.env[name] ? Number.parseInt(process.env[name]!, 10) : undefined);
+
+if (process.env[CHILD_ENV]) {
+  void childMain(process.env[CHILD_ENV]);
+} else if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runNudgeBench({
+    latencyMissions: envInt('NUDGE_BENCH_MISSIONS'),
+    alreadyDue: envInt('NUDGE_BENCH_ALREADY_DUE'),
+    connections: envInt('NUDGE_BENCH_CONNECTIONS'),
+    rounds: envInt('NUDGE_BENCH_ROUNDS'),
+    databaseUrl: process.env['BENCH_DATABASE_URL'],
+  })
+    .then((r) => {
+      process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
+      process.exit(0);
+    })
+    .catch((err: unknown) => {
+      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+      process.exit(1);
+    });
+}
