@@ -93,7 +93,9 @@ it(`three instances, ${MISSIONS} missions due within ${WINDOW_MS / 1000} s, one 
     nextRunAt: new Date(firstDue + Math.floor((i / MISSIONS) * WINDOW_MS)).toISOString(),
   }));
   const lastDue = firstDue + WINDOW_MS;
+  const seeding = Date.now();
   await seedMissions(db.sql, missions);
+  const seedMs = Date.now() - seeding;
 
   // Midway through the window: SIGKILL the third instance.
   await sleep(Math.max(0, firstDue + WINDOW_MS / 2 - Date.now()));
@@ -106,6 +108,8 @@ it(`three instances, ${MISSIONS} missions due within ${WINDOW_MS / 1000} s, one 
   await victim.kill9();
 
   let clearedAt = 0;
+  /** When nothing was open but occurrences still 'created' (stranded by the kill until the stale sweep). */
+  let clearedButCreatedAt = 0;
   /** What the last open occurrences were waiting in, 1 s before the backlog cleared (the tail). */
   const tail: { atMs: number; open: Record<string, number> }[] = [];
   await waitFor(
@@ -117,6 +121,7 @@ it(`three instances, ${MISSIONS} missions due within ${WINDOW_MS / 1000} s, one 
       const [total] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM mana_ai.occurrences`;
       tail.push({ atMs: Date.now() - firstDue, open: Object.fromEntries(rows.map((r) => [`${r.status}/${r.holder}`, r.n])) });
       if (tail.length > 12) tail.shift();
+      if (!clearedButCreatedAt && total!.n === MISSIONS && rows.every((r) => r.status === 'created')) clearedButCreatedAt = Date.now();
       if (total!.n === MISSIONS && rows.length === 0) {
         clearedAt = Date.now();
         return true;
@@ -161,18 +166,21 @@ it(`three instances, ${MISSIONS} missions due within ${WINDOW_MS / 1000} s, one 
     windowMs: WINDOW_MS,
     users: USERS,
     sockets: devices.length,
+    seedMs,
     killedAfterMs: killedAt - firstDue,
     doneAtKill: atKill!.done,
     openAtKill: atKill!.open,
     clearMsAfterFirstDue: clearedAt - firstDue,
     clearMsAfterLastDue: clearedAt - lastDue,
     clearMsAfterKill: clearedAt - killedAt,
+    clearMsAfterLastDueButStranded: clearedButCreatedAt - lastDue,
     tail: tail.filter((t) => Object.keys(t.open).length > 0).slice(-3),
     byStatus: result.byStatus,
     writesBy: result.writesBy,
     llmCalls: stub.requests.length,
     deviceReconnects: devices.reduce((a, d) => a + d.stats.reconnects, 0),
     deviceHttpRetries: devices.reduce((a, d) => a + d.stats.httpRetries, 0),
+    lateCompletes: devices.reduce((a, d) => a + d.stats.lateCompletes, 0),
     claimsRefused: refused,
     doubleGrants: doubleGrants.length,
     duplicateWrites: result.duplicateWrites.length,

@@ -29,6 +29,12 @@ export interface DeviceStats {
   refused: Record<string, number>;
   /** Iteration ids whose iteration this device wrote and completed. */
   completed: string[];
+  /**
+   * Completes refused because the lease ran out first (409 held by the
+   * server, which then finds the device's iteration in the log and writes
+   * none). A protocol outcome of a slow device, not an error.
+   */
+  lateCompletes: number;
   reconnects: number;
   httpRetries: number;
   /** Why HTTP calls were retried (first 50). */
@@ -66,7 +72,7 @@ export interface FakeDevice {
 const wsUrlOf = (base: string) => `${base.replace(/^http/, 'ws')}/v1/ws`;
 
 export function createFakeDevice(opts: DeviceOptions): FakeDevice {
-  const stats: DeviceStats = { nudges: 0, granted: [], refused: {}, completed: [], reconnects: 0, httpRetries: 0, retryReasons: [], timings: [], errors: [] };
+  const stats: DeviceStats = { nudges: 0, granted: [], refused: {}, completed: [], lateCompletes: 0, reconnects: 0, httpRetries: 0, retryReasons: [], timings: [], errors: [] };
   const seen = new Map<string, MissionDue>();
   /** Claims sent whose claim-result has not arrived (re-sent after a reconnect). */
   const awaiting = new Set<string>();
@@ -106,8 +112,16 @@ export function createFakeDevice(opts: DeviceOptions): FakeDevice {
         await sleep(between(100, 400));
         if (path.endsWith('/dev/sync/changes')) {
           const [change] = (body as { changes: { recordId: string; data: { iterations: { id: string }[] } }[] }).changes;
-          // The answer was lost, not necessarily the write.
-          if (await opts.alreadyWritten(opts.userId, change!.recordId, change!.data.iterations[0]!.id)) return { status: 200, text: '{"written":1}', base };
+          // The answer was lost, not necessarily the write: ask until the log answers, never write blind.
+          for (let check = 0; ; check++) {
+            try {
+              if (await opts.alreadyWritten(opts.userId, change!.recordId, change!.data.iterations[0]!.id)) return { status: 200, text: '{"written":1}', base };
+              break;
+            } catch (checkErr: unknown) {
+              if (check >= 20) throw checkErr;
+              await sleep(500);
+            }
+          }
         }
       }
     }
@@ -148,7 +162,8 @@ export function createFakeDevice(opts: DeviceOptions): FakeDevice {
     const done = await http(`/v1/occurrences/${n.iterationId}/complete`, { deviceId: opts.deviceId });
     stats.timings.push({ id: n.iterationId, writeMs, completeMs: Date.now() - grantedAt });
     // 410: the projection saw the iteration and settled the occurrence first — also done.
-    if (done.status !== 200 && done.status !== 410) stats.errors.push(`complete ${n.iterationId}: ${done.status} ${done.text.slice(0, 200)}`);
+    if (done.status === 409 && done.text.includes('"held"')) stats.lateCompletes++;
+    else if (done.status !== 200 && done.status !== 410) stats.errors.push(`complete ${n.iterationId}: ${done.status} ${done.text.slice(0, 200)}`);
     stats.completed.push(n.iterationId);
   }
 
