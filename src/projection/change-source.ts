@@ -186,3 +186,13 @@ export async function estimateRecords(tx: TxSql, horizon: string): Promise<numbe
       WHERE table_name = ${MISSIONS.tableName} AND created_at >= ${horizon}::text::timestamptz) q`;
   return row?.n ?? 0;
 }
+
+/** The data of the given rows by id (rows since removed from the log are simply absent). */
+export async function rowData(tx: TxSql, ids: string[]): Promise<Map<string, unknown>> {
+  const out = new Map<string, unknown>();
+  if (ids.length === 0) return out;
+  const rows = await tx<{ id: string; data: unknown }[]>`SELECT id::text AS id, data FROM sync_changes WHERE id = ANY(${ids}::uuid[])`;
+  for (const r of rows) out.set(r.id, r.data);
+  return out;
+}
+

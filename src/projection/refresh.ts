@@ -12,11 +12,11 @@
  * Three things keep it cheap (BENCHMARKS.md has the figures):
  * - "Anything new?" first. sync_changes has no index that finds recent rows
  *   across users (each of its indexes leads with user_id or record_id), so
- *   the window query costs one index descent per user. Before it, a pass
- *   asks the transaction system whether any transaction other than our own
- *   refreshes committed since the snapshot of the last read (see
- *   `probeSnapshot`); when none did, no row can be new and the query is
- *   skipped.
+ *   the window query costs one index descent per user (PG 18 skip scan).
+ *   Before it, a pass asks the transaction system whether any transaction
+ *   other than our own refreshes committed since the snapshot of the last
+ *   read (see `probeSnapshot`); when none did, no row can be new and nothing
+ *   is read.
  * - A big backlog (cold start, long outage) is read in bulk: the record count
  *   decides how many hash partitions keep the record cache within its
  *   budget; per partition, deletes are read first, so a record's later rows
@@ -24,7 +24,10 @@
  *   record's last delete come back without their data.
  * - Memory stays bounded whatever the log's size: only rows at or above the
  *   next horizon are remembered by id, and the record cache is flushed and
- *   dropped when its estimated size passes CACHE_BUDGET_BYTES.
+ *   dropped when its estimated size passes CACHE_BUDGET_BYTES. In a bulk
+ *   pass a field's value is held as a reference to its row (RowRef) and
+ *   fetched when the record is written: values a later row supersedes then
+ *   die young instead of filling V8's old generation.
  */
 import type { Sql, TxSql } from '../db/pool.js';
 import type { Logger } from '../log.js';
@@ -34,6 +37,7 @@ import {
   detectSyncColumns,
   estimateRecords,
   recordRows,
+  rowData,
   streamChanges,
   type ChangeWindow,
   type SupersededRow,
@@ -48,11 +52,16 @@ const CURSOR_NAME = 'aiMissions';
 /** A backlog reaching further back than this is read in bulk. */
 const BULK_LAG_MS = 10 * 60_000;
 /** Estimated heap the record cache may hold before it is flushed and dropped. */
-const CACHE_BUDGET_BYTES = 128 * 1024 * 1024;
+const CACHE_BUDGET_BYTES = 96 * 1024 * 1024;
 /** Heap bytes per byte of a state's serialized JSON (measured: about 1.7). */
 const HEAP_PER_JSON_BYTE = 2.5;
 /** Serialized bytes per record assumed until a flush has measured them. */
 const INITIAL_RECORD_BYTES = 4096;
+/** Heap per field of a record whose values are RowRefs (stamp string, version, map entry), and per record. */
+const REF_FIELD_BYTES = 200;
+const REF_RECORD_BYTES = 400;
+/** Fields per record assumed until a flush has counted them. */
+const INITIAL_FIELDS_PER_RECORD = 16;
 /**
  * Rows per FETCH, at most: a bigger batch lives long enough to be promoted
  * out of V8's young generation and costs more in GC than the round trips it
@@ -94,6 +103,14 @@ export interface Projection {
   columns(): Promise<SyncColumns>;
 }
 
+/** Rows' states written per statement by a flush (also how many RowRefs resolve at once). */
+const FLUSH_CHUNK = 1000;
+
+/** A bulk pass's stand-in for a field value: the row it comes from; resolved by the flush. */
+class RowRef {
+  constructor(readonly rowId: string) {}
+}
+
 /** A pg_snapshot: transactions below xmax not listed in xip had completed. */
 interface Snapshot {
   text: string;
@@ -116,8 +133,9 @@ export function createProjection(deps: ProjectionDeps): Projection {
   let lastRead: Snapshot | undefined;
   /** Our own refresh transactions since then: they write snapshots and the cursor, never sync_changes. */
   let ownXids: string[] = [];
-  /** Serialized bytes per record, measured by flushes. */
+  /** Serialized bytes and fields per record, measured by flushes. */
   let recordBytes = INITIAL_RECORD_BYTES;
+  let fieldsPerRecord = INITIAL_FIELDS_PER_RECORD;
 
   async function columns(): Promise<SyncColumns> {
     columnsCache ??= await detectSyncColumns(sql);
@@ -170,8 +188,9 @@ export function createProjection(deps: ProjectionDeps): Projection {
   }
 
   /** Records the cache may hold: the configured cap, or fewer when records are big. */
-  function cacheCap(): number {
-    return Math.max(1, Math.min(deps.cacheRecords, Math.floor(CACHE_BUDGET_BYTES / (recordBytes * HEAP_PER_JSON_BYTE))));
+  function cacheCap(refs: boolean): number {
+    const perRecord = refs ? fieldsPerRecord * REF_FIELD_BYTES + REF_RECORD_BYTES : recordBytes * HEAP_PER_JSON_BYTE;
+    return Math.max(1, Math.min(deps.cacheRecords, Math.floor(CACHE_BUDGET_BYTES / perRecord)));
   }
 
   async function refresh(): Promise<RefreshStats> {
@@ -196,6 +215,8 @@ export function createProjection(deps: ProjectionDeps): Projection {
           warnedStall = true;
           log.warn('projection horizon stalled: this role cannot see other transactions; grant pg_read_all_stats so it can advance');
         }
+        const read = probe.changed;
+        const bulk = read && !stalled && cursor.horizon < instantOf(new Date(Date.now() - BULK_LAG_MS));
         const nextHorizon = reading.horizon !== null && reading.horizon > cursor.horizon ? reading.horizon : cursor.horizon;
         // Positions compare as text only while created_at has four year digits; a row
         // stamped beyond 9999 is in the future, so it stays tracked (never re-read).
@@ -211,27 +232,81 @@ export function createProjection(deps: ProjectionDeps): Projection {
         let rebuilds = 0;
         // Loads are skipped while the snapshots table is known empty and nothing was written yet.
         let nothingStored = false;
+        // Field values held as RowRefs (bulk passes).
+        let useRefs = false;
 
-        async function flush(): Promise<void> {
-          const states = [...dirty].map((k) => cache.get(k)).filter((s): s is RecordState => s !== undefined);
-          const bytes = await saveStates(tx, states);
-          if (states.length > 0) recordBytes = Math.max(256, Math.round(bytes / states.length));
-          recordsWritten += states.length;
-          if (states.length > 0) nothingStored = false;
-          dirty.clear();
+        /** Replaces RowRefs by the values they stand for; a record whose row is gone is replayed from the log. */
+        async function resolveRefs(states: RecordState[]): Promise<RecordState[]> {
+          const uses = new Map<string, [state: number, key: string][]>();
+          states.forEach((state, i) => {
+            for (const [key, v] of state.fields) {
+              if (!(v.value instanceof RowRef)) continue;
+              const list = uses.get(v.value.rowId);
+              if (list) list.push([i, key]);
+              else uses.set(v.value.rowId, [[i, key]]);
+            }
+          });
+          if (uses.size === 0) return states;
+          const data = await rowData(tx, [...uses.keys()]);
+          const lost = new Set<number>();
+          for (const [rowId, list] of uses) {
+            const d = data.get(rowId);
+            for (const [i, key] of list) {
+              if (typeof d === 'object' && d !== null && Object.hasOwn(d, key)) states[i]!.fields.get(key)!.value = (d as Record<string, unknown>)[key];
+              else lost.add(i); // removed from the log since it was read
+            }
+          }
+          for (const i of lost) {
+            const state = states[i]!;
+            states[i] = await replayFromLog(state.userId, state.recordId);
+            cache.set(keyOf(state.userId, state.recordId), states[i]!);
+          }
+          return states;
         }
 
+        /** Writes the dirty states and drops them from the cache (a flush always ends a partition, a pass or the cache). */
+        async function flush(): Promise<void> {
+          const keys = [...dirty];
+          dirty.clear();
+          const writes: Promise<number>[] = [];
+          let fields = 0;
+          for (let i = 0; i < keys.length; i += FLUSH_CHUNK) {
+            const states = await resolveRefs(keys.slice(i, i + FLUSH_CHUNK).map((k) => cache.get(k)).filter((s): s is RecordState => s !== undefined));
+            for (const state of states) {
+              fields += state.fields.size;
+              cache.delete(keyOf(state.userId, state.recordId));
+            }
+            // Not awaited here: the next chunk is resolved and serialized while Postgres writes this one.
+            const write = saveStates(tx, states);
+            write.catch(() => undefined);
+            writes.push(write);
+            recordsWritten += states.length;
+          }
+          const bytes = (await Promise.all(writes)).reduce((a, b) => a + b, 0);
+          if (keys.length > 0) {
+            recordBytes = Math.max(256, Math.round(bytes / keys.length));
+            fieldsPerRecord = Math.max(1, fields / keys.length);
+            nothingStored = false;
+          }
+        }
+
+        // keep(`${createdAt}|${id}`) without building the position for the (many) rows below the horizon.
+        const keepFrom = (createdAt: string) => createdAt >= nextHorizon || createdAt.length > nextHorizon.length;
         function markApplied(createdAt: string, id: string): void {
-          const pos = `${createdAt}|${id}`;
-          if (keep(pos)) appliedNow.push(pos);
+          if (keepFrom(createdAt)) appliedNow.push(`${createdAt}|${id}`);
         }
 
         async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
           const changes: Change[] = [];
           for (const row of rows) {
             const n = normalizeRow(row);
-            if (n.ok) changes.push(n.change);
-            else {
+            if (n.ok) {
+              if (useRefs && n.change.kind === 'data') {
+                const ref = new RowRef(row.id);
+                for (const field of n.change.fields) field[1] = ref;
+              }
+              changes.push(n.change);
+            } else {
               rowsSkipped++;
               reportMalformed(row, n.reason);
             }
@@ -241,34 +316,40 @@ export function createProjection(deps: ProjectionDeps): Projection {
           for (const s of superseded) markApplied(s.createdAt, s.id);
           rowsApplied += changes.length + superseded.length;
 
+          const keys = changes.map((c) => keyOf(c.userId, c.recordId));
           const missing = new Map<string, { userId: string; recordId: string }>();
-          for (const c of changes) {
-            const k = keyOf(c.userId, c.recordId);
-            if (!cache.has(k)) missing.set(k, { userId: c.userId, recordId: c.recordId });
+          changes.forEach((c, i) => {
+            if (!cache.has(keys[i]!)) missing.set(keys[i]!, { userId: c.userId, recordId: c.recordId });
+          });
+          if (missing.size > 0) {
+            const loaded = nothingStored ? undefined : await loadStates(tx, [...missing.values()]);
+            for (const [k, ref] of missing) cache.set(k, loaded?.get(k) ?? emptyState(ref.userId, ref.recordId));
           }
-          const loaded = nothingStored || missing.size === 0 ? new Map<string, RecordState>() : await loadStates(tx, [...missing.values()]);
-          for (const [k, ref] of missing) cache.set(k, loaded.get(k) ?? emptyState(ref.userId, ref.recordId));
-          for (const c of changes) {
-            const k = keyOf(c.userId, c.recordId);
-            if (rebuild.has(k)) continue;
+          changes.forEach((c, i) => {
+            const k = keys[i]!;
+            if (rebuild.has(k)) return;
             const outcome = applyChange(cache.get(k)!, c);
             if (outcome === 'rebuild') rebuild.add(k);
             else if (outcome === 'applied') dirty.add(k);
-          }
+          });
           // Bound memory whatever the log's size: write back and forget.
-          if (cache.size > cacheCap()) await flushAndForget();
+          if (cache.size > cacheCap(useRefs)) await flushAndForget();
+        }
+
+        async function replayFromLog(userId: string, recordId: string): Promise<RecordState> {
+          const changes: Change[] = [];
+          for (const row of await recordRows(tx, cols, userId, recordId)) {
+            const n = normalizeRow(row);
+            if (n.ok) changes.push(n.change);
+            else reportMalformed(row, n.reason);
+          }
+          return replay(userId, recordId, changes);
         }
 
         async function runRebuilds(): Promise<void> {
           for (const k of rebuild) {
             const state = cache.get(k)!;
-            const changes: Change[] = [];
-            for (const row of await recordRows(tx, cols, state.userId, state.recordId)) {
-              const n = normalizeRow(row);
-              if (n.ok) changes.push(n.change);
-              else reportMalformed(row, n.reason);
-            }
-            cache.set(k, replay(state.userId, state.recordId, changes));
+            cache.set(k, await replayFromLog(state.userId, state.recordId));
             dirty.add(k);
           }
         }
@@ -287,17 +368,18 @@ export function createProjection(deps: ProjectionDeps): Projection {
           await applyBatch(rows, superseded);
         };
 
-        const bulk = !stalled && cursor.horizon < instantOf(new Date(Date.now() - BULK_LAG_MS));
-        if (!probe.changed) {
+        if (!read) {
           // Nothing committed since the last read: no row can be new.
         } else if (!bulk) {
           await streamChanges(tx, cols, window, { batchRows }, onBatch);
         } else {
           // JIT compiling the bulk queries costs more than it saves.
           await tx`SET LOCAL jit = off`;
+          useRefs = true;
           const emptyAtStart = await snapshotsEmpty(tx);
           const records = await estimateRecords(tx, cursor.horizon);
-          const count = Math.max(1, Math.ceil(records / cacheCap()));
+          // Hash partitions are not perfectly even: leave a fifth of the cache as slack.
+          const count = Math.max(1, Math.ceil(records / (0.8 * cacheCap(true))));
           log.info({ records, partitions: count, since: cursor.horizon }, 'projection: reading a backlog in bulk');
           for (let index = 0; index < count; index++) {
             // Partitions hold disjoint records: one never stores what the next would load.
@@ -320,7 +402,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
         return { rowsApplied, rowsSkipped, recordsWritten, rebuilds, horizon: nextHorizon, stalled };
       });
     } catch (err: unknown) {
-      // Whatever this pass read is rolled back: the next one reads again.
+      // Whatever this pass read is rolled back: the next one reads again, in full.
       lastRead = undefined;
       ownXids = [];
       throw err;
