@@ -268,7 +268,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
         async function flush(): Promise<void> {
           const keys = [...dirty];
           dirty.clear();
-          const writes: Promise<number>[] = [];
+          const writes: Promise<{ bytes: number; records: number }>[] = [];
           let fields = 0;
           for (let i = 0; i < keys.length; i += FLUSH_CHUNK) {
             const states = await resolveRefs(keys.slice(i, i + FLUSH_CHUNK).map((k) => cache.get(k)).filter((s): s is RecordState => s !== undefined));
@@ -282,9 +282,14 @@ export function createProjection(deps: ProjectionDeps): Projection {
             writes.push(write);
             recordsWritten += states.length;
           }
-          const bytes = (await Promise.all(writes)).reduce((a, b) => a + b, 0);
+          let bytes = 0;
+          let whole = 0;
+          for (const w of await Promise.all(writes)) {
+            bytes += w.bytes;
+            whole += w.records;
+          }
+          if (whole > 0) recordBytes = Math.max(256, Math.round(bytes / whole));
           if (keys.length > 0) {
-            recordBytes = Math.max(256, Math.round(bytes / keys.length));
             fieldsPerRecord = Math.max(1, fields / keys.length);
             nothingStored = false;
           }
