@@ -196,8 +196,8 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     });
     drainPushes = router.drain;
 
-    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: async () => {
-      await router.sweep();
+    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: async (info) => {
+      await router.sweep(info);
       await planner?.sweep();
     }, prepare: router.prepare, prepareWithinMs: prepareAheadMs(config.tick.intervalMs) });
     scheduler = createScheduler({ runPass, intervalMs: config.tick.intervalMs, log, ...createOutageReporter(log, metrics) });

@@ -7,6 +7,7 @@
 import type { Sql } from '../db/pool.js';
 import { withoutQuotes, type Logger } from '../log.js';
 import type { DueMission } from '../schedule/due.js';
+import type { SweepInfo } from '../schedule/pass.js';
 import {
   createOccurrences,
   markNudged,
@@ -74,12 +75,19 @@ export interface Router {
   stop(): Promise<void>;
   /** Resolves when every push send started by a pass has finished (shutdown, after the sender is closed). */
   drain(): Promise<void>;
-  /** Settles, expires and retries occurrences; run once per pass. */
-  sweep(): Promise<void>;
+  /**
+   * Settles, expires and retries occurrences; run once per pass. Settling
+   * walks every open occurrence, so it runs when the projection changed
+   * missions (or when told nothing), else at most every SETTLE_EVERY_MS.
+   */
+  sweep(info?: SweepInfo): Promise<void>;
 }
 
 /** Due missions per INSERT when a pass creates many occurrences at once. */
 const CREATE_CHUNK = 1000;
+
+/** Settling runs at least this often even when this instance's passes saw no mission change. */
+export const SETTLE_EVERY_MS = 2_000;
 
 /** A pass routes what it creates within milliseconds; 'created' for this long means it never will. */
 export const STALE_CREATED_MS = 30_000;
@@ -207,6 +215,7 @@ export function createRouter(deps: RouterDeps): Router {
   const armed = new Map<string, Occurrence>();
   const timers = new Map<string, NodeJS.Timeout>();
   let stopped = false;
+  let lastSettle = 0;
 
   function arm(occs: Occurrence[]): void {
     const byDue = new Map<string, Occurrence[]>();
@@ -302,8 +311,13 @@ export function createRouter(deps: RouterDeps): Router {
       armed.clear();
       if (ids.length > 0) await releaseCreated(sql, ids).catch((err: unknown) => log.warn({ err }, 'could not release occurrences created ahead; the stale sweep routes them'));
     },
-    async sweep() {
-      const settled = await settleFromSnapshots(sql);
+    async sweep(info) {
+      // Missions change only through a refresh; another instance's refresh (this one
+      // skipped it) or a create racing one is caught by the periodic settle.
+      const now = Date.now();
+      const settleNow = info?.projectionChanged !== false || now - lastSettle >= SETTLE_EVERY_MS;
+      if (settleNow) lastSettle = now;
+      const settled = settleNow ? await settleFromSnapshots(sql) : [];
       if (settled.length > 0) log.info({ settled: settled.length }, 'occurrences settled from the mission log');
       // An occurrence created ahead whose mission moved on before it fell due: no nudge.
       for (const o of settled) armed.delete(o.iterationId);

@@ -22,8 +22,14 @@ export interface PassStats {
 /** Receives the due missions of a pass; the router creates and routes occurrences. */
 export type Dispatch = (due: DueMission[]) => Promise<void>;
 
+/** What a sweep may want to know about its pass. */
+export interface SweepInfo {
+  /** This pass's projection refresh applied rows: missions changed. */
+  projectionChanged: boolean;
+}
+
 /** Per-pass upkeep after dispatch: settle, expire, retry occurrences. */
-export type Sweep = () => Promise<void>;
+export type Sweep = (info: SweepInfo) => Promise<void>;
 
 /** Receives missions about to fall due, to be readied ahead of their due instant. */
 export type Prepare = (upcoming: DueMission[]) => Promise<void>;
@@ -70,7 +76,7 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
       }
       if (deps.sweep) {
         try {
-          await deps.sweep();
+          await deps.sweep({ projectionChanged: refresh.rowsApplied > 0 });
         } catch (err: unknown) {
           log.error({ err }, 'occurrence sweep failed');
         }
