@@ -616,20 +616,24 @@ export async function runNudgeBench(opts: NudgeBenchOptions = {}): Promise<Nudge
 
 const envInt = (name: string): number | undefined => (process.env[name] ? Number.parseInt(process.env[name]!, 10) : undefined);
 
-if (process.env[CHILD_ENV]) {
-  void childMain(process.env[CHILD_ENV]);
-} else if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  runNudgeBench({
+/** For `npm run bench` (test/bench/run.ts): the defaults, or the NUDGE_BENCH_* variables; prints the result as JSON. */
+export async function run(): Promise<void> {
+  const result = await runNudgeBench({
     latencyMissions: envInt('NUDGE_BENCH_MISSIONS'),
     alreadyDue: envInt('NUDGE_BENCH_ALREADY_DUE'),
     connections: envInt('NUDGE_BENCH_CONNECTIONS'),
     rounds: envInt('NUDGE_BENCH_ROUNDS'),
     databaseUrl: process.env['BENCH_DATABASE_URL'],
-  })
-    .then((r) => {
-      process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
-      process.exit(0);
-    })
+    progress: (line) => process.stderr.write(`[nudge-bench] ${line}\n`),
+  });
+  process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+}
+
+if (process.env[CHILD_ENV]) {
+  void childMain(process.env[CHILD_ENV]);
+} else if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  run()
+    .then(() => process.exit(0))
     .catch((err: unknown) => {
       process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
       process.exit(1);
