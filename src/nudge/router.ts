@@ -216,6 +216,7 @@ export function createRouter(deps: RouterDeps): Router {
   const timers = new Map<string, NodeJS.Timeout>();
   let stopped = false;
   let lastSettle = 0;
+  let lastStaleCheck = 0;
 
   function arm(occs: Occurrence[]): void {
     const byDue = new Map<string, Occurrence[]>();
@@ -330,6 +331,9 @@ export function createRouter(deps: RouterDeps): Router {
       }
       // Waiting occurrences whose retry time came go through routing again (a device may be back).
       await route(await takeWaitingDue(sql, 500));
+      // A safety net for crashes: every pass would be wasted work on the open set.
+      if (now - lastStaleCheck < STALE_CREATED_MS / 3) return;
+      lastStaleCheck = now;
       const stranded = await takeStaleCreated(sql, STALE_CREATED_MS, 500);
       if (stranded.length > 0) log.warn({ occurrences: stranded.length }, 'routing occurrences left unrouted by a failed or crashed pass');
       await route(stranded);

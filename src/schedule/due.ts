@@ -51,18 +51,18 @@ export async function nextDueAt(sql: Sql, after?: string): Promise<Date | null> 
 }
 
 /**
- * Missions falling due within `withinMs` after `after` that have no
- * occurrence yet, so the router can create them ahead and send their nudges
- * from a timer at the due instant, with no database work left on that path.
+ * Missions falling due in (after, until] that have no occurrence yet, so the
+ * router can create them ahead and send their nudges from a timer at the due
+ * instant, with no database work left on that path.
  */
-export async function findUpcomingMissions(sql: Sql, opts: { after: string; withinMs: number; limit: number }): Promise<DueMission[]> {
+export async function findUpcomingMissions(sql: Sql, opts: { after: string; until: string; limit: number }): Promise<DueMission[]> {
   return sql<DueMission[]>`
     SELECT s.user_id AS "userId", s.mission_id AS "missionId",
            to_char(s.next_run_at AT TIME ZONE 'UTC', ${sql.unsafe(TS)}) AS "nextRunAt"
     FROM mana_ai.mission_snapshots s
     WHERE s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL
       AND s.next_run_at > ${opts.after}::text::timestamptz
-      AND s.next_run_at <= ${opts.after}::text::timestamptz + make_interval(secs => ${opts.withinMs / 1000})
+      AND s.next_run_at <= ${opts.until}::text::timestamptz
       AND NOT EXISTS (
         SELECT 1 FROM mana_ai.occurrences o
         WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at)

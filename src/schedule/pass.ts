@@ -55,6 +55,8 @@ export function logOnlyDispatch(log: Logger): Dispatch {
 
 export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>> {
   const { metrics, log } = deps;
+  /** Missions due up to here were offered to prepare by an earlier pass (epoch ms). */
+  let preparedThroughMs = 0;
   return async function runPass() {
     const started = performance.now();
     const endTimer = metrics.tickDuration.startTimer();
@@ -82,8 +84,17 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
         }
       }
       if (deps.prepare && deps.prepareWithinMs) {
+        // Look ahead only past what earlier passes covered, unless missions changed: each
+        // pass rescanning thousands of readied missions kept Postgres busy at their instant.
+        const atMs = Date.parse(at);
+        const untilMs = atMs + deps.prepareWithinMs;
+        const fromMs = refresh.rowsApplied > 0 || preparedThroughMs <= atMs ? atMs : preparedThroughMs;
         try {
-          await deps.prepare(await findUpcomingMissions(deps.sql, { after: at, withinMs: deps.prepareWithinMs, limit: deps.dueLimit ?? 20_000 }));
+          if (untilMs > fromMs) {
+            const after = fromMs === atMs ? at : new Date(fromMs).toISOString();
+            await deps.prepare(await findUpcomingMissions(deps.sql, { after, until: new Date(untilMs).toISOString(), limit: deps.dueLimit ?? 20_000 }));
+            preparedThroughMs = untilMs;
+          }
         } catch (err: unknown) {
           log.error({ err }, 'preparing upcoming missions failed; they are dispatched when due');
         }
