@@ -50,6 +50,9 @@ export function createClaimService(deps: { sql: Sql; leaseMs: number; onReleased
       // Claimable while nudged/created/waiting; the same device re-claiming renews its lease.
       const [row] = await sql<(Occurrence & { lease: string })[]>`
         UPDATE mana_ai.occurrences SET status = 'claimed', claimed_by = ${deviceId},
+          -- A claim on 'created' answers a frame the router sent over the socket at the due
+          -- instant before its ledger write (router.ts fire()): record that channel.
+          channel = CASE WHEN status = 'created' THEN coalesce(channel, 'ws') ELSE channel END,
           lease_expires_at = now() + make_interval(secs => ${deps.leaseMs / 1000}), deadline_at = NULL, updated_at = now()
         WHERE iteration_id = ${iterationId} AND user_id = ${userId}
           AND (status IN ('created', 'nudged', 'waiting') OR (status = 'claimed' AND claimed_by = ${deviceId}))
