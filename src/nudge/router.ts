@@ -89,8 +89,8 @@ const CREATE_CHUNK = 1000;
 /** Settling runs at least this often even when this instance's passes saw no mission change. */
 export const SETTLE_EVERY_MS = 2_000;
 
-/** A pass routes what it creates within milliseconds; 'created' for this long means it never will. */
-export const STALE_CREATED_MS = 30_000;
+/** A pass routes what it creates within milliseconds; 'created' this long past due means it never will (routing it twice is harmless: every step is a compare-and-set). */
+export const STALE_CREATED_MS = 10_000;
 
 export const frameOf = (o: Pick<Occurrence, 'missionId' | 'iterationId' | 'dueAt'>): MissionDue => ({
   type: 'mission-due',
