@@ -124,7 +124,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
         vapid: createVapidHeaders({ ...vapid, subject: config.vapid.subject }),
         allowlist,
         registry: metrics.registry,
-        log: log.child({ component: 'web-push' }),
+        log,
         timeoutMs: config.pushTimeoutMs,
       });
       // Closing the sender ends its retries; then wait for the router's last push sends.
@@ -166,7 +166,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
                 concurrency: config.llm.concurrency,
                 maxRetries: config.llm.maxRetries,
                 registry: metrics.registry,
-                log: log.child({ component: 'llm' }),
+                log,
               })
             : null,
           instanceId: config.instanceId,
