@@ -4,7 +4,7 @@
  * (older: field_timestamps; newer: field_meta; some have both).
  */
 import type { Sql, TxSql } from '../db/pool.js';
-import type { ChangeRow } from './lww.js';
+import { materialize, normalizeRow, replay, type ChangeRow } from './lww.js';
 
 export interface SyncColumns {
   fieldTimestamps: boolean;
@@ -35,12 +35,35 @@ export function changeColumns(sql: Sql | TxSql, cols: SyncColumns) {
     to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "createdAt"`);
 }
 
-/** Every row of one record, for a rebuild after a late delete. */
-export async function recordRows(tx: TxSql, cols: SyncColumns, userId: string, recordId: string): Promise<ChangeRow[]> {
+/** Every row of one record (a mission by default), for a rebuild after a late delete. */
+export async function recordRows(
+  tx: Sql | TxSql,
+  cols: SyncColumns,
+  userId: string,
+  recordId: string,
+  table: { appId: string; tableName: string } = MISSIONS,
+): Promise<ChangeRow[]> {
   return tx<ChangeRow[]>`
     SELECT ${changeColumns(tx, cols)} FROM sync_changes
-    WHERE table_name = ${MISSIONS.tableName} AND record_id = ${recordId}
-      AND app_id = ${MISSIONS.appId} AND user_id = ${userId}`;
+    WHERE table_name = ${table.tableName} AND record_id = ${recordId}
+      AND app_id = ${table.appId} AND user_id = ${userId}`;
+}
+
+/**
+ * One record as the committed log has it right now, replayed with lww.ts:
+ * fresher than the projection, which lags by up to a pass. Null when deleted.
+ */
+export async function currentRecord(
+  tx: Sql | TxSql,
+  cols: SyncColumns,
+  userId: string,
+  recordId: string,
+  table: { appId: string; tableName: string } = MISSIONS,
+): Promise<Record<string, unknown> | null> {
+  const changes = (await recordRows(tx, cols, userId, recordId, table))
+    .map(normalizeRow)
+    .flatMap((n) => (n.ok ? [n.change] : []));
+  return materialize(replay(userId, recordId, changes));
 }
 
 /** What a pass reads: rows at or above the horizon whose ids it has not applied yet. */
@@ -126,7 +149,10 @@ export async function streamChanges(
     s.app_id = ${MISSIONS.appId} AND s.table_name = ${MISSIONS.tableName}
     -- As text: postgres.js turns a string bound to timestamptz into a JS Date,
     -- dropping the horizon's microseconds, and rows just below it were re-read.
-    AND s.created_at >= ${window.horizon}::text::timestamptz
+    -- A bulk pass scans the table: there the cast (only stable) goes into a
+    -- subquery, or it would run again for every row; the window query keeps it
+    -- inline, where the planner sees the value and picks the index.
+    AND s.created_at >= ${opts.bulk ? tx`(SELECT ${window.horizon}::text::timestamptz)` : tx`${window.horizon}::text::timestamptz`}
     AND NOT (s.id = ANY(${window.appliedIds}::uuid[]))
     ${opts.partition && opts.partition.count > 1 ? tx`AND abs(hashtext(s.record_id) % ${opts.partition.count}::int) = ${opts.partition.index}::int` : tx``}`;
   const name = tx.unsafe(`refresh_rows_${++cursorSeq}`);
