@@ -5,8 +5,7 @@
  */
 import type { Sql } from '../db/pool.js';
 import { isEncrypted, type MissionInputRef } from '../projection/mission.js';
-import { changeColumns, type SyncColumns } from '../projection/change-source.js';
-import { materialize, normalizeRow, replay, type Change, type ChangeRow } from '../projection/lww.js';
+import { currentRecord, type SyncColumns } from '../projection/change-source.js';
 import type { ResolvedInput, SkippedInput } from './prompt.js';
 
 /** Modules whose records are stored in plaintext and may be read by the server. */
@@ -42,11 +41,7 @@ export async function resolveInputs(
       skipped.push({ ref: input, reason: `${input.module} records are only readable on the user's device` });
       continue;
     }
-    const rows = await sql<ChangeRow[]>`
-      SELECT ${changeColumns(sql, cols)} FROM sync_changes
-      WHERE table_name = ${input.table} AND record_id = ${input.id} AND user_id = ${userId} AND app_id = ${input.module}`;
-    const changes = rows.map(normalizeRow).flatMap((n) => (n.ok ? [n.change as Change] : []));
-    const record = materialize(replay(userId, input.id, changes));
+    const record = await currentRecord(sql, cols, userId, input.id, { appId: input.module, tableName: input.table });
     if (!record || record['deletedAt']) {
       skipped.push({ ref: input, reason: 'record not found' });
       continue;

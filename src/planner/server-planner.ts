@@ -133,7 +133,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       at: now(),
     });
     log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
-    return written === 'written' ? 'failed' : written === 'present' ? 'already' : 'lost';
+    return written === 'written' ? 'failed' : written === 'present' ? 'already' : written;
   }
 
   async function run(occ: Occurrence, signal: AbortSignal): Promise<Outcome> {
@@ -189,7 +189,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       at: now(),
     });
     if (written === 'written') log.info({ iterationId: occ.iterationId, steps: parsed.plan.steps.length }, 'planned on the server');
-    return written === 'written' ? 'planned' : written === 'present' ? 'already' : 'lost';
+    return written === 'written' ? 'planned' : written === 'present' ? 'already' : written;
   }
 
   return {

@@ -11,7 +11,7 @@
  */
 import type { Sql, TxSql } from '../db/pool.js';
 import type { SyncColumns } from '../projection/change-source.js';
-import { MISSIONS } from '../projection/change-source.js';
+import { currentRecord, MISSIONS } from '../projection/change-source.js';
 import { instantMs, instantOf } from '../projection/instant.js';
 import type { MissionIteration } from '../projection/mission.js';
 import { mergeIterations } from './iteration.js';
@@ -100,22 +100,28 @@ async function iterationInLog(tx: TxSql, input: { userId: string; missionId: str
  * still add a second row; leases far longer than a device's planning keep
  * that window closed in practice.
  */
-export async function writeIteration(sql: Sql, target: WriteTarget, input: WriteIterationInput): Promise<'written' | 'lost' | 'present'> {
+export async function writeIteration(sql: Sql, target: WriteTarget, input: WriteIterationInput): Promise<WriteResult> {
   return (await sql.begin(async (tx) => {
-    if (await iterationInLog(tx, input)) {
+    const settle = async (status: 'completed' | 'superseded', why: string | null): Promise<WriteResult> => {
       const [own] = await tx`
-        UPDATE mana_ai.occurrences SET status = 'completed', lease_expires_at = NULL, updated_at = now()
+        UPDATE mana_ai.occurrences SET status = ${status}, lease_expires_at = NULL, last_error = coalesce(${why}, last_error), updated_at = now()
         WHERE iteration_id = ${input.iterationId} AND status = 'planning' AND claimed_by = ${input.holder}
         RETURNING iteration_id`;
-      return own ? 'present' : 'lost';
-    }
+      return own ? (status === 'completed' ? 'present' : 'gone') : 'lost';
+    };
+    if (await iterationInLog(tx, input)) return settle('completed', null);
+    // iterations is ONE field under LWW: merge into what the committed log holds now, not
+    // only what the projection saw, so a device iteration of the last moments is kept.
+    const current = await currentRecord(tx, target.cols, input.userId, input.missionId);
+    // An update on a deleted record would re-create it from this row alone (CONTRACT §1).
+    if (!current || current['deletedAt']) return settle('superseded', 'mission deleted while the server planned it');
     const [own] = await tx`
       UPDATE mana_ai.occurrences SET status = ${input.finalStatus}, lease_expires_at = NULL, plan = ${tx.json(input.iteration as never)},
         written_at = ${instantOf(input.at)}, last_error = ${input.lastError ?? null}, updated_at = now()
       WHERE iteration_id = ${input.iterationId} AND status = 'planning' AND claimed_by = ${input.holder}
       RETURNING iteration_id`;
     if (!own) return 'lost';
-    const iterations = mergeIterations(input.baseIterations, [input.iteration]);
+    const iterations = mergeIterations(current['iterations'], [...mergeIterations(input.baseIterations, []), input.iteration]);
     await insertMissionUpdate(tx, target, {
       userId: input.userId,
       missionId: input.missionId,
@@ -123,8 +129,11 @@ export async function writeIteration(sql: Sql, target: WriteTarget, input: Write
       at: input.at,
     });
     return 'written';
-  })) as 'written' | 'lost' | 'present';
+  })) as WriteResult;
 }
+
+/** written: ours landed; present: the log already had it (completed); gone: mission deleted (superseded); lost: not ours any more. */
+export type WriteResult = 'written' | 'lost' | 'present' | 'gone';
 
 export interface DroppedWrite {
   iterationId: string;

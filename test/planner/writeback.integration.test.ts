@@ -48,6 +48,13 @@ afterEach(async () => {
 const PLAN = { summary: 'Do it', steps: [{ summary: 'Task', toolName: 'create_task', params: { title: 'T' }, rationale: 'R' }] };
 
 async function heldOccurrence(iterationId: string, userId: string, holder: string, leaseSql = "now() + interval '1 minute'") {
+  // The mission must exist in the log: a write-back never re-creates a deleted (or absent) record.
+  await db.sql.unsafe(
+    `INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id)
+     SELECT 'ai', 'aiMissions', 'm1', $1, 'insert', '{"title":"t","state":"active","iterations":[]}', 'test'
+     WHERE NOT EXISTS (SELECT 1 FROM sync_changes WHERE record_id = 'm1' AND user_id = $1)`,
+    [userId],
+  );
   await db.sql.unsafe(
     `INSERT INTO mana_ai.occurrences (iteration_id, user_id, mission_id, due_at, status, channel, claimed_by, lease_expires_at, attempts)
      VALUES ($1, $2, 'm1', now() - interval '1 minute', 'planning', 'server', $3, ${leaseSql}, 1)`,
@@ -263,5 +270,18 @@ describe('merging with what a device wrote while the LLM was thinking', () => {
     expect(row!.data.iterations.map((i) => i.id)).toEqual(['old-1', 'device-it', occ.iterationId]);
     await waitFor(async () => (await projected(db.sql, 'dana', 'm1'))?.iterations?.length === 3, 5000, 'our write projected');
     expect((await projected(db.sql, 'dana', 'm1'))!.iterations!.map((i) => i.id)).toEqual(['old-1', 'device-it', occ.iterationId]);
+  });
+});
+
+describe('a mission deleted while the server planned it', () => {
+  it('is not re-created by the write-back: nothing written, the occurrence superseded', async () => {
+    const target = { cols: await detectSyncColumns(db.sql), writerRole: 'mana_ai_writer' };
+    const id = '33333333-3333-5333-8333-333333333333';
+    await heldOccurrence(id, 'carol', 'server:a');
+    await db.sql`INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id)
+                 VALUES ('ai', 'aiMissions', 'm1', 'carol', 'delete', NULL, 'test')`;
+    expect(await writeIteration(db.sql, target, writeInput(id, 'carol', 'server:a'))).toBe('gone');
+    expect(await runnerRows(db.sql)).toHaveLength(0);
+    expect((await occurrenceRows(db.sql, 'carol'))[0]).toMatchObject({ status: 'superseded' });
   });
 });
