@@ -13,6 +13,8 @@ export interface PresenceStore {
   heartbeat(): Promise<number>;
   /** Users (of the given ones) with at least one live socket on any instance. */
   liveUsers(userIds: string[]): Promise<Set<string>>;
+  /** Users (of the given ones) with a live socket on another instance: the ones a NOTIFY must reach. */
+  elsewhere(userIds: string[]): Promise<Set<string>>;
   /** Deletes rows whose instance stopped heart-beating. */
   sweep(): Promise<number>;
   /** Removes every row of this instance (shutdown). */
@@ -41,6 +43,14 @@ export function createPresenceStore(deps: { sql: Sql; instanceId: string; ttlMs:
       const rows = await sql<{ userId: string }[]>`
         SELECT DISTINCT user_id AS "userId" FROM mana_ai.presence
         WHERE user_id = ANY(${userIds}::text[]) AND heartbeat_at > now() - make_interval(secs => ${ttlSecs})`;
+      return new Set(rows.map((r) => r.userId));
+    },
+    async elsewhere(userIds) {
+      if (userIds.length === 0) return new Set();
+      const rows = await sql<{ userId: string }[]>`
+        SELECT DISTINCT user_id AS "userId" FROM mana_ai.presence
+        WHERE user_id = ANY(${userIds}::text[]) AND instance_id <> ${instanceId}
+          AND heartbeat_at > now() - make_interval(secs => ${ttlSecs})`;
       return new Set(rows.map((r) => r.userId));
     },
     async sweep() {

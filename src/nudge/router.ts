@@ -17,7 +17,7 @@ import {
   takeForServer,
   takeWaitingDue,
   takeStaleCreated,
-  releaseCreated,
+  releaseReadied,
   serverHolder,
   type Occurrence,
 } from '../schedule/occurrences.js';
@@ -65,10 +65,10 @@ export const PUSH_WAIT_MS = 1000;
 export interface Router {
   dispatch(due: DueMission[]): Promise<void>;
   /**
-   * Creates ahead the occurrences of missions about to fall due whose users
-   * have a live socket, and arms a timer that sends their nudges at the due
-   * instant (then marks them nudged). Missions not taken here go through
-   * dispatch when due.
+   * Creates ahead, already nudged, the occurrences of missions about to fall
+   * due whose users have a live socket, and arms a timer that sends their
+   * frames at the due instant. Missions not taken here go through dispatch
+   * when due.
    */
   prepare(upcoming: DueMission[]): Promise<void>;
   /** Cancels the armed nudges and deletes their not-yet-due rows, so another instance takes them. */
@@ -162,13 +162,33 @@ export function createRouter(deps: RouterDeps): Router {
   async function deliverWs(nudged: Occurrence[]): Promise<void> {
     if (nudged.length === 0) return;
     routed.inc({ channel: 'ws' }, nudged.length);
-    const remote: Nudge[] = [];
+    const frames: Nudge[] = [];
     for (const occ of nudged) {
       const frame = frameOf(occ);
       deps.deliverLocal(occ.userId, frame);
-      remote.push({ userId: occ.userId, frame });
+      frames.push({ userId: occ.userId, frame });
     }
-    await deps.publish(remote).catch((err: unknown) => log.warn({ err }, 'nudge publish failed'));
+    await publishElsewhere(frames);
+  }
+
+  /**
+   * NOTIFYs the nudges whose users have a socket on another instance. Read
+   * after the row says nudged, so a socket that joins elsewhere later finds
+   * it in its pending list instead; unknown (query failed) → publish all.
+   */
+  async function publishElsewhere(frames: Nudge[]): Promise<void> {
+    try {
+      const elsewhere = await deps.presence
+        .elsewhere([...new Set(frames.map((n) => n.userId))])
+        .catch((err: unknown) => {
+          log.warn({ err }, 'presence lookup failed; notifying every nudge');
+          return null;
+        });
+      const remote = elsewhere ? frames.filter((n) => elsewhere.has(n.userId)) : frames;
+      if (remote.length > 0) await deps.publish(remote);
+    } catch (err: unknown) {
+      log.warn({ err }, 'nudge publish failed');
+    }
   }
 
   async function route(occs: Occurrence[], known?: Set<string>): Promise<void> {
@@ -238,21 +258,12 @@ export function createRouter(deps: RouterDeps): Router {
     timers.set(dueAt, timer);
   }
 
-  /** The due instant of occurrences created ahead: frames first, then the ledger says nudged. */
+  /** The due instant of occurrences readied ahead: the rows say nudged already, so only frames are left. */
   async function fire(dueAt: string): Promise<void> {
     const occs = [...armed.values()].filter((o) => o.dueAt === dueAt);
     for (const occ of occs) armed.delete(occ.iterationId);
     if (occs.length === 0 || stopped) return;
-    const remote: Nudge[] = [];
-    for (const occ of occs) {
-      const frame = frameOf(occ);
-      deps.deliverLocal(occ.userId, frame);
-      remote.push({ userId: occ.userId, frame });
-    }
-    await deps.publish(remote).catch((err: unknown) => log.warn({ err }, 'nudge publish failed'));
-    // A device may have claimed one already (a claim is valid on 'created'); the compare-and-set skips it.
-    const nudged = await markNudged(sql, occs.map((o) => o.iterationId), 'ws', deps.timeouts.wsClaimMs);
-    routed.inc({ channel: 'ws' }, nudged.length);
+    await deliverWs(occs);
   }
 
   const inFlight = new Set<Promise<unknown>>();
@@ -294,11 +305,12 @@ export function createRouter(deps: RouterDeps): Router {
       if (upcoming.length === 0 || stopped) return;
       // Only users with a live socket now: a nudge decided ahead goes over the socket or
       // not at all (the deadline hands it to the fallback); everyone else is routed when due.
+      // Created nudged, with the claim deadline counted from dueAt: nothing is written at the instant.
       const live = await liveSet([...new Set(upcoming.map((d) => d.userId))]);
-      const mine = await createOccurrences(sql, upcoming.filter((d) => live.has(d.userId)));
+      const mine = await createOccurrences(sql, upcoming.filter((d) => live.has(d.userId)), { users: live, deadlineMs: deps.timeouts.wsClaimMs });
       if (mine.length === 0) return;
       if (stopped) {
-        await releaseCreated(sql, mine.map((o) => o.iterationId));
+        await releaseReadied(sql, mine.map((o) => o.iterationId));
         return;
       }
       log.debug({ created: mine.length }, 'occurrences created ahead of their due time');
@@ -310,7 +322,7 @@ export function createRouter(deps: RouterDeps): Router {
       timers.clear();
       const ids = [...armed.keys()];
       armed.clear();
-      if (ids.length > 0) await releaseCreated(sql, ids).catch((err: unknown) => log.warn({ err }, 'could not release occurrences created ahead; the stale sweep routes them'));
+      if (ids.length > 0) await releaseReadied(sql, ids).catch((err: unknown) => log.warn({ err }, 'could not release occurrences created ahead; the stale sweep routes them'));
     },
     async sweep(info) {
       // Missions change only through a refresh; another instance's refresh (this one

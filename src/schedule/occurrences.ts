@@ -58,8 +58,10 @@ export function serverHolder(instanceId: string): string {
  * Creates the occurrences of due missions; returns only the ones this call
  * created. Occurrences of `nudge.users` are created already nudged over the
  * WebSocket (created → nudged in the same statement), so a fan-out of
- * thousands costs one write, not two. `due[].nextRunAt` must be canonical
- * (as findDueMissions returns it): it is the returned dueAt.
+ * thousands costs one write, not two; their claim deadline counts from the
+ * later of now and dueAt, so one created ahead of its due time is nudged
+ * ahead too and needs no write at its instant. `due[].nextRunAt` must be
+ * canonical (as findDueMissions returns it): it is the returned dueAt.
  */
 export async function createOccurrences(
   sql: Sql,
@@ -87,20 +89,20 @@ export async function createOccurrences(
   // the microseconds: the instants are bound as text so dueAt stays what it was hashed from.
   // Only the id and status come back per row, and the two instants once: formatting
   // every timestamp column of 10,000 fresh rows cost a third of the statement.
-  const rows = await sql<{ iterationId: string; status: 'created' | 'nudged'; at: string; deadline: string }[]>`
-    WITH t AS (SELECT now() AS now, now() + make_interval(secs => ${(nudge?.deadlineMs ?? 0) / 1000}) AS deadline),
+  const rows = await sql<{ iterationId: string; status: 'created' | 'nudged'; at: string; deadline: string | null }[]>`
+    WITH t AS (SELECT now() AS now),
     ins AS (
       INSERT INTO mana_ai.occurrences (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at)
       SELECT x.i, x.u, x.m, x.d,
         CASE WHEN x.n THEN 'nudged' ELSE 'created' END,
         CASE WHEN x.n THEN 'ws' END,
-        CASE WHEN x.n THEN t.deadline END
+        CASE WHEN x.n THEN greatest(t.now, x.d) + make_interval(secs => ${(nudge?.deadlineMs ?? 0) / 1000}) END
       FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${nudged}::text[]::boolean[]) AS x(i, u, m, d, n), t
       ON CONFLICT DO NOTHING
-      RETURNING iteration_id, status
+      RETURNING iteration_id, status, deadline_at
     )
-    SELECT ins.iteration_id::text AS "iterationId", ins.status,
-      (SELECT ${sql.unsafe(ts('now'))} FROM t) AS at, (SELECT ${sql.unsafe(ts('deadline'))} FROM t) AS deadline
+    SELECT ins.iteration_id::text AS "iterationId", ins.status, (SELECT ${sql.unsafe(ts('now'))} FROM t) AS at,
+      CASE WHEN ins.deadline_at IS NULL THEN NULL ELSE ${sql.unsafe(ts('ins.deadline_at'))} END AS deadline
     FROM ins`;
   return rows.map((r) => {
     const d = byId.get(r.iterationId)!;
@@ -233,13 +235,16 @@ export async function takeStaleCreated(sql: Sql, staleMs: number, limit: number)
 }
 
 /**
- * Deletes occurrences this instance created ahead of their due time and will
- * not nudge after all (shutdown): nobody has seen them yet, and without the
- * row the due scan of any instance picks the mission up at its due time.
+ * Deletes occurrences this instance readied ahead of their due time and will
+ * not send after all (shutdown): nobody has seen them yet (a device gets a
+ * nudge only once it is due), and without the row the due scan of any
+ * instance picks the mission up at its due time.
  */
-export async function releaseCreated(sql: Sql, iterationIds: string[]): Promise<number> {
+export async function releaseReadied(sql: Sql, iterationIds: string[]): Promise<number> {
   if (iterationIds.length === 0) return 0;
-  const r = await sql`DELETE FROM mana_ai.occurrences WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status = 'created'`;
+  const r = await sql`
+    DELETE FROM mana_ai.occurrences
+    WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status = 'nudged' AND due_at > now()`;
   return r.count;
 }
 
@@ -302,14 +307,16 @@ export async function listOccurrences(sql: Sql, opts: { userId?: string; limit: 
 
 /**
  * Nudges a device may still act on: sent on (re)connect, since NOTIFY is only
- * a hint. A 'created' occurrence already due is included: its nudge may have
- * gone out just before this socket joined and before the row said 'nudged',
- * and a claim on it is as valid as on a nudged one.
+ * a hint. Only occurrences already due: one readied ahead is 'nudged' before
+ * its instant, and its nudge must not reach a device early. A 'created'
+ * occurrence already due is included (it is being routed; a claim on it is as
+ * valid as on a nudged one).
  */
 export async function pendingNudgesFor(sql: Sql, userId: string): Promise<Occurrence[]> {
   return sql<Occurrence[]>`
     SELECT ${sql.unsafe(COLUMNS)} FROM mana_ai.occurrences o
     WHERE o.user_id = ${userId}
-      AND (o.status = 'waiting' OR (o.status = 'nudged' AND o.deadline_at > now()) OR (o.status = 'created' AND o.due_at <= now()))
+      AND o.due_at <= now()
+      AND (o.status IN ('waiting', 'created') OR (o.status = 'nudged' AND o.deadline_at > now()))
     ORDER BY o.due_at LIMIT 100`;
 }

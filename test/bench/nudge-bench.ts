@@ -59,6 +59,9 @@ export interface NudgeBenchResult {
     bareMs: number[];
     coordinatorMedianMs: number;
     bareMedianMs: number;
+    /** CPU time of the server process per round, from just before the instant (broadcast) to the last frame. */
+    coordinatorCpuMs: number[];
+    bareCpuMs: number[];
     /** The same burst inserted already due (no readying ahead): insert → last frame, including the wait for the tick. */
     alreadyDueMs: number;
     coordinatorBytesPerConn: number;
@@ -241,6 +244,10 @@ async function childMain(kind: string): Promise<void> {
           }
           case 'mem':
             return reply(m.id, memory());
+          case 'cpu': {
+            const c = process.cpuUsage();
+            return reply(m.id, (c.user + c.system) / 1000);
+          }
           case 'broadcast':
             return reply(m.id, broadcast!(m.message!));
           case 'stop':
@@ -449,6 +456,7 @@ async function fanoutScenario(adminUrl: string, connections: number, rounds: num
   const db = await freshDatabase(adminUrl, 'nudge_bench_fanout');
   const coordinator = await spawnChild('coordinator', { databaseUrl: db.url, env: {} });
   const coordinatorMs: number[] = [];
+  const coordinatorCpuMs: number[] = [];
   let alreadyDueMs = NaN;
   let coordinatorBytes: number;
   let coordinatorHeap: number;
@@ -488,10 +496,15 @@ async function fanoutScenario(adminUrl: string, connections: number, rounds: num
         db.sql,
         users.map((u) => ({ userId: u, missionId: `r${round}-${u}`, nextRunAt: new Date(dueAt).toISOString() })),
       );
-      await until(() => got >= connections, FANOUT_LEAD_MS + 30_000);
+      // CPU of the coordinator process from just before the instant until the last frame is in.
+      await sleep(dueAt - 20 - Date.now());
+      const cpu0 = await coordinator.request<number>('cpu');
+      await until(() => got >= connections, 30_000);
       if (got < connections) throw new Error(`fan-out round ${round}: only ${got} of ${connections} nudges arrived`);
+      const cpuMs = Math.round((await coordinator.request<number>('cpu')) - cpu0);
       coordinatorMs.push(last - dueAt);
-      say(`fan-out round ${round}: coordinator, due instant → last of ${connections} frames: ${last - dueAt} ms`);
+      coordinatorCpuMs.push(cpuMs);
+      say(`fan-out round ${round}: coordinator, due instant → last of ${connections} frames: ${last - dueAt} ms (coordinator CPU ${cpuMs} ms)`);
       // The devices would claim, plan and complete these; closing them keeps the open set (which
       // every pass's settle walks) at what production sees, instead of growing 10,000 a round.
       // Only once the coordinator has marked them all nudged: two multi-row UPDATEs over the
@@ -529,6 +542,7 @@ async function fanoutScenario(adminUrl: string, connections: number, rounds: num
   // Bare ws: the same number of clients, one message broadcast per round.
   const bare = await spawnChild('bare', {});
   const bareMs: number[] = [];
+  const bareCpuMs: number[] = [];
   let bareBytes: number;
   let bareHeap: number;
   try {
@@ -549,10 +563,13 @@ async function fanoutScenario(adminUrl: string, connections: number, rounds: num
     for (let r = 1; r <= rounds; r++) {
       got = 0;
       last = 0;
-      const { t0, ms } = await bare.request<{ t0: number; ms: number }>("broadcast", { message });
+      const cpu0 = await bare.request<number>('cpu');
+      const { t0, ms } = await bare.request<{ t0: number; ms: number }>('broadcast', { message });
       await until(() => got >= connections, 30_000);
+      const cpuMs = Math.round((await bare.request<number>('cpu')) - cpu0);
       bareMs.push(last - t0);
-      say(`fan-out round ${r}: bare ws, broadcast → last of ${connections} frames: ${last - t0} ms (send loop ${ms} ms)`);
+      bareCpuMs.push(cpuMs);
+      say(`fan-out round ${r}: bare ws, broadcast → last of ${connections} frames: ${last - t0} ms (send loop ${ms} ms, server CPU ${cpuMs} ms)`);
       await sleep(1000);
     }
     await clients.closeAll();
@@ -573,6 +590,8 @@ async function fanoutScenario(adminUrl: string, connections: number, rounds: num
     bareMs,
     coordinatorMedianMs,
     bareMedianMs,
+    coordinatorCpuMs,
+    bareCpuMs,
     alreadyDueMs,
     coordinatorBytesPerConn: Math.round(coordinatorBytes),
     bareBytesPerConn: Math.round(bareBytes),

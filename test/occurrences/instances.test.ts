@@ -126,4 +126,27 @@ describe('two instances on one database', () => {
     expect(ids).toHaveLength(10);
     expect(new Set(ids).size).toBe(10);
   });
+
+  it('NOTIFY carries only nudges whose users have a socket on another instance', async () => {
+    // Only A ticks, so A owns every occurrence: what it must NOTIFY is exactly what B holds.
+    const { a, b } = await pair({}, { TICK_ENABLED: 'false' });
+    const seen: string[] = [];
+    const listener = await db.sql.listen('mana_ai_nudge', (payload) => seen.push(payload));
+    try {
+      const localOnly = await connect(a, 'only-on-a', 'laptop');
+      const split = [await connect(a, 'on-both', 'laptop'), await connect(b, 'on-both', 'phone')];
+      await insertMissions(db.sql, [
+        { userId: 'only-on-a', missionId: 'm1', nextRunAt: inMs(300) },
+        { userId: 'on-both', missionId: 'm1', nextRunAt: inMs(300) },
+      ]);
+      await localOnly.next('mission-due');
+      await Promise.all(split.map((s) => s.next('mission-due')));
+      await sleep(300);
+      const notified = seen.flatMap((p) => (JSON.parse(p) as { nudges: [string][] }).nudges.map((n) => n[0]));
+      expect(notified).toEqual(['on-both']);
+      expect(split.every((s) => s.nudges().length === 1)).toBe(true);
+    } finally {
+      await listener.unlisten();
+    }
+  });
 });

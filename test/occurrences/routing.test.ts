@@ -225,10 +225,16 @@ describe('routing a due occurrence', () => {
     const first = Date.now() + 2500;
     await insertMissions(db.sql, sockets.map((_, i) => ({ userId: `live-${i}`, missionId: 'm', nextRunAt: new Date(first + i * 7).toISOString() })));
     await c.scheduler.runOnce();
-    // Created ahead (status created, due in the future), not yet sent.
-    const [ahead] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM mana_ai.occurrences WHERE status = 'created' AND due_at > now()`;
-    expect(ahead!.n).toBe(20);
+    // Created ahead, already nudged with the deadline counted from dueAt, not yet sent.
+    const ahead = await db.sql<{ status: string; deadlineMs: number }[]>`
+      SELECT status, (extract(epoch FROM deadline_at - due_at) * 1000)::int AS "deadlineMs" FROM mana_ai.occurrences WHERE due_at > now()`;
+    expect(ahead).toHaveLength(20);
+    expect(ahead.every((r) => r.status === 'nudged' && r.deadlineMs === 20_000)).toBe(true);
     expect(sockets.every((s) => s.nudges().length === 0)).toBe(true);
+    // A socket joining now must not get them early from its pending list either.
+    const late = await connect(c, 'live-0', 'phone');
+    await sleep(100);
+    expect(late.nudges()).toHaveLength(0);
 
     const frames = await Promise.all(sockets.map((s) => s.next('mission-due')));
     for (const [i, s] of sockets.entries()) {
