@@ -56,10 +56,12 @@ const BULK_LAG_MS = 10 * 60_000;
  * Small on purpose: between collections V8 lets the old generation grow to
  * about four times what survived the last one, and a catch-up promotes a lot
  * (each record's current field versions live until its next row, a whole
- * turn of the log later). At 1M rows, 24 MiB kept the process at 231 MiB
- * peak RSS (two partitions); the whole cache at once (~35 MiB) peaked at 315.
+ * turn of the log later). At 1M rows (10,000 records) the catch-up peaked
+ * at ~210 MiB RSS with 16 MiB (three partitions), 230–245 MiB with 24 MiB
+ * (two) and ~315 MiB with all records at once; each partition costs
+ * Postgres two more scans of the table.
  */
-const CACHE_BUDGET_BYTES = 24 * 1024 * 1024;
+const CACHE_BUDGET_BYTES = 16 * 1024 * 1024;
 /** Heap bytes per byte of a state's serialized JSON (measured: about 1.7). */
 const HEAP_PER_JSON_BYTE = 2.5;
 /** Serialized bytes per record assumed until a flush has measured them. */
