@@ -35,7 +35,12 @@ BEGIN
   -- Superusers bypass RLS even when forced; the per-user writes switch to
   -- this plain role so the policy really applies, as it does in production.
   IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'mana_ai_writer') THEN
-    CREATE ROLE mana_ai_writer NOLOGIN NOSUPERUSER NOBYPASSRLS;
+    BEGIN
+      CREATE ROLE mana_ai_writer NOLOGIN NOSUPERUSER NOBYPASSRLS;
+    EXCEPTION WHEN duplicate_object OR unique_violation THEN
+      -- Roles belong to the whole server: another database's migration made it first.
+      NULL;
+    END;
   END IF;
 END $$;
 GRANT SELECT, INSERT ON sync_changes TO mana_ai_writer;
