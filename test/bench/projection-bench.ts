@@ -1,0 +1,531 @@
+/**
+ * Projection benchmark: `node --import tsx test/bench/projection-bench.ts`
+ * (also the first part of `npm run bench`). Writes the `## Projection`
+ * section of BENCHMARKS.md.
+ *
+ * On one database (an embedded Postgres in a temp dir, or a fresh database
+ * `mana_ai_bench` on the server of BENCH_DATABASE_URL, a superuser URL), with
+ * the deterministic history of gen-history.ts (1,000,000 sync_changes rows),
+ * it measures:
+ *
+ *   (a) the v0.1 baseline: select every aiMissions row ordered by created_at
+ *       through postgres.js and merge in JS (a child process: time, peak RSS);
+ *   (b) one incremental pass with no new rows (in this process);
+ *   (c) one incremental pass after 1,000 new rows (updates to existing missions);
+ *   (d) a cold catch-up of the whole history (a child process running the
+ *       coordinator's projection with its default settings: rows/s, peak RSS).
+ *
+ * Environment: BENCH_ROWS (1e6), BENCH_RUNS (runs of (a) and (d), 5),
+ * BENCH_DATABASE_URL, BENCH_PG_DIR (a persistent embedded data dir, reused
+ * with its history), BENCH_KEEP=1 (keep and reuse the database on the
+ * BENCH_DATABASE_URL server too), BENCH_VERIFY=1 (compare every snapshot with the test
+ * oracle's full replay after the catch-up; needs a few GB of memory),
+ * BENCH_NO_WRITE=1 (do not touch BENCHMARKS.md).
+ */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { createServer } from 'node:net';
+import postgres from 'postgres';
+import { pino } from 'pino';
+import { startEmbeddedDb, type EmbeddedDb } from '../../src/db/embedded.js';
+import { createSql, type Sql } from '../../src/db/pool.js';
+import { migrate } from '../../src/db/migrate.js';
+import { loadConfig } from '../../src/config.js';
+import { createProjection, type Projection } from '../../src/projection/refresh.js';
+import { appendUpdates, generateHistory, HISTORY_DEFAULTS, HISTORY_VERSION } from './gen-history.js';
+
+const here = fileURLToPath(import.meta.url);
+const ROOT = resolve(here, '../../..');
+const DB_NAME = 'mana_ai_bench';
+const silent = pino({ level: 'silent' });
+
+interface Stats {
+  median: number;
+  min: number;
+  max: number;
+  runs: number[];
+}
+
+function stats(runs: number[]): Stats {
+  const s = [...runs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  const median = s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { median, min: s[0]!, max: s[s.length - 1]!, runs };
+}
+
+const progress = (line: string) => process.stderr.write(`[projection-bench] ${line}\n`);
+
+// ---------------------------------------------------------------- children
+
+const CHILD_APP = 'mana-ai-bench-child';
+
+/** CPU seconds of this process and, when the server runs on this machine, of its backends serving us. */
+async function cpuSeconds(sql: postgres.Sql, since: NodeJS.CpuUsage): Promise<{ cpuS: number; pgCpuS: number }> {
+  const c = process.cpuUsage(since);
+  let pgCpuS = Number.NaN;
+  try {
+    const pids = await sql<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE application_name = ${CHILD_APP}`;
+    const { readFileSync } = await import('node:fs');
+    pgCpuS = 0;
+    for (const { pid } of pids) {
+      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+      pgCpuS += (Number(f[11]) + Number(f[12])) / 100;
+    }
+  } catch {
+    pgCpuS = Number.NaN; // a remote server
+  }
+  return { cpuS: (c.user + c.system) / 1e6, pgCpuS };
+}
+
+/** (a) v0.1: every aiMissions row, ordered, into memory, merged field by field in JS. */
+async function childBaseline(url: string): Promise<Record<string, number>> {
+  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: CHILD_APP } });
+  const cpu0 = process.cpuUsage();
+  const started = performance.now();
+  const rows = await sql<
+    { record_id: string; user_id: string; op: string; data: Record<string, unknown> | null; field_timestamps: Record<string, unknown> | null; field_meta: Record<string, unknown> | null; created_at: Date }[]
+  >`SELECT * FROM sync_changes WHERE app_id = 'ai' AND table_name = 'aiMissions' ORDER BY created_at`;
+  const fetchedMs = performance.now() - started;
+  const tsOf = (entry: unknown): number | undefined => {
+    const at = typeof entry === 'object' && entry !== null ? (entry as { at?: unknown }).at : entry;
+    return typeof at === 'string' ? Date.parse(at) : undefined;
+  };
+  const missions = new Map<string, { record: Record<string, unknown>; ts: Record<string, number> }>();
+  for (const row of rows) {
+    const key = `${row.user_id}:${row.record_id}`;
+    if (row.op === 'delete') {
+      missions.delete(key);
+      continue;
+    }
+    const data = row.data ?? {};
+    const meta = row.field_meta ?? {};
+    const stamps = row.field_timestamps ?? {};
+    const created = row.created_at.getTime();
+    let m = missions.get(key);
+    if (!m) {
+      m = { record: { id: row.record_id }, ts: {} };
+      missions.set(key, m);
+    }
+    for (const [k, v] of Object.entries(data)) {
+      const t = tsOf(meta[k]) ?? tsOf(stamps[k]) ?? created;
+      const cur = m.ts[k];
+      if (cur === undefined || t >= cur) {
+        m.record[k] = v;
+        m.ts[k] = t;
+      }
+    }
+  }
+  const now = Date.now();
+  let due = 0;
+  for (const { record } of missions.values()) {
+    if (record['state'] === 'active' && !record['deletedAt'] && typeof record['nextRunAt'] === 'string' && Date.parse(record['nextRunAt']) <= now) due++;
+  }
+  const ms = performance.now() - started;
+  const cpu = await cpuSeconds(sql, cpu0);
+  await sql.end();
+  return { ms, fetchedMs, rows: rows.length, live: missions.size, due, ...cpu };
+}
+
+/** (d) the coordinator's projection, cold, with its default settings. */
+async function childCatchUp(url: string): Promise<Record<string, number>> {
+  // The coordinator's defaults, unless PROJECTION_BATCH_ROWS / PROJECTION_CACHE_RECORDS say otherwise.
+  const { projection: settings } = loadConfig({
+    PROJECTION_BATCH_ROWS: process.env['PROJECTION_BATCH_ROWS'],
+    PROJECTION_CACHE_RECORDS: process.env['PROJECTION_CACHE_RECORDS'],
+  });
+  const sql = createSql(url, { max: 4, appName: CHILD_APP });
+  const projection = createProjection({ sql, log: silent, batchRows: settings.batchRows, cacheRecords: settings.cacheRecords });
+  await projection.columns();
+  const cpu0 = process.cpuUsage();
+  const r = await projection.refresh();
+  const cpu = await cpuSeconds(sql, cpu0);
+  await sql.end();
+  return { ms: r.durationMs, rowsApplied: r.rowsApplied, rowsSkipped: r.rowsSkipped, recordsWritten: r.recordsWritten, rebuilds: r.rebuilds, ...cpu };
+}
+
+/** An idle child with the same imports: the floor under the peak RSS figures. */
+async function childIdle(): Promise<Record<string, number>> {
+  return { ms: 0 };
+}
+
+/**
+ * The children run this file compiled to plain JS (esbuild, dependencies
+ * external), as the Dockerfile runs the coordinator: tsx would add its own
+ * ~50 MiB (an esbuild service and a loader thread) to every peak RSS.
+ */
+let compiled: string | undefined;
+async function compiledChild(): Promise<string> {
+  if (compiled) return compiled;
+  const { build } = await import('esbuild');
+  // Inside the repository, so the bundle's bare imports resolve from node_modules.
+  const out = join(ROOT, 'node_modules', '.cache', 'mana-ai-bench', 'projection-bench-child.mjs');
+  await build({ entryPoints: [here], bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outfile: out, logLevel: 'error' });
+  compiled = out;
+  return out;
+}
+
+async function runChild(mode: 'baseline' | 'catchup' | 'idle', url: string): Promise<Record<string, number>> {
+  const child = spawn(process.execPath, [await compiledChild(), '--child', mode], {
+    cwd: ROOT,
+    env: { ...process.env, BENCH_CHILD_URL: url },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((res) => child.on('close', res));
+  if (code !== 0) throw new Error(`bench child ${mode} exited with ${code}`);
+  return JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, number>;
+}
+
+// ---------------------------------------------------------------- database
+
+function freePort(): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.listen(0, '127.0.0.1', () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => res(port));
+    });
+    srv.on('error', rej);
+  });
+}
+
+interface BenchDb {
+  url: string;
+  description: string;
+  close(): Promise<void>;
+}
+
+async function openDatabase(): Promise<BenchDb> {
+  let adminUrl: string;
+  let embedded: EmbeddedDb | undefined;
+  let tempDir: string | undefined;
+  const external = process.env['BENCH_DATABASE_URL'];
+  if (external) {
+    adminUrl = external;
+  } else {
+    const dir = process.env['BENCH_PG_DIR'] ?? (tempDir = mkdtempSync(join(tmpdir(), 'mana-ai-bench-pg-')));
+    embedded = await startEmbeddedDb({ dir, port: await freePort(), log: silent });
+    adminUrl = embedded.url('postgres');
+  }
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  const [version] = await admin<{ v: string }[]>`SELECT current_setting('server_version') AS v`;
+  const reuse = process.env['BENCH_KEEP'] === '1' || (!external && process.env['BENCH_PG_DIR'] !== undefined);
+  const [exists] = await admin`SELECT 1 FROM pg_database WHERE datname = ${DB_NAME}`;
+  if (exists && !reuse) await admin.unsafe(`DROP DATABASE ${DB_NAME} WITH (FORCE)`);
+  if (!exists || !reuse) await admin.unsafe(`CREATE DATABASE ${DB_NAME}`);
+  await admin.end();
+  const u = new URL(adminUrl);
+  u.pathname = `/${DB_NAME}`;
+  return {
+    url: u.toString(),
+    description: `${external ? 'external' : 'embedded'} Postgres ${version?.v ?? '?'}`,
+    async close() {
+      if (external && !reuse) {
+        const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
+        await a.unsafe(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
+        await a.end();
+      }
+      await embedded?.stop();
+      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Generates the history unless this database already holds the same one (BENCH_PG_DIR reuse). */
+async function ensureHistory(sql: Sql, rows: number): Promise<{ generatedMs: number | null }> {
+  await sql`CREATE TABLE IF NOT EXISTS bench_history (rows int, seed bigint, version int)`;
+  const [have] = await sql<{ rows: number; seed: string; version: number }[]>`SELECT rows, seed::text AS seed, version FROM bench_history`.catch(() => []);
+  if (have && have.rows === rows && have.seed === String(HISTORY_DEFAULTS.seed) && have.version === HISTORY_VERSION) {
+    progress(`reusing the generated history (${rows.toLocaleString('en-US')} rows)`);
+    // Rows appended by an earlier run's (c) go; the generated ones stay.
+    await sql`DELETE FROM sync_changes WHERE client_id = 'client-bench'`;
+    return { generatedMs: null };
+  }
+  await sql`DROP TABLE bench_history`;
+  await sql`CREATE TABLE bench_history (rows int, seed bigint, version int)`;
+  await sql`TRUNCATE sync_changes`;
+  const started = performance.now();
+  await generateHistory(sql, { rows, progress });
+  const generatedMs = performance.now() - started;
+  await sql`INSERT INTO bench_history VALUES (${rows}, ${HISTORY_DEFAULTS.seed}, ${HISTORY_VERSION})`;
+  return { generatedMs };
+}
+
+async function resetProjection(sql: Sql): Promise<void> {
+  await sql`TRUNCATE mana_ai.mission_snapshots, mana_ai.projection_cursor`;
+}
+
+// ---------------------------------------------------------------- verify
+
+/** Every snapshot against the test oracle's literal replay of the whole log (BENCH_VERIFY=1). */
+async function verify(sql: Sql): Promise<string> {
+  const { oracleReplay } = await import('../projection/oracle.js');
+  const rows = await sql<import('../../src/projection/lww.js').ChangeRow[]>`
+    SELECT id::text AS id, user_id AS "userId", record_id AS "recordId", op, data,
+           field_timestamps AS "fieldTimestamps", field_meta AS "fieldMeta",
+           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "createdAt"
+    FROM sync_changes WHERE app_id = 'ai' AND table_name = 'aiMissions'`;
+  const expected = oracleReplay(rows);
+  rows.length = 0;
+  const actual = new Map<string, Record<string, unknown>>();
+  for (const r of await sql<{ userId: string; missionId: string; record: Record<string, unknown> }[]>`
+    SELECT user_id AS "userId", mission_id AS "missionId", jsonb_build_object('id', mission_id) || fields AS record
+    FROM mana_ai.mission_snapshots WHERE present`) {
+    actual.set(`${r.userId}\u0000${r.missionId}`, r.record);
+  }
+  const { isDeepStrictEqual } = await import('node:util');
+  let mismatches = 0;
+  for (const [k, rec] of expected) if (!isDeepStrictEqual(actual.get(k), JSON.parse(JSON.stringify(rec)))) mismatches++;
+  for (const k of actual.keys()) if (!expected.has(k)) mismatches++;
+  if (mismatches > 0) throw new Error(`verify: ${mismatches} snapshots differ from the oracle's full replay`);
+  return `all ${expected.size.toLocaleString('en-US')} live missions equal the oracle's full replay`;
+}
+
+// ---------------------------------------------------------------- run
+
+async function timePasses(projection: Projection, n: number, before?: () => Promise<void>): Promise<{ ms: Stats; rows: number[] }> {
+  const ms: number[] = [];
+  const rows: number[] = [];
+  for (let i = 0; i < n; i++) {
+    await before?.();
+    const r = await projection.refresh();
+    if (!r.ran) throw new Error('refresh did not run (lock held elsewhere?)');
+    ms.push(r.durationMs);
+    rows.push(r.rowsApplied + r.rowsSkipped);
+  }
+  return { ms: stats(ms), rows };
+}
+
+export interface ProjectionBenchResult {
+  runs: number;
+  logRows: number;
+  missionRows: number;
+  /** Average JSON text of data + field_meta + field_timestamps per aiMissions row. */
+  avgRowBytes: number;
+  generatedMs: number | null;
+  baseline: { ms: Stats; rssMiB: Stats; cpuS: Stats; pgCpuS: Stats; live: number; due: number };
+  noop: Stats;
+  noopAfterWrites: Stats;
+  noopFullRead: Stats;
+  thousand: Stats;
+  catchUp: { ms: Stats; logRowsPerSec: Stats; missionRowsPerSec: Stats; rssMiB: Stats; cpuS: Stats; pgCpuS: Stats; rebuilds: number; recordsWritten: number };
+  idleRssMiB: number;
+  verified: string | null;
+  environment: string;
+  loadBefore: string;
+  loadAfter: string;
+  command: string;
+}
+
+export async function runProjectionBench(): Promise<ProjectionBenchResult> {
+  const logRows = Number(process.env['BENCH_ROWS'] ?? HISTORY_DEFAULTS.rows);
+  const runs = Number(process.env['BENCH_RUNS'] ?? 5);
+  const loadBefore = loadavg().map((x) => x.toFixed(1)).join(' ');
+  const db = await openDatabase();
+  const sql = createSql(db.url, { max: 4 });
+  try {
+    await migrate(sql, silent, { devSyncChanges: true });
+    const { generatedMs } = await ensureHistory(sql, logRows);
+    const [count] = await sql<{ n: number; bytes: number }[]>`
+      SELECT count(*)::int AS n,
+             avg(coalesce(octet_length(data::text), 0) + octet_length(field_meta::text) + octet_length(field_timestamps::text))::int AS bytes
+      FROM sync_changes WHERE app_id = 'ai' AND table_name = 'aiMissions'`;
+    const missionRows = count!.n;
+    const avgRowBytes = count!.bytes;
+    progress(`history: ${logRows.toLocaleString('en-US')} rows, ${missionRows.toLocaleString('en-US')} of them aiMissions` + (generatedMs ? `, generated in ${(generatedMs / 1000).toFixed(1)} s` : ''));
+
+    const idle = await runChild('idle', db.url);
+    const idleRssMiB = idle['maxRssKiB']! / 1024;
+
+    // (a) and (d) alternate, so drift (other load on the machine) hits both alike.
+    const base = { ms: [] as number[], rss: [] as number[], cpu: [] as number[], pgCpu: [] as number[], live: 0, due: 0 };
+    const cu = { ms: [] as number[], rss: [] as number[], cpu: [] as number[], pgCpu: [] as number[], rebuilds: 0, recordsWritten: 0 };
+    const catchUp = async (label: string, into: { ms: number[]; rss: number[]; cpu: number[]; pgCpu: number[] }) => {
+      await resetProjection(sql);
+      const d = await runChild('catchup', db.url);
+      if (d['rowsApplied']! + d['rowsSkipped']! !== missionRows) throw new Error(`catch-up read ${d['rowsApplied']} + ${d['rowsSkipped']} rows, expected ${missionRows}`);
+      into.ms.push(d['ms']!);
+      into.rss.push(d['maxRssKiB']! / 1024);
+      into.cpu.push(d['cpuS']!);
+      into.pgCpu.push(d['pgCpuS']!);
+      cu.rebuilds = d['rebuilds']!;
+      cu.recordsWritten = d['recordsWritten']!;
+      progress(`${label}: ${(d['ms']! / 1000).toFixed(2)} s = ${((logRows / d['ms']!) * 1000).toFixed(0)} log rows/s, peak RSS ${(d['maxRssKiB']! / 1024).toFixed(0)} MiB, CPU ${d['cpuS']!.toFixed(1)} s + Postgres ${d['pgCpuS']!.toFixed(1)} s`);
+    };
+    for (let i = 0; i < runs; i++) {
+      const a = await runChild('baseline', db.url);
+      base.ms.push(a['ms']!);
+      base.rss.push(a['maxRssKiB']! / 1024);
+      base.cpu.push(a['cpuS']!);
+      base.pgCpu.push(a['pgCpuS']!);
+      base.live = a['live']!;
+      base.due = a['due']!;
+      progress(`(a) run ${i + 1}/${runs}: ${(a['ms']! / 1000).toFixed(2)} s (fetch ${(a['fetchedMs']! / 1000).toFixed(2)} s), peak RSS ${(a['maxRssKiB']! / 1024).toFixed(0)} MiB, CPU ${a['cpuS']!.toFixed(1)} s + Postgres ${a['pgCpuS']!.toFixed(1)} s`);
+      await catchUp(`(d) run ${i + 1}/${runs}`, cu);
+    }
+    const [live] = await sql<{ n: number; due: number }[]>`
+      SELECT count(*) FILTER (WHERE present)::int AS n,
+             count(*) FILTER (WHERE present AND NOT soft_deleted AND state = 'active' AND next_run_at <= now())::int AS due
+      FROM mana_ai.mission_snapshots`;
+    progress(`snapshots: ${live!.n} live, ${live!.due} due; v0.1 merge: ${base.live} live, ${base.due} due`);
+    const verified = process.env['BENCH_VERIFY'] === '1' ? await verify(sql) : null;
+    if (verified) progress(verified);
+
+    // (b) and (c) in this process, on the caught-up projection.
+    const { projection: settings } = loadConfig({});
+    const projection = createProjection({ sql, log: silent, batchRows: settings.batchRows, cacheRecords: settings.cacheRecords });
+    await projection.columns();
+    await projection.refresh(); // warm-up: the first pass of a process reads the window
+    const noop = await timePasses(projection, 30);
+    progress(`(b) no new rows: median ${noop.ms.median.toFixed(2)} ms`);
+    // The same pass when it cannot rule out new rows: a fresh instance has no last-read snapshot.
+    const fullMs: number[] = [];
+    for (let i = 0; i < 15; i++) {
+      const fresh = createProjection({ sql, log: silent, batchRows: settings.batchRows, cacheRecords: settings.cacheRecords });
+      await fresh.columns();
+      fullMs.push((await fresh.refresh()).durationMs);
+    }
+    const noopFullRead = stats(fullMs);
+    progress(`(b') window query, nothing new: median ${noopFullRead.median.toFixed(2)} ms`);
+
+    let round = 0;
+    const thousand = await timePasses(projection, 9, () => appendUpdates(sql, { count: 1000, round: round++ }));
+    if (thousand.rows.some((n) => n !== 1000)) throw new Error(`(c) passes read ${thousand.rows.join(', ')} rows, expected 1000 each`);
+    progress(`(c) 1,000 new rows: median ${thousand.ms.median.toFixed(1)} ms`);
+    const noopAfterWrites = await timePasses(projection, 30);
+    progress(`(b) after (c): median ${noopAfterWrites.ms.median.toFixed(2)} ms`);
+
+    const loadAfter = loadavg().map((x) => x.toFixed(1)).join(' ');
+    const cpu = cpus();
+    return {
+      runs,
+      logRows,
+      missionRows,
+      avgRowBytes,
+      generatedMs,
+      baseline: { ms: stats(base.ms), rssMiB: stats(base.rss), cpuS: stats(base.cpu), pgCpuS: stats(base.pgCpu), live: base.live, due: base.due },
+      noop: noop.ms,
+      noopAfterWrites: noopAfterWrites.ms,
+      noopFullRead,
+      thousand: thousand.ms,
+      catchUp: {
+        ms: stats(cu.ms),
+        logRowsPerSec: stats(cu.ms.map((ms) => (logRows / ms) * 1000)),
+        missionRowsPerSec: stats(cu.ms.map((ms) => (missionRows / ms) * 1000)),
+        rssMiB: stats(cu.rss),
+        cpuS: stats(cu.cpu),
+        pgCpuS: stats(cu.pgCpu),
+        rebuilds: cu.rebuilds,
+        recordsWritten: cu.recordsWritten,
+      },
+      idleRssMiB,
+      verified,
+      environment: `${cpu.length} vCPU (${cpu[0]?.model.trim() ?? '?'}), Node ${process.versions.node}, ${db.description}`,
+      loadBefore,
+      loadAfter,
+      command: 'npm run bench -- projection',
+    };
+  } finally {
+    await sql.end({ timeout: 5 });
+    await db.close();
+  }
+}
+
+// ---------------------------------------------------------------- report
+
+const f0 = (n: number) => Math.round(n).toLocaleString('en-US');
+const f1 = (n: number) => n.toFixed(1);
+const f2 = (n: number) => n.toFixed(2);
+const row3 = (label: string, s: Stats, fmt: (n: number) => string, target: string, met: string) =>
+  `| ${label} | ${fmt(s.median)} | ${fmt(s.min)} | ${fmt(s.max)} | ${target} | ${met} |`;
+
+export function formatProjectionBench(r: ProjectionBenchResult): string {
+  const speedup = r.baseline.ms.median / r.thousand.median;
+  const yes = (ok: boolean) => (ok ? 'met' : '**missed**');
+  return [
+    `**Command:** \`${r.command}\` (the projection part of \`npm run bench\`; the same as \`node --import tsx test/bench/projection-bench.ts\`). ` +
+      `${r.runs} runs of (a) and of each (d), alternating; 30 passes for (b), 15 for (b'), 9 for (c), each after 1,000 new rows.`,
+    '',
+    `**Data.** ${f0(r.logRows)} \`sync_changes\` rows from \`test/bench/gen-history.ts\` (deterministic, seed ${HISTORY_DEFAULTS.seed}): ` +
+      `${f0(r.missionRows)} aiMissions rows of ${f0(HISTORY_DEFAULTS.users)} users × ${HISTORY_DEFAULTS.missionsPerUser} missions ` +
+      '(an insert with the whole record, then updates: runner iterations, reschedules, state changes, edits; ~1 % deletes, each followed by a re-create), ' +
+      `the rest other apps' rows of the same users. ¾ of the rows carry \`field_meta\` (\`{at, actor, origin}\`), ¼ \`field_timestamps\`; ` +
+      `data and metadata average ${f0(r.avgRowBytes)} bytes of JSON per aiMissions row. ` +
+      (r.generatedMs ? `Generated in SQL in ${f1(r.generatedMs / 1000)} s.` : ''),
+    '',
+    `**Machine.** ${r.environment}; shared with other work (load average ${r.loadBefore} before, ${r.loadAfter} after).`,
+    '',
+    '| measure | median | min | max | target | |',
+    '|---|---:|---:|---:|---|---|',
+    row3('(a) v0.1 full replay: select all aiMissions rows ordered, merge in JS (s)', { ...r.baseline.ms, median: r.baseline.ms.median / 1000, min: r.baseline.ms.min / 1000, max: r.baseline.ms.max / 1000 }, f2, 'baseline', ''),
+    row3('(a) peak RSS of that process (MiB)', r.baseline.rssMiB, f0, '', ''),
+    row3('(a) CPU of that process (s)', r.baseline.cpuS, f1, '', ''),
+    row3('(a) CPU of its Postgres backend (s)', r.baseline.pgCpuS, f1, '', ''),
+    row3('(b) incremental pass, no new rows (ms)', r.noop, f2, '< 10 ms', yes(r.noop.median < 10)),
+    row3('(b) the same after the (c) rounds, applied set non-empty (ms)', r.noopAfterWrites, f2, '< 10 ms', yes(r.noopAfterWrites.median < 10)),
+    row3("(b') no new rows, but the pass cannot rule them out: window query (ms)", r.noopFullRead, f2, '(see below)', ''),
+    row3('(c) incremental pass after 1,000 new rows (ms)', r.thousand, f1, `≤ (a)/100 = ${f0(r.baseline.ms.median / 100)} ms`, `${yes(speedup >= 100)} (${f0(speedup)}×)`),
+    row3('(d) cold catch-up, whole log (s)', { ...r.catchUp.ms, median: r.catchUp.ms.median / 1000, min: r.catchUp.ms.min / 1000, max: r.catchUp.ms.max / 1000 }, f2, '', ''),
+    row3('(d) rows/s, counting all log rows', r.catchUp.logRowsPerSec, f0, '≥ 100,000', yes(r.catchUp.logRowsPerSec.median >= 100_000)),
+    row3('(d) rows/s, counting aiMissions rows only', r.catchUp.missionRowsPerSec, f0, '≥ 100,000', yes(r.catchUp.missionRowsPerSec.median >= 100_000)),
+    row3('(d) peak RSS of the coordinator process (MiB)', r.catchUp.rssMiB, f0, '< 256 MiB', yes(r.catchUp.rssMiB.max < 256)),
+    row3('(d) CPU of the coordinator process (s)', r.catchUp.cpuS, f1, '', ''),
+    row3('(d) CPU of its Postgres backends (s)', r.catchUp.pgCpuS, f1, '', ''),
+    '',
+    `Peak RSS is \`process.resourceUsage().maxRSS\` of a child process that does only that step, running this file compiled to JS as the Dockerfile runs the coordinator; a child that only loads the same modules peaks at ${f0(r.idleRssMiB)} MiB. ` +
+      `The catch-up wrote ${f0(r.catchUp.recordsWritten)} snapshots with ${r.catchUp.rebuilds} rebuilds; it and the v0.1 merge agree on ${f0(r.baseline.live)} live missions.` +
+      (r.verified ? ` BENCH_VERIFY: ${r.verified}.` : ''),
+  ].join('\n');
+}
+
+const SECTION = '## Projection';
+
+/** Replaces (or adds) the `## Projection` section of BENCHMARKS.md, leaving the rest as it is. */
+export function writeProjectionSection(body: string, notes: string): void {
+  const file = join(ROOT, 'BENCHMARKS.md');
+  const text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nMeasured on this repository\'s code; each section says how to reproduce it.\n';
+  const section = `${SECTION}\n\n${body}\n\n${notes}\n`;
+  const start = text.indexOf(`\n${SECTION}\n`);
+  let next: string;
+  if (start >= 0) {
+    const after = text.indexOf('\n## ', start + SECTION.length + 1);
+    next = `${text.slice(0, start + 1)}${section}${after >= 0 ? text.slice(after) : ''}`;
+  } else {
+    // First section after the title and intro.
+    const firstSection = text.indexOf('\n## ');
+    next = firstSection >= 0 ? `${text.slice(0, firstSection + 1)}${section}\n${text.slice(firstSection + 1)}` : `${text.trimEnd()}\n\n${section}`;
+  }
+  writeFileSync(file, next);
+}
+
+/** Explanations kept with the figures; between the markers so a run keeps them. */
+function notesOf(): string {
+  const file = join(ROOT, 'BENCHMARKS.md');
+  if (!existsSync(file)) return '';
+  const text = readFileSync(file, 'utf8');
+  const a = text.indexOf('<!-- projection-notes -->');
+  const b = text.indexOf('<!-- /projection-notes -->');
+  return a >= 0 && b > a ? text.slice(a, b + '<!-- /projection-notes -->'.length) : '<!-- projection-notes -->\n<!-- /projection-notes -->';
+}
+
+/** The `npm run bench` entry (test/bench/run.ts). */
+export async function run(): Promise<void> {
+  const result = await runProjectionBench();
+  const body = formatProjectionBench(result);
+  process.stdout.write(`${SECTION}\n\n${body}\n`);
+  if (process.env['BENCH_NO_WRITE'] !== '1') writeProjectionSection(body, notesOf());
+}
+
+if (process.argv[2] === '--child') {
+  const mode = process.argv[3];
+  const url = process.env['BENCH_CHILD_URL']!;
+  const out = mode === 'baseline' ? await childBaseline(url) : mode === 'catchup' ? await childCatchUp(url) : await childIdle();
+  process.stdout.write(`${JSON.stringify({ ...out, maxRssKiB: process.resourceUsage().maxRSS })}\n`);
+  process.exit(0);
+} else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  await run();
+}
