@@ -57,11 +57,11 @@ const BULK_LAG_MS = 10 * 60_000;
  * about four times what survived the last one, and a catch-up promotes a lot
  * (each record's current field versions live until its next row, a whole
  * turn of the log later). At 1M rows (10,000 records) the catch-up peaked
- * at ~210 MiB RSS with 16 MiB (three partitions), 230–245 MiB with 24 MiB
- * (two) and ~315 MiB with all records at once; each partition costs
- * Postgres two more scans of the table.
+ * at 200–210 MiB RSS with 12 MiB (four partitions), at 210–265 MiB with
+ * 16 MiB (three) and at ~315 MiB with all records at once; each partition
+ * costs Postgres two more scans of the table (about 1.2 s of CPU here).
  */
-const CACHE_BUDGET_BYTES = 16 * 1024 * 1024;
+const CACHE_BUDGET_BYTES = 12 * 1024 * 1024;
 /** Heap bytes per byte of a state's serialized JSON (measured: about 1.7). */
 const HEAP_PER_JSON_BYTE = 2.5;
 /** Serialized bytes per record assumed until a flush has measured them. */
@@ -181,6 +181,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
             SELECT g::text::xid8 FROM generate_series(${lastRead.xmax.toString()}::bigint, pg_snapshot_xmax(now.snap)::text::bigint - 1) AS g
           ) c
           WHERE c.x <> ALL(${ownXids}::text[]::xid8[])
+            AND c.x IS DISTINCT FROM pg_current_xact_id_if_assigned() -- this pass (its FOR UPDATE)
             AND pg_visible_in_snapshot(c.x, now.snap)
             AND coalesce(pg_xact_status(c.x), 'committed') <> 'aborted')
         END AS changed
@@ -277,26 +278,29 @@ export function createProjection(deps: ProjectionDeps): Projection {
         async function flush(): Promise<void> {
           const keys = [...dirty];
           dirty.clear();
-          const writes: Promise<{ bytes: number; records: number }>[] = [];
           let fields = 0;
+          let bytes = 0;
+          let whole = 0;
+          let pending: Promise<{ bytes: number; records: number }> | undefined;
+          const settle = async () => {
+            if (!pending) return;
+            const w = await pending;
+            bytes += w.bytes;
+            whole += w.records;
+          };
           for (let i = 0; i < keys.length; i += FLUSH_CHUNK) {
             const states = await resolveRefs(keys.slice(i, i + FLUSH_CHUNK).map((k) => cache.get(k)).filter((s): s is RecordState => s !== undefined));
             for (const state of states) {
               fields += state.fields.size;
               cache.delete(keyOf(state.userId, state.recordId));
             }
-            // Not awaited here: the next chunk is resolved and serialized while Postgres writes this one.
-            const write = saveStates(tx, states);
-            write.catch(() => undefined);
-            writes.push(write);
+            // One write in flight: this chunk was resolved while Postgres wrote the previous one.
+            await settle();
+            pending = saveStates(tx, states);
+            pending.catch(() => undefined);
             recordsWritten += states.length;
           }
-          let bytes = 0;
-          let whole = 0;
-          for (const w of await Promise.all(writes)) {
-            bytes += w.bytes;
-            whole += w.records;
-          }
+          await settle();
           if (whole > 0) recordBytes = Math.max(256, Math.round(bytes / whole));
           if (keys.length > 0) {
             fieldsPerRecord = Math.max(1, fields / keys.length);
