@@ -104,7 +104,7 @@ export interface ProjectionDeps {
 
 interface Cursor {
   horizon: string;
-  applied: string[];
+  exists: boolean;
 }
 
 export interface Projection {
@@ -152,9 +152,15 @@ export function createProjection(deps: ProjectionDeps): Projection {
   }
 
   async function readCursor(tx: TxSql): Promise<Cursor> {
-    const [row] = await tx<{ horizon: string; applied: string[] }[]>`
-      SELECT horizon, applied FROM mana_ai.projection_cursor WHERE name = ${CURSOR_NAME} FOR UPDATE`;
-    return row ?? { horizon: MIN_INSTANT, applied: [] };
+    const [row] = await tx<{ horizon: string }[]>`
+      SELECT horizon FROM mana_ai.projection_cursor WHERE name = ${CURSOR_NAME} FOR UPDATE`;
+    return row ? { horizon: row.horizon, exists: true } : { horizon: MIN_INSTANT, exists: false };
+  }
+
+  /** The applied set ("created_at|id" of rows at or above the horizon): read only by a pass that reads rows. */
+  async function readApplied(tx: TxSql): Promise<string[]> {
+    const [row] = await tx<{ applied: string[] }[]>`SELECT applied FROM mana_ai.projection_cursor WHERE name = ${CURSOR_NAME}`;
+    return row?.applied ?? [];
   }
 
   /**
@@ -226,6 +232,8 @@ export function createProjection(deps: ProjectionDeps): Projection {
           log.warn('projection horizon stalled: this role cannot see other transactions; grant pg_read_all_stats so it can advance');
         }
         const read = probe.changed;
+        // Thousands of positions when rows arrive fast: moved only by passes that read rows.
+        const cursorApplied = read ? await readApplied(tx) : [];
         const bulk = read && !stalled && cursor.horizon < instantOf(new Date(Date.now() - BULK_LAG_MS));
         const nextHorizon = reading.horizon !== null && reading.horizon > cursor.horizon ? reading.horizon : cursor.horizon;
         // Positions compare as text only while created_at has four year digits; a row
@@ -380,7 +388,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
           cache.clear();
         }
 
-        const window: ChangeWindow = { horizon: cursor.horizon, appliedIds: cursor.applied.map((p) => p.slice(p.indexOf('|') + 1)) };
+        const window: ChangeWindow = { horizon: cursor.horizon, appliedIds: cursorApplied.map((p) => p.slice(p.indexOf('|') + 1)) };
         const batchRows = Math.max(1, Math.min(deps.batchRows, FETCH_ROWS));
         const onBatch = async (rows: ChangeRow[], superseded: SupersededRow[]) => {
           await applyBatch(rows, superseded);
@@ -410,12 +418,27 @@ export function createProjection(deps: ProjectionDeps): Projection {
         rebuilds += rebuild.size;
         await flush();
 
-        const applied = [...cursor.applied.filter(keep), ...appliedNow];
-        const [written] = await tx<{ xid: string }[]>`
-          INSERT INTO mana_ai.projection_cursor (name, horizon, applied, updated_at)
-          VALUES (${CURSOR_NAME}, ${nextHorizon}, ${applied}::text[], now())
-          ON CONFLICT (name) DO UPDATE SET horizon = excluded.horizon, applied = excluded.applied, updated_at = now()
-          RETURNING pg_current_xact_id()::text AS xid`;
+        let written: { xid: string } | undefined;
+        if (!read && cursor.exists) {
+          // The same pruning as keep(), in place (text compared as bytes, as JavaScript does);
+          // when nothing falls below the horizon the list is assigned as stored, which keeps
+          // its TOAST pointer instead of rewriting it.
+          const kept = tx`p COLLATE "C" >= ${nextHorizon} OR strpos(p, '|') - 1 > length(${nextHorizon})`;
+          [written] = await tx<{ xid: string }[]>`
+            UPDATE mana_ai.projection_cursor SET horizon = ${nextHorizon},
+              applied = CASE WHEN EXISTS (SELECT 1 FROM unnest(applied) AS p WHERE NOT (${kept}))
+                        THEN ARRAY(SELECT p FROM unnest(applied) AS p WHERE ${kept}) ELSE applied END,
+              updated_at = now()
+            WHERE name = ${CURSOR_NAME}
+            RETURNING pg_current_xact_id()::text AS xid`;
+        } else {
+          const applied = [...cursorApplied.filter(keep), ...appliedNow];
+          [written] = await tx<{ xid: string }[]>`
+            INSERT INTO mana_ai.projection_cursor (name, horizon, applied, updated_at)
+            VALUES (${CURSOR_NAME}, ${nextHorizon}, ${applied}::text[], now())
+            ON CONFLICT (name) DO UPDATE SET horizon = excluded.horizon, applied = excluded.applied, updated_at = now()
+            RETURNING pg_current_xact_id()::text AS xid`;
+        }
         ownXid = written?.xid;
         return { rowsApplied, rowsSkipped, recordsWritten, rebuilds, horizon: nextHorizon, stalled };
       });
