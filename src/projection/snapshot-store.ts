@@ -29,7 +29,9 @@ interface Loaded {
 const loadedAs = new WeakMap<RecordState, Loaded>();
 
 /** The fields saveStates reads to derive the columns the due scan indexes. */
-const DERIVED = ['state', 'nextRunAt', 'deletedAt'];
+const DERIVED = ['state', 'nextRunAt', 'deletedAt'] as const;
+/** Those fields of s.fields as one object, keys absent when absent (JSON nulls kept). */
+const DERIVED_FIELDS_SQL = DERIVED.map((k) => `CASE WHEN s.fields ? '${k}' THEN jsonb_build_object('${k}', s.fields -> '${k}') ELSE '{}'::jsonb END`).join(' || ');
 
 /**
  * Stands for a stored value that was not loaded: merging needs only the
@@ -73,7 +75,7 @@ export async function loadStates(tx: TxSql, keys: { userId: string; recordId: st
   if (keys.length === 0) return out;
   const rows = await tx<SnapshotRow[]>`
     SELECT s.user_id AS "userId", s.mission_id AS "missionId",
-           (SELECT coalesce(jsonb_object_agg(f.key, f.value), '{}') FROM jsonb_each(s.fields) f WHERE f.key = ANY(${DERIVED}::text[])) AS fields,
+           ${tx.unsafe(DERIVED_FIELDS_SQL)} AS fields,
            s.versions,
            s.last_delete AS "lastDelete", s.max_pos AS "maxPos", s.present
     FROM mana_ai.mission_snapshots s
