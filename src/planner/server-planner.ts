@@ -10,7 +10,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Sql } from '../db/pool.js';
 import { withoutQuotes, type Logger } from '../log.js';
 import { getMission } from '../projection/missions.js';
-import { iterationsOf, type Mission } from '../projection/mission.js';
+import { iterationsOf, type Mission, type MissionIteration } from '../projection/mission.js';
 import { markWaiting, serverHolder, type Occurrence } from '../schedule/occurrences.js';
 import type { FallbackPlanner } from '../nudge/router.js';
 import { waitBackoffMs } from '../nudge/route-decision.js';
@@ -116,9 +116,17 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       log.warn({ iterationId: occ.iterationId, attempts, retryInMs: wait, reason: withoutQuotes(reason) }, 'server planning failed; will retry');
       return 'retry';
     }
-    const iteration = failedIteration(occ.iterationId, reason, startedAt, now().toISOString());
-    // Re-read: `mission` is from before the LLM call, and a device may have
-    // appended an iteration since; writing the stale array would drop it.
+    const outcome = await writeFinal(occ, mission, failedIteration(occ.iterationId, reason, startedAt, now().toISOString()), 'failed', reason);
+    log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
+    return outcome;
+  }
+
+  /**
+   * Writes the final iteration (planned or failed). Re-reads the mission
+   * first: `mission` is from before the LLM call, and a device may have
+   * appended an iteration since; writing the stale array would drop it.
+   */
+  async function writeFinal(occ: Occurrence, mission: Mission, iteration: MissionIteration, finalStatus: 'planned' | 'failed', lastError?: string): Promise<Outcome> {
     const fresh = (await getMission(sql, occ.userId, occ.missionId)) ?? mission;
     const written = await writeIteration(sql, deps.target, {
       userId: occ.userId,
@@ -128,12 +136,11 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       iteration,
       baseIterations: iterationsOf(fresh),
       nextRunAt: nextRunFor(fresh, occ.dueAt),
-      finalStatus: 'failed',
-      lastError: reason,
+      finalStatus,
+      lastError,
       at: now(),
     });
-    log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
-    return written === 'written' ? 'failed' : written === 'present' ? 'already' : written;
+    return written === 'written' ? finalStatus : written === 'present' ? 'already' : written;
   }
 
   async function run(occ: Occurrence, signal: AbortSignal): Promise<Outcome> {
@@ -175,21 +182,9 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     const parsed = parsePlan(content);
     if (!parsed.ok) return fail(occ, mission, counted.attempts, `unusable plan: ${parsed.reason}`, startedAt);
 
-    // The freshest projection's iterations, merged by id (writeIteration never duplicates one).
-    const fresh = (await getMission(sql, occ.userId, occ.missionId)) ?? mission;
-    const written = await writeIteration(sql, deps.target, {
-      userId: occ.userId,
-      missionId: occ.missionId,
-      iterationId: occ.iterationId,
-      holder,
-      iteration: planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()),
-      baseIterations: iterationsOf(fresh),
-      nextRunAt: nextRunFor(fresh, occ.dueAt),
-      finalStatus: 'planned',
-      at: now(),
-    });
-    if (written === 'written') log.info({ iterationId: occ.iterationId, steps: parsed.plan.steps.length }, 'planned on the server');
-    return written === 'written' ? 'planned' : written === 'present' ? 'already' : written;
+    const outcome = await writeFinal(occ, mission, planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()), 'planned');
+    if (outcome === 'planned') log.info({ iterationId: occ.iterationId, steps: parsed.plan.steps.length }, 'planned on the server');
+    return outcome;
   }
 
   return {
