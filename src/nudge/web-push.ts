@@ -30,6 +30,7 @@ import {
 } from '../devices/endpoint-guard.js';
 import { createCircuitBreaker, DEFAULT_BREAKER, type BreakerOptions, type CircuitBreaker } from './circuit-breaker.js';
 import type { VapidHeaders } from './vapid.js';
+import { postOnce, type PushResponse } from './push-request.js';
 import { createInlineEncryptor, createThreadedEncryptor, defaultEncryptThreads } from './web-push-encrypt.js';
 
 export type Urgency = 'very-low' | 'low' | 'normal' | 'high';
@@ -143,7 +144,7 @@ interface OriginState {
 }
 
 type Attempt =
-  | { type: 'response'; status: number; retryAfter: string | string[] | undefined; text: string }
+  | (PushResponse & { type: 'response' })
   | { type: 'error'; reason: 'timeout' | 'network-error' | 'endpoint-refused'; detail: string };
 
 /** Creates the sender. See {@link PushSenderDeps} for defaults. */
@@ -231,23 +232,14 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
 
   async function attempt(s: OriginState, path: string, headers: Record<string, string>, body: Buffer): Promise<Attempt> {
     await acquireSlot(s);
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), timeoutMs);
     const started = performance.now();
     try {
-      const res = await s.pool.request({ path, method: 'POST', headers, body, signal: controller.signal });
-      let text = '';
-      if (res.statusCode >= 200 && res.statusCode < 300) await res.body.dump();
-      else text = await readSnippet(res.body, 200);
-      return { type: 'response', status: res.statusCode, retryAfter: res.headers['retry-after'], text };
-    } catch (e: unknown) {
-      if (controller.signal.aborted) return { type: 'error', reason: 'timeout', detail: `no answer within ${timeoutMs} ms` };
-      const code = errorCode(e);
-      if (TIMEOUT_CODES.has(code)) return { type: 'error', reason: 'timeout', detail: code };
-      if (code === 'EPUSHREFUSED') return { type: 'error', reason: 'endpoint-refused', detail: (e as Error).message };
-      return { type: 'error', reason: 'network-error', detail: code };
+      const res = await postOnce(s.pool, path, headers, body, timeoutMs);
+      if (res.type === 'response') return res;
+      if (res.code === 'ETIMEDOUT' || TIMEOUT_CODES.has(res.code)) return { type: 'error', reason: 'timeout', detail: res.code === 'ETIMEDOUT' ? res.message : res.code };
+      if (res.code === 'EPUSHREFUSED') return { type: 'error', reason: 'endpoint-refused', detail: res.message };
+      return { type: 'error', reason: 'network-error', detail: res.code };
     } finally {
-      clearTimeout(timer);
       s.observeSeconds((performance.now() - started) / 1000);
       releaseSlot(s);
     }
@@ -426,24 +418,6 @@ function labelOrigin(endpoint: string, allowlist: Allowlist): string {
 /** Push services sometimes echo the request path; it is a secret. */
 function scrub(text: string, path: string): string {
   return path.length > 1 ? text.split(path).join('<endpoint-path>') : text;
-}
-
-/** The first `max` characters of an error body; stops reading there (a push service's error page can be large). */
-async function readSnippet(body: AsyncIterable<Buffer>, max: number): Promise<string> {
-  let text = '';
-  // Leaving the loop early destroys the stream (and that connection), which is fine on an error path.
-  for await (const chunk of body) {
-    text += chunk.toString('utf8');
-    if (text.length >= max) break;
-  }
-  return text.slice(0, max);
-}
-
-function errorCode(e: unknown): string {
-  const err = e as { code?: unknown; cause?: { code?: unknown }; name?: unknown } | null;
-  if (typeof err?.code === 'string') return err.code;
-  if (typeof err?.cause?.code === 'string') return err.cause.code;
-  return typeof err?.name === 'string' ? err.name : 'unknown';
 }
 
 interface PushMetrics {
