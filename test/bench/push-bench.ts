@@ -14,8 +14,9 @@
  *   (a') the same with a keep-alive agent (maxSockets 32) — what web-push does
  *        by default on Node ≥ 19, whose global agent keeps connections alive;
  *   (b)  our sender (`createPushSender` with its defaults: 64 connections per
- *        origin, cached VAPID, encryption on cores − 1 worker threads), the
- *        whole burst handed to it at once;
+ *        origin, cached VAPID, encryption on cores − 1 worker threads with the
+ *        event loop helping once they are full), the whole burst handed to it
+ *        at once;
  *   (b0) our sender with encryption inline on the event loop (encryptThreads 0);
  *   (c)  `webpush.encrypt` alone per subscription — the crypto ceiling.
  *
@@ -295,7 +296,7 @@ export function formatPushBench(r: PushBenchResult): string {
     '|---|---:|---:|---:|---:|---:|',
     row('(a) webpush.sendNotification, concurrency 32, no keep-alive', r.modes.baseline),
     row("(a') webpush.sendNotification, concurrency 32, keep-alive agent", r.modes.baselineKeepAlive),
-    row(`(b) createPushSender, defaults (${r.encryptThreads} encryption thread${r.encryptThreads === 1 ? '' : 's'})`, r.modes.sender),
+    row(`(b) createPushSender, defaults (${r.encryptThreads} encryption thread${r.encryptThreads === 1 ? '' : 's'} + event-loop help)`, r.modes.sender),
     row('(b0) createPushSender, encryption inline (encryptThreads 0)', r.modes.senderInline),
     row('(c) webpush.encrypt alone', r.modes.encrypt),
     '',

@@ -19,6 +19,27 @@ describe('payload encryptors', () => {
     }
   });
 
+  it('threaded: in a burst bigger than the workers hold, the event loop helps; small bursts stay on the workers', async () => {
+    const items = Array.from({ length: 300 }, (_, i) => ({ keys: subscriptionKeys(), text: JSON.stringify({ i }) }));
+    const run = async (helpInline: boolean, n: number) => {
+      const enc = createThreadedEncryptor({ threads: 1, maxBatch: 8, helpInline });
+      try {
+        const bodies = await Promise.all(items.slice(0, n).map(({ keys, text }) => enc.encrypt(keys.p256dh, keys.auth, text)));
+        bodies.forEach((b, i) => expect(b.length).toBe(expectedLength(items[i]!.text)));
+        expect(new Set(bodies.map((b) => b.subarray(0, 86).toString('hex'))).size).toBe(n);
+        return enc.counts();
+      } finally {
+        await enc.close();
+      }
+    };
+    const helped = await run(true, 300);
+    expect(helped.inline).toBeGreaterThan(0);
+    expect(helped.threaded).toBeGreaterThan(0);
+    expect(helped.inline + helped.threaded).toBe(300);
+    expect(await run(false, 300)).toEqual({ threaded: 300, inline: 0 });
+    expect(await run(true, 5)).toEqual({ threaded: 5, inline: 0 });
+  });
+
   it('threaded: unusable keys reject that message only', async () => {
     const enc = createThreadedEncryptor({ threads: 1 });
     try {
