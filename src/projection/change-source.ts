@@ -81,34 +81,55 @@ export interface SupersededRow {
 export interface StreamOptions {
   batchRows: number;
   /**
-   * A big backlog: deletes first, then the other rows, those older than their
-   * record's last delete without their data (see streamChanges).
+   * A big backlog: rows grouped by record, each record's in replay order,
+   * those older than their record's last delete without their data (see
+   * streamChanges).
    */
   bulk?: boolean;
-  /** Only records whose id hashes to `index` of `count` (a bulk pass split to bound its cache). */
-  partition?: { count: number; index: number };
 }
 
 const CREATED_AT_TEXT = `to_char(s.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
-/** (user_id, record_id) as one collision-free text: the length prefix makes it decode uniquely. */
-const RECORD_KEY = `length(s.user_id)::text || ':' || s.user_id || s.record_id`;
 
 /**
  * One JSON text per row — [id, user_id, record_id, op, data, field_timestamps,
  * field_meta, created_at] — so postgres.js decodes one column per row and
  * JSON.parse does the rest in one call: about half the client CPU of eight
- * typed columns. The values are exactly what changeColumns() yields.
+ * typed columns. Built by concatenation, not json_build_array (which re-renders
+ * every jsonb argument: ~2 s of Postgres CPU per million rows more), and
+ * created_at as to_json of the UTC timestamp rather than to_char (~1 s more);
+ * parseRowJson() turns it into the fixed-width form. The values are exactly
+ * what changeColumns() yields.
  */
 function rowJson(cols: SyncColumns): string {
-  return `json_build_array(s.id, s.user_id, s.record_id, s.op, s.data,
-    ${cols.fieldTimestamps ? 's.field_timestamps' : 'NULL::jsonb'}, ${cols.fieldMeta ? 's.field_meta' : 'NULL::jsonb'},
-    ${CREATED_AT_TEXT})::text`;
+  const json = (e: string) => `coalesce(${e}, 'null')`;
+  return `'[' || ${json('to_json(s.id)::text')} || ',' || ${json('to_json(s.user_id)::text')} || ',' || ${json('to_json(s.record_id)::text')}
+    || ',' || ${json('to_json(s.op)::text')} || ',' || ${json('s.data::text')}
+    || ',' || ${cols.fieldTimestamps ? json('s.field_timestamps::text') : "'null'"} || ',' || ${cols.fieldMeta ? json('s.field_meta::text') : "'null'"}
+    || ',' || ${CREATED_AT_JSON} || ']'`;
+}
+
+/**
+ * created_at for rowJson(): years 1000–9999 as to_json of the UTC timestamp
+ * ("2025-01-09T23:58:27.4", fraction trimmed, no zone), others as
+ * CREATED_AT_TEXT already fixed-width (and ending in Z).
+ */
+const CREATED_AT_JSON = `CASE WHEN s.created_at >= '1000-01-01T00:00:00Z' AND s.created_at < '10000-01-01T00:00:00Z'
+    THEN to_json(s.created_at AT TIME ZONE 'UTC')::text ELSE to_json(${CREATED_AT_TEXT})::text END`;
+
+/** [id, created_at]: a row a later delete of its record supersedes. */
+const SHORT_ROW_JSON = `'[' || to_json(s.id)::text || ',' || ${CREATED_AT_JSON} || ']'`;
+
+/** CREATED_AT_JSON's value as CREATED_AT_TEXT would have it: six fraction digits and Z. */
+export function fixedWidthCreatedAt(v: string): string {
+  if (v.endsWith('Z')) return v;
+  const dot = v.indexOf('.', 19);
+  return dot === -1 ? `${v}.000000Z` : `${v}${'0'.repeat(Math.max(0, 26 - v.length))}Z`;
 }
 
 /** A rowJson() text as a ChangeRow, or a two-element one as a SupersededRow. */
 function parseRowJson(text: string): ChangeRow | SupersededRow {
   const a = JSON.parse(text) as unknown[];
-  if (a.length === 2) return { id: a[0] as string, createdAt: a[1] as string };
+  if (a.length === 2) return { id: a[0] as string, createdAt: fixedWidthCreatedAt(a[1] as string) };
   return {
     id: a[0] as string,
     userId: a[1] as string,
@@ -117,26 +138,29 @@ function parseRowJson(text: string): ChangeRow | SupersededRow {
     data: a[4],
     fieldTimestamps: a[5],
     fieldMeta: a[6],
-    createdAt: a[7] as string,
+    createdAt: fixedWidthCreatedAt(a[7] as string),
   };
 }
 
 let cursorSeq = 0;
 
 /**
- * Streams the window's rows in heap order (no sort) to onBatch, through a
- * DECLAREd cursor and FETCH rather than postgres.js' .cursor(): the batch
- * handler queries the same transaction's connection, and a query issued while
- * a postgres.js cursor is suspended waits behind it forever.
+ * Streams the window's rows to onBatch through a DECLAREd cursor and FETCH
+ * rather than postgres.js' .cursor(): the batch handler queries the same
+ * transaction's connection, and a query issued while a postgres.js cursor is
+ * suspended waits behind it forever.
  *
- * Bulk: one statement, two heap scans. First the deletes, so a record's later
- * rows never arrive before its delete (which would ask for a rebuild); then
- * every other row, those created before their record's last delete in this
- * window as [id, created_at] only: once that delete is applied they cannot
- * change anything (the contract replays a record from its last delete), yet
- * they still count as read. Only deletes whose created_at the projection can
- * parse (years 1–9999) supersede anything. The delete list is grouped in a
- * subquery so the planner knows its key is unique and hashes it, not the log.
+ * Incremental: heap order, no sort. Bulk: grouped by record (record_id, then
+ * user_id), each record's rows in replay order (created_at, id), so the
+ * caller holds one record at a time and a delete never arrives after rows
+ * that follow it (no rebuilds). Rows created before their record's last
+ * delete come as [id, created_at] only: once that delete is applied they
+ * cannot change anything (the contract replays a record from its last
+ * delete), yet they still count as read. Only deletes whose created_at the
+ * projection can parse (years 1–9999) supersede anything. Postgres sorts the
+ * window once (a seq scan and an external sort; the record index would
+ * fetch the heap in random order, which measured slower), and the per-record
+ * maximum needs no second scan.
  */
 export async function streamChanges(
   tx: TxSql,
@@ -153,29 +177,19 @@ export async function streamChanges(
     -- subquery, or it would run again for every row; the window query keeps it
     -- inline, where the planner sees the value and picks the index.
     AND s.created_at >= ${opts.bulk ? tx`(SELECT ${window.horizon}::text::timestamptz)` : tx`${window.horizon}::text::timestamptz`}
-    AND NOT (s.id = ANY(${window.appliedIds}::uuid[]))
-    ${opts.partition && opts.partition.count > 1 ? tx`AND abs(hashtext(s.record_id) % ${opts.partition.count}::int) = ${opts.partition.index}::int` : tx``}`;
+    AND NOT (s.id = ANY(${window.appliedIds}::uuid[]))`;
   const name = tx.unsafe(`refresh_rows_${++cursorSeq}`);
   const row = tx.unsafe(rowJson(cols));
   if (opts.bulk) {
-    // The planner cannot see how many rows the partition filter and the horizon subquery
-    // keep; underestimating them, it re-scans the delete list for every row of the log
-    // (a nested loop: minutes instead of seconds). The hash join is right at any size.
-    await tx`SET LOCAL enable_nestloop = off`;
     await tx`
       DECLARE ${name} NO SCROLL CURSOR FOR
-      WITH deletes AS MATERIALIZED (
-        SELECT ${row} AS r, ${tx.unsafe(RECORD_KEY)} AS k, s.created_at FROM sync_changes s WHERE ${where} AND s.op = 'delete')
-      SELECT r FROM deletes
-      UNION ALL
-      SELECT CASE WHEN d.at > s.created_at THEN json_build_array(s.id, ${tx.unsafe(CREATED_AT_TEXT)})::text ELSE ${row} END
+      SELECT CASE WHEN s.created_at < max(s.created_at) FILTER (
+               WHERE s.op = 'delete' AND s.created_at >= '0001-01-01T00:00:00Z' AND s.created_at < '10000-01-01T00:00:00Z') OVER w
+             THEN ${tx.unsafe(SHORT_ROW_JSON)} ELSE ${row} END AS r
       FROM sync_changes s
-      LEFT JOIN (
-        SELECT k, max(created_at) AS at FROM deletes
-        WHERE created_at >= '0001-01-01T00:00:00Z' AND created_at < '10000-01-01T00:00:00Z'
-        GROUP BY k) d ON d.k = ${tx.unsafe(RECORD_KEY)}
-      WHERE ${where} AND s.op IS DISTINCT FROM 'delete'`;
-    await tx`SET LOCAL enable_nestloop TO DEFAULT`;
+      WHERE ${where}
+      WINDOW w AS (PARTITION BY s.record_id, s.user_id)
+      ORDER BY s.record_id, s.user_id, s.created_at, s.id`;
   } else {
     await tx`DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${row} AS r FROM sync_changes s WHERE ${where}`;
   }
@@ -205,25 +219,3 @@ export async function streamChanges(
     await tx`CLOSE ${name}`.catch(() => undefined);
   }
 }
-
-/**
- * About how many aiMissions records have rows at or above the horizon (an
- * index-only scan counting distinct record ids): sizes a bulk pass's partitions.
- */
-export async function estimateRecords(tx: TxSql, horizon: string): Promise<number> {
-  const [row] = await tx<{ n: number }[]>`
-    SELECT count(*)::int AS n FROM (
-      SELECT DISTINCT record_id FROM sync_changes
-      WHERE table_name = ${MISSIONS.tableName} AND created_at >= ${horizon}::text::timestamptz) q`;
-  return row?.n ?? 0;
-}
-
-/** The data of the given rows by id (rows since removed from the log are simply absent). */
-export async function rowData(tx: TxSql, ids: string[]): Promise<Map<string, unknown>> {
-  const out = new Map<string, unknown>();
-  if (ids.length === 0) return out;
-  const rows = await tx<{ id: string; data: unknown }[]>`SELECT id::text AS id, data FROM sync_changes WHERE id = ANY(${ids}::uuid[])`;
-  for (const r of rows) out.set(r.id, r.data);
-  return out;
-}
-

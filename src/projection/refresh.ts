@@ -17,17 +17,16 @@
  *   other than our own refreshes committed since the snapshot of the last
  *   read (see `probeSnapshot`); when none did, no row can be new and nothing
  *   is read.
- * - A big backlog (cold start, long outage) is read in bulk: the record count
- *   decides how many hash partitions keep the record cache within its
- *   budget; per partition, deletes are read first, so a record's later rows
- *   never precede its delete (no rebuilds), and rows older than their
- *   record's last delete come back without their data.
+ * - A big backlog (cold start, long outage) is read in bulk, grouped by
+ *   record with each record's rows in replay order: a record is complete
+ *   when the next one starts, so it is written back in the next chunk and
+ *   forgotten, its superseded values die young, and a delete never arrives
+ *   after rows that follow it (no rebuilds). Rows older than their record's
+ *   last delete come back without their data.
  * - Memory stays bounded whatever the log's size: only rows at or above the
- *   next horizon are remembered by id, and the record cache is flushed and
- *   dropped when its estimated size passes CACHE_BUDGET_BYTES. In a bulk
- *   pass a field's value is held as a reference to its row (RowRef) and
- *   fetched when the record is written: values a later row supersedes then
- *   die young instead of filling V8's old generation.
+ *   next horizon are remembered by id, a bulk pass holds about FLUSH_CHUNK
+ *   records, and an incremental pass flushes and drops its record cache when
+ *   its estimated size passes CACHE_BUDGET_BYTES.
  */
 import type { Sql, TxSql } from '../db/pool.js';
 import type { Logger } from '../log.js';
@@ -35,9 +34,7 @@ import { instantOf, MIN_INSTANT } from './instant.js';
 import { applyChange, emptyState, normalizeRow, replay, type Change, type ChangeRow, type RecordState } from './lww.js';
 import {
   detectSyncColumns,
-  estimateRecords,
   recordRows,
-  rowData,
   streamChanges,
   type ChangeWindow,
   type SupersededRow,
@@ -51,26 +48,12 @@ const CURSOR_NAME = 'aiMissions';
 
 /** A backlog reaching further back than this is read in bulk. */
 const BULK_LAG_MS = 10 * 60_000;
-/**
- * Estimated heap the record cache may hold before it is flushed and dropped.
- * Small on purpose: between collections V8 lets the old generation grow to
- * about four times what survived the last one, and a catch-up promotes a lot
- * (each record's current field versions live until its next row, a whole
- * turn of the log later). At 1M rows (10,000 records) the catch-up peaked
- * at 200–210 MiB RSS with 12 MiB (four partitions), at 210–265 MiB with
- * 16 MiB (three) and at ~315 MiB with all records at once; each partition
- * costs Postgres two more scans of the table (about 1.2 s of CPU here).
- */
+/** Estimated heap an incremental pass's record cache may hold before it is flushed and dropped. */
 const CACHE_BUDGET_BYTES = 12 * 1024 * 1024;
 /** Heap bytes per byte of a state's serialized JSON (measured: about 1.7). */
 const HEAP_PER_JSON_BYTE = 2.5;
 /** Serialized bytes per record assumed until a flush has measured them. */
 const INITIAL_RECORD_BYTES = 4096;
-/** Heap per field of a record whose values are RowRefs (stamp string, version, map entry), and per record. */
-const REF_FIELD_BYTES = 200;
-const REF_RECORD_BYTES = 400;
-/** Fields per record assumed until a flush has counted them. */
-const INITIAL_FIELDS_PER_RECORD = 16;
 /**
  * Rows per FETCH, at most: a bigger batch lives long enough to be promoted
  * out of V8's young generation and costs more in GC than the round trips it
@@ -112,13 +95,8 @@ export interface Projection {
   columns(): Promise<SyncColumns>;
 }
 
-/** Rows' states written per statement by a flush (also how many RowRefs resolve at once). */
+/** Records' states written per statement by a flush; a bulk pass writes completed records in such chunks. */
 const FLUSH_CHUNK = 1000;
-
-/** A bulk pass's stand-in for a field value: the row it comes from; resolved by the flush. */
-class RowRef {
-  constructor(readonly rowId: string) {}
-}
 
 /** A pg_snapshot: transactions below xmax not listed in xip had completed. */
 interface Snapshot {
@@ -142,9 +120,8 @@ export function createProjection(deps: ProjectionDeps): Projection {
   let lastRead: Snapshot | undefined;
   /** Our own refresh transactions since then: they write snapshots and the cursor, never sync_changes. */
   let ownXids: string[] = [];
-  /** Serialized bytes and fields per record, measured by flushes. */
+  /** Serialized bytes per record, measured by flushes. */
   let recordBytes = INITIAL_RECORD_BYTES;
-  let fieldsPerRecord = INITIAL_FIELDS_PER_RECORD;
 
   async function columns(): Promise<SyncColumns> {
     columnsCache ??= await detectSyncColumns(sql);
@@ -203,10 +180,9 @@ export function createProjection(deps: ProjectionDeps): Projection {
     log.warn({ rowId: row.id, userId: row.userId, recordId: row.recordId, reason }, 'skipping malformed sync_changes row');
   }
 
-  /** Records the cache may hold: the configured cap, or fewer when records are big. */
-  function cacheCap(refs: boolean): number {
-    const perRecord = refs ? fieldsPerRecord * REF_FIELD_BYTES + REF_RECORD_BYTES : recordBytes * HEAP_PER_JSON_BYTE;
-    return Math.max(1, Math.min(deps.cacheRecords, Math.floor(CACHE_BUDGET_BYTES / perRecord)));
+  /** Records an incremental pass's cache may hold: the configured cap, or fewer when records are big. */
+  function cacheCap(): number {
+    return Math.max(1, Math.min(deps.cacheRecords, Math.floor(CACHE_BUDGET_BYTES / (recordBytes * HEAP_PER_JSON_BYTE))));
   }
 
   async function refresh(): Promise<RefreshStats> {
@@ -250,43 +226,16 @@ export function createProjection(deps: ProjectionDeps): Projection {
         let rebuilds = 0;
         // Loads are skipped while the snapshots table is known empty and nothing was written yet.
         let nothingStored = false;
-        // Field values held as RowRefs (bulk passes).
-        let useRefs = false;
 
-        /** Replaces RowRefs by the values they stand for; a record whose row is gone is replayed from the log. */
-        async function resolveRefs(states: RecordState[]): Promise<RecordState[]> {
-          const uses = new Map<string, [state: number, key: string][]>();
-          states.forEach((state, i) => {
-            for (const [key, v] of state.fields) {
-              if (!(v.value instanceof RowRef)) continue;
-              const list = uses.get(v.value.rowId);
-              if (list) list.push([i, key]);
-              else uses.set(v.value.rowId, [[i, key]]);
-            }
-          });
-          if (uses.size === 0) return states;
-          const data = await rowData(tx, [...uses.keys()]);
-          const lost = new Set<number>();
-          for (const [rowId, list] of uses) {
-            const d = data.get(rowId);
-            for (const [i, key] of list) {
-              if (typeof d === 'object' && d !== null && Object.hasOwn(d, key)) states[i]!.fields.get(key)!.value = (d as Record<string, unknown>)[key];
-              else lost.add(i); // removed from the log since it was read
-            }
-          }
-          for (const i of lost) {
-            const state = states[i]!;
-            states[i] = await replayFromLog(state.userId, state.recordId);
-            cache.set(keyOf(state.userId, state.recordId), states[i]!);
-          }
-          return states;
-        }
-
-        /** Writes the dirty states and drops them from the cache (a flush always ends a partition, a pass or the cache). */
-        async function flush(): Promise<void> {
-          const keys = [...dirty];
+        /**
+         * Writes the dirty states, except `keep`'s (a record a bulk pass may
+         * still be reading), and drops them from the cache.
+         */
+        async function flush(keep?: string): Promise<void> {
+          const keys = [...dirty].filter((k) => k !== keep);
+          const keepDirty = keep !== undefined && dirty.has(keep);
           dirty.clear();
-          let fields = 0;
+          if (keepDirty) dirty.add(keep);
           let bytes = 0;
           let whole = 0;
           let pending: Promise<{ bytes: number; records: number }> | undefined;
@@ -297,12 +246,9 @@ export function createProjection(deps: ProjectionDeps): Projection {
             whole += w.records;
           };
           for (let i = 0; i < keys.length; i += FLUSH_CHUNK) {
-            const states = await resolveRefs(keys.slice(i, i + FLUSH_CHUNK).map((k) => cache.get(k)).filter((s): s is RecordState => s !== undefined));
-            for (const state of states) {
-              fields += state.fields.size;
-              cache.delete(keyOf(state.userId, state.recordId));
-            }
-            // One write in flight: this chunk was resolved while Postgres wrote the previous one.
+            const states = keys.slice(i, i + FLUSH_CHUNK).map((k) => cache.get(k)).filter((st): st is RecordState => st !== undefined);
+            for (const state of states) cache.delete(keyOf(state.userId, state.recordId));
+            // One write in flight: the next chunk is gathered while Postgres writes this one.
             await settle();
             pending = saveStates(tx, states);
             pending.catch(() => undefined);
@@ -310,10 +256,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
           }
           await settle();
           if (whole > 0) recordBytes = Math.max(256, Math.round(bytes / whole));
-          if (keys.length > 0) {
-            fieldsPerRecord = Math.max(1, fields / keys.length);
-            nothingStored = false;
-          }
+          if (keys.length > 0) nothingStored = false;
         }
 
         // keep(`${createdAt}|${id}`) without building the position for the (many) rows below the horizon.
@@ -327,10 +270,6 @@ export function createProjection(deps: ProjectionDeps): Projection {
           for (const row of rows) {
             const n = normalizeRow(row);
             if (n.ok) {
-              if (useRefs && n.change.kind === 'data') {
-                const ref = new RowRef(row.id);
-                for (const field of n.change.fields) field[1] = ref;
-              }
               changes.push(n.change);
             } else {
               rowsSkipped++;
@@ -358,8 +297,6 @@ export function createProjection(deps: ProjectionDeps): Projection {
             if (outcome === 'rebuild') rebuild.add(k);
             else if (outcome === 'applied') dirty.add(k);
           });
-          // Bound memory whatever the log's size: write back and forget.
-          if (cache.size > cacheCap(useRefs)) await flushAndForget();
         }
 
         async function replayFromLog(userId: string, recordId: string): Promise<RecordState> {
@@ -390,29 +327,35 @@ export function createProjection(deps: ProjectionDeps): Projection {
 
         const window: ChangeWindow = { horizon: cursor.horizon, appliedIds: cursorApplied.map((p) => p.slice(p.indexOf('|') + 1)) };
         const batchRows = Math.max(1, Math.min(deps.batchRows, FETCH_ROWS));
-        const onBatch = async (rows: ChangeRow[], superseded: SupersededRow[]) => {
-          await applyBatch(rows, superseded);
-        };
-
         if (!read) {
           // Nothing committed since the last read: no row can be new.
         } else if (!bulk) {
-          await streamChanges(tx, cols, window, { batchRows }, onBatch);
+          await streamChanges(tx, cols, window, { batchRows }, async (rows, superseded) => {
+            await applyBatch(rows, superseded);
+            // Bound memory whatever the log's size: write back and forget.
+            if (cache.size > cacheCap()) await flushAndForget();
+          });
         } else {
-          // JIT compiling the bulk queries costs more than it saves.
+          // JIT compiling the bulk query costs more than it saves.
           await tx`SET LOCAL jit = off`;
-          useRefs = true;
-          const emptyAtStart = await snapshotsEmpty(tx);
-          const records = await estimateRecords(tx, cursor.horizon);
-          // Hash partitions are not perfectly even: leave a fifth of the cache as slack.
-          const count = Math.max(1, Math.ceil(records / (0.8 * cacheCap(true))));
-          log.info({ records, partitions: count, since: cursor.horizon }, 'projection: reading a backlog in bulk');
-          for (let index = 0; index < count; index++) {
-            // Partitions hold disjoint records: one never stores what the next would load.
-            nothingStored = emptyAtStart;
-            await streamChanges(tx, cols, window, { batchRows, bulk: true, partition: { count, index } }, onBatch);
-            if (count > 1) await flushAndForget();
-          }
+          // A cursor is planned for its first 10 % of rows by default: here the index on
+          // (table_name, record_id, created_at), fetching the heap in random order (~60 % slower
+          // than a seq scan and a sort). The whole result is read, so plan for all of it.
+          await tx`SET LOCAL cursor_tuple_fraction = 1`;
+          nothingStored = await snapshotsEmpty(tx);
+          log.info({ since: cursor.horizon }, 'projection: reading a backlog in bulk');
+          await streamChanges(tx, cols, window, { batchRows, bulk: true }, async (rows, superseded) => {
+            await applyBatch(rows, superseded);
+            if (cache.size <= Math.min(FLUSH_CHUNK, deps.cacheRecords)) return;
+            // Records arrive one after another: all but the last row's are complete.
+            const last = rows.at(-1);
+            const current = last === undefined ? undefined : keyOf(last.userId, last.recordId);
+            await runRebuilds();
+            rebuilds += rebuild.size;
+            rebuild.clear();
+            await flush(current);
+            for (const k of cache.keys()) if (k !== current) cache.delete(k);
+          });
         }
         await runRebuilds();
         rebuilds += rebuild.size;

@@ -111,6 +111,8 @@ describe('incremental refresh against the real database', () => {
           const stats = await projection.refresh();
           expect(stats.ran).toBe(true);
           expect(stats.stalled).toBe(false);
+          // The first pass reads a backlog in bulk, by record in replay order: no delete comes late.
+          if (i === 0) expect(stats.rebuilds).toBe(0);
           // The horizon never passes the held transaction, so nothing generated is below it.
           expect(stats.horizon < new Date(baseMs).toISOString()).toBe(true);
           read += stats.rowsApplied + stats.rowsSkipped;

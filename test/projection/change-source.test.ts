@@ -1,0 +1,92 @@
+/**
+ * streamChanges against a real database: both reads (incremental, heap
+ * order; bulk, by record in replay order) yield exactly the rows readLog()
+ * yields, with created_at in the same fixed-width form, whatever the
+ * timestamp's precision or year; the bulk read groups records and sends rows
+ * older than their record's last delete as [id, created_at] only.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDb, type TestDb } from '../support/db.js';
+import { detectSyncColumns, fixedWidthCreatedAt, streamChanges, type SupersededRow } from '../../src/projection/change-source.js';
+import { MIN_INSTANT } from '../../src/projection/instant.js';
+import type { ChangeRow } from '../../src/projection/lww.js';
+import { insertRows, readLog } from './log-db.js';
+
+let db: TestDb;
+
+beforeAll(async () => {
+  db = await createTestDb();
+});
+
+afterAll(async () => {
+  await db?.drop();
+});
+
+let n = 0;
+function row(p: Partial<ChangeRow>): ChangeRow {
+  n++;
+  return {
+    id: `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`,
+    userId: 'u1',
+    recordId: 'm1',
+    op: 'update',
+    data: { title: `t${n}` },
+    fieldMeta: {},
+    fieldTimestamps: {},
+    createdAt: '2025-01-09T23:58:27.000000Z',
+    ...p,
+  };
+}
+
+async function read(bulk: boolean): Promise<{ rows: ChangeRow[]; superseded: SupersededRow[] }> {
+  const cols = await detectSyncColumns(db.sql);
+  const rows: ChangeRow[] = [];
+  const superseded: SupersededRow[] = [];
+  await db.sql.begin(async (tx) => {
+    await streamChanges(tx, cols, { horizon: MIN_INSTANT, appliedIds: [] }, { batchRows: 3, bulk }, async (r, s) => {
+      rows.push(...r);
+      superseded.push(...s);
+    });
+  });
+  return { rows, superseded };
+}
+
+describe('fixedWidthCreatedAt', () => {
+  it('pads to six fraction digits and a Z, and leaves fixed-width text alone', () => {
+    expect(fixedWidthCreatedAt('2025-01-09T23:58:27')).toBe('2025-01-09T23:58:27.000000Z');
+    expect(fixedWidthCreatedAt('2025-01-09T23:58:27.4')).toBe('2025-01-09T23:58:27.400000Z');
+    expect(fixedWidthCreatedAt('2025-01-09T23:58:27.123456')).toBe('2025-01-09T23:58:27.123456Z');
+    expect(fixedWidthCreatedAt('10000-01-01T00:00:00.000000Z')).toBe('10000-01-01T00:00:00.000000Z');
+  });
+});
+
+describe('streamChanges', () => {
+  it('reads every row as readLog does, in both modes; bulk groups records in replay order and shortens superseded rows', async () => {
+    await db.sql`TRUNCATE sync_changes`;
+    const rows = [
+      row({ recordId: 'm2', createdAt: '2025-01-09T23:58:27.400000Z' }),
+      row({ recordId: 'm1', createdAt: '2025-01-09T23:58:28.123456Z', data: { title: 'quote " and \\ and ☃', n: 1.5, deep: { a: [1, null] } } }),
+      row({ recordId: 'm1', createdAt: '2025-01-09T23:58:27.000000Z', fieldMeta: { title: { at: '2025-01-09T23:58:27Z', actor: { kind: 'user' } } } }),
+      row({ recordId: 'm1', op: 'delete', data: null, createdAt: '2025-01-09T23:58:28.000001Z' }),
+      row({ recordId: 'm1', createdAt: '2025-01-09T23:59:00.100000Z', fieldTimestamps: { title: '2025-01-09T23:59:00Z' } }),
+      row({ recordId: 'm3', userId: 'ü"ser', createdAt: '0999-12-31T23:59:59.999999Z' }),
+      row({ recordId: 'm3', userId: 'ü"ser', createdAt: '12000-01-01T00:00:00.000000Z' }),
+      row({ recordId: 'm2', userId: 'u0', createdAt: '2025-01-09T23:58:27.400000Z', op: 'strange' }),
+    ];
+    await insertRows(db.sql, rows);
+    const expected = new Map((await readLog(db.sql)).map((r) => [r.id, r]));
+    expect(expected.size).toBe(rows.length);
+
+    const incremental = await read(false);
+    expect(incremental.superseded).toEqual([]);
+    expect(new Map(incremental.rows.map((r) => [r.id, r]))).toEqual(expected);
+
+    const bulk = await read(true);
+    // Older than m1's delete: the 27.0 row comes as [id, created_at].
+    const olderThanDelete = [rows[2]!];
+    expect(bulk.superseded).toEqual(olderThanDelete.map((r) => ({ id: r.id, createdAt: expected.get(r.id)!.createdAt })));
+    const full = bulk.rows.map((r) => r.id);
+    expect(full).toEqual([rows[3]!, rows[1]!, rows[4]!, rows[7]!, rows[0]!, rows[5]!, rows[6]!].map((r) => r.id));
+    for (const r of bulk.rows) expect(r).toEqual(expected.get(r.id));
+  });
+});
