@@ -144,6 +144,9 @@ function parseRowJson(text: string): ChangeRow | SupersededRow {
 
 let cursorSeq = 0;
 
+/** FETCHes a bulk read keeps in flight (each up to batchRows rows, ~0.5 MB at 1,000). */
+const BULK_FETCHES_AHEAD = 6;
+
 /**
  * Streams the window's rows to onBatch through a DECLAREd cursor and FETCH
  * rather than postgres.js' .cursor(): the batch handler queries the same
@@ -169,6 +172,20 @@ export async function streamChanges(
   opts: StreamOptions,
   onBatch: (rows: ChangeRow[], superseded: SupersededRow[]) => Promise<void>,
 ): Promise<void> {
+  await (await openChanges(tx, cols, window, opts)).consume(onBatch);
+}
+
+/** A declared read whose first FETCH is already running. */
+export interface ChangeStream {
+  /** Feeds every batch to onBatch, then closes the cursor (also when onBatch throws). */
+  consume(onBatch: (rows: ChangeRow[], superseded: SupersededRow[]) => Promise<void>): Promise<void>;
+}
+
+/**
+ * Declares the read and sends its first FETCH at once, so Postgres starts
+ * working (for a bulk read: scanning and sorting) before consume() is called.
+ */
+export async function openChanges(tx: TxSql, cols: SyncColumns, window: ChangeWindow, opts: StreamOptions): Promise<ChangeStream> {
   const where = tx`
     s.app_id = ${MISSIONS.appId} AND s.table_name = ${MISSIONS.tableName}
     -- As text: postgres.js turns a string bound to timestamptz into a JS Date,
@@ -198,24 +215,30 @@ export async function streamChanges(
     q.catch(() => undefined); // the await below sees the error; never an unhandled rejection
     return q;
   };
-  try {
-    // One FETCH always in flight: Postgres computes the next batch while this
-    // process merges the current one (any query onBatch makes queues behind it).
-    let next = fetch();
-    for (;;) {
-      const batch = await next;
-      if (batch.length === 0) break;
-      next = fetch();
-      const rows: ChangeRow[] = [];
-      const superseded: SupersededRow[] = [];
-      for (const { r } of batch) {
-        const parsed = parseRowJson(r);
-        if ('userId' in parsed) rows.push(parsed);
-        else superseded.push(parsed);
+  // FETCHes in flight ahead of the batch being merged, so Postgres computes and
+  // sends while this process merges (any query onBatch makes queues behind them).
+  // With one, a bulk read kept each side waiting for the other about half the
+  // time (1M-row catch-up: 9.6 s to fetch alone with one, 5.6 s with six).
+  const ahead = Array.from({ length: opts.bulk ? BULK_FETCHES_AHEAD : 1 }, fetch);
+  return {
+    async consume(onBatch) {
+      try {
+        for (;;) {
+          const batch = await ahead.shift()!;
+          if (batch.length === 0) break;
+          ahead.push(fetch());
+          const rows: ChangeRow[] = [];
+          const superseded: SupersededRow[] = [];
+          for (const { r } of batch) {
+            const parsed = parseRowJson(r);
+            if ('userId' in parsed) rows.push(parsed);
+            else superseded.push(parsed);
+          }
+          await onBatch(rows, superseded);
+        }
+      } finally {
+        await tx`CLOSE ${name}`.catch(() => undefined);
       }
-      await onBatch(rows, superseded);
-    }
-  } finally {
-    await tx`CLOSE ${name}`.catch(() => undefined);
-  }
+    },
+  };
 }

@@ -110,6 +110,22 @@ function parseSnapshot(text: string): Snapshot {
   return { text, xmax: BigInt(xmax), xip: xip === '' ? [] : xip.split(',') };
 }
 
+/** The pool's connection limit (postgres.js keeps it in its options). */
+function poolSize(sql: Sql): number {
+  const max = (sql as unknown as { options?: { max?: unknown } }).options?.max;
+  return typeof max === 'number' ? max : 1;
+}
+
+/** Session settings for a bulk read, local to its transaction. */
+async function prepareBulkRead(tx: TxSql): Promise<void> {
+  // JIT compiling the bulk query costs more than it saves.
+  await tx`SET LOCAL jit = off`;
+  // A cursor is planned for its first 10 % of rows by default: here the index on
+  // (table_name, record_id, created_at), fetching the heap in random order (~60 % slower
+  // than a seq scan and a sort). The whole result is read, so plan for all of it.
+  await tx`SET LOCAL cursor_tuple_fraction = 1`;
+}
+
 export function createProjection(deps: ProjectionDeps): Projection {
   const { sql, log } = deps;
   let columnsCache: SyncColumns | undefined;
@@ -336,15 +352,8 @@ export function createProjection(deps: ProjectionDeps): Projection {
             if (cache.size > cacheCap()) await flushAndForget();
           });
         } else {
-          // JIT compiling the bulk query costs more than it saves.
-          await tx`SET LOCAL jit = off`;
-          // A cursor is planned for its first 10 % of rows by default: here the index on
-          // (table_name, record_id, created_at), fetching the heap in random order (~60 % slower
-          // than a seq scan and a sort). The whole result is read, so plan for all of it.
-          await tx`SET LOCAL cursor_tuple_fraction = 1`;
           nothingStored = await snapshotsEmpty(tx);
-          log.info({ since: cursor.horizon }, 'projection: reading a backlog in bulk');
-          await streamChanges(tx, cols, window, { batchRows, bulk: true }, async (rows, superseded) => {
+          const onBulkBatch = async (rows: ChangeRow[], superseded: SupersededRow[]) => {
             await applyBatch(rows, superseded);
             if (cache.size <= Math.min(FLUSH_CHUNK, deps.cacheRecords)) return;
             // Records arrive one after another: all but the last row's are complete.
@@ -355,7 +364,19 @@ export function createProjection(deps: ProjectionDeps): Projection {
             rebuild.clear();
             await flush(current);
             for (const k of cache.keys()) if (k !== current) cache.delete(k);
-          });
+          };
+          // The rows are read on a second connection, so this transaction's loads and writes
+          // never queue behind the FETCHes in flight (and Postgres keeps sorting and sending
+          // while it writes). Its snapshot is taken after the horizon was read: whatever
+          // commits after it is at or above the horizon and read by the next pass, as always.
+          const separate = poolSize(sql) >= 2;
+          log.info({ since: cursor.horizon, separate }, 'projection: reading a backlog in bulk');
+          const read = async (rtx: TxSql) => {
+            await prepareBulkRead(rtx);
+            await streamChanges(rtx, cols, window, { batchRows, bulk: true }, onBulkBatch);
+          };
+          if (separate) await sql.begin(read);
+          else await read(tx);
         }
         await runRebuilds();
         rebuilds += rebuild.size;

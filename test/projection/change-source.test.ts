@@ -10,7 +10,11 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import { detectSyncColumns, fixedWidthCreatedAt, streamChanges, type SupersededRow } from '../../src/projection/change-source.js';
 import { MIN_INSTANT } from '../../src/projection/instant.js';
 import type { ChangeRow } from '../../src/projection/lww.js';
-import { insertRows, readLog } from './log-db.js';
+import { insertRows, readLog, readRecords } from './log-db.js';
+import { pino } from 'pino';
+import { createSql } from '../../src/db/pool.js';
+import { createProjection } from '../../src/projection/refresh.js';
+import { oracleReplay } from './oracle.js';
 
 let db: TestDb;
 
@@ -38,15 +42,17 @@ function row(p: Partial<ChangeRow>): ChangeRow {
   };
 }
 
-async function read(bulk: boolean): Promise<{ rows: ChangeRow[]; superseded: SupersededRow[] }> {
+async function read(mode: 'incremental' | 'bulk'): Promise<{ rows: ChangeRow[]; superseded: SupersededRow[] }> {
   const cols = await detectSyncColumns(db.sql);
   const rows: ChangeRow[] = [];
   const superseded: SupersededRow[] = [];
+  const onBatch = async (r: ChangeRow[], s: SupersededRow[]) => {
+    rows.push(...r);
+    superseded.push(...s);
+  };
+  const window = { horizon: MIN_INSTANT, appliedIds: [] };
   await db.sql.begin(async (tx) => {
-    await streamChanges(tx, cols, { horizon: MIN_INSTANT, appliedIds: [] }, { batchRows: 3, bulk }, async (r, s) => {
-      rows.push(...r);
-      superseded.push(...s);
-    });
+    await streamChanges(tx, cols, window, { batchRows: 3, bulk: mode === 'bulk' }, onBatch);
   });
   return { rows, superseded };
 }
@@ -71,22 +77,48 @@ describe('streamChanges', () => {
       row({ recordId: 'm1', createdAt: '2025-01-09T23:59:00.100000Z', fieldTimestamps: { title: '2025-01-09T23:59:00Z' } }),
       row({ recordId: 'm3', userId: 'ü"ser', createdAt: '0999-12-31T23:59:59.999999Z' }),
       row({ recordId: 'm3', userId: 'ü"ser', createdAt: '12000-01-01T00:00:00.000000Z' }),
-      row({ recordId: 'm2', userId: 'u0', createdAt: '2025-01-09T23:58:27.400000Z', op: 'strange' }),
+      row({ recordId: 'm2', userId: 'u0', createdAt: '2025-01-09T23:58:27.400000Z', op: 'strange', data: { text: 'tab\there, newline\n, backslash \\ and \\n' } }),
     ];
     await insertRows(db.sql, rows);
     const expected = new Map((await readLog(db.sql)).map((r) => [r.id, r]));
     expect(expected.size).toBe(rows.length);
 
-    const incremental = await read(false);
+    const incremental = await read('incremental');
     expect(incremental.superseded).toEqual([]);
     expect(new Map(incremental.rows.map((r) => [r.id, r]))).toEqual(expected);
 
-    const bulk = await read(true);
-    // Older than m1's delete: the 27.0 row comes as [id, created_at].
-    const olderThanDelete = [rows[2]!];
-    expect(bulk.superseded).toEqual(olderThanDelete.map((r) => ({ id: r.id, createdAt: expected.get(r.id)!.createdAt })));
-    const full = bulk.rows.map((r) => r.id);
-    expect(full).toEqual([rows[3]!, rows[1]!, rows[4]!, rows[7]!, rows[0]!, rows[5]!, rows[6]!].map((r) => r.id));
-    for (const r of bulk.rows) expect(r).toEqual(expected.get(r.id));
+    {
+      const bulk = await read('bulk');
+      // Older than m1's delete: the 27.0 row comes as [id, created_at].
+      const olderThanDelete = [rows[2]!];
+      expect(bulk.superseded).toEqual(olderThanDelete.map((r) => ({ id: r.id, createdAt: expected.get(r.id)!.createdAt })));
+      const full = bulk.rows.map((r) => r.id);
+      expect(full).toEqual([rows[3]!, rows[1]!, rows[4]!, rows[7]!, rows[0]!, rows[5]!, rows[6]!].map((r) => r.id));
+      for (const r of bulk.rows) expect(r).toEqual(expected.get(r.id));
+    }
+  });
+});
+
+describe('a bulk catch-up', () => {
+  it.each([1, 3])('on a pool of %i connection(s) equals a full replay (one connection reads in its own transaction)', async (max) => {
+    await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
+    const rows = Array.from({ length: 40 }, (_, i) =>
+      row({
+        recordId: `m${i % 4}`,
+        op: i % 9 === 8 ? 'delete' : 'update',
+        data: i % 9 === 8 ? null : { title: `t${i}`, state: 'active' },
+        createdAt: `2025-01-09T23:${String(10 + (i % 37)).padStart(2, '0')}:27.${String(i).padStart(6, '0')}Z`,
+      }),
+    );
+    await insertRows(db.sql, rows);
+    const sql = createSql(db.url, { max });
+    try {
+      const stats = await createProjection({ sql, log: pino({ level: 'silent' }), batchRows: 5, cacheRecords: 2 }).refresh();
+      expect(stats.rowsApplied).toBe(rows.length);
+      expect(stats.rebuilds).toBe(0);
+      expect(await readRecords(db.sql)).toEqual(oracleReplay(await readLog(db.sql)));
+    } finally {
+      await sql.end();
+    }
   });
 });
