@@ -123,18 +123,38 @@ export function normalizeRow(row: ChangeRow): Normalized {
   if (!isPlainObject(stamps)) return { ok: false, reason: 'field_timestamps: expected an object' };
 
   const fields: [string, unknown, string][] = [];
+  // A row's fields mostly share one instant (the writer stamps them together):
+  // parse each distinct entry text and build each distinct stamp once.
+  let lastRaw: unknown;
+  let lastRawInstant = createdAt;
+  let lastInstant = createdAt;
+  let lastStamp = `${createdAt}|${pos}`;
+  const stampOf = (instant: string) => {
+    if (instant !== lastInstant) {
+      lastInstant = instant;
+      lastStamp = `${instant}|${pos}`;
+    }
+    return lastStamp;
+  };
   for (const key of Object.keys(row.data)) {
     const metaEntry = Object.hasOwn(meta, key) ? meta[key] : undefined;
     const entry = metaEntry ?? (Object.hasOwn(stamps, key) ? stamps[key] : undefined);
     let instant = createdAt;
     if (entry !== undefined && entry !== null) {
-      const parsed = entryInstant(entry);
-      if (!parsed) return { ok: false, reason: `timestamp of field "${key}": expected an ISO-8601 instant, got ${JSON.stringify(entry).slice(0, 80)}` };
-      instant = parsed;
+      const raw = isPlainObject(entry) ? entry['at'] : entry;
+      if (typeof raw === 'string' && raw === lastRaw) {
+        instant = lastRawInstant;
+      } else {
+        const parsed = entryInstant(entry);
+        if (!parsed) return { ok: false, reason: `timestamp of field "${key}": expected an ISO-8601 instant, got ${JSON.stringify(entry).slice(0, 80)}` };
+        instant = parsed;
+        lastRaw = raw;
+        lastRawInstant = parsed;
+      }
     }
     const why = unrepresentable(row.data[key], 1);
     if (why) return { ok: false, reason: `data field "${key.slice(0, 80)}": ${why}` };
-    fields.push([key, row.data[key], `${instant}|${pos}`]);
+    fields.push([key, row.data[key], stampOf(instant)]);
   }
   return { ok: true, change: { kind: 'data', ...base, fields } };
 }

@@ -158,6 +158,19 @@ describe('LWW rules (CONTRACT.md §1)', () => {
     expect(project([base, row({ op: 'update', createdAt: t(4), data: { title: 'c' } })])).toEqual({ id: M, title: 'c' });
   });
 
+  it('each field of one row keeps its own stamp when entries repeat around a field without one', () => {
+    // a and c share one entry text (parsed once), b between them has none (created_at t(2)).
+    const base = row({ op: 'insert', createdAt: t(1), data: { a: 0, b: 0, c: 0 }, fieldMeta: { a: t(5), b: t(5), c: t(5) } });
+    const mixed = row({ op: 'update', createdAt: t(2), data: { a: 1, b: 1, c: 1 }, fieldMeta: { a: { at: t(6) }, c: { at: t(6) } } });
+    expect(project([base, mixed])).toEqual({ id: M, a: 1, b: 0, c: 1 });
+    const n = normalizeRow(mixed);
+    expect(n.ok && n.change.kind === 'data' && n.change.fields.map(([k, , stamp]) => [k, stamp.split('|')[0]])).toEqual([
+      ['a', t(6).replace('Z', '000Z')],
+      ['b', t(2).replace('Z', '000Z')],
+      ['c', t(6).replace('Z', '000Z')],
+    ]);
+  });
+
   it('an entry for another field does not stamp this one', () => {
     const rec = project([
       row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: t(4) } }),
