@@ -10,7 +10,7 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import { detectSyncColumns, fixedWidthCreatedAt, streamChanges, type SupersededRow } from '../../src/projection/change-source.js';
 import { MIN_INSTANT } from '../../src/projection/instant.js';
 import type { ChangeRow } from '../../src/projection/lww.js';
-import { insertRows, readLog, readRecords } from './log-db.js';
+import { insertRows, readLog, readRecords, rowMaker } from './log-db.js';
 import { pino } from 'pino';
 import { createSql } from '../../src/db/pool.js';
 import { createProjection } from '../../src/projection/refresh.js';
@@ -26,21 +26,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-let n = 0;
-function row(p: Partial<ChangeRow>): ChangeRow {
-  n++;
-  return {
-    id: `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`,
-    userId: 'u1',
-    recordId: 'm1',
-    op: 'update',
-    data: { title: `t${n}` },
-    fieldMeta: {},
-    fieldTimestamps: {},
-    createdAt: '2025-01-09T23:58:27.000000Z',
-    ...p,
-  };
-}
+const row = rowMaker((n) => ({ data: { title: `t${n}` } }));
 
 async function read(mode: 'incremental' | 'bulk'): Promise<{ rows: ChangeRow[]; superseded: SupersededRow[] }> {
   const cols = await detectSyncColumns(db.sql);

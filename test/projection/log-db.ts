@@ -9,6 +9,29 @@ import type { ChangeRow } from '../../src/projection/lww.js';
 
 const TS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
+/**
+ * A maker of rows of mission m1 of user u1 with ids counting up from 1;
+ * `defaults(n)` (n = the row's number), then the caller's fields, override.
+ */
+export function rowMaker(defaults: (n: number) => Partial<ChangeRow>): (p?: Partial<ChangeRow>) => ChangeRow {
+  let n = 0;
+  return (p = {}) => {
+    n++;
+    return {
+      id: `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`,
+      userId: 'u1',
+      recordId: 'm1',
+      op: 'update',
+      data: { title: 'x' },
+      fieldMeta: {},
+      fieldTimestamps: {},
+      createdAt: '2025-01-09T23:58:27.000000Z',
+      ...defaults(n),
+      ...p,
+    };
+  };
+}
+
 /** Inserts rows with their explicit id, created_at and metadata, in one transaction. */
 export async function insertRows(sql: Sql, rows: ChangeRow[], opts: { appId?: string; tableName?: string } = {}): Promise<void> {
   if (rows.length === 0) return;

@@ -10,7 +10,7 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import { loadConfig } from '../../src/config.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator.js';
 import type { ChangeRow } from '../../src/projection/lww.js';
-import { insertRows, readRecords } from './log-db.js';
+import { insertRows, readRecords, rowMaker } from './log-db.js';
 
 let db: TestDb;
 let coordinator: Coordinator;
@@ -36,21 +36,7 @@ afterAll(async () => {
 
 const base = Date.now() + 60_000;
 const at = (sec: number) => new Date(base + sec * 1000).toISOString();
-let n = 0;
-function row(p: Partial<ChangeRow>): ChangeRow {
-  n++;
-  return {
-    id: `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`,
-    userId: 'u1',
-    recordId: 'm1',
-    op: 'update',
-    data: { title: 'x' },
-    fieldMeta: {},
-    fieldTimestamps: {},
-    createdAt: at(n),
-    ...p,
-  };
-}
+const row = rowMaker((n) => ({ createdAt: at(n) }));
 
 /** A JSON text nested `depth` arrays deep (built as text: JSON.stringify itself cannot). */
 const deepJson = (depth: number) => `{"title": ${'['.repeat(depth)}"bottom"${']'.repeat(depth)}}`;
