@@ -91,7 +91,8 @@ export interface PushSenderDeps {
   breaker?: BreakerOptions;
   /**
    * Worker threads for payload encryption; 0 encrypts on the event loop.
-   * Default: cores − 1, between 1 and 4.
+   * Default: cores − 1, between 1 and 4. In a burst the event loop also
+   * encrypts once they are full (see createThreadedEncryptor).
    */
   encryptThreads?: number;
   /** Extra CA certificate(s) to trust (tests and benchmarks with a self-signed receiver). */
