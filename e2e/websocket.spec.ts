@@ -62,7 +62,8 @@ test('a due mission reaches the open tab over the WebSocket and is planned and c
   await expectNoErrors(page);
   await screenshot(page, testInfo, 'websocket-final');
   // The README's picture of the demo (docs/demo.png, about 1100×830): the page zoomed out (0.8)
-  // down to the occurrence ledger. E2E_UPDATE_DOCS=0 leaves it alone.
+  // down to the occurrence ledger. Written there only with E2E_UPDATE_DOCS=1: a test run
+  // leaves tracked files alone (the shot is always in the test's output folder).
   const clip = await page.evaluate(() => {
     document.body.style.zoom = '0.8';
     const ledger = document.getElementById('occurrences')!.closest('section')!.getBoundingClientRect();
@@ -70,7 +71,7 @@ test('a due mission reaches the open tab over the WebSocket and is planned and c
   });
   const shot = testInfo.outputPath('demo.png');
   await page.screenshot({ path: shot, clip, fullPage: true });
-  if (first && process.env['E2E_UPDATE_DOCS'] !== '0') {
+  if (first && process.env['E2E_UPDATE_DOCS'] === '1') {
     mkdirSync(resolve('docs'), { recursive: true });
     copyFileSync(shot, resolve('docs', 'demo.png'));
   }
