@@ -21,11 +21,16 @@ export interface PayloadEncryptor {
   close(): Promise<void>;
 }
 
+/** One aes128gcm body on this thread (the worker source below does the same in its own realm). */
+function encryptPayload(p256dh: string, auth: string, plaintext: string): Buffer {
+  return webpush.encrypt(p256dh, auth, plaintext, 'aes128gcm').cipherText;
+}
+
 /** Encrypts on the calling thread. */
 export function createInlineEncryptor(): PayloadEncryptor {
   return {
     async encrypt(p256dh, auth, plaintext) {
-      return webpush.encrypt(p256dh, auth, plaintext, 'aes128gcm').cipherText;
+      return encryptPayload(p256dh, auth, plaintext);
     },
     async close() {},
   };
@@ -57,6 +62,9 @@ parentPort.on('message', ({ id, items }) => {
 });
 `;
 
+/** Batches a worker holds at most: one being encrypted, one ready behind it; the rest waits in the queue. */
+const MAX_BATCHES_PER_WORKER = 2;
+
 interface Job {
   item: [string, string, string];
   resolve: (b: Buffer) => void;
@@ -70,8 +78,7 @@ interface Thread {
 
 function encryptInline(job: Job): void {
   try {
-    const [p256dh, auth, text] = job.item;
-    job.resolve(webpush.encrypt(p256dh, auth, text, 'aes128gcm').cipherText);
+    job.resolve(encryptPayload(...job.item));
   } catch (e: unknown) {
     job.reject(e instanceof Error ? e : new Error(String(e)));
   }
@@ -152,7 +159,7 @@ export function createThreadedEncryptor(opts: ThreadedEncryptorOptions = {}): Th
   /** The least busy thread with room for another batch; a new one while fewer than `size` run. */
   function threadWithRoom(): Thread | undefined {
     let best: Thread | undefined;
-    for (const t of threads) if (t.inFlight.size < 2 && (best === undefined || t.inFlight.size < best.inFlight.size)) best = t;
+    for (const t of threads) if (t.inFlight.size < MAX_BATCHES_PER_WORKER && (best === undefined || t.inFlight.size < best.inFlight.size)) best = t;
     if (best?.inFlight.size === 0) return best;
     if (threads.length < size) return spawn();
     return best;

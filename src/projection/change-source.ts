@@ -172,20 +172,6 @@ export async function streamChanges(
   opts: StreamOptions,
   onBatch: (rows: ChangeRow[], superseded: SupersededRow[]) => Promise<void>,
 ): Promise<void> {
-  await (await openChanges(tx, cols, window, opts)).consume(onBatch);
-}
-
-/** A declared read whose first FETCH is already running. */
-export interface ChangeStream {
-  /** Feeds every batch to onBatch, then closes the cursor (also when onBatch throws). */
-  consume(onBatch: (rows: ChangeRow[], superseded: SupersededRow[]) => Promise<void>): Promise<void>;
-}
-
-/**
- * Declares the read and sends its first FETCH at once, so Postgres starts
- * working (for a bulk read: scanning and sorting) before consume() is called.
- */
-export async function openChanges(tx: TxSql, cols: SyncColumns, window: ChangeWindow, opts: StreamOptions): Promise<ChangeStream> {
   const where = tx`
     s.app_id = ${MISSIONS.appId} AND s.table_name = ${MISSIONS.tableName}
     -- As text: postgres.js turns a string bound to timestamptz into a JS Date,
@@ -220,25 +206,21 @@ export async function openChanges(tx: TxSql, cols: SyncColumns, window: ChangeWi
   // With one, a bulk read kept each side waiting for the other about half the
   // time (1M-row catch-up: 9.6 s to fetch alone with one, 5.6 s with six).
   const ahead = Array.from({ length: opts.bulk ? BULK_FETCHES_AHEAD : 1 }, fetch);
-  return {
-    async consume(onBatch) {
-      try {
-        for (;;) {
-          const batch = await ahead.shift()!;
-          if (batch.length === 0) break;
-          ahead.push(fetch());
-          const rows: ChangeRow[] = [];
-          const superseded: SupersededRow[] = [];
-          for (const { r } of batch) {
-            const parsed = parseRowJson(r);
-            if ('userId' in parsed) rows.push(parsed);
-            else superseded.push(parsed);
-          }
-          await onBatch(rows, superseded);
-        }
-      } finally {
-        await tx`CLOSE ${name}`.catch(() => undefined);
+  try {
+    for (;;) {
+      const batch = await ahead.shift()!;
+      if (batch.length === 0) break;
+      ahead.push(fetch());
+      const rows: ChangeRow[] = [];
+      const superseded: SupersededRow[] = [];
+      for (const { r } of batch) {
+        const parsed = parseRowJson(r);
+        if ('userId' in parsed) rows.push(parsed);
+        else superseded.push(parsed);
       }
-    },
-  };
+      await onBatch(rows, superseded);
+    }
+  } finally {
+    await tx`CLOSE ${name}`.catch(() => undefined);
+  }
 }

@@ -333,12 +333,13 @@ export function createProjection(deps: ProjectionDeps): Projection {
           }
         }
 
-        async function flushAndForget(): Promise<void> {
+        /** Rebuilds, writes back and forgets every cached record, except `keep`'s (see flush). */
+        async function flushAndForget(keep?: string): Promise<void> {
           await runRebuilds();
           rebuilds += rebuild.size;
           rebuild.clear();
-          await flush();
-          cache.clear();
+          await flush(keep);
+          for (const k of cache.keys()) if (k !== keep) cache.delete(k);
         }
 
         const window: ChangeWindow = { horizon: cursor.horizon, appliedIds: cursorApplied.map((p) => p.slice(p.indexOf('|') + 1)) };
@@ -358,12 +359,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
             if (cache.size <= Math.min(FLUSH_CHUNK, deps.cacheRecords)) return;
             // Records arrive one after another: all but the last row's are complete.
             const last = rows.at(-1);
-            const current = last === undefined ? undefined : keyOf(last.userId, last.recordId);
-            await runRebuilds();
-            rebuilds += rebuild.size;
-            rebuild.clear();
-            await flush(current);
-            for (const k of cache.keys()) if (k !== current) cache.delete(k);
+            await flushAndForget(last === undefined ? undefined : keyOf(last.userId, last.recordId));
           };
           // The rows are read on a second connection, so this transaction's loads and writes
           // never queue behind the FETCHes in flight (and Postgres keeps sorting and sending
@@ -371,12 +367,12 @@ export function createProjection(deps: ProjectionDeps): Projection {
           // commits after it is at or above the horizon and read by the next pass, as always.
           const separate = poolSize(sql) >= 2;
           log.info({ since: cursor.horizon, separate }, 'projection: reading a backlog in bulk');
-          const read = async (rtx: TxSql) => {
+          const readBacklog = async (rtx: TxSql) => {
             await prepareBulkRead(rtx);
             await streamChanges(rtx, cols, window, { batchRows, bulk: true }, onBulkBatch);
           };
-          if (separate) await sql.begin(read);
-          else await read(tx);
+          if (separate) await sql.begin(readBacklog);
+          else await readBacklog(tx);
         }
         await runRebuilds();
         rebuilds += rebuild.size;
