@@ -34,17 +34,14 @@ async function occurrenceHeldByServer(userId: string, missionId: string, dueAt: 
 
 const iteration = (id: string, source: string) => ({ id, startedAt: new Date().toISOString(), finishedAt: new Date().toISOString(), summary: source, overallStatus: 'awaiting-review' as const, source, plan: [] });
 
-it('writes nothing when a device already wrote the iteration the projection does not show yet', async () => {
-  const dueAt = '2026-01-01T09:00:00.000000Z';
-  const id = await occurrenceHeldByServer('race-user', 'm1', dueAt);
-  // The device's write, straight to the log (no projection pass runs in this test).
+/** A device's iteration `deviceIterationId` lands in the log (no projection pass runs), then the server writes `id`. */
+async function deviceThenServer(missionId: string, id: string, deviceIterationId: string) {
   await db.sql`
     INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-    VALUES ('ai', 'aiMissions', 'm1', 'race-user', 'update', ${db.sql.json({ iterations: [iteration(id, 'device')] })}, 'laptop', 'user')`;
-
-  const out = await writeIteration(db.sql, target, {
+    VALUES ('ai', 'aiMissions', ${missionId}, 'race-user', 'update', ${db.sql.json({ iterations: [iteration(deviceIterationId, 'device')] })}, 'laptop', 'user')`;
+  return writeIteration(db.sql, target, {
     userId: 'race-user',
-    missionId: 'm1',
+    missionId,
     iterationId: id,
     holder: 'server:b',
     iteration: iteration(id, 'server') as never,
@@ -53,6 +50,12 @@ it('writes nothing when a device already wrote the iteration the projection does
     finalStatus: 'planned',
     at: new Date(),
   });
+}
+
+it('writes nothing when a device already wrote the iteration the projection does not show yet', async () => {
+  const dueAt = '2026-01-01T09:00:00.000000Z';
+  const id = await occurrenceHeldByServer('race-user', 'm1', dueAt);
+  const out = await deviceThenServer('m1', id, id);
 
   expect(out).toBe('present');
   const [occ] = await db.sql<{ status: string }[]>`SELECT status FROM mana_ai.occurrences WHERE iteration_id = ${id}`;
@@ -64,21 +67,7 @@ it('writes nothing when a device already wrote the iteration the projection does
 it('still writes when the log holds only other iterations of the mission', async () => {
   const dueAt = '2026-01-02T09:00:00.000000Z';
   const id = await occurrenceHeldByServer('race-user', 'm2', dueAt);
-  await db.sql`
-    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-    VALUES ('ai', 'aiMissions', 'm2', 'race-user', 'update', ${db.sql.json({ iterations: [iteration('11111111-1111-5111-8111-111111111111', 'device')] })}, 'laptop', 'user')`;
-
-  const out = await writeIteration(db.sql, target, {
-    userId: 'race-user',
-    missionId: 'm2',
-    iterationId: id,
-    holder: 'server:b',
-    iteration: iteration(id, 'server') as never,
-    baseIterations: [],
-    nextRunAt: null,
-    finalStatus: 'planned',
-    at: new Date(),
-  });
+  const out = await deviceThenServer('m2', id, '11111111-1111-5111-8111-111111111111');
 
   expect(out).toBe('written');
   const [occ] = await db.sql<{ status: string }[]>`SELECT status FROM mana_ai.occurrences WHERE iteration_id = ${id}`;
