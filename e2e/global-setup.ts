@@ -9,7 +9,6 @@
  * the level, default info).
  */
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
@@ -19,17 +18,8 @@ import { createSql } from '../src/db/pool.js';
 import { startEmbeddedDb } from '../src/db/embedded.js';
 import { startWebPushTesting } from '../test/nudge/web-push-testing-server.js';
 import { startLlmStub } from './support/llm-stub.js';
+import { freePort } from '../test/support/free-port.js';
 
-function freePort(): Promise<number> {
-  return new Promise((done, fail) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => done(port));
-    });
-    srv.on('error', fail);
-  });
-}
 
 export default async function globalSetup(): Promise<() => Promise<void>> {
   const started = Date.now();

@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import postgres from 'postgres';
 import { createTestDb, type TestDb } from './support/db.js';
-import { freePort } from './support/global-setup.js';
+import { freePort } from './support/free-port.js';
 
 const ROOT = new URL('..', import.meta.url);
 const KEY = 'shutdown-test-service-key';

@@ -25,7 +25,6 @@
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -39,6 +38,7 @@ import { migrate } from '../../src/db/migrate.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
 import { signDevToken } from '../../src/http/user-auth.js';
 import { createLogger } from '../../src/log.js';
+import { freePort } from '../support/free-port.js';
 
 export interface Percentiles {
   n: number;
@@ -109,16 +109,6 @@ function openFileLimit(): number {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 /** Runs `fn` over items with at most `limit` in flight. */
 async function pool<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {

@@ -20,7 +20,6 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -30,6 +29,7 @@ import { createSql, type Sql } from '../../src/db/pool.js';
 import { migrate } from '../../src/db/migrate.js';
 import { RUNNER_CLIENT_ID } from '../../src/planner/writeback.js';
 import { reply, startLlmStub } from '../support/llm-stub.js';
+import { freePort } from '../support/free-port.js';
 
 export interface PlannerBenchRun {
   concurrency: number;
@@ -79,16 +79,6 @@ type ChildMessage =
   | { type: 'report'; userUs: number; systemUs: number }
   | { type: 'error'; message: string };
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-    srv.on('error', reject);
-  });
-}
 
 function nextMessage<T extends ChildMessage['type']>(child: ChildProcess, type: T, timeoutMs = 120_000): Promise<Extract<ChildMessage, { type: T }>> {
   return new Promise((resolve, reject) => {

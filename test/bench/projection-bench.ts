@@ -27,7 +27,6 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { createServer } from 'node:net';
 import postgres from 'postgres';
 import { pino } from 'pino';
 import { startEmbeddedDb, type EmbeddedDb } from '../../src/db/embedded.js';
@@ -37,6 +36,7 @@ import { loadConfig } from '../../src/config.js';
 import { createProjection, type Projection } from '../../src/projection/refresh.js';
 import { HORIZON_SAFETY_MS } from '../../src/projection/horizon.js';
 import { appendUpdates, generateHistory, HISTORY_DEFAULTS, HISTORY_VERSION } from './gen-history.js';
+import { freePort } from '../support/free-port.js';
 
 const here = fileURLToPath(import.meta.url);
 const ROOT = resolve(here, '../../..');
@@ -183,16 +183,6 @@ async function runChild(mode: 'baseline' | 'catchup' | 'idle', url: string): Pro
 
 // ---------------------------------------------------------------- database
 
-function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => res(port));
-    });
-    srv.on('error', rej);
-  });
-}
 
 interface BenchDb {
   url: string;

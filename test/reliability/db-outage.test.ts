@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { startEmbeddedDb, type EmbeddedDb } from '../../src/db/embedded.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
-import { freePort } from '../support/global-setup.js';
+import { freePort } from '../support/free-port.js';
 import { reply, startLlmStub, type LlmStub } from '../support/llm-stub.js';
 import { killAllChildren, startChild, type ChildCoordinator, type LogLine } from './support/child.js';
 import { audit, between, describeOpen, report, seedMissions, sleep, SOAK, waitFor, type SeedMission } from './support/ledger.js';
