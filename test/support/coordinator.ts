@@ -192,23 +192,7 @@ export async function updateMission(sql: Sql, userId: string, missionId: string,
     VALUES ('ai', 'aiMissions', ${missionId}, ${userId}, 'update', ${sql.json(data as never)}, 'test', 'user')`;
 }
 
-/** Polls until `check` returns a value other than undefined/false, or fails after timeoutMs. */
-export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs = 5000, what = 'condition'): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false) return v;
-    } catch (err: unknown) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(25);
-  }
-}
-
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export { sleep, waitFor } from './wait.js';
 
 /** An ISO instant ms from now (negative: in the past). */
 export const inMs = (ms: number) => new Date(Date.now() + ms).toISOString();

@@ -5,6 +5,7 @@
  * exactly once in the projected mission.
  */
 import type { Sql } from '../../../src/db/pool.js';
+import { waitFor as pollFor } from '../../support/wait.js';
 import { iterationIdFor } from '../../../src/schedule/occurrence-id.js';
 import { parseInstant } from '../../../src/projection/instant.js';
 
@@ -129,22 +130,11 @@ export async function doneCount(sql: Sql): Promise<number> {
 
 export const SOAK = Boolean(process.env['SOAK']) && process.env['SOAK'] !== '0';
 
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export { sleep } from '../../support/wait.js';
 
-/** Polls until `check` returns a value other than undefined/false, or throws after timeoutMs. */
-export async function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what: string, everyMs = 100): Promise<T> {
-  const until = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v !== undefined && v !== false) return v;
-    } catch (err: unknown) {
-      last = err;
-    }
-    if (Date.now() > until) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
-    await sleep(everyMs);
-  }
+/** waitFor polling every 100 ms by default: reliability checks query a loaded database. */
+export function waitFor<T>(check: () => Promise<T | undefined | false> | T | undefined | false, timeoutMs: number, what: string, everyMs = 100): Promise<T> {
+  return pollFor(check, timeoutMs, what, everyMs);
 }
 
 /** Random integer in [min, max]. */
