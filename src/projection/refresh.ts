@@ -42,6 +42,7 @@ import {
 } from './change-source.js';
 import { canSeeAllTransactions, readHorizon } from './horizon.js';
 import { keyOf, loadStates, saveStates, snapshotsEmpty } from './snapshot-store.js';
+import { fencedWrite, waitForFencedWrites } from './write-fence.js';
 
 const LOCK_KEY = 'mana_ai:projection';
 const CURSOR_NAME = 'aiMissions';
@@ -81,6 +82,8 @@ export interface ProjectionDeps {
   log: Logger;
   batchRows: number;
   cacheRecords: number;
+  /** Records per load of an incremental pass (default LOAD_CHUNK); tests make it tiny. */
+  loadChunk?: number;
   onMalformed?: (count: number) => void;
   onApplied?: (count: number) => void;
 }
@@ -97,6 +100,15 @@ export interface Projection {
 
 /** Records' states written per statement by a flush; a bulk pass writes completed records in such chunks. */
 const FLUSH_CHUNK = 1000;
+/**
+ * Records per load in an incremental pass. A batch's chunks are loaded at
+ * once, and each chunk is merged and its write-back sent as soon as its load
+ * arrives: this process merges while Postgres loads the next chunks and
+ * writes the previous ones (on other pool connections, so in parallel).
+ */
+const LOAD_CHUNK = 250;
+/** Write-backs sent and not yet answered, at most (each up to FLUSH_CHUNK records of JSON). */
+const WRITES_AHEAD = 4;
 
 /** A pg_snapshot: transactions below xmax not listed in xip had completed. */
 interface Snapshot {
@@ -206,6 +218,8 @@ export function createProjection(deps: ProjectionDeps): Projection {
     const cols = await columns();
     let snapshot: Snapshot | undefined;
     let ownXid: string | undefined;
+    /** The pass's fenced write-backs, which committed before it: its own, too. */
+    const writeXids: string[] = [];
     let result;
     try {
       result = await sql.begin(async (tx) => {
@@ -242,6 +256,76 @@ export function createProjection(deps: ProjectionDeps): Projection {
         let rebuilds = 0;
         // Loads are skipped while the snapshots table is known empty and nothing was written yet.
         let nothingStored = false;
+        // A pass that reads rows first waits out any write-back still in flight from a pass
+        // that died (see write-fence.ts), and learns its transaction id for its own.
+        const passXid = read ? await waitForFencedWrites(tx) : undefined;
+        // An incremental pass loads and writes snapshots on other connections of the pool,
+        // several at once, each write committing on its own (fenced by this transaction), so
+        // every load sees every write. A bulk pass's reader holds the second connection, and a
+        // pool of two would leave a side query waiting behind it: there everything goes
+        // through this transaction, in order.
+        const elsewhere = read && !bulk && poolSize(sql) >= 2 ? passXid : undefined;
+        const inFlight: { write: Promise<{ bytes: number; records: number }>; keys: string[] }[] = [];
+        const pendingKeys = new Set<string>();
+        let wholeBytes = 0;
+        let wholeRecords = 0;
+
+        /**
+         * Sends the write-back of states without waiting for it, unless
+         * WRITES_AHEAD are already unanswered. A record is in at most one
+         * write at a time: two on different connections could land in either order.
+         */
+        async function writeBack(states: RecordState[]): Promise<void> {
+          if (states.length === 0) return;
+          const keys = states.map((st) => keyOf(st.userId, st.recordId));
+          if (keys.some((k) => pendingKeys.has(k))) await writesDone();
+          recordsWritten += states.length;
+          nothingStored = false;
+          const write = elsewhere === undefined
+            ? saveStates(tx, states)
+            : fencedWrite(sql, elsewhere, (w) => saveStates(w, states)).then(({ result, xid }) => {
+                if (xid) writeXids.push(xid);
+                return result;
+              });
+          write.catch(() => undefined); // awaited in settleOldestWrite; never an unhandled rejection
+          for (const k of keys) pendingKeys.add(k);
+          inFlight.push({ write, keys });
+          while (inFlight.length > WRITES_AHEAD) await settleOldestWrite();
+        }
+
+        async function settleOldestWrite(): Promise<void> {
+          const { write, keys } = inFlight.shift()!;
+          try {
+            const w = await write;
+            wholeBytes += w.bytes;
+            wholeRecords += w.records;
+          } finally {
+            for (const k of keys) pendingKeys.delete(k);
+          }
+        }
+
+        /** Waits for every write-back sent; the first that failed fails the pass. */
+        async function writesDone(): Promise<void> {
+          while (inFlight.length > 0) await settleOldestWrite();
+          if (wholeRecords > 0) recordBytes = Math.max(256, Math.round(wholeBytes / wholeRecords));
+          wholeBytes = 0;
+          wholeRecords = 0;
+        }
+
+        /**
+         * Starts loading these records' stored states. A record is never
+         * loaded while a write of it is in flight: written records stay cached
+         * until a flush, which waits for its writes.
+         */
+        function startLoad(keys: string[], byKey: Map<string, Change[]>): Promise<Map<string, RecordState>> {
+          const refs = keys.map((k) => {
+            const c = byKey.get(k)![0]!;
+            return { userId: c.userId, recordId: c.recordId };
+          });
+          const load = loadStates(elsewhere === undefined ? tx : sql, refs);
+          load.catch(() => undefined); // awaited in order by applyBatch
+          return load;
+        }
 
         /**
          * Writes the dirty states, except `keep`'s (a record a bulk pass may
@@ -252,27 +336,13 @@ export function createProjection(deps: ProjectionDeps): Projection {
           const keepDirty = keep !== undefined && dirty.has(keep);
           dirty.clear();
           if (keepDirty) dirty.add(keep);
-          let bytes = 0;
-          let whole = 0;
-          let pending: Promise<{ bytes: number; records: number }> | undefined;
-          const settle = async () => {
-            if (!pending) return;
-            const w = await pending;
-            bytes += w.bytes;
-            whole += w.records;
-          };
           for (let i = 0; i < keys.length; i += FLUSH_CHUNK) {
             const states = keys.slice(i, i + FLUSH_CHUNK).map((k) => cache.get(k)).filter((st): st is RecordState => st !== undefined);
             for (const state of states) cache.delete(keyOf(state.userId, state.recordId));
-            // One write in flight: the next chunk is gathered while Postgres writes this one.
-            await settle();
-            pending = saveStates(tx, states);
-            pending.catch(() => undefined);
-            recordsWritten += states.length;
+            // The next chunk is gathered while Postgres writes this one.
+            await writeBack(states);
           }
-          await settle();
-          if (whole > 0) recordBytes = Math.max(256, Math.round(bytes / whole));
-          if (keys.length > 0) nothingStored = false;
+          await writesDone();
         }
 
         // keep(`${createdAt}|${id}`) without building the position for the (many) rows below the horizon.
@@ -281,7 +351,13 @@ export function createProjection(deps: ProjectionDeps): Projection {
           if (keepFrom(createdAt)) appliedNow.push(`${createdAt}|${id}`);
         }
 
-        async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
+        /**
+         * Merges a batch into the cached states, loading the records not
+         * cached. With writeEach (incremental passes) the records are loaded
+         * in chunks, and each chunk's changed records are written back as soon
+         * as it is merged; they stay cached, so a later batch merges into them.
+         */
+        async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[], writeEach = false): Promise<void> {
           const changes: Change[] = [];
           for (const row of rows) {
             const n = normalizeRow(row);
@@ -297,22 +373,47 @@ export function createProjection(deps: ProjectionDeps): Projection {
           for (const s of superseded) markApplied(s.createdAt, s.id);
           rowsApplied += changes.length + superseded.length;
 
-          const keys = changes.map((c) => keyOf(c.userId, c.recordId));
-          const missing = new Map<string, { userId: string; recordId: string }>();
-          changes.forEach((c, i) => {
-            if (!cache.has(keys[i]!)) missing.set(keys[i]!, { userId: c.userId, recordId: c.recordId });
-          });
-          if (missing.size > 0) {
-            const loaded = nothingStored ? undefined : await loadStates(tx, [...missing.values()]);
-            for (const [k, ref] of missing) cache.set(k, loaded?.get(k) ?? emptyState(ref.userId, ref.recordId));
+          // Each record's changes in arrival order; records merge independently of each other.
+          const byKey = new Map<string, Change[]>();
+          for (const c of changes) {
+            const k = keyOf(c.userId, c.recordId);
+            const list = byKey.get(k);
+            if (list) list.push(c);
+            else byKey.set(k, [c]);
           }
-          changes.forEach((c, i) => {
-            const k = keys[i]!;
-            if (rebuild.has(k)) return;
-            const outcome = applyChange(cache.get(k)!, c);
-            if (outcome === 'rebuild') rebuild.add(k);
-            else if (outcome === 'applied') dirty.add(k);
-          });
+          const cached: string[] = [];
+          const missing: string[] = [];
+          for (const k of byKey.keys()) (cache.has(k) ? cached : missing).push(k);
+          const chunks: { keys: string[]; load?: Promise<Map<string, RecordState>> }[] = [{ keys: cached }];
+          const chunkSize = writeEach ? Math.max(1, deps.loadChunk ?? LOAD_CHUNK) : Math.max(1, missing.length);
+          for (let i = 0; i < missing.length; i += chunkSize) {
+            const keys = missing.slice(i, i + chunkSize);
+            chunks.push(nothingStored ? { keys } : { keys, load: startLoad(keys, byKey) });
+          }
+          for (const chunk of chunks) {
+            if (chunk.load) {
+              const loaded = await chunk.load;
+              for (const k of chunk.keys) cache.set(k, loaded.get(k) ?? emptyState(byKey.get(k)![0]!.userId, byKey.get(k)![0]!.recordId));
+            } else {
+              for (const k of chunk.keys) if (!cache.has(k)) cache.set(k, emptyState(byKey.get(k)![0]!.userId, byKey.get(k)![0]!.recordId));
+            }
+            const ready: RecordState[] = [];
+            for (const k of chunk.keys) {
+              const state = cache.get(k)!;
+              for (const c of byKey.get(k)!) {
+                if (rebuild.has(k)) break;
+                const outcome = applyChange(state, c);
+                if (outcome === 'rebuild') rebuild.add(k);
+                else if (outcome === 'applied') dirty.add(k);
+              }
+              // A record waiting for a rebuild is written after it.
+              if (writeEach && dirty.has(k) && !rebuild.has(k)) {
+                dirty.delete(k);
+                ready.push(state);
+              }
+            }
+            await writeBack(ready);
+          }
         }
 
         async function replayFromLog(userId: string, recordId: string): Promise<RecordState> {
@@ -348,7 +449,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
           // Nothing committed since the last read: no row can be new.
         } else if (!bulk) {
           await streamChanges(tx, cols, window, { batchRows }, async (rows, superseded) => {
-            await applyBatch(rows, superseded);
+            await applyBatch(rows, superseded, true);
             // Bound memory whatever the log's size: write back and forget.
             if (cache.size > cacheCap()) await flushAndForget();
           });
@@ -414,7 +515,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
     }
     // Committed: every row the snapshot shows is applied. Only our transactions since it are excused.
     lastRead = snapshot;
-    ownXids = ownXid ? [ownXid] : [];
+    ownXids = ownXid ? [ownXid, ...writeXids] : writeXids;
     if (result.rowsSkipped) deps.onMalformed?.(result.rowsSkipped);
     if (result.rowsApplied) deps.onApplied?.(result.rowsApplied);
     return { ran: true, ...result, durationMs };

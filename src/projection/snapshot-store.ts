@@ -3,9 +3,9 @@
  * and writing them back in bulk. The only module that touches that table's
  * merge columns.
  */
-import type { TxSql } from '../db/pool.js';
+import type { Sql, TxSql } from '../db/pool.js';
 import { parseInstant } from './instant.js';
-import { materialize, type RecordState, type FieldVersion } from './lww.js';
+import type { RecordState, FieldVersion } from './lww.js';
 
 export const keyOf = (userId: string, recordId: string): string => `${userId}\u0000${recordId}`;
 
@@ -70,7 +70,7 @@ function changedFields(s: RecordState): { merge: boolean; keys: Iterable<string>
  * absent): versions and the derived fields' values, not the other values
  * (about half the bytes of a pass that touches 1,000 records).
  */
-export async function loadStates(tx: TxSql, keys: { userId: string; recordId: string }[]): Promise<Map<string, RecordState>> {
+export async function loadStates(tx: Sql | TxSql, keys: { userId: string; recordId: string }[]): Promise<Map<string, RecordState>> {
   const out = new Map<string, RecordState>();
   if (keys.length === 0) return out;
   const rows = await tx<SnapshotRow[]>`
@@ -93,6 +93,17 @@ export async function snapshotsEmpty(tx: TxSql): Promise<boolean> {
   return Boolean(row?.empty);
 }
 
+/**
+ * The columns the due scan indexes, read off the three fields they come from
+ * (materialize() would build the whole record for each state written).
+ */
+function derivedColumns(s: RecordState): { soft_deleted: boolean; state: string | null; next_run_at: string | null } {
+  if (!s.present) return { soft_deleted: false, state: null, next_run_at: null };
+  const value = (k: (typeof DERIVED)[number]) => s.fields.get(k)?.value;
+  const state = value('state');
+  return { soft_deleted: Boolean(value('deletedAt')), state: typeof state === 'string' ? state : null, next_run_at: parseInstant(value('nextRunAt')) };
+}
+
 const RECORDSET = `x(user_id text, mission_id text, fields jsonb, versions jsonb, last_delete text, max_pos text,
   present boolean, soft_deleted boolean, state text, next_run_at timestamptz)`;
 
@@ -110,7 +121,6 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<{ by
     const whole: object[] = [];
     const merged: object[] = [];
     for (const s of states.slice(i, i + CHUNK)) {
-      const record = materialize(s);
       const { merge, keys } = changedFields(s);
       const fields: Record<string, unknown> = {};
       const versions: Record<string, string> = {};
@@ -120,7 +130,6 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<{ by
         Object.defineProperty(fields, k, { value: v.value, enumerable: true, writable: true, configurable: true });
         Object.defineProperty(versions, k, { value: v.stamp, enumerable: true, writable: true, configurable: true });
       }
-      const state = record && typeof record['state'] === 'string' ? record['state'] : null;
       (merge ? merged : whole).push({
         user_id: s.userId,
         mission_id: s.recordId,
@@ -129,9 +138,7 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<{ by
         last_delete: s.lastDelete,
         max_pos: s.maxPos,
         present: s.present,
-        soft_deleted: record ? Boolean(record['deletedAt']) : false,
-        state,
-        next_run_at: record ? parseInstant(record['nextRunAt']) : null,
+        ...derivedColumns(s),
       });
     }
     if (whole.length > 0) {

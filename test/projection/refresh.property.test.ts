@@ -21,18 +21,25 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import { createProjection } from '../../src/projection/refresh.js';
 import { parseInstant } from '../../src/projection/instant.js';
 import type { ChangeRow } from '../../src/projection/lww.js';
-import type { Sql } from '../../src/db/pool.js';
+import { createSql, type Sql } from '../../src/db/pool.js';
 import { oracleReplay } from './oracle.js';
 import { rowArb, toRows } from './history.js';
 import { insertRows } from './log-db.js';
 
 let db: TestDb;
+/**
+ * The same database through pools of one and two connections: a pass of a
+ * pool of one loads and writes in its own transaction, one of two shares its
+ * second connection between its loads and fenced writes (db.sql has ten).
+ */
+let pools: Record<1 | 2 | 10, Sql>;
 let holder: postgres.Sql;
 let held: postgres.ReservedSql;
 let baseMs: number;
 
 beforeAll(async () => {
   db = await createTestDb();
+  pools = { 1: createSql(db.url, { max: 1 }), 2: createSql(db.url, { max: 2 }), 10: db.sql };
   holder = postgres(db.url, { max: 1, onnotice: () => {} });
   held = await holder.reserve();
   await held`BEGIN`;
@@ -47,6 +54,7 @@ afterAll(async () => {
     held.release();
   }
   await holder?.end({ timeout: 5 });
+  await Promise.all([pools?.[1].end({ timeout: 5 }), pools?.[2].end({ timeout: 5 })]);
   await db?.drop();
 });
 
@@ -84,6 +92,8 @@ const historyArb = fc.array(rowArb, { minLength: 1, maxLength: 60, size: 'max' }
     cuts: fc.uniqueArray(fc.nat(specs.length), { maxLength: 8, size: 'max' }),
     batchRows: fc.integer({ min: 1, max: 12 }),
     cacheRecords: fc.integer({ min: 1, max: 8 }),
+    loadChunk: fc.integer({ min: 1, max: 4 }),
+    pool: fc.constantFrom(1 as const, 2 as const, 10 as const),
   }),
 );
 
@@ -92,13 +102,14 @@ describe('incremental refresh against the real database', () => {
     const silent = pino({ level: 'silent' });
     let runs = 0;
     await fc.assert(
-      fc.asyncProperty(historyArb, async ({ specs, order, cuts, batchRows, cacheRecords }) => {
+      fc.asyncProperty(historyArb, async ({ specs, order, cuts, batchRows, cacheRecords, loadChunk, pool }) => {
         runs++;
         await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
         const rows = toRows(specs, baseMs);
         for (const r of rows) expect(Date.parse(r.createdAt)).toBeGreaterThan(baseMs - 1);
-        // Small batches and a small cache force the cursor's batching and cache eviction paths.
-        const projection = createProjection({ sql: db.sql, log: silent, batchRows, cacheRecords });
+        // Small batches, a small cache and tiny load chunks force the cursor's batching, the
+        // cache eviction and the pipelined loads and write-backs.
+        const projection = createProjection({ sql: pools[pool], log: silent, batchRows, cacheRecords, loadChunk });
 
         const permuted = order.map((i) => rows[i]!);
         const points = [...new Set([0, ...cuts, permuted.length])].sort((a, b) => a - b);
