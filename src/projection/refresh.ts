@@ -41,7 +41,7 @@ import {
   type SyncColumns,
 } from './change-source.js';
 import { canSeeAllTransactions, readHorizon } from './horizon.js';
-import { keyOf, loadStates, saveStates, snapshotsEmpty } from './snapshot-store.js';
+import { keyOf, loadStates, mergeDeltas, saveStates, snapshotsEmpty, type Delta } from './snapshot-store.js';
 import { fencedWrite, waitForFencedWrites } from './write-fence.js';
 
 const LOCK_KEY = 'mana_ai:projection';
@@ -265,40 +265,49 @@ export function createProjection(deps: ProjectionDeps): Projection {
         // pool of two would leave a side query waiting behind it: there everything goes
         // through this transaction, in order.
         const elsewhere = read && !bulk && poolSize(sql) >= 2 ? passXid : undefined;
-        const inFlight: { write: Promise<{ bytes: number; records: number }>; keys: string[] }[] = [];
+        const inFlight: { write: Promise<unknown>; keys: string[] }[] = [];
         const pendingKeys = new Set<string>();
         let wholeBytes = 0;
         let wholeRecords = 0;
 
         /**
-         * Sends the write-back of states without waiting for it, unless
-         * WRITES_AHEAD are already unanswered. A record is in at most one
-         * write at a time: two on different connections could land in either order.
+         * Sends a write of these records' snapshots without waiting for it,
+         * unless WRITES_AHEAD are already unanswered, and returns it (wrapped:
+         * an async function would wait for it). A record
+         * is in at most one write at a time: two on different connections
+         * could land in either order.
          */
-        async function writeBack(states: RecordState[]): Promise<void> {
-          if (states.length === 0) return;
-          const keys = states.map((st) => keyOf(st.userId, st.recordId));
+        async function sendWrite<T>(keys: string[], write: (db: TxSql) => Promise<T>): Promise<{ sent: Promise<T> }> {
           if (keys.some((k) => pendingKeys.has(k))) await writesDone();
-          recordsWritten += states.length;
-          nothingStored = false;
-          const write = elsewhere === undefined
-            ? saveStates(tx, states)
-            : fencedWrite(sql, elsewhere, (w) => saveStates(w, states)).then(({ result, xid }) => {
+          const sent = elsewhere === undefined
+            ? write(tx)
+            : fencedWrite(sql, elsewhere, write).then(({ result, xid }) => {
                 if (xid) writeXids.push(xid);
                 return result;
               });
-          write.catch(() => undefined); // awaited in settleOldestWrite; never an unhandled rejection
+          sent.catch(() => undefined); // awaited in settleOldestWrite; never an unhandled rejection
           for (const k of keys) pendingKeys.add(k);
-          inFlight.push({ write, keys });
+          inFlight.push({ write: sent, keys });
           while (inFlight.length > WRITES_AHEAD) await settleOldestWrite();
+          return { sent };
+        }
+
+        /** Writes states back (see sendWrite). */
+        async function writeBack(states: RecordState[]): Promise<void> {
+          if (states.length === 0) return;
+          recordsWritten += states.length;
+          nothingStored = false;
+          const { sent } = await sendWrite(states.map((st) => keyOf(st.userId, st.recordId)), (db) => saveStates(db, states));
+          sent.then((w) => {
+            wholeBytes += w.bytes;
+            wholeRecords += w.records;
+          }, () => undefined);
         }
 
         async function settleOldestWrite(): Promise<void> {
           const { write, keys } = inFlight.shift()!;
           try {
-            const w = await write;
-            wholeBytes += w.bytes;
-            wholeRecords += w.records;
+            await write;
           } finally {
             for (const k of keys) pendingKeys.delete(k);
           }
@@ -352,10 +361,13 @@ export function createProjection(deps: ProjectionDeps): Projection {
         }
 
         /**
-         * Merges a batch into the cached states, loading the records not
-         * cached. With writeEach (incremental passes) the records are loaded
-         * in chunks, and each chunk's changed records are written back as soon
-         * as it is merged; they stay cached, so a later batch merges into them.
+         * Merges a batch into the snapshots. A bulk pass merges into the
+         * cached states, loading the records not cached. An incremental pass
+         * (writeEach) lets the database merge each record whose rows hold no
+         * delete (mergeDeltas), in chunks sent at once without loading
+         * anything; the rest it loads in chunks, merges here and writes back
+         * chunk by chunk as their loads arrive. Those stay cached, so a later
+         * batch merges into them.
          */
         async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[], writeEach = false): Promise<void> {
           const changes: Change[] = [];
@@ -383,7 +395,13 @@ export function createProjection(deps: ProjectionDeps): Projection {
           }
           const cached: string[] = [];
           const missing: string[] = [];
-          for (const k of byKey.keys()) (cache.has(k) ? cached : missing).push(k);
+          const blind: string[] = [];
+          for (const [k, list] of byKey) {
+            if (cache.has(k)) cached.push(k);
+            else if (writeEach && !nothingStored && list.every((c) => c.kind === 'data')) blind.push(k);
+            else missing.push(k);
+          }
+          missing.push(...(await mergeInDatabase(blind, byKey)));
           const chunks: { keys: string[]; load?: Promise<Map<string, RecordState>> }[] = [{ keys: cached }];
           const chunkSize = writeEach ? Math.max(1, deps.loadChunk ?? LOAD_CHUNK) : Math.max(1, missing.length);
           for (let i = 0; i < missing.length; i += chunkSize) {
@@ -414,6 +432,36 @@ export function createProjection(deps: ProjectionDeps): Projection {
             }
             await writeBack(ready);
           }
+        }
+
+        /**
+         * Sends these records' rows to the database to merge (mergeDeltas), in
+         * chunks, and returns the keys of those it could not merge.
+         */
+        async function mergeInDatabase(keys: string[], byKey: Map<string, Change[]>): Promise<string[]> {
+          const sent: { keys: string[]; write: Promise<{ merged: Set<string> }> }[] = [];
+          const chunkSize = Math.max(1, deps.loadChunk ?? LOAD_CHUNK);
+          for (let i = 0; i < keys.length; i += chunkSize) {
+            const chunk = keys.slice(i, i + chunkSize);
+            const deltas = chunk.map((k): Delta => {
+              const changes = byKey.get(k)!;
+              const state = emptyState(changes[0]!.userId, changes[0]!.recordId);
+              let minPos = changes[0]!.pos;
+              for (const c of changes) {
+                applyChange(state, c);
+                if (c.pos < minPos) minPos = c.pos;
+              }
+              return { state, minPos };
+            });
+            sent.push({ keys: chunk, write: (await sendWrite(chunk, (db) => mergeDeltas(db, deltas))).sent });
+          }
+          const left: string[] = [];
+          for (const { keys: chunk, write } of sent) {
+            const { merged } = await write;
+            recordsWritten += merged.size;
+            for (const k of chunk) if (!merged.has(k)) left.push(k);
+          }
+          return left;
         }
 
         async function replayFromLog(userId: string, recordId: string): Promise<RecordState> {

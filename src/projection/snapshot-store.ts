@@ -170,3 +170,59 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<{ by
   }
   return { bytes, records };
 }
+
+/** One record's rows of one pass merged from nothing (lww.ts), none of them a delete. */
+export interface Delta {
+  state: RecordState;
+  /** The earliest of those rows' positions. */
+  minPos: string;
+}
+
+const DELTASET = `x(user_id text, mission_id text, fields jsonb, versions jsonb, min_pos text, max_pos text,
+  state text, soft_deleted boolean, next_run_at timestamptz)`;
+
+/** True when x's version of field k wins over s's (text compared as bytes, as JavaScript compares these ASCII stamps). */
+const wins = (k: string) => `(x.versions ->> '${k}') COLLATE "C" >= coalesce(s.versions ->> '${k}', '')`;
+/** The entries of x's versions that win over s's, as `value` ranges over x's versions. */
+const WINNING = `FROM jsonb_each_text(x.versions) v WHERE v.value COLLATE "C" >= coalesce(s.versions ->> v.key, '')`;
+
+/**
+ * Merges deltas into the stored snapshots in the database, field by field,
+ * without loading them: what lww.ts's applyChange does for rows that are
+ * not deletes, given that every row is after the record's last delete.
+ * Returns the keys of the records merged; the others (not stored yet, or
+ * with a row at or before their last delete) are for the caller to load and
+ * merge itself.
+ */
+export async function mergeDeltas(tx: Sql | TxSql, deltas: Delta[]): Promise<{ merged: Set<string> }> {
+  const merged = new Set<string>();
+  if (deltas.length === 0) return { merged };
+  const json = JSON.stringify(
+    deltas.map(({ state: s, minPos }) => {
+      const fields: Record<string, unknown> = {};
+      const versions: Record<string, string> = {};
+      for (const [k, v] of s.fields) {
+        Object.defineProperty(fields, k, { value: v.value, enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(versions, k, { value: v.stamp, enumerable: true, writable: true, configurable: true });
+      }
+      return { user_id: s.userId, mission_id: s.recordId, fields, versions, min_pos: minPos, max_pos: s.maxPos, ...derivedColumns(s) };
+    }),
+  );
+  const rows = await tx<{ userId: string; missionId: string }[]>`
+    UPDATE mana_ai.mission_snapshots s SET
+      fields = s.fields || coalesce((SELECT jsonb_object_agg(v.key, x.fields -> v.key) ${tx.unsafe(WINNING)}), '{}'::jsonb),
+      versions = s.versions || coalesce((SELECT jsonb_object_agg(v.key, v.value) ${tx.unsafe(WINNING)}), '{}'::jsonb),
+      max_pos = CASE WHEN s.max_pos IS NULL OR x.max_pos COLLATE "C" > s.max_pos THEN x.max_pos ELSE s.max_pos END,
+      present = true,
+      -- The derived columns change only with the field they come from (a deleted record has none).
+      state = CASE WHEN ${tx.unsafe(wins('state'))} THEN x.state ELSE s.state END,
+      soft_deleted = CASE WHEN ${tx.unsafe(wins('deletedAt'))} THEN x.soft_deleted ELSE s.soft_deleted END,
+      next_run_at = CASE WHEN ${tx.unsafe(wins('nextRunAt'))} THEN x.next_run_at ELSE s.next_run_at END,
+      updated_at = now()
+    FROM jsonb_to_recordset(${json}::text::jsonb) AS ${tx.unsafe(DELTASET)}
+    WHERE s.user_id = x.user_id AND s.mission_id = x.mission_id
+      AND (s.last_delete IS NULL OR x.min_pos COLLATE "C" > s.last_delete)
+    RETURNING s.user_id AS "userId", s.mission_id AS "missionId"`;
+  for (const r of rows) merged.add(keyOf(r.userId, r.missionId));
+  return { merged };
+}
