@@ -178,13 +178,19 @@ export interface Delta {
   minPos: string;
 }
 
-const DELTASET = `x(user_id text, mission_id text, fields jsonb, versions jsonb, min_pos text, max_pos text,
-  state text, soft_deleted boolean, next_run_at timestamptz)`;
+/**
+ * A delta as mergeDeltas sends it, in few bytes (the JSON is most of a
+ * pass's write-back, and Postgres parses it all): short keys, one stamp `t`
+ * for all fields when they share it (almost always: one row), `v` only when
+ * they do not, `lo` only when it differs from `hi`, derived columns only for
+ * fields the delta has.
+ */
+const DELTASET = `x(u text, m text, f jsonb, t text, v jsonb, lo text, hi text, st text, sd boolean, nr timestamptz)`;
 
-/** True when x's version of field k wins over s's (text compared as bytes, as JavaScript compares these ASCII stamps). */
-const wins = (k: string) => `(x.versions ->> '${k}') COLLATE "C" >= coalesce(s.versions ->> '${k}', '')`;
-/** The entries of x's versions that win over s's, as `value` ranges over x's versions. */
-const WINNING = `FROM jsonb_each_text(x.versions) v WHERE v.value COLLATE "C" >= coalesce(s.versions ->> v.key, '')`;
+/** The stamp x carries for field k. */
+const stampOf = (k: string) => `coalesce(x.v ->> ${k}, x.t)`;
+/** True when x's field k wins over s's (text compared as bytes, as JavaScript compares these ASCII stamps). */
+const wins = (k: string) => `(x.f ? '${k}' AND ${stampOf(`'${k}'`)} COLLATE "C" >= coalesce(s.versions ->> '${k}', ''))`;
 
 /**
  * Merges deltas into the stored snapshots in the database, field by field,
@@ -199,29 +205,48 @@ export async function mergeDeltas(tx: Sql | TxSql, deltas: Delta[]): Promise<{ m
   if (deltas.length === 0) return { merged };
   const json = JSON.stringify(
     deltas.map(({ state: s, minPos }) => {
-      const fields: Record<string, unknown> = {};
-      const versions: Record<string, string> = {};
-      for (const [k, v] of s.fields) {
-        Object.defineProperty(fields, k, { value: v.value, enumerable: true, writable: true, configurable: true });
-        Object.defineProperty(versions, k, { value: v.stamp, enumerable: true, writable: true, configurable: true });
+      const f: Record<string, unknown> = {};
+      const v: Record<string, string> = {};
+      let t: string | undefined;
+      let shared = true;
+      for (const [k, fv] of s.fields) {
+        Object.defineProperty(f, k, { value: fv.value, enumerable: true, writable: true, configurable: true });
+        Object.defineProperty(v, k, { value: fv.stamp, enumerable: true, writable: true, configurable: true });
+        t ??= fv.stamp;
+        if (fv.stamp !== t) shared = false;
       }
-      return { user_id: s.userId, mission_id: s.recordId, fields, versions, min_pos: minPos, max_pos: s.maxPos, ...derivedColumns(s) };
+      const d = derivedColumns(s);
+      return {
+        u: s.userId,
+        m: s.recordId,
+        f,
+        t,
+        v: shared ? undefined : v,
+        lo: minPos === s.maxPos ? undefined : minPos,
+        hi: s.maxPos,
+        st: s.fields.has('state') ? d.state : undefined,
+        sd: s.fields.has('deletedAt') ? d.soft_deleted : undefined,
+        nr: s.fields.has('nextRunAt') ? d.next_run_at : undefined,
+      };
     }),
   );
   const rows = await tx<{ userId: string; missionId: string }[]>`
     UPDATE mana_ai.mission_snapshots s SET
-      fields = s.fields || coalesce((SELECT jsonb_object_agg(v.key, x.fields -> v.key) ${tx.unsafe(WINNING)}), '{}'::jsonb),
-      versions = s.versions || coalesce((SELECT jsonb_object_agg(v.key, v.value) ${tx.unsafe(WINNING)}), '{}'::jsonb),
-      max_pos = CASE WHEN s.max_pos IS NULL OR x.max_pos COLLATE "C" > s.max_pos THEN x.max_pos ELSE s.max_pos END,
+      (fields, versions) = (
+        SELECT s.fields || coalesce(jsonb_object_agg(e.key, e.value), '{}'::jsonb),
+               s.versions || coalesce(jsonb_object_agg(e.key, ${tx.unsafe(stampOf('e.key'))}), '{}'::jsonb)
+        FROM jsonb_each(x.f) e
+        WHERE ${tx.unsafe(stampOf('e.key'))} COLLATE "C" >= coalesce(s.versions ->> e.key, '')),
+      max_pos = CASE WHEN s.max_pos IS NULL OR x.hi COLLATE "C" > s.max_pos THEN x.hi ELSE s.max_pos END,
       present = true,
       -- The derived columns change only with the field they come from (a deleted record has none).
-      state = CASE WHEN ${tx.unsafe(wins('state'))} THEN x.state ELSE s.state END,
-      soft_deleted = CASE WHEN ${tx.unsafe(wins('deletedAt'))} THEN x.soft_deleted ELSE s.soft_deleted END,
-      next_run_at = CASE WHEN ${tx.unsafe(wins('nextRunAt'))} THEN x.next_run_at ELSE s.next_run_at END,
+      state = CASE WHEN ${tx.unsafe(wins('state'))} THEN x.st ELSE s.state END,
+      soft_deleted = CASE WHEN ${tx.unsafe(wins('deletedAt'))} THEN x.sd ELSE s.soft_deleted END,
+      next_run_at = CASE WHEN ${tx.unsafe(wins('nextRunAt'))} THEN x.nr ELSE s.next_run_at END,
       updated_at = now()
     FROM jsonb_to_recordset(${json}::text::jsonb) AS ${tx.unsafe(DELTASET)}
-    WHERE s.user_id = x.user_id AND s.mission_id = x.mission_id
-      AND (s.last_delete IS NULL OR x.min_pos COLLATE "C" > s.last_delete)
+    WHERE s.user_id = x.u AND s.mission_id = x.m
+      AND (s.last_delete IS NULL OR coalesce(x.lo, x.hi) COLLATE "C" > s.last_delete)
     RETURNING s.user_id AS "userId", s.mission_id AS "missionId"`;
   for (const r of rows) merged.add(keyOf(r.userId, r.missionId));
   return { merged };
