@@ -1,6 +1,8 @@
 /**
- * Field-level last-write-wins over sync_changes rows (CONTRACT.md §1): the
- * only LWW code in the service.
+ * Field-level last-write-wins over sync_changes rows (CONTRACT.md §1). The
+ * rules live here; the one other place that applies them is mergeDeltas
+ * (snapshot-store.ts), which merges rows that are not deletes in SQL, and
+ * test/projection/merge-deltas.property.test.ts holds it to this file.
  *
  * The contract defines the record as a sequential replay in (created_at, id)
  * order, where a field wins when its timestamp is at least the stored one.

@@ -6,10 +6,13 @@
  * (created_at ≥ horizon and id not in the applied set), streams them in
  * batches, merges them into record states with lww.ts, rebuilds a record
  * from the log when a late delete asks for it, writes the states back and
- * moves the cursor, all atomically: a crash mid-pass leaves the previous
- * cursor and snapshots, and re-applying rows is idempotent anyway.
+ * moves the cursor. The cursor moves atomically; an incremental pass's
+ * snapshot writes commit on their own, fenced to the pass (write-fence.ts),
+ * so a crash mid-pass can leave snapshots ahead of the cursor, and the next
+ * pass applies those rows again, which changes nothing (applying a row is
+ * idempotent).
  *
- * Three things keep it cheap (BENCHMARKS.md has the figures):
+ * Four things keep it cheap (BENCHMARKS.md has the figures):
  * - "Anything new?" first. sync_changes has no index that finds recent rows
  *   across users (each of its indexes leads with user_id or record_id), so
  *   the window query costs one index descent per user (PG 18 skip scan).
@@ -23,6 +26,10 @@
  *   forgotten, its superseded values die young, and a delete never arrives
  *   after rows that follow it (no rebuilds). Rows older than their record's
  *   last delete come back without their data.
+ * - An incremental pass does not load what it merges, mostly: Postgres
+ *   merges each record whose new rows hold no delete field by field
+ *   (snapshot-store.ts, mergeDeltas), in chunks on other pool connections,
+ *   in parallel; only the rest is loaded, merged here and written back.
  * - Memory stays bounded whatever the log's size: only rows at or above the
  *   next horizon are remembered by id, a bulk pass holds about FLUSH_CHUNK
  *   records, and an incremental pass flushes and drops its record cache when
