@@ -52,6 +52,11 @@ function toState(row: SnapshotRow): RecordState {
   return state;
 }
 
+/** Sets an own property, even one named `__proto__` (a field name is the writer's choice). */
+function setOwn(o: Record<string, unknown>, k: string, value: unknown): void {
+  Object.defineProperty(o, k, { value, enumerable: true, writable: true, configurable: true });
+}
+
 /**
  * The fields to write: all of them (replace) for a new or reset record, else
  * only those whose version changed since the load (merged into the stored ones).
@@ -127,8 +132,8 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<{ by
       for (const k of keys) {
         const v = s.fields.get(k)!;
         if (v.value === NOT_LOADED) throw new Error(`snapshot of ${s.recordId}: field "${k}" would be written without its stored value`);
-        Object.defineProperty(fields, k, { value: v.value, enumerable: true, writable: true, configurable: true });
-        Object.defineProperty(versions, k, { value: v.stamp, enumerable: true, writable: true, configurable: true });
+        setOwn(fields, k, v.value);
+        setOwn(versions, k, v.stamp);
       }
       (merge ? merged : whole).push({
         user_id: s.userId,
@@ -210,8 +215,8 @@ export async function mergeDeltas(tx: Sql | TxSql, deltas: Delta[]): Promise<{ m
       let t: string | undefined;
       let shared = true;
       for (const [k, fv] of s.fields) {
-        Object.defineProperty(f, k, { value: fv.value, enumerable: true, writable: true, configurable: true });
-        Object.defineProperty(v, k, { value: fv.stamp, enumerable: true, writable: true, configurable: true });
+        setOwn(f, k, fv.value);
+        setOwn(v, k, fv.stamp);
         t ??= fv.stamp;
         if (fv.stamp !== t) shared = false;
       }
