@@ -89,7 +89,7 @@ export interface ProjectionDeps {
   log: Logger;
   batchRows: number;
   cacheRecords: number;
-  /** Records per load of an incremental pass (default LOAD_CHUNK); tests make it tiny. */
+  /** Records per merge or load statement of an incremental pass (default LOAD_CHUNK); tests make it tiny. */
   loadChunk?: number;
   onMalformed?: (count: number) => void;
   onApplied?: (count: number) => void;
@@ -108,10 +108,10 @@ export interface Projection {
 /** Records' states written per statement by a flush; a bulk pass writes completed records in such chunks. */
 const FLUSH_CHUNK = 1000;
 /**
- * Records per load in an incremental pass. A batch's chunks are loaded at
- * once, and each chunk is merged and its write-back sent as soon as its load
- * arrives: this process merges while Postgres loads the next chunks and
- * writes the previous ones (on other pool connections, so in parallel).
+ * Records per statement of an incremental pass: per mergeDeltas, which are
+ * sent at once (on other pool connections, so in parallel), and per load
+ * of the records it leaves, which are loaded at once and each merged and
+ * written back as soon as its load arrives.
  */
 const LOAD_CHUNK = 250;
 /** Write-backs sent and not yet answered, at most (each up to FLUSH_CHUNK records of JSON). */
@@ -147,6 +147,7 @@ async function prepareBulkRead(tx: TxSql): Promise<void> {
 
 export function createProjection(deps: ProjectionDeps): Projection {
   const { sql, log } = deps;
+  const loadChunk = Math.max(1, deps.loadChunk ?? LOAD_CHUNK);
   let columnsCache: SyncColumns | undefined;
   let visibility: boolean | undefined;
   let warnedStall = false;
@@ -330,14 +331,12 @@ export function createProjection(deps: ProjectionDeps): Projection {
 
         /**
          * Starts loading these records' stored states. A record is never
-         * loaded while a write of it is in flight: written records stay cached
-         * until a flush, which waits for its writes.
+         * loaded while a write of it is in flight: records written back stay
+         * cached until a flush, which waits for its writes, and mergeInDatabase
+         * waits for its merges before it returns.
          */
         function startLoad(keys: string[], byKey: Map<string, Change[]>): Promise<Map<string, RecordState>> {
-          const refs = keys.map((k) => {
-            const c = byKey.get(k)![0]!;
-            return { userId: c.userId, recordId: c.recordId };
-          });
+          const refs = keys.map((k) => byKey.get(k)![0]!);
           const load = loadStates(elsewhere === undefined ? tx : sql, refs);
           load.catch(() => undefined); // awaited in order by applyBatch
           return load;
@@ -410,18 +409,15 @@ export function createProjection(deps: ProjectionDeps): Projection {
           }
           missing.push(...(await mergeInDatabase(blind, byKey)));
           const chunks: { keys: string[]; load?: Promise<Map<string, RecordState>> }[] = [{ keys: cached }];
-          const chunkSize = writeEach ? Math.max(1, deps.loadChunk ?? LOAD_CHUNK) : Math.max(1, missing.length);
+          const chunkSize = writeEach ? loadChunk : Math.max(1, missing.length);
           for (let i = 0; i < missing.length; i += chunkSize) {
             const keys = missing.slice(i, i + chunkSize);
             chunks.push(nothingStored ? { keys } : { keys, load: startLoad(keys, byKey) });
           }
+          const emptyFor = (k: string) => emptyState(byKey.get(k)![0]!.userId, byKey.get(k)![0]!.recordId);
           for (const chunk of chunks) {
-            if (chunk.load) {
-              const loaded = await chunk.load;
-              for (const k of chunk.keys) cache.set(k, loaded.get(k) ?? emptyState(byKey.get(k)![0]!.userId, byKey.get(k)![0]!.recordId));
-            } else {
-              for (const k of chunk.keys) if (!cache.has(k)) cache.set(k, emptyState(byKey.get(k)![0]!.userId, byKey.get(k)![0]!.recordId));
-            }
+            const loaded = chunk.load ? await chunk.load : undefined;
+            for (const k of chunk.keys) if (!cache.has(k)) cache.set(k, loaded?.get(k) ?? emptyFor(k));
             const ready: RecordState[] = [];
             for (const k of chunk.keys) {
               const state = cache.get(k)!;
@@ -447,18 +443,12 @@ export function createProjection(deps: ProjectionDeps): Projection {
          */
         async function mergeInDatabase(keys: string[], byKey: Map<string, Change[]>): Promise<string[]> {
           const sent: { keys: string[]; write: Promise<{ merged: Set<string> }> }[] = [];
-          const chunkSize = Math.max(1, deps.loadChunk ?? LOAD_CHUNK);
-          for (let i = 0; i < keys.length; i += chunkSize) {
-            const chunk = keys.slice(i, i + chunkSize);
+          for (let i = 0; i < keys.length; i += loadChunk) {
+            const chunk = keys.slice(i, i + loadChunk);
             const deltas = chunk.map((k): Delta => {
               const changes = byKey.get(k)!;
-              const state = emptyState(changes[0]!.userId, changes[0]!.recordId);
-              let minPos = changes[0]!.pos;
-              for (const c of changes) {
-                applyChange(state, c);
-                if (c.pos < minPos) minPos = c.pos;
-              }
-              return { state, minPos };
+              const state = replay(changes[0]!.userId, changes[0]!.recordId, changes);
+              return { state, minPos: changes.reduce((min, c) => (c.pos < min ? c.pos : min), changes[0]!.pos) };
             });
             sent.push({ keys: chunk, write: (await sendWrite(chunk, (db) => mergeDeltas(db, deltas))).sent });
           }

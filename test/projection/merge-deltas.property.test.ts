@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { emptyState, applyChange, normalizeRow, replay, type Change, type RecordState } from '../../src/projection/lww.js';
+import { normalizeRow, replay, type Change, type RecordState } from '../../src/projection/lww.js';
 import { keyOf, mergeDeltas, saveStates, type Delta } from '../../src/projection/snapshot-store.js';
 import { rowArb, toRows } from './history.js';
 
@@ -59,8 +59,7 @@ describe('mergeDeltas', () => {
         const mayMerge = new Set<string>();
         const expected: RecordState[] = [];
         for (const [k, cs] of incoming) {
-          const state = emptyState(cs[0]!.userId, cs[0]!.recordId);
-          for (const c of cs) applyChange(state, c);
+          const state = replay(cs[0]!.userId, cs[0]!.recordId, cs);
           const minPos = cs.reduce((m, c) => (c.pos < m ? c.pos : m), cs[0]!.pos);
           deltas.push({ state, minPos });
           const before = stored.get(k);
