@@ -27,7 +27,7 @@ import { createApp, type Mount } from './http/app.js';
 import { mountOps } from './http/routes/ops.js';
 import { mountOccurrences } from './http/routes/occurrences.js';
 import { mountDev } from './http/routes/dev.js';
-import { createUserAuth, type UserAuth } from './http/user-auth.js';
+import { createUserAuth, type UserAuth } from './auth/user-auth.js';
 import { createRateLimiter } from './http/rate-limit.js';
 import { createReleasers } from './lifetimes.js';
 import { createLlmClient } from './planner/llm-client.js';

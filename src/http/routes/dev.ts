@@ -8,7 +8,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { withUser, type Sql } from '../../db/pool.js';
 import { createRouteGroup } from '../app.js';
 import { requireUser, type UserEnv } from '../user-gate.js';
-import { signDevToken, type UserAuth } from '../user-auth.js';
+import { signDevToken, type UserAuth } from '../../auth/user-auth.js';
 import { missionsOfUser } from '../../projection/missions.js';
 import { ErrorSchema } from './schemas.js';
 
