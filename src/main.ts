@@ -8,6 +8,7 @@ import { createLogger } from './log.js';
 import { createSql } from './db/pool.js';
 import { startCoordinator } from './coordinator.js';
 import { createReleasers } from './lifetimes.js';
+import { StartError } from './start-error.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
@@ -96,6 +97,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  // An operator's fix (a missing grant): one line, no stack trace.
+  if (err instanceof StartError) {
+    process.stderr.write(`mana-ai: cannot start: ${err.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`mana-ai: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

@@ -321,7 +321,7 @@ describe('scheduler', () => {
 
   it('a real coordinator with TICK_INTERVAL_MS=60000 dispatches a mission due in 300 ms within about a second', async () => {
     await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences`;
-    const config = loadConfig({ NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', SYNC_DATABASE_URL: db.url, TICK_INTERVAL_MS: '60000', TICK_ENABLED: 'true' });
+    const config = loadConfig({ NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', DEV_MODE: '1', SYNC_DATABASE_URL: db.url, TICK_INTERVAL_MS: '60000', TICK_ENABLED: 'true' });
     const spy = createFallbackSpy();
     const coordinator = await startCoordinator({ config, sql: db.sql, log: silent, fallback: spy });
     try {
