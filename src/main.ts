@@ -9,6 +9,7 @@ import { createSql } from './db/pool.js';
 import { startCoordinator } from './coordinator.js';
 import { createReleasers } from './lifetimes.js';
 import { StartError } from './start-error.js';
+import { assertDriverPatched } from './db/driver-patch.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
@@ -70,6 +71,7 @@ async function main(): Promise<void> {
   for (const s of SIGNALS) process.on(s, () => shutdown(s));
 
   try {
+    assertDriverPatched();
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       log.info({ dir: config.embedded.dir, port: config.embedded.port }, 'no SYNC_DATABASE_URL: starting the embedded Postgres');
