@@ -13,6 +13,7 @@ import type { Sql } from './db/pool.js';
 import { migrate } from './db/migrate.js';
 import { checkGrants, findingLine, type GrantFinding } from './db/grants.js';
 import { createReadinessProbe } from './db/readiness.js';
+import { isConnectionError } from './db/errors.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createProjection, type Projection } from './projection/refresh.js';
@@ -86,6 +87,10 @@ async function grantsOrRefuse(config: Config, sql: Sql, log: Logger): Promise<Gr
     writerRole: config.syncWriterRole,
     serverPlanning: Boolean(config.llm.url),
     syncTableCreatedLater: config.devSyncTable,
+  }).catch((err: unknown) => {
+    // The first query of a start: a database that is not there is an operator's fix, not a crash.
+    if (!isConnectionError(err) && (err as { code?: string }).code !== '28P01') throw err;
+    throw new StartError(`SYNC_DATABASE_URL: cannot connect (${(err as { code?: string }).code}: ${(err as Error).message})`, { cause: err });
   });
   const fatal = findings.filter((f) => f.fatal);
   if (fatal.length > 0) throw new StartError(`missing grant: ${findingLine(fatal[0]!)}`);
