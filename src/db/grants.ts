@@ -6,7 +6,6 @@
  * statement that fixes it.
  */
 import type { Sql } from './pool.js';
-import { syncChangesName } from './sync-table.js';
 
 export interface GrantFinding {
   /** Stable name, reported by /ready. */
@@ -97,7 +96,7 @@ function findingsOf(f: Facts, opts: GrantCheckOptions): GrantFinding[] {
   const out: GrantFinding[] = [];
   const me = ident(f.login);
   const schema = ident(opts.syncSchema);
-  const table = syncChangesName(opts.syncSchema);
+  const table = `${schema}.sync_changes`;
   const writer = ident(opts.writerRole);
   if (!f.ownSchemaExists ? !f.dbCreate : !f.ownSchemaOk) {
     out.push({

@@ -168,7 +168,7 @@ describe('SYNC_DATABASE_URL set, NODE_ENV unset', () => {
 
 describe('a missing grant', () => {
   it.each([
-    ['SELECT on sync_changes', `REVOKE SELECT ON public.sync_changes FROM ${LOGIN}`, `GRANT SELECT ON "public".sync_changes TO ${LOGIN};`, `GRANT SELECT ON public.sync_changes TO ${LOGIN}`],
+    ['SELECT on sync_changes', `REVOKE SELECT ON public.sync_changes FROM ${LOGIN}`, `GRANT SELECT ON public.sync_changes TO ${LOGIN};`, `GRANT SELECT ON public.sync_changes TO ${LOGIN}`],
     ['BYPASSRLS', `ALTER ROLE ${LOGIN} NOBYPASSRLS`, `ALTER ROLE ${LOGIN} BYPASSRLS;`, `ALTER ROLE ${LOGIN} BYPASSRLS`],
     ['membership in the writer role', `REVOKE mana_ai_writer FROM ${LOGIN}`, `GRANT mana_ai_writer TO ${LOGIN};`, `GRANT mana_ai_writer TO ${LOGIN}`],
     // The writer's USAGE counts for the login too (it inherits it): both go.
