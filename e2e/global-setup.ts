@@ -47,6 +47,7 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
 
     const config = loadConfig({
       NODE_ENV: 'test',
+      DEV_MODE: '1',
       PORT: '0',
       HOST: '127.0.0.1',
       SYNC_DATABASE_URL: db.url('mana_sync'),

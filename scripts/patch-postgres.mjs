@@ -24,9 +24,11 @@
  * pending queries instead of throwing, as in the open upstream PRs (#1168,
  * #1176, #1209); teardown resets the timer and the buffered bytes; a close
  * settles every query still pending and forgets the exchange in progress.
- * Idempotent; run by `postinstall` and by the Dockerfile. Exits 0 with a
- * warning when the source no longer matches (a later postgres.js may have
- * fixed it: check before removing this).
+ * Idempotent; run by `postinstall` and by the Dockerfile. package.json pins
+ * the exact version the edits are written for; any other version, or a
+ * source that no longer matches, fails the install (exit 1) rather than
+ * ship an unpatched driver, and the start refuses an unpatched driver too
+ * (src/db/driver-patch.ts).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -100,18 +102,29 @@ function patch(file, edits) {
   return 'patched';
 }
 
-if (!existsSync(root)) {
-  console.log('patch-postgres: postgres is not installed; nothing to patch');
-  process.exit(0);
+/** The version the edits are written for; package.json pins exactly this one. */
+const EXPECTED_VERSION = '3.4.9';
+
+function fail(message) {
+  console.error(`patch-postgres: ${message}`);
+  process.exit(1);
 }
+
+if (!existsSync(root)) fail(`expected postgres ${EXPECTED_VERSION} at ${root}; it is not installed`);
 const version = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version;
+if (version !== EXPECTED_VERSION) {
+  fail(`expected postgres ${EXPECTED_VERSION}, found ${version}: check whether porsager/postgres#1208 is fixed there, then update the edits and the pin in package.json together`);
+}
+let patchedFiles = 0;
 for (const dir of ['src', 'cjs/src', 'cf/src']) {
   for (const [name, edits] of [['connection.js', [GUARD, RESET, SETTLE, FORGET]], ['index.js', [TX]]]) {
     const rel = `${dir}/${name}`;
     const file = join(root, rel);
     if (!existsSync(file)) continue;
     const outcome = patch(file, edits);
-    if (outcome) console.log(`patch-postgres: ${rel} ${outcome} (postgres ${version})`);
-    else console.warn(`patch-postgres: ${rel} of postgres ${version} does not match the expected source; not patched — check whether porsager/postgres#1208 is fixed upstream`);
+    if (!outcome) fail(`${rel} of postgres ${version} does not match the expected source; not patched`);
+    patchedFiles++;
+    console.log(`patch-postgres: ${rel} ${outcome} (postgres ${version})`);
   }
 }
+if (patchedFiles === 0) fail(`no source files found under ${root}`);

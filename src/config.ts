@@ -6,8 +6,9 @@
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { configProblems, DEFAULT_SERVICE_KEY, modeOf } from './config-rules.js';
 
-export const DEFAULT_SERVICE_KEY = 'dev-service-key';
+export { DEFAULT_SERVICE_KEY };
 export const DEFAULT_PUSH_ALLOWLIST = '*.googleapis.com,*.push.services.mozilla.com,*.notify.windows.com,*.push.apple.com';
 
 const bool = z
@@ -42,6 +43,12 @@ const optionalHttpUrl = optional(urlOf(['http:', 'https:'], 'an http(s) URL'));
 const optionalPgUrl = optional(urlOf(['postgres:', 'postgresql:'], 'a postgres:// URL'));
 const optionalString = z.preprocess((v) => (v === '' ? undefined : v), z.string().optional());
 
+/** A plain Postgres identifier: it is spliced into SQL (quoted), so nothing that needs escaping. */
+const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { message: 'expected a lower-case Postgres identifier such as public' });
+
+/** Never quoted back in an error line: a bad value may still be (part of) a real secret. */
+const SECRET_VARIABLES = new Set(['MANA_SERVICE_KEY', 'MANA_LLM_API_KEY', 'METRICS_TOKEN', 'VAPID_PRIVATE_KEY', 'SYNC_DATABASE_URL', 'DATABASE_URL']);
+
 const timeZone = z.string().refine(
   (tz) => {
     try {
@@ -60,13 +67,19 @@ const EnvSchema = z.object({
   HOST: z.string().default('0.0.0.0'),
   SYNC_DATABASE_URL: optionalPgUrl,
   DATABASE_URL: optionalPgUrl,
-  SYNC_WRITER_ROLE: optionalString,
+  DEV_MODE: bool.default(false),
+  SYNC_SCHEMA: identifier.default('public'),
+  SYNC_WRITER_ROLE: identifier.default('mana_ai_writer'),
+  SYNC_ALLOW_INDEX: bool.default(false),
   DB_POOL_MAX: int(2, 100).default(10),
   EMBEDDED_PG_DIR: z.string().default('.data/pg'),
   EMBEDDED_PG_PORT: int(1, 65535).default(54329),
   MANA_LLM_URL: optionalHttpUrl,
   MANA_LLM_MODEL: z.string().default('mana-default'),
   MANA_SERVICE_KEY: z.string().min(8, { message: 'expected at least 8 characters' }).default(DEFAULT_SERVICE_KEY),
+  MANA_LLM_API_KEY: optional(z.string().min(8, { message: 'expected at least 8 characters' })),
+  METRICS_TOKEN: optional(z.string().min(16, { message: 'expected at least 16 characters' })),
+  METRICS_PORT: optional(int(1, 65535)),
   TICK_INTERVAL_MS: int(50, 3_600_000).default(1000),
   TICK_ENABLED: bool.default(true),
   PROJECTION_BATCH_ROWS: int(100, 100_000).default(5000),
@@ -108,6 +121,12 @@ const EnvSchema = z.object({
 
 export interface Config {
   env: 'development' | 'production' | 'test';
+  /**
+   * 'dev' only with the embedded database or DEV_MODE=1: dev tokens and
+   * routes, the default service key, creating sync_changes. Everything else
+   * is 'production', whatever NODE_ENV says (config-rules.ts).
+   */
+  mode: 'dev' | 'production';
   version: string;
   port: number;
   host: string;
@@ -117,12 +136,22 @@ export interface Config {
   embedded: { dir: string; port: number };
   /** True when the dev conveniences are on: dev tokens, the demo, the dev sync endpoint. */
   devDefaults: boolean;
-  /** Create sync_changes when missing (never in production: mana-sync owns it). */
+  /** Create sync_changes when missing (dev mode only: mana-sync owns it). */
   devSyncTable: boolean;
+  /** Schema of mana-sync's sync_changes; every reference to the table is qualified with it. */
+  syncSchema: string;
   /** Role for per-user writes to sync_changes, so RLS applies even to a BYPASSRLS login. */
-  syncWriterRole: string | undefined;
+  syncWriterRole: string;
+  /**
+   * SYNC_ALLOW_INDEX=1: the operator allows the coordinator to add its
+   * documented optional index to sync_changes. Off by default: the
+   * coordinator never changes mana-sync's table on its own.
+   */
+  syncAllowIndex: boolean;
   llm: {
     url: string | undefined;
+    /** Bearer credential for mana-llm: MANA_LLM_API_KEY, else the service key. */
+    apiKey: string;
     model: string;
     timeoutMs: number;
     concurrency: number;
@@ -134,6 +163,8 @@ export interface Config {
     maxRetries: number;
   };
   serviceKey: string;
+  /** /metrics: a Bearer token it requires, and/or a port of its own (then not on the main port). */
+  metrics: { token: string | undefined; port: number | undefined };
   tick: { intervalMs: number; enabled: boolean };
   projection: { batchRows: number; cacheRecords: number };
   log: { level: string; pretty: boolean };
@@ -171,36 +202,34 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new ConfigError(
       parsed.error.issues.map((i) => {
         const name = String(i.path[0] ?? '?');
-        const got = env[name];
+        const got = SECRET_VARIABLES.has(name) ? undefined : env[name];
         return `${name}: ${i.message}${got === undefined ? '' : ` (got "${got.length > 40 ? `${got.slice(0, 40)}…` : got}")`}`;
       }),
     );
   }
   const e = parsed.data;
   const databaseUrl = e.SYNC_DATABASE_URL ?? e.DATABASE_URL;
-  const problems: string[] = [];
-  if (e.NODE_ENV === 'production') {
-    if (!databaseUrl) problems.push('SYNC_DATABASE_URL: expected a database URL in production (the embedded Postgres is for development only)');
-    if (e.MANA_SERVICE_KEY === DEFAULT_SERVICE_KEY) problems.push('MANA_SERVICE_KEY: expected a real secret in production (got the development default)');
-  }
-  if (Boolean(e.VAPID_PUBLIC_KEY) !== Boolean(e.VAPID_PRIVATE_KEY)) {
-    problems.push('VAPID_PUBLIC_KEY/VAPID_PRIVATE_KEY: expected both or neither');
-  }
+  const problems = configProblems({ ...e, databaseUrl });
   if (problems.length > 0) throw new ConfigError(problems);
+  const mode = modeOf({ ...e, databaseUrl });
 
   return {
     env: e.NODE_ENV,
+    mode,
     version,
     port: e.PORT,
     host: e.HOST,
     databaseUrl,
     dbPoolMax: e.DB_POOL_MAX,
     embedded: { dir: e.EMBEDDED_PG_DIR, port: e.EMBEDDED_PG_PORT },
-    devDefaults: e.NODE_ENV !== 'production' && !e.JWKS_URL,
-    devSyncTable: e.NODE_ENV !== 'production',
-    syncWriterRole: e.SYNC_WRITER_ROLE ?? (e.NODE_ENV !== 'production' ? 'mana_ai_writer' : undefined),
+    devDefaults: mode === 'dev' && !e.JWKS_URL,
+    devSyncTable: mode === 'dev',
+    syncSchema: e.SYNC_SCHEMA,
+    syncWriterRole: e.SYNC_WRITER_ROLE,
+    syncAllowIndex: e.SYNC_ALLOW_INDEX,
     llm: {
       url: e.MANA_LLM_URL,
+      apiKey: e.MANA_LLM_API_KEY ?? e.MANA_SERVICE_KEY,
       model: e.MANA_LLM_MODEL,
       timeoutMs: e.PLANNER_TIMEOUT_MS,
       concurrency: e.PLANNER_CONCURRENCY,
@@ -209,6 +238,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxRetries: e.PLANNER_MAX_RETRIES,
     },
     serviceKey: e.MANA_SERVICE_KEY,
+    metrics: { token: e.METRICS_TOKEN, port: e.METRICS_PORT },
     tick: { intervalMs: e.TICK_INTERVAL_MS, enabled: e.TICK_ENABLED },
     projection: { batchRows: e.PROJECTION_BATCH_ROWS, cacheRecords: e.PROJECTION_CACHE_RECORDS },
     log: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY ?? false },

@@ -8,6 +8,8 @@ import { createLogger } from './log.js';
 import { createSql } from './db/pool.js';
 import { startCoordinator } from './coordinator.js';
 import { createReleasers } from './lifetimes.js';
+import { StartError } from './start-error.js';
+import { assertDriverPatched } from './db/driver-patch.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
@@ -69,6 +71,7 @@ async function main(): Promise<void> {
   for (const s of SIGNALS) process.on(s, () => shutdown(s));
 
   try {
+    assertDriverPatched();
     let databaseUrl = config.databaseUrl;
     if (!databaseUrl) {
       log.info({ dir: config.embedded.dir, port: config.embedded.port }, 'no SYNC_DATABASE_URL: starting the embedded Postgres');
@@ -96,6 +99,11 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
+  // An operator's fix (a missing grant): one line, no stack trace.
+  if (err instanceof StartError) {
+    process.stderr.write(`mana-ai: cannot start: ${err.message}\n`);
+    process.exit(1);
+  }
   process.stderr.write(`mana-ai: failed to start: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

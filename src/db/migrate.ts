@@ -8,6 +8,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Sql } from './pool.js';
 import type { Logger } from '../log.js';
+import { DEFAULT_SYNC_SCHEMA } from './sync-table.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const MIGRATIONS_DIR = join(here, 'migrations');
@@ -26,13 +27,26 @@ export function listMigrations(dir = MIGRATIONS_DIR): Migration[] {
     .map((f) => ({ id: Number(f.slice(0, 4)), name: f, sql: readFileSync(join(dir, f), 'utf8') }));
 }
 
-export async function migrate(sql: Sql, log: Logger, opts: { devSyncChanges: boolean }): Promise<number> {
+/** The dev-mode DDL of sync_changes in `schema` (quoted; it is a validated identifier). */
+export function devSyncChangesSql(schema: string = DEFAULT_SYNC_SCHEMA): string {
+  return readFileSync(join(here, 'dev-sync-changes.sql'), 'utf8').replaceAll('{{schema}}', `"${schema.replace(/"/g, '""')}"`);
+}
+
+/**
+ * Applies pending migrations. `devSyncChanges` (dev mode only) also creates
+ * mana-sync's table in `syncSchema`; otherwise nothing outside schema
+ * mana_ai is created or altered.
+ */
+export async function migrate(sql: Sql, log: Logger, opts: { devSyncChanges: boolean; syncSchema?: string }): Promise<number> {
   await sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(hashtext(${LOCK}))`;
-    await tx`CREATE SCHEMA IF NOT EXISTS mana_ai`;
+    // CREATE SCHEMA IF NOT EXISTS checks the database's CREATE privilege even
+    // when the schema exists: an operator's pre-created schema must do.
+    const [schema] = await tx`SELECT to_regnamespace('mana_ai') AS oid`;
+    if (!schema?.['oid']) await tx`CREATE SCHEMA mana_ai`;
     await tx`CREATE TABLE IF NOT EXISTS mana_ai.schema_migrations (
       id int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`;
-    if (opts.devSyncChanges) await tx.unsafe(readFileSync(join(here, 'dev-sync-changes.sql'), 'utf8'));
+    if (opts.devSyncChanges) await tx.unsafe(devSyncChangesSql(opts.syncSchema));
   });
   let applied = 0;
   for (const m of listMigrations()) {

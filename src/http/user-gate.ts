@@ -4,7 +4,7 @@
  */
 import type { MiddlewareHandler } from 'hono';
 import { AppError } from './errors.js';
-import { AuthError, bearerToken, type UserAuth } from './user-auth.js';
+import { AuthError, bearerToken, type UserAuth } from '../auth/user-auth.js';
 
 export type UserEnv = { Variables: { userId: string } };
 

@@ -11,7 +11,7 @@ import { randomUUID } from 'node:crypto';
 import { WebSocketServer, type WebSocket, type RawData } from 'ws';
 import { Counter, Gauge, type Registry } from 'prom-client';
 import type { Logger } from '../log.js';
-import { AuthError, type UserAuth } from '../http/user-auth.js';
+import { AuthError, type UserAuth } from '../auth/user-auth.js';
 import type { ClaimService } from '../schedule/claims.js';
 import type { PresenceStore } from '../devices/presence.js';
 import { AUTH_TIMEOUT_MS, CLOSE_CODES, ClientFrame, MAX_FRAME_BYTES, type MissionDue, type ServerFrame } from './protocol.js';

@@ -10,6 +10,7 @@
  * write, can never add a second iteration.
  */
 import type { Sql, TxSql } from '../db/pool.js';
+import { syncChanges } from '../db/sync-table.js';
 import type { SyncColumns } from '../projection/change-source.js';
 import { currentRecord, MISSIONS } from '../projection/change-source.js';
 import { instantMs, instantOf } from '../projection/instant.js';
@@ -56,7 +57,7 @@ export async function insertMissionUpdate(
   };
   if (target.cols.actor) row['actor'] = tx.json(RUNNER_ACTOR);
   if (target.cols.origin) row['origin'] = 'system';
-  await tx`INSERT INTO sync_changes ${tx(row as never, Object.keys(row) as never)}`;
+  await tx`INSERT INTO ${syncChanges(tx, target.cols.schema)} ${tx(row as never, Object.keys(row) as never)}`;
 }
 
 export interface WriteIterationInput {
@@ -79,9 +80,9 @@ export interface WriteIterationInput {
  * and the projection (which the planner read) has not caught up yet. Only
  * rows since shortly before the occurrence existed can carry its id.
  */
-async function iterationInLog(tx: TxSql, input: { userId: string; missionId: string; iterationId: string }): Promise<boolean> {
+async function iterationInLog(tx: TxSql, schema: string, input: { userId: string; missionId: string; iterationId: string }): Promise<boolean> {
   const [row] = await tx`
-    SELECT 1 AS hit FROM sync_changes c
+    SELECT 1 AS hit FROM ${syncChanges(tx, schema)} c
     JOIN mana_ai.occurrences o ON o.iteration_id = ${input.iterationId}
     WHERE c.table_name = ${MISSIONS.tableName} AND c.record_id = ${input.missionId}
       AND c.user_id = ${input.userId} AND c.app_id = ${MISSIONS.appId}
@@ -109,7 +110,7 @@ export async function writeIteration(sql: Sql, target: WriteTarget, input: Write
         RETURNING iteration_id`;
       return own ? (status === 'completed' ? 'present' : 'gone') : 'lost';
     };
-    if (await iterationInLog(tx, input)) return settle('completed', null);
+    if (await iterationInLog(tx, target.cols.schema, input)) return settle('completed', null);
     // iterations is ONE field under LWW: merge into what the committed log holds now, not
     // only what the projection saw, so a device iteration of the last moments is kept.
     const current = await currentRecord(tx, target.cols, input.userId, input.missionId);

@@ -4,9 +4,12 @@
  * (older: field_timestamps; newer: field_meta; some have both).
  */
 import type { Sql, TxSql } from '../db/pool.js';
+import { syncChanges, DEFAULT_SYNC_SCHEMA } from '../db/sync-table.js';
 import { materialize, normalizeRow, replay, type ChangeRow } from './lww.js';
 
 export interface SyncColumns {
+  /** Schema of sync_changes (SYNC_SCHEMA): every read and write names it. */
+  schema: string;
   fieldTimestamps: boolean;
   fieldMeta: boolean;
   /** Newer deployments also record who wrote a row and from where. */
@@ -16,14 +19,22 @@ export interface SyncColumns {
 
 export const MISSIONS = { appId: 'ai', tableName: 'aiMissions' } as const;
 
-/** Which metadata columns sync_changes has; read once at start. */
-export async function detectSyncColumns(sql: Sql | TxSql): Promise<SyncColumns> {
+/** Which metadata columns `schema`.sync_changes has; read once at start. */
+export async function detectSyncColumns(sql: Sql | TxSql, schema: string = DEFAULT_SYNC_SCHEMA): Promise<SyncColumns> {
   const rows = await sql<{ name: string }[]>`
     SELECT column_name AS name FROM information_schema.columns
-    WHERE table_name = 'sync_changes' AND table_schema = current_schema()`;
+    WHERE table_name = 'sync_changes' AND table_schema = ${schema}`;
   const names = new Set(rows.map((r) => r.name));
-  if (!names.has('id')) throw new Error('sync_changes not found in the current schema (expected mana-sync\'s change log)');
-  return { fieldTimestamps: names.has('field_timestamps'), fieldMeta: names.has('field_meta'), actor: names.has('actor'), origin: names.has('origin') };
+  if (!names.has('id')) {
+    throw new Error(`sync_changes not found in schema "${schema}" (expected mana-sync's change log there, or no SELECT on it; set SYNC_SCHEMA to its schema)`);
+  }
+  return {
+    schema,
+    fieldTimestamps: names.has('field_timestamps'),
+    fieldMeta: names.has('field_meta'),
+    actor: names.has('actor'),
+    origin: names.has('origin'),
+  };
 }
 
 /** The select list shared by every read of change rows; created_at as fixed-width UTC text. */
@@ -44,7 +55,7 @@ export async function recordRows(
   table: { appId: string; tableName: string } = MISSIONS,
 ): Promise<ChangeRow[]> {
   return tx<ChangeRow[]>`
-    SELECT ${changeColumns(tx, cols)} FROM sync_changes
+    SELECT ${changeColumns(tx, cols)} FROM ${syncChanges(tx, cols.schema)}
     WHERE table_name = ${table.tableName} AND record_id = ${recordId}
       AND app_id = ${table.appId} AND user_id = ${userId}`;
 }
@@ -189,12 +200,12 @@ export async function streamChanges(
       SELECT CASE WHEN s.created_at < max(s.created_at) FILTER (
                WHERE s.op = 'delete' AND s.created_at >= '0001-01-01T00:00:00Z' AND s.created_at < '10000-01-01T00:00:00Z') OVER w
              THEN ${tx.unsafe(SHORT_ROW_JSON)} ELSE ${row} END AS r
-      FROM sync_changes s
+      FROM ${syncChanges(tx, cols.schema)} s
       WHERE ${where}
       WINDOW w AS (PARTITION BY s.record_id, s.user_id)
       ORDER BY s.record_id, s.user_id, s.created_at, s.id`;
   } else {
-    await tx`DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${row} AS r FROM sync_changes s WHERE ${where}`;
+    await tx`DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${row} AS r FROM ${syncChanges(tx, cols.schema)} s WHERE ${where}`;
   }
   const fetch = () => {
     const q = tx<{ r: string }[]>`FETCH ${tx.unsafe(String(opts.batchRows))} FROM ${name}`;

@@ -93,6 +93,8 @@ export interface ProjectionDeps {
   loadChunk?: number;
   onMalformed?: (count: number) => void;
   onApplied?: (count: number) => void;
+  /** Schema of sync_changes (SYNC_SCHEMA); default public. */
+  syncSchema?: string;
 }
 
 interface Cursor {
@@ -160,7 +162,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
   let recordBytes = INITIAL_RECORD_BYTES;
 
   async function columns(): Promise<SyncColumns> {
-    columnsCache ??= await detectSyncColumns(sql);
+    columnsCache ??= await detectSyncColumns(sql, deps.syncSchema);
     return columnsCache;
   }
 

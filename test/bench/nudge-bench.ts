@@ -36,7 +36,7 @@ import { startCoordinator } from '../../src/coordinator.js';
 import { startEmbeddedDb } from '../../src/db/embedded.js';
 import { migrate } from '../../src/db/migrate.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
-import { signDevToken } from '../../src/http/user-auth.js';
+import { signDevToken } from '../../src/auth/user-auth.js';
 import { createLogger } from '../../src/log.js';
 import { freePort } from '../support/free-port.js';
 

@@ -143,6 +143,7 @@ async function runOnce(adminUrl: string, llmUrl: string, concurrency: number, mi
     env: {
       ...process.env,
       NODE_ENV: 'test',
+      DEV_MODE: '1',
       SYNC_DATABASE_URL: url.toString(),
       MANA_LLM_URL: llmUrl,
       PLANNER_CONCURRENCY: String(concurrency),

@@ -13,7 +13,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { startLlmStub, type LlmStub } from '../support/llm-stub.js';
 import { connectClient, inMs, sleep, waitFor, type WsClient } from '../support/coordinator.js';
-import { insertPlannable, ledger, planCount, startCaptured, type CapturedCoordinator } from './support.js';
+import { insertPlannable, ledger, planCount, SERVICE_KEY, startCaptured, type CapturedCoordinator } from './support.js';
 
 let db: TestDb;
 let llm: LlmStub;
@@ -82,7 +82,7 @@ describe('the database failing under the coordinator', () => {
     await db.sql`ALTER TABLE sync_changes RENAME TO sync_changes_away`;
     try {
       await waitFor(async () => (await c.scrape()).value('mana_ai_db_errors_total', { code: '42P01' }) >= 3, 5000, 'failing passes to be counted');
-      const health = (await (await fetch(`${c.url}/health`)).json()) as { status: string; scheduler: { lastError: string | null } };
+      const health = (await (await fetch(`${c.url}/health`, { headers: { 'x-service-key': SERVICE_KEY } })).json()) as { status: string; scheduler: { lastError: string | null } };
       expect(health.status).toBe('ok');
       expect(health.scheduler.lastError).toMatch(/sync_changes/);
 
@@ -118,7 +118,7 @@ describe('the database failing under the coordinator', () => {
     await c.planner!.idle();
     expect(await projectedOnce('late', 'm', occ.iterationId)).toEqual({ rows: 1, projected: 1 });
     expect(await ledger(db.sql, 'late')).toHaveLength(1);
-    const health = (await (await fetch(`${c.url}/health`)).json()) as { scheduler: { lastError: string | null } };
+    const health = (await (await fetch(`${c.url}/health`, { headers: { 'x-service-key': SERVICE_KEY } })).json()) as { scheduler: { lastError: string | null } };
     expect(health.scheduler.lastError).toBeNull();
     // The outage was logged once when it began and once when it ended, not once per failed pass.
     const records = c.records();

@@ -12,6 +12,7 @@ import { loadConfig } from '../../src/config.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
 import { insertRows } from '../projection/log-db.js';
+import { freePort } from '../support/free-port.js';
 
 const KEY = 'ops-test-service-key-0123456789';
 const VERSION = '9.8.7-test';
@@ -19,11 +20,19 @@ let db: TestDb;
 let coordinator: Coordinator;
 let logText = '';
 
+const baseEnv = (url: string) => ({
+  NODE_ENV: 'test',
+  PORT: '0',
+  HOST: '127.0.0.1',
+  TICK_ENABLED: 'false',
+  DEV_MODE: '1',
+  SYNC_DATABASE_URL: url,
+  MANA_SERVICE_KEY: KEY,
+  LOG_LEVEL: 'info',
+});
+
 function configFor(url: string) {
-  return loadConfig(
-    { NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', TICK_ENABLED: 'false', SYNC_DATABASE_URL: url, MANA_SERVICE_KEY: KEY, LOG_LEVEL: 'info' },
-    VERSION,
-  );
+  return loadConfig(baseEnv(url), VERSION);
 }
 
 const logTo = () =>
@@ -51,8 +60,16 @@ const get = (path: string, headers: Record<string, string> = {}) => fetch(`${coo
 const post = (path: string, headers: Record<string, string> = {}) => fetch(`${coordinator.url}${path}`, { method: 'POST', headers });
 
 describe('liveness, readiness, metrics', () => {
-  it('GET /health → 200 with version and scheduler state', async () => {
-    const res = await get('/health');
+  it('GET /health without the service key → 200 with the status only', async () => {
+    for (const headers of [{}, { 'x-service-key': 'wrong-wrong-wrong' }] as Record<string, string>[]) {
+      const res = await get('/health', headers);
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ status: 'ok' });
+    }
+  });
+
+  it('GET /health with the service key → 200 with version and scheduler state', async () => {
+    const res = await get('/health', { 'x-service-key': KEY });
     expect(res.status).toBe(200);
     const body = (await res.json()) as Record<string, unknown>;
     expect(body).toMatchObject({ status: 'ok', version: VERSION });
@@ -210,6 +227,46 @@ async function startProxy(targetPort: number) {
   return { port: () => port, open, cut };
 }
 
+describe('/metrics protection', () => {
+  const TOKEN = 'metrics-token-0123456789abcdef';
+
+  it('METRICS_TOKEN: /metrics answers 401 without the Bearer token, 200 with it', async () => {
+    const c = await startCoordinator({ config: loadConfig({ ...baseEnv(db.url), METRICS_TOKEN: TOKEN }, VERSION), sql: db.sql, log: pino({ level: 'silent' }) });
+    try {
+      for (const headers of [{}, { authorization: 'Bearer nope' }, { authorization: `Bearer ${TOKEN}x` }, { 'x-service-key': KEY }] as Record<string, string>[]) {
+        const res = await fetch(`${c.url}/metrics`, { headers });
+        expect(res.status, JSON.stringify(headers)).toBe(401);
+        expect(await res.text()).not.toContain('# HELP');
+      }
+      const ok = await fetch(`${c.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toMatch(/^# HELP mana_ai_ticks_total/m);
+    } finally {
+      await c.stop();
+    }
+  });
+
+  it('METRICS_PORT: /metrics on its own listener (token still required there), not on the main port', async () => {
+    const c = await startCoordinator({
+      config: loadConfig({ ...baseEnv(db.url), METRICS_TOKEN: TOKEN, METRICS_PORT: String(await freePort()) }, VERSION),
+      sql: db.sql,
+      log: pino({ level: 'silent' }),
+    });
+    try {
+      expect(c.metricsPort).toBeGreaterThan(0);
+      expect((await fetch(`${c.url}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } })).status).toBe(404);
+      const base = `http://127.0.0.1:${c.metricsPort}`;
+      expect((await fetch(`${base}/metrics`)).status).toBe(401);
+      const ok = await fetch(`${base}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toMatch(/^# HELP mana_ai_ticks_total/m);
+      expect((await fetch(`${base}/health`)).status).toBe(404);
+    } finally {
+      await c.stop();
+    }
+  });
+});
+
 describe('readiness when the database is unreachable', () => {
   it('GET /ready → 503 while the database is away (health stays 200), and 200 again when it is back', async () => {
     const target = Number(new URL(db.url).port);
@@ -225,7 +282,11 @@ describe('readiness when the database is unreachable', () => {
       const started = Date.now();
       const res = await fetch(`${c.url}/ready`);
       expect(res.status).toBe(503);
-      const body = (await res.json()) as { status: string; reason: string };
+      // Unauthenticated: the status, no internal error text.
+      expect(await res.json()).toEqual({ status: 'not-ready' });
+      const detailed = await fetch(`${c.url}/ready`, { headers: { 'x-service-key': KEY } });
+      expect(detailed.status).toBe(503);
+      const body = (await detailed.json()) as { status: string; reason: string };
       expect(body.status).toBe('not-ready');
       expect(body.reason).toMatch(/database unreachable/);
       expect(Date.now() - started).toBeLessThan(6000);

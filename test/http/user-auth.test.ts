@@ -9,7 +9,7 @@ import {
   signDevToken,
   type AuthErrorCode,
   type UserAuth,
-} from '../../src/http/user-auth.js';
+} from '../../src/auth/user-auth.js';
 
 type Alg = 'EdDSA' | 'ES256' | 'RS256';
 interface TestKey {

@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signDevToken } from '../../src/http/user-auth.js';
+import { signDevToken } from '../../src/auth/user-auth.js';
 import { CLOSE_CODES, MAX_FRAME_BYTES } from '../../src/nudge/protocol.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 import {

@@ -25,7 +25,7 @@ beforeAll(async () => {
       cb();
     },
   });
-  const config = loadConfig({ NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', TICK_ENABLED: 'false', SYNC_DATABASE_URL: db.url, MANA_SERVICE_KEY: KEY });
+  const config = loadConfig({ NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', TICK_ENABLED: 'false', DEV_MODE: '1', SYNC_DATABASE_URL: db.url, MANA_SERVICE_KEY: KEY });
   coordinator = await startCoordinator({ config, sql: db.sql, log: pino({ level: 'info' }, stream) });
 });
 

@@ -186,11 +186,31 @@ describe('the due queries use the partial index mission_snapshots_due_idx', () =
     return out;
   }
 
+  /**
+   * The plan for q's values, or its generic plan (the one a prepared
+   * statement may settle on): EXPLAIN (GENERIC_PLAN) from PostgreSQL 16, a
+   * prepared statement under force_generic_plan before that.
+   */
+  async function planOf(q: { query: string; params: unknown[] }, generic: boolean): Promise<unknown> {
+    if (!generic) return ((await db.sql.unsafe(`EXPLAIN (FORMAT JSON) ${q.query}`, q.params as never[]))[0] as Record<string, unknown>)['QUERY PLAN'];
+    const [{ v }] = (await db.sql`SELECT current_setting('server_version_num')::int AS v`) as unknown as [{ v: number }];
+    if (v >= 160000) return ((await db.sql.unsafe(`EXPLAIN (FORMAT JSON, GENERIC_PLAN) ${q.query}`))[0] as Record<string, unknown>)['QUERY PLAN'];
+    const conn = await db.sql.reserve();
+    try {
+      await conn.unsafe(`SET plan_cache_mode = force_generic_plan`);
+      await conn.unsafe(`PREPARE due_generic AS ${q.query}`);
+      const args = q.params.map((p) => (p === null ? 'NULL' : `'${String(Array.isArray(p) ? `{${p.join(',')}}` : p).replace(/'/g, "''")}'`));
+      const [row] = await conn.unsafe(`EXPLAIN (FORMAT JSON) EXECUTE due_generic${args.length ? `(${args.join(', ')})` : ''}`);
+      return (row as Record<string, unknown>)['QUERY PLAN'];
+    } finally {
+      await conn.unsafe('DEALLOCATE due_generic; RESET plan_cache_mode').catch(() => undefined);
+      conn.release();
+    }
+  }
+
   async function expectIndexUsed(q: { query: string; params: unknown[] }): Promise<void> {
     for (const explain of ['EXPLAIN (FORMAT JSON) ', 'EXPLAIN (FORMAT JSON, GENERIC_PLAN) ']) {
-      const generic = explain.includes('GENERIC');
-      const [row] = await db.sql.unsafe(explain + q.query, generic ? [] : (q.params as never[]));
-      const scans = scansOf((row as unknown as { 'QUERY PLAN': unknown })['QUERY PLAN']);
+      const scans = scansOf(await planOf(q, explain.includes('GENERIC')));
       const why = `${explain}: ${JSON.stringify(scans)}`;
       const onSnapshots = scans.filter((s) => s.relation === 'mission_snapshots');
       expect(onSnapshots.length, why).toBe(1);
@@ -321,7 +341,7 @@ describe('scheduler', () => {
 
   it('a real coordinator with TICK_INTERVAL_MS=60000 dispatches a mission due in 300 ms within about a second', async () => {
     await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences`;
-    const config = loadConfig({ NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', SYNC_DATABASE_URL: db.url, TICK_INTERVAL_MS: '60000', TICK_ENABLED: 'true' });
+    const config = loadConfig({ NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', DEV_MODE: '1', SYNC_DATABASE_URL: db.url, TICK_INTERVAL_MS: '60000', TICK_ENABLED: 'true' });
     const spy = createFallbackSpy();
     const coordinator = await startCoordinator({ config, sql: db.sql, log: silent, fallback: spy });
     try {

@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { reply, startLlmStub, type LlmStub } from '../support/llm-stub.js';
 import { connectClient, inMs, openSocket, waitFor } from '../support/coordinator.js';
-import { signDevToken } from '../../src/http/user-auth.js';
+import { signDevToken } from '../../src/auth/user-auth.js';
 import { startWebPushTesting, type WebPushTesting, type TestSubscription } from '../nudge/web-push-testing-server.js';
 import { insertPlannable, ledger, putSubscription, SERVICE_KEY, startCaptured, type CapturedCoordinator } from '../faults/support.js';
 

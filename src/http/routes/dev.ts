@@ -6,9 +6,10 @@
  */
 import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { withUser, type Sql } from '../../db/pool.js';
+import { syncChanges } from '../../db/sync-table.js';
 import { createRouteGroup } from '../app.js';
 import { requireUser, type UserEnv } from '../user-gate.js';
-import { signDevToken, type UserAuth } from '../user-auth.js';
+import { signDevToken, type UserAuth } from '../../auth/user-auth.js';
 import { missionsOfUser } from '../../projection/missions.js';
 import { ErrorSchema } from './schemas.js';
 
@@ -29,6 +30,8 @@ export interface DevRouteDeps {
   auth: UserAuth;
   devSecret: Uint8Array;
   writerRole: string | undefined;
+  /** SYNC_SCHEMA: where sync_changes lives. */
+  syncSchema: string;
   /** Asks the scheduler for a pass soon, so the demo does not wait a full tick. */
   poke: () => void;
 }
@@ -73,7 +76,7 @@ export function mountDev(app: OpenAPIHono, deps: DevRouteDeps): void {
         async (tx) => {
           for (const ch of changes) {
             await tx`
-              INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_timestamps, field_meta, client_id, actor, origin)
+              INSERT INTO ${syncChanges(tx, deps.syncSchema)} (app_id, table_name, record_id, user_id, op, data, field_timestamps, field_meta, client_id, actor, origin)
               VALUES (${ch.appId}, ${ch.tableName}, ${ch.recordId}, ${userId}, ${ch.op},
                 ${ch.data === undefined || ch.data === null ? null : tx.json(ch.data as never)},
                 ${tx.json((ch.fieldTimestamps ?? {}) as never)}, ${tx.json((ch.fieldMeta ?? {}) as never)},

@@ -8,7 +8,7 @@ import { createRouteGroup } from '../app.js';
 import { AppError } from '../errors.js';
 import { requireServiceKey } from '../service-auth.js';
 import { requireUser, type UserEnv } from '../user-gate.js';
-import type { UserAuth } from '../user-auth.js';
+import type { UserAuth } from '../../auth/user-auth.js';
 import { CLAIM_HTTP_STATUS, type ClaimOutcome, type ClaimService } from '../../schedule/claims.js';
 import { listOccurrences, type Occurrence } from '../../schedule/occurrences.js';
 import { DeviceId } from '../../nudge/protocol.js';

@@ -8,7 +8,7 @@ import { createRoute, z, type OpenAPIHono } from '@hono/zod-openapi';
 import { createRouteGroup } from '../app.js';
 import { AppError } from '../errors.js';
 import { requireUser, type UserEnv } from '../user-gate.js';
-import type { UserAuth } from '../user-auth.js';
+import type { UserAuth } from '../../auth/user-auth.js';
 import type { RateLimiter } from '../rate-limit.js';
 import type { PushSubscriptionStore } from '../../devices/push-subscriptions.js';
 import { checkPushEndpoint, type Allowlist, type Resolve } from '../../devices/endpoint-guard.js';

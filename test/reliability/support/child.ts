@@ -76,6 +76,8 @@ function childEnv(env: Record<string, string>): Record<string, string> {
   return {
     ...base,
     NODE_ENV: 'test',
+    // Dev mode on the test's own database (a database URL alone means production).
+    DEV_MODE: '1',
     PORT: '0',
     HOST: '127.0.0.1',
     LOG_LEVEL: 'info',
