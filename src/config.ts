@@ -71,6 +71,7 @@ const EnvSchema = z.object({
   TICK_ENABLED: bool.default(true),
   PROJECTION_BATCH_ROWS: int(100, 100_000).default(5000),
   PROJECTION_CACHE_RECORDS: int(100, 10_000_000).default(50_000),
+  SYNC_CREATE_INDEX: bool.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'expected a pino level' }).default('info'),
   LOG_PRETTY: bool.optional(),
   INSTANCE_ID: optionalString,
@@ -136,6 +137,8 @@ export interface Config {
   serviceKey: string;
   tick: { intervalMs: number; enabled: boolean };
   projection: { batchRows: number; cacheRecords: number };
+  /** Build the projection's fast-path index on sync_changes at start when it is missing (src/db/sync-index.sql). */
+  syncCreateIndex: boolean;
   log: { level: string; pretty: boolean };
   instanceId: string;
   claims: { wsTimeoutMs: number; pushTimeoutMs: number; leaseMs: number };
@@ -211,6 +214,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     serviceKey: e.MANA_SERVICE_KEY,
     tick: { intervalMs: e.TICK_INTERVAL_MS, enabled: e.TICK_ENABLED },
     projection: { batchRows: e.PROJECTION_BATCH_ROWS, cacheRecords: e.PROJECTION_CACHE_RECORDS },
+    syncCreateIndex: e.SYNC_CREATE_INDEX,
     log: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY ?? false },
     instanceId: e.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     claims: { wsTimeoutMs: e.WS_CLAIM_TIMEOUT_MS, pushTimeoutMs: e.PUSH_CLAIM_TIMEOUT_MS, leaseMs: e.CLAIM_LEASE_MS },

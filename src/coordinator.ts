@@ -15,6 +15,7 @@ import { getOrCreateSetting } from './db/settings.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createProjection, type Projection } from './projection/refresh.js';
+import { checkFastPathIndex } from './projection/fast-path-index.js';
 import { createPass, type PassStats } from './schedule/pass.js';
 import { createScheduler, type Scheduler } from './schedule/scheduler.js';
 import { createClaimService } from './schedule/claims.js';
@@ -102,6 +103,8 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       onMalformed: (n) => metrics.rowsSkipped.inc(n),
     });
     await projection.columns();
+    const fastPath = await checkFastPathIndex({ sql, log: log.child({ component: 'projection' }), registry: metrics.registry, create: config.syncCreateIndex });
+    releasers.add(() => fastPath.stop());
 
     const devSecret = config.devDefaults
       ? Buffer.from(await getOrCreateSetting(sql, DEV_SECRET_KEY, () => randomBytes(32).toString('base64')), 'base64')
