@@ -23,20 +23,20 @@
  * BENCH_NO_WRITE=1 (do not touch BENCHMARKS.md).
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { readFileSync, existsSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import postgres from 'postgres';
 import { pino } from 'pino';
-import { startEmbeddedDb, type EmbeddedDb } from '../../src/db/embedded.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
 import { migrate } from '../../src/db/migrate.js';
 import { loadConfig } from '../../src/config.js';
 import { createProjection, type Projection } from '../../src/projection/refresh.js';
 import { HORIZON_SAFETY_MS } from '../../src/projection/horizon.js';
 import { appendUpdates, generateHistory, HISTORY_DEFAULTS, HISTORY_VERSION } from './gen-history.js';
-import { freePort } from '../support/free-port.js';
+import { replaceSection } from './bench-report.js';
+import { openBenchDatabase, stats, type BenchDb, type Stats } from './bench-db.js';
 
 const here = fileURLToPath(import.meta.url);
 const ROOT = resolve(here, '../../..');
@@ -45,20 +45,6 @@ const DB_NAME = 'mana_ai_bench';
 const C_ROUNDS = 15;
 const C_WARMUP_ROUNDS = 2;
 const silent = pino({ level: 'silent' });
-
-interface Stats {
-  median: number;
-  min: number;
-  max: number;
-  runs: number[];
-}
-
-function stats(runs: number[]): Stats {
-  const s = [...runs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  const median = s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  return { median, min: s[0]!, max: s[s.length - 1]!, runs };
-}
 
 const progress = (line: string) => process.stderr.write(`[projection-bench] ${line}\n`);
 
@@ -187,46 +173,8 @@ async function runChild(mode: 'baseline' | 'catchup' | 'idle', url: string): Pro
 // ---------------------------------------------------------------- database
 
 
-interface BenchDb {
-  url: string;
-  description: string;
-  close(): Promise<void>;
-}
-
 async function openDatabase(): Promise<BenchDb> {
-  let adminUrl: string;
-  let embedded: EmbeddedDb | undefined;
-  let tempDir: string | undefined;
-  const external = process.env['BENCH_DATABASE_URL'];
-  if (external) {
-    adminUrl = external;
-  } else {
-    const dir = process.env['BENCH_PG_DIR'] ?? (tempDir = mkdtempSync(join(tmpdir(), 'mana-ai-bench-pg-')));
-    embedded = await startEmbeddedDb({ dir, port: await freePort(), log: silent });
-    adminUrl = embedded.url('postgres');
-  }
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  const [version] = await admin<{ v: string }[]>`SELECT current_setting('server_version') AS v`;
-  const reuse = process.env['BENCH_KEEP'] === '1' || (!external && process.env['BENCH_PG_DIR'] !== undefined);
-  const [exists] = await admin`SELECT 1 FROM pg_database WHERE datname = ${DB_NAME}`;
-  if (exists && !reuse) await admin.unsafe(`DROP DATABASE ${DB_NAME} WITH (FORCE)`);
-  if (!exists || !reuse) await admin.unsafe(`CREATE DATABASE ${DB_NAME}`);
-  await admin.end();
-  const u = new URL(adminUrl);
-  u.pathname = `/${DB_NAME}`;
-  return {
-    url: u.toString(),
-    description: `${external ? 'external' : 'embedded'} Postgres ${version?.v ?? '?'}`,
-    async close() {
-      if (external && !reuse) {
-        const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
-        await a.unsafe(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
-        await a.end();
-      }
-      await embedded?.stop();
-      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
-    },
-  };
+  return openBenchDatabase(DB_NAME);
 }
 
 /** Generates the history unless this database already holds the same one (BENCH_PG_DIR reuse). */
@@ -493,20 +441,7 @@ const SECTION = '## Projection';
 
 /** Replaces (or adds) the `## Projection` section of BENCHMARKS.md, leaving the rest as it is. */
 export function writeProjectionSection(body: string, notes: string): void {
-  const file = join(ROOT, 'BENCHMARKS.md');
-  const text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nMeasured on this repository\'s code; each section says how to reproduce it.\n';
-  const section = `${SECTION}\n\n${body}\n\n${notes}\n`;
-  const start = text.indexOf(`\n${SECTION}\n`);
-  let next: string;
-  if (start >= 0) {
-    const after = text.indexOf('\n## ', start + SECTION.length + 1);
-    next = `${text.slice(0, start + 1)}${section}${after >= 0 ? text.slice(after) : ''}`;
-  } else {
-    // First section after the title and intro.
-    const firstSection = text.indexOf('\n## ');
-    next = firstSection >= 0 ? `${text.slice(0, firstSection + 1)}${section}\n${text.slice(firstSection + 1)}` : `${text.trimEnd()}\n\n${section}`;
-  }
-  writeFileSync(file, next);
+  replaceSection(SECTION, `${SECTION}\n\n${body}\n\n${notes}\n`, { first: true });
 }
 
 /** Explanations kept with the figures; between the markers so a run keeps them. */
