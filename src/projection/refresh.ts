@@ -134,11 +134,10 @@ export function createProjection(deps: ProjectionDeps): Projection {
     ownXids: string[],
   ): Promise<{ tally: PassTally; applied: string[] }> {
     const { cursor, horizon, bulk } = from;
-    const stored = await readApplied(tx);
+    // Before loading anything, wait out any write-back still in flight from a pass that died (write-fence.ts).
+    const [stored, passXid] = await Promise.all([readApplied(tx), waitForFencedWrites(tx)]);
     const batches = createBatchReader({ keeps: keepsRow(horizon), reportMalformed });
     const { tally } = batches;
-    // First wait out any write-back still in flight from a pass that died (write-fence.ts).
-    const passXid = await waitForFencedWrites(tx);
     const pipeline = createWritePipeline({
       tx,
       sql,
@@ -160,11 +159,9 @@ export function createProjection(deps: ProjectionDeps): Projection {
     const [lock] = await tx<{ ok: boolean }[]>`SELECT pg_try_advisory_xact_lock(hashtext(${LOCK_KEY})) AS ok`;
     if (!lock?.ok) return null;
     visibility ??= await canSeeAllTransactions(tx);
-    const cursor = await readCursor(tx);
-    // The horizon before the rows (horizon.ts says why the order matters), and the
-    // snapshot too: whatever commits after it is read by a later pass.
-    const reading = await readHorizon(tx, visibility);
-    const { snapshot, changed } = await probe.probe(tx);
+    // Sent at once, run in this order: the horizon before the rows (horizon.ts says why
+    // the order matters), and the snapshot too: whatever commits after it is read by a later pass.
+    const [cursor, reading, { snapshot, changed }] = await Promise.all([readCursor(tx), readHorizon(tx, visibility), probe.probe(tx)]);
     const stalled = reading.horizon === null;
     if (stalled) warnStall();
     const horizon = reading.horizon !== null && reading.horizon > cursor.horizon ? reading.horizon : cursor.horizon;
