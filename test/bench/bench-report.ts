@@ -23,3 +23,9 @@ export function replaceSection(heading: string, section: string, opts: { first?:
   }
   writeFileSync(BENCHMARKS_FILE, next);
 }
+
+/** Prints a bench's section and, unless BENCH_NO_WRITE=1, puts it into BENCHMARKS.md. */
+export function reportSection(heading: string, body: string): void {
+  process.stdout.write(`${heading}\n\n${body}\n`);
+  if (process.env['BENCH_NO_WRITE'] !== '1') replaceSection(heading, `${heading}\n\n${body}\n`);
+}

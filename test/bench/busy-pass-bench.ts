@@ -28,7 +28,7 @@ import { fastPathIndexSql } from '../../src/projection/fast-path-index.js';
 import { startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
 import { generateHistory, HISTORY_DEFAULTS } from './gen-history.js';
 import { openBenchDatabase, stats, type Stats } from './bench-db.js';
-import { replaceSection } from './bench-report.js';
+import { reportSection } from './bench-report.js';
 
 const SECTION = '## Busy projection pass';
 const PASSES = 25;
@@ -199,9 +199,7 @@ export function formatBusyPassBench(r: BusyPassResult): string {
 
 /** The `npm run bench` entry (test/bench/run.ts). */
 export async function run(): Promise<void> {
-  const body = formatBusyPassBench(await runBusyPassBench());
-  process.stdout.write(`${SECTION}\n\n${body}\n`);
-  if (process.env['BENCH_NO_WRITE'] !== '1') replaceSection(SECTION, `${SECTION}\n\n${body}\n`);
+  reportSection(SECTION, formatBusyPassBench(await runBusyPassBench()));
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {

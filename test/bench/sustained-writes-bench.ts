@@ -35,7 +35,7 @@ import { fastPathIndexSql } from '../../src/projection/fast-path-index.js';
 import { startTestCoordinator } from '../support/coordinator.js';
 import { appendUpdates, generateHistory } from './gen-history.js';
 import { openBenchDatabase, percentile } from './bench-db.js';
-import { replaceSection } from './bench-report.js';
+import { reportSection } from './bench-report.js';
 
 const SECTION = '## Sustained writes';
 const MISSIONS_PER_USER = 5;
@@ -213,9 +213,7 @@ export function formatSustainedWritesBench(r: SustainedResult): string {
 
 /** The `npm run bench` entry (test/bench/run.ts). */
 export async function run(): Promise<void> {
-  const body = formatSustainedWritesBench(await runSustainedWritesBench());
-  process.stdout.write(`${SECTION}\n\n${body}\n`);
-  if (process.env['BENCH_NO_WRITE'] !== '1') replaceSection(SECTION, `${SECTION}\n\n${body}\n`);
+  reportSection(SECTION, formatSustainedWritesBench(await runSustainedWritesBench()));
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
