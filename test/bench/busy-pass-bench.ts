@@ -5,7 +5,8 @@
  *
  * On a busy database every pass runs the window query: any commit anywhere
  * makes the snapshot probe say "maybe". For two logs — 200,000 rows of 2,000
- * users, and 4,000,000 rows of 200,000 users, half of each aiMissions rows
+ * users, and 4,000,000 rows of 200,000 users, half of each aiMissions rows,
+ * ten per mission
  * (gen-history.ts, deterministic, in SQL; missions scheduled ahead, so none
  * is due and a pass has nothing to do but look) — a coordinator (in this
  * process, its timer off) runs passes through its own POST /internal/tick,
@@ -33,12 +34,12 @@ import { reportSection } from './bench-report.js';
 const SECTION = '## Busy projection pass';
 const PASSES = 25;
 const WARMUP = 5;
-const MISSIONS_PER_USER = 5;
 const progress = (line: string) => process.stderr.write(`[busy-pass-bench] ${line}\n`);
 
 interface Size {
   rows: number;
   users: number;
+  missionsPerUser: number;
 }
 
 interface Measured {
@@ -124,7 +125,7 @@ async function runSize(size: Size, index: number): Promise<SizeResult> {
     await sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
     const label = `${size.rows.toLocaleString('en-US')} rows, ${size.users.toLocaleString('en-US')} users`;
     let t = performance.now();
-    await generateHistory(sql, { rows: size.rows, users: size.users, missionsPerUser: MISSIONS_PER_USER, noiseEvery: 2, runsAheadYears: 100, progress: (l) => progress(`${label}: ${l}`) });
+    await generateHistory(sql, { rows: size.rows, users: size.users, missionsPerUser: size.missionsPerUser, noiseEvery: 2, runsAheadYears: 100, progress: (l) => progress(`${label}: ${l}`) });
     const generatedS = (performance.now() - t) / 1000;
     t = performance.now();
     const catchUp = await createProjection({ sql, log: pino({ level: 'silent' }), batchRows: 5000, cacheRecords: 50_000 }).refresh();
@@ -151,10 +152,11 @@ export async function runBusyPassBench(): Promise<BusyPassResult> {
   const scale = Number(process.env['BENCH_BUSY_SCALE'] ?? 1);
   const loadBefore = loadavg().map((x) => x.toFixed(1)).join(' ');
   const sizes: SizeResult[] = [];
+  // Ten aiMissions rows per mission in both logs.
   const plan: Size[] = [
-    { rows: 200_000, users: 2_000 },
-    { rows: 4_000_000, users: 200_000 },
-  ].map((s) => ({ rows: Math.round(s.rows * scale), users: Math.max(1, Math.round(s.users * scale)) }));
+    { rows: 200_000, users: 2_000, missionsPerUser: 5 },
+    { rows: 4_000_000, users: 200_000, missionsPerUser: 1 },
+  ].map((s) => ({ ...s, rows: Math.round(s.rows * scale), users: Math.max(1, Math.round(s.users * scale)) }));
   for (const [i, size] of plan.entries()) sizes.push(await runSize(size, i));
   const cpu = cpus();
   return {
@@ -176,7 +178,7 @@ export function formatBusyPassBench(r: BusyPassResult): string {
   const lines = [
     '**Command:** `npm run bench -- busy-pass` (the same as `node --import tsx test/bench/busy-pass-bench.ts`).',
     '',
-    `**Data.** Two logs from \`test/bench/gen-history.ts\` (deterministic, seed ${HISTORY_DEFAULTS.seed}, generated in SQL): every other row another app's, the rest aiMissions rows of ${MISSIONS_PER_USER} missions per user, every mission scheduled ahead so that none is due. A coordinator in the bench's process (timer off) runs each pass through its own \`POST /internal/tick\`; before each, another app commits one row to \`sync_changes\`, so the snapshot probe cannot rule out new rows and every pass runs the window query. ${PASSES} passes after ${WARMUP} not counted; then ${PASSES} refreshes alone the same way, and ${PASSES} quiet passes (nothing committed between).`,
+    `**Data.** Two logs from \`test/bench/gen-history.ts\` (deterministic, seed ${HISTORY_DEFAULTS.seed}, generated in SQL): every other row another app's, the rest aiMissions rows, ten per mission (5 missions per user in the small log, 1 in the large), every mission scheduled ahead so that none is due. A coordinator in the bench's process (timer off) runs each pass through its own \`POST /internal/tick\`; before each, another app commits one row to \`sync_changes\`, so the snapshot probe cannot rule out new rows and every pass runs the window query. ${PASSES} passes after ${WARMUP} not counted; then ${PASSES} refreshes alone the same way, and ${PASSES} quiet passes (nothing committed between).`,
     '',
     `**Machine.** ${r.environment}, embedded Postgres; shared with other work (load average ${r.loadBefore} before, ${r.loadAfter} after).`,
     '',

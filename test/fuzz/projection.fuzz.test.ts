@@ -221,6 +221,16 @@ async function reset(): Promise<void> {
   await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
 }
 
+/**
+ * Waits until no refresh holds the projection's lock: a property run that
+ * fast-check interrupted at its time limit may have left one going.
+ */
+async function untilNoPassInFlight(): Promise<void> {
+  await db.sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(hashtext('mana_ai:projection'))`;
+  });
+}
+
 let canaries = 0;
 async function canaryPassesThrough(): Promise<void> {
   const id = `canary-${++canaries}`;
@@ -270,6 +280,7 @@ describe('hostile sync_changes rows', () => {
   }, 60_000);
 
   it('rows with created_at far in the future are counted once and do not hold later rows back', async () => {
+    await untilNoPassInFlight();
     await reset();
     const rows: HostileRow[] = [
       { good: true, why: 'year 2200', userId: 'future', recordId: 'f1', op: 'insert', data: '{"title":"from the future"}', fieldTimestamps: '{}', fieldMeta: '{}', createdAt: '2200-01-01T00:00:00Z' },
