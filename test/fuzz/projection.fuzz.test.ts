@@ -221,15 +221,8 @@ async function reset(): Promise<void> {
   await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
 }
 
-/**
- * Waits until no refresh holds the projection's lock: a property run that
- * fast-check interrupted at its time limit may have left one going.
- */
-async function untilNoPassInFlight(): Promise<void> {
-  await db.sql.begin(async (tx) => {
-    await tx`SELECT pg_advisory_xact_lock(hashtext('mana_ai:projection'))`;
-  });
-}
+/** The property run in progress: one that fast-check's time limit interrupts keeps going, and the next test waits for it. */
+let propertyRun: Promise<void> = Promise.resolve();
 
 let canaries = 0;
 async function canaryPassesThrough(): Promise<void> {
@@ -247,7 +240,7 @@ describe('hostile sync_changes rows', () => {
   it('the projection never throws, never stalls, and counts exactly the malformed rows', async () => {
     const seenWhy = new Set<string>();
     await fc.assert(
-      fc.asyncProperty(fc.array(rowArb, { minLength: 1, maxLength: 12 }), async (rows) => {
+      fc.asyncProperty(fc.array(rowArb, { minLength: 1, maxLength: 12 }), (rows) => (propertyRun = (async () => {
         await reset();
         const stored = await insert(rows);
         const before = skippedReported;
@@ -272,7 +265,7 @@ describe('hostile sync_changes rows', () => {
         // Read once: nothing is read (or counted) again on the next refresh.
         expect(await projection.refresh()).toMatchObject({ rowsApplied: 0, rowsSkipped: 0 });
         await canaryPassesThrough();
-      }),
+      })())),
       { numRuns: 100, interruptAfterTimeLimit: 35_000 },
     );
     // The generators did reach the classes they are meant to.
@@ -280,7 +273,7 @@ describe('hostile sync_changes rows', () => {
   }, 60_000);
 
   it('rows with created_at far in the future are counted once and do not hold later rows back', async () => {
-    await untilNoPassInFlight();
+    await propertyRun.catch(() => undefined);
     await reset();
     const rows: HostileRow[] = [
       { good: true, why: 'year 2200', userId: 'future', recordId: 'f1', op: 'insert', data: '{"title":"from the future"}', fieldTimestamps: '{}', fieldMeta: '{}', createdAt: '2200-01-01T00:00:00Z' },
