@@ -11,6 +11,7 @@ import { pino } from 'pino';
 import { Registry } from 'prom-client';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { createSql } from '../../src/db/pool.js';
+import { ConfigError, loadConfig } from '../../src/config.js';
 import { checkFastPathIndex, FAST_PATH_INDEX, fastPathIndexSql, type FastPathIndexDeps } from '../../src/projection/fast-path-index.js';
 
 let db: TestDb;
@@ -62,6 +63,12 @@ describe('the fast-path index', () => {
     const statement = file.split('\n').filter((l) => !l.startsWith('--')).join('\n');
     expect(statement).toBe(fastPathIndexSql('public'));
     expect(fastPathIndexSql('mana sync')).toContain('ON "mana sync".sync_changes (created_at)');
+  });
+
+  it('SYNC_CREATE_INDEX is off unless set, and a bad value stops start', () => {
+    expect(loadConfig({}).syncCreateIndex).toBe(false);
+    expect(loadConfig({ SYNC_CREATE_INDEX: 'true' }).syncCreateIndex).toBe(true);
+    expect(() => loadConfig({ SYNC_CREATE_INDEX: 'maybe' })).toThrow(ConfigError);
   });
 
   it('missing and not allowed: absent, gauge 0, one warning with the statement', async () => {
