@@ -52,6 +52,12 @@ GRANT INSERT ON public.sync_changes TO mana_ai_writer;
 --    coordinator creates the schema itself.)
 CREATE SCHEMA IF NOT EXISTS mana_ai AUTHORIZATION mana_ai;
 
--- Optional, only with SYNC_ALLOW_INDEX=1: an index the coordinator may add
--- to sync_changes for its fast path. Without that setting the coordinator
--- never creates, alters or drops anything of mana-sync's.
+-- 6. Recommended, run by the OWNER of sync_changes (not by mana_ai): the
+--    projection's fast-path index, so a busy pass costs the same at any
+--    number of users and rows. Without it the coordinator stays correct,
+--    warns at start and sets mana_ai_projection_fast_path_index to 0.
+--    The statement is src/db/sync-index.sql (CONCURRENTLY cannot run inside
+--    a transaction block, so run that file on its own with psql -f).
+--    With SYNC_CREATE_INDEX=true and a login role that owns sync_changes,
+--    the coordinator builds it itself; that is the only change it ever
+--    makes to mana-sync's table, and only when that setting asks for it.

@@ -70,7 +70,6 @@ const EnvSchema = z.object({
   DEV_MODE: bool.default(false),
   SYNC_SCHEMA: identifier.default('public'),
   SYNC_WRITER_ROLE: identifier.default('mana_ai_writer'),
-  SYNC_ALLOW_INDEX: bool.default(false),
   DB_POOL_MAX: int(2, 100).default(10),
   EMBEDDED_PG_DIR: z.string().default('.data/pg'),
   EMBEDDED_PG_PORT: int(1, 65535).default(54329),
@@ -84,6 +83,7 @@ const EnvSchema = z.object({
   TICK_ENABLED: bool.default(true),
   PROJECTION_BATCH_ROWS: int(100, 100_000).default(5000),
   PROJECTION_CACHE_RECORDS: int(100, 10_000_000).default(50_000),
+  SYNC_CREATE_INDEX: bool.default(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { message: 'expected a pino level' }).default('info'),
   LOG_PRETTY: bool.optional(),
   INSTANCE_ID: optionalString,
@@ -142,12 +142,6 @@ export interface Config {
   syncSchema: string;
   /** Role for per-user writes to sync_changes, so RLS applies even to a BYPASSRLS login. */
   syncWriterRole: string;
-  /**
-   * SYNC_ALLOW_INDEX=1: the operator allows the coordinator to add its
-   * documented optional index to sync_changes. Off by default: the
-   * coordinator never changes mana-sync's table on its own.
-   */
-  syncAllowIndex: boolean;
   llm: {
     url: string | undefined;
     /** Bearer credential for mana-llm: MANA_LLM_API_KEY, else the service key. */
@@ -167,6 +161,8 @@ export interface Config {
   metrics: { token: string | undefined; port: number | undefined };
   tick: { intervalMs: number; enabled: boolean };
   projection: { batchRows: number; cacheRecords: number };
+  /** Build the projection's fast-path index on sync_changes at start when it is missing (src/db/sync-index.sql). */
+  syncCreateIndex: boolean;
   log: { level: string; pretty: boolean };
   instanceId: string;
   claims: { wsTimeoutMs: number; pushTimeoutMs: number; leaseMs: number };
@@ -226,7 +222,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     devSyncTable: mode === 'dev',
     syncSchema: e.SYNC_SCHEMA,
     syncWriterRole: e.SYNC_WRITER_ROLE,
-    syncAllowIndex: e.SYNC_ALLOW_INDEX,
     llm: {
       url: e.MANA_LLM_URL,
       apiKey: e.MANA_LLM_API_KEY ?? e.MANA_SERVICE_KEY,
@@ -241,6 +236,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     metrics: { token: e.METRICS_TOKEN, port: e.METRICS_PORT },
     tick: { intervalMs: e.TICK_INTERVAL_MS, enabled: e.TICK_ENABLED },
     projection: { batchRows: e.PROJECTION_BATCH_ROWS, cacheRecords: e.PROJECTION_CACHE_RECORDS },
+    syncCreateIndex: e.SYNC_CREATE_INDEX,
     log: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY ?? false },
     instanceId: e.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     claims: { wsTimeoutMs: e.WS_CLAIM_TIMEOUT_MS, pushTimeoutMs: e.PUSH_CLAIM_TIMEOUT_MS, leaseMs: e.CLAIM_LEASE_MS },

@@ -17,6 +17,7 @@ import { isConnectionError } from './db/errors.js';
 import type { Logger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createProjection, type Projection } from './projection/refresh.js';
+import { checkFastPathIndex } from './projection/fast-path-index.js';
 import { createPass, type PassStats } from './schedule/pass.js';
 import { createScheduler, type Scheduler } from './schedule/scheduler.js';
 import { createClaimService } from './schedule/claims.js';
@@ -173,6 +174,14 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       onMalformed: (n) => metrics.rowsSkipped.inc(n),
     });
     const cols = await projection.columns();
+    const fastPath = await checkFastPathIndex({
+      sql,
+      schema: config.syncSchema,
+      log: log.child({ component: 'projection' }),
+      registry: metrics.registry,
+      create: config.syncCreateIndex,
+    });
+    releasers.add(() => fastPath.stop());
     const { auth, devSecret } = await authFor(config, sql, log);
     const limiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, registry: metrics.registry });
     const subscriptions = createPushSubscriptionStore(sql);

@@ -135,7 +135,7 @@ describe('loadConfig', () => {
       expect(c.devDefaults).toBe(false);
       expect(c.syncSchema).toBe('public');
       expect(c.syncWriterRole).toBe('mana_ai_writer');
-      expect(c.syncAllowIndex).toBe(false);
+      expect(c.syncCreateIndex).toBe(false);
       expect(c.jwt).toEqual({ jwksUrl: prod.JWKS_URL, issuer: prod.JWT_ISSUER, audience: prod.JWT_AUDIENCE });
     });
 

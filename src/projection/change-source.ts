@@ -194,8 +194,8 @@ export async function streamChanges(
     AND NOT (s.id = ANY(${window.appliedIds}::uuid[]))`;
   const name = tx.unsafe(`refresh_rows_${++cursorSeq}`);
   const row = tx.unsafe(rowJson(cols));
-  if (opts.bulk) {
-    await tx`
+  const declared = opts.bulk
+    ? tx`
       DECLARE ${name} NO SCROLL CURSOR FOR
       SELECT CASE WHEN s.created_at < max(s.created_at) FILTER (
                WHERE s.op = 'delete' AND s.created_at >= '0001-01-01T00:00:00Z' AND s.created_at < '10000-01-01T00:00:00Z') OVER w
@@ -203,10 +203,9 @@ export async function streamChanges(
       FROM ${syncChanges(tx, cols.schema)} s
       WHERE ${where}
       WINDOW w AS (PARTITION BY s.record_id, s.user_id)
-      ORDER BY s.record_id, s.user_id, s.created_at, s.id`;
-  } else {
-    await tx`DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${row} AS r FROM ${syncChanges(tx, cols.schema)} s WHERE ${where}`;
-  }
+      ORDER BY s.record_id, s.user_id, s.created_at, s.id`
+    : tx`DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${row} AS r FROM ${syncChanges(tx, cols.schema)} s WHERE ${where}`;
+  declared.catch(() => undefined); // awaited below, after the first FETCHes are sent behind it
   const fetch = () => {
     const q = tx<{ r: string }[]>`FETCH ${tx.unsafe(String(opts.batchRows))} FROM ${name}`;
     q.catch(() => undefined); // the await below sees the error; never an unhandled rejection
@@ -218,6 +217,7 @@ export async function streamChanges(
   // time (1M-row catch-up: 9.6 s to fetch alone with one, 5.6 s with six).
   const ahead = Array.from({ length: opts.bulk ? BULK_FETCHES_AHEAD : 1 }, fetch);
   try {
+    await declared;
     for (;;) {
       const batch = await ahead.shift()!;
       if (batch.length === 0) break;
@@ -232,6 +232,7 @@ export async function streamChanges(
       await onBatch(rows, superseded);
     }
   } finally {
-    await tx`CLOSE ${name}`.catch(() => undefined);
+    // Not waited for: the pass's next statement goes right behind it.
+    tx`CLOSE ${name}`.catch(() => undefined);
   }
 }

@@ -4,7 +4,7 @@
  * hashint8extended) so a million rows take seconds, not minutes.
  *
  * Shape, for `rows` = N (default 1,000,000):
- * - every 5th row is noise: another app's row (todo/notes/calendar/habits/
+ * - every 5th row (noiseEvery) is noise: another app's row (todo/notes/calendar/habits/
  *   journal) of the same users — 20 % of the log;
  * - the rest are aiMissions rows of `users` × `missionsPerUser` missions
  *   (2,000 × 5), spread evenly (≈ 80 rows per mission): the first row of a
@@ -27,6 +27,10 @@ export interface HistoryOptions {
   users?: number;
   missionsPerUser?: number;
   seed?: number;
+  /** Every how-manieth row is another app's (default 5: a fifth of the log). */
+  noiseEvery?: number;
+  /** Missions' nextRunAt this many years after their rows (default 0: due long ago), so none is due. */
+  runsAheadYears?: number;
   /** Rows per INSERT statement (each statement is one transaction). */
   chunk?: number;
   progress?: (line: string) => void;
@@ -93,7 +97,7 @@ function iterationJson(n: string): string {
   );
 }
 
-const nextRun = iso('v.created_at + make_interval(hours => 1 + ' + pick('g.i', 14, 48) + ')');
+const nextRun = iso('v.created_at + $ahead make_interval(hours => 1 + ' + pick('g.i', 14, 48) + ')');
 
 /** Each kind of row: its share among mission updates (cumulative bound), its data and its field list (for the metadata). */
 const KINDS: { kind: string; data: string; keys: string[] }[] = [
@@ -209,7 +213,8 @@ FROM generate_series($1::bigint, $2::bigint - 1) AS g(i)
 CROSS JOIN LATERAL (
   -- every 5th row is noise; the others are mission row j: mission m (a
   -- permutation of j mod M), its k-th row
-  SELECT g.i % 5 = 4 AS noise, (((g.i / 5) * 4 + (g.i % 5)) % $4 * 7919) % $4 AS m, ((g.i / 5) * 4 + (g.i % 5)) / $4 AS k
+  SELECT g.i % $every = $every - 1 AS noise, (((g.i / $every) * ($every - 1) + (g.i % $every)) % $4 * 7919) % $4 AS m,
+         ((g.i / $every) * ($every - 1) + (g.i % $every)) / $4 AS k
   OFFSET 0
 ) mk
 CROSS JOIN LATERAL (
@@ -264,7 +269,12 @@ export async function generateHistory(sql: Sql, opts: HistoryOptions = {}): Prom
   const missions = (opts.users ?? HISTORY_DEFAULTS.users) * perUser;
   const seed = opts.seed ?? HISTORY_DEFAULTS.seed;
   const chunk = opts.chunk ?? 100_000;
-  const text = insertSql().replaceAll('$seed', `${Math.trunc(seed)}::bigint`);
+  const every = Math.trunc(opts.noiseEvery ?? 5);
+  if (every < 2) throw new Error(`noiseEvery: expected an integer >= 2, got ${opts.noiseEvery}`);
+  const text = insertSql()
+    .replaceAll('$seed', `${Math.trunc(seed)}::bigint`)
+    .replaceAll('$every', String(every))
+    .replaceAll('$ahead', opts.runsAheadYears ? `make_interval(years => ${Math.trunc(opts.runsAheadYears)}) +` : '');
   // Index maintenance on a million random uuids costs more than the rows:
   // drop sync_changes' indexes, fill, then rebuild them from their own definitions.
   const indexes = await sql<{ name: string; def: string; constraint: string | null }[]>`

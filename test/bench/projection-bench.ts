@@ -22,21 +22,20 @@
  * oracle's full replay after the catch-up; needs a few GB of memory),
  * BENCH_NO_WRITE=1 (do not touch BENCHMARKS.md).
  */
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { readFileSync, existsSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import postgres from 'postgres';
 import { pino } from 'pino';
-import { startEmbeddedDb, type EmbeddedDb } from '../../src/db/embedded.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
 import { migrate } from '../../src/db/migrate.js';
 import { loadConfig } from '../../src/config.js';
 import { createProjection, type Projection } from '../../src/projection/refresh.js';
 import { HORIZON_SAFETY_MS } from '../../src/projection/horizon.js';
 import { appendUpdates, generateHistory, HISTORY_DEFAULTS, HISTORY_VERSION } from './gen-history.js';
-import { freePort } from '../support/free-port.js';
+import { replaceSection } from './bench-report.js';
+import { runChild } from './projection-bench-children.js';
+import { openBenchDatabase, stats, type BenchDb, type Stats } from './bench-db.js';
 
 const here = fileURLToPath(import.meta.url);
 const ROOT = resolve(here, '../../..');
@@ -46,187 +45,13 @@ const C_ROUNDS = 15;
 const C_WARMUP_ROUNDS = 2;
 const silent = pino({ level: 'silent' });
 
-interface Stats {
-  median: number;
-  min: number;
-  max: number;
-  runs: number[];
-}
-
-function stats(runs: number[]): Stats {
-  const s = [...runs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  const median = s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
-  return { median, min: s[0]!, max: s[s.length - 1]!, runs };
-}
-
 const progress = (line: string) => process.stderr.write(`[projection-bench] ${line}\n`);
-
-// ---------------------------------------------------------------- children
-
-const CHILD_APP = 'mana-ai-bench-child';
-
-/** CPU seconds of this process and, when the server runs on this machine, of its backends serving us. */
-async function cpuSeconds(sql: postgres.Sql, since: NodeJS.CpuUsage): Promise<{ cpuS: number; pgCpuS: number }> {
-  const c = process.cpuUsage(since);
-  let pgCpuS = Number.NaN;
-  try {
-    const pids = await sql<{ pid: number }[]>`SELECT pid FROM pg_stat_activity WHERE application_name = ${CHILD_APP}`;
-    const { readFileSync } = await import('node:fs');
-    pgCpuS = 0;
-    for (const { pid } of pids) {
-      const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-      pgCpuS += (Number(f[11]) + Number(f[12])) / 100;
-    }
-  } catch {
-    pgCpuS = Number.NaN; // a remote server
-  }
-  return { cpuS: (c.user + c.system) / 1e6, pgCpuS };
-}
-
-/** (a) v0.1: every aiMissions row, ordered, into memory, merged field by field in JS. */
-async function childBaseline(url: string): Promise<Record<string, number>> {
-  const sql = postgres(url, { max: 1, onnotice: () => {}, connection: { application_name: CHILD_APP } });
-  const cpu0 = process.cpuUsage();
-  const started = performance.now();
-  const rows = await sql<
-    { record_id: string; user_id: string; op: string; data: Record<string, unknown> | null; field_timestamps: Record<string, unknown> | null; field_meta: Record<string, unknown> | null; created_at: Date }[]
-  >`SELECT * FROM sync_changes WHERE app_id = 'ai' AND table_name = 'aiMissions' ORDER BY created_at`;
-  const fetchedMs = performance.now() - started;
-  const tsOf = (entry: unknown): number | undefined => {
-    const at = typeof entry === 'object' && entry !== null ? (entry as { at?: unknown }).at : entry;
-    return typeof at === 'string' ? Date.parse(at) : undefined;
-  };
-  const missions = new Map<string, { record: Record<string, unknown>; ts: Record<string, number> }>();
-  for (const row of rows) {
-    const key = `${row.user_id}:${row.record_id}`;
-    if (row.op === 'delete') {
-      missions.delete(key);
-      continue;
-    }
-    const data = row.data ?? {};
-    const meta = row.field_meta ?? {};
-    const stamps = row.field_timestamps ?? {};
-    const created = row.created_at.getTime();
-    let m = missions.get(key);
-    if (!m) {
-      m = { record: { id: row.record_id }, ts: {} };
-      missions.set(key, m);
-    }
-    for (const [k, v] of Object.entries(data)) {
-      const t = tsOf(meta[k]) ?? tsOf(stamps[k]) ?? created;
-      const cur = m.ts[k];
-      if (cur === undefined || t >= cur) {
-        m.record[k] = v;
-        m.ts[k] = t;
-      }
-    }
-  }
-  const now = Date.now();
-  let due = 0;
-  for (const { record } of missions.values()) {
-    if (record['state'] === 'active' && !record['deletedAt'] && typeof record['nextRunAt'] === 'string' && Date.parse(record['nextRunAt']) <= now) due++;
-  }
-  const ms = performance.now() - started;
-  const cpu = await cpuSeconds(sql, cpu0);
-  await sql.end();
-  return { ms, fetchedMs, rows: rows.length, live: missions.size, due, ...cpu };
-}
-
-/** (d) the coordinator's projection, cold, with its default settings. */
-async function childCatchUp(url: string): Promise<Record<string, number>> {
-  // The coordinator's defaults, unless PROJECTION_BATCH_ROWS / PROJECTION_CACHE_RECORDS say otherwise.
-  const { projection: settings } = loadConfig({
-    PROJECTION_BATCH_ROWS: process.env['PROJECTION_BATCH_ROWS'],
-    PROJECTION_CACHE_RECORDS: process.env['PROJECTION_CACHE_RECORDS'],
-  });
-  const sql = createSql(url, { max: 4, appName: CHILD_APP });
-  const projection = createProjection({ sql, log: silent, batchRows: settings.batchRows, cacheRecords: settings.cacheRecords });
-  await projection.columns();
-  const cpu0 = process.cpuUsage();
-  const r = await projection.refresh();
-  const cpu = await cpuSeconds(sql, cpu0);
-  await sql.end();
-  return { ms: r.durationMs, rowsApplied: r.rowsApplied, rowsSkipped: r.rowsSkipped, recordsWritten: r.recordsWritten, rebuilds: r.rebuilds, ...cpu };
-}
-
-/** An idle child with the same imports: the floor under the peak RSS figures. */
-async function childIdle(): Promise<Record<string, number>> {
-  return { ms: 0 };
-}
-
-/**
- * The children run this file compiled to plain JS (esbuild, dependencies
- * external), as the Dockerfile runs the coordinator: tsx would add its own
- * ~50 MiB (an esbuild service and a loader thread) to every peak RSS.
- */
-let compiled: string | undefined;
-async function compiledChild(): Promise<string> {
-  if (compiled) return compiled;
-  const { build } = await import('esbuild');
-  // Inside the repository, so the bundle's bare imports resolve from node_modules.
-  const out = join(ROOT, 'node_modules', '.cache', 'mana-ai-bench', 'projection-bench-child.mjs');
-  await build({ entryPoints: [here], bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', outfile: out, logLevel: 'error' });
-  compiled = out;
-  return out;
-}
-
-async function runChild(mode: 'baseline' | 'catchup' | 'idle', url: string): Promise<Record<string, number>> {
-  const child = spawn(process.execPath, [await compiledChild(), '--child', mode], {
-    cwd: ROOT,
-    env: { ...process.env, BENCH_CHILD_URL: url },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const code = await new Promise<number | null>((res) => child.on('close', res));
-  if (code !== 0) throw new Error(`bench child ${mode} exited with ${code}`);
-  return JSON.parse(out.trim().split('\n').at(-1)!) as Record<string, number>;
-}
 
 // ---------------------------------------------------------------- database
 
 
-interface BenchDb {
-  url: string;
-  description: string;
-  close(): Promise<void>;
-}
-
 async function openDatabase(): Promise<BenchDb> {
-  let adminUrl: string;
-  let embedded: EmbeddedDb | undefined;
-  let tempDir: string | undefined;
-  const external = process.env['BENCH_DATABASE_URL'];
-  if (external) {
-    adminUrl = external;
-  } else {
-    const dir = process.env['BENCH_PG_DIR'] ?? (tempDir = mkdtempSync(join(tmpdir(), 'mana-ai-bench-pg-')));
-    embedded = await startEmbeddedDb({ dir, port: await freePort(), log: silent });
-    adminUrl = embedded.url('postgres');
-  }
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  const [version] = await admin<{ v: string }[]>`SELECT current_setting('server_version') AS v`;
-  const reuse = process.env['BENCH_KEEP'] === '1' || (!external && process.env['BENCH_PG_DIR'] !== undefined);
-  const [exists] = await admin`SELECT 1 FROM pg_database WHERE datname = ${DB_NAME}`;
-  if (exists && !reuse) await admin.unsafe(`DROP DATABASE ${DB_NAME} WITH (FORCE)`);
-  if (!exists || !reuse) await admin.unsafe(`CREATE DATABASE ${DB_NAME}`);
-  await admin.end();
-  const u = new URL(adminUrl);
-  u.pathname = `/${DB_NAME}`;
-  return {
-    url: u.toString(),
-    description: `${external ? 'external' : 'embedded'} Postgres ${version?.v ?? '?'}`,
-    async close() {
-      if (external && !reuse) {
-        const a = postgres(adminUrl, { max: 1, onnotice: () => {} });
-        await a.unsafe(`DROP DATABASE IF EXISTS ${DB_NAME} WITH (FORCE)`);
-        await a.end();
-      }
-      await embedded?.stop();
-      if (tempDir) rmSync(tempDir, { recursive: true, force: true });
-    },
-  };
+  return openBenchDatabase(DB_NAME);
 }
 
 /** Generates the history unless this database already holds the same one (BENCH_PG_DIR reuse). */
@@ -292,6 +117,46 @@ async function timePasses(projection: Projection, n: number, before?: () => Prom
     rows.push(r.rowsApplied + r.rowsSkipped);
   }
   return { ms: stats(ms), rows };
+}
+
+/** (b), (b') and (c) in this process, on the caught-up projection. */
+async function measurePasses(sql: Sql): Promise<{ noop: Stats; noopFullRead: Stats; thousand: Stats; noopAfterWrites: Stats }> {
+  const { projection: settings } = loadConfig({});
+  const projection = createProjection({ sql, log: silent, batchRows: settings.batchRows, cacheRecords: settings.cacheRecords });
+  await projection.columns();
+  await projection.refresh(); // warm-up: the first pass of a process reads the window
+  const noop = await timePasses(projection, 30);
+  progress(`(b) no new rows: median ${noop.ms.median.toFixed(2)} ms`);
+  // The same pass when it cannot rule out new rows: a fresh instance has no last-read snapshot.
+  const fullMs: number[] = [];
+  for (let i = 0; i < 15; i++) {
+    const fresh = createProjection({ sql, log: silent, batchRows: settings.batchRows, cacheRecords: settings.cacheRecords });
+    await fresh.columns();
+    fullMs.push((await fresh.refresh()).durationMs);
+  }
+  const noopFullRead = stats(fullMs);
+  progress(`(b') window query, nothing new: median ${noopFullRead.median.toFixed(2)} ms`);
+
+  let round = 0;
+  // Each round from a quiet state: the previous round's rows have fallen below the horizon
+  // (HORIZON_SAFETY_MS) and a pass has pruned them, so a pass reads its 1,000 rows only.
+  const newRows = async () => {
+    await new Promise((r) => setTimeout(r, HORIZON_SAFETY_MS + 500));
+    await projection.refresh();
+    await appendUpdates(sql, { count: 1000, round: round++ });
+  };
+  // Not counted: the process's first passes that merge rows compile that code and open the
+  // pool's connections, which a running coordinator has long done.
+  for (let i = 0; i < C_WARMUP_ROUNDS; i++) {
+    await newRows();
+    await projection.refresh();
+  }
+  const thousand = await timePasses(projection, C_ROUNDS, newRows);
+  if (thousand.rows.some((n) => n !== 1000)) throw new Error(`(c) passes read ${thousand.rows.join(', ')} rows, expected 1000 each`);
+  progress(`(c) 1,000 new rows: median ${thousand.ms.median.toFixed(1)} ms`);
+  const noopAfterWrites = await timePasses(projection, 30);
+  progress(`(b) after (c): median ${noopAfterWrites.ms.median.toFixed(2)} ms`);
+  return { noop: noop.ms, noopFullRead, thousand: thousand.ms, noopAfterWrites: noopAfterWrites.ms };
 }
 
 export interface ProjectionBenchResult {
@@ -369,42 +234,7 @@ export async function runProjectionBench(): Promise<ProjectionBenchResult> {
     const verified = process.env['BENCH_VERIFY'] === '1' ? await verify(sql) : null;
     if (verified) progress(verified);
 
-    // (b) and (c) in this process, on the caught-up projection.
-    const { projection: settings } = loadConfig({});
-    const projection = createProjection({ sql, log: silent, batchRows: settings.batchRows, cacheRecords: settings.cacheRecords });
-    await projection.columns();
-    await projection.refresh(); // warm-up: the first pass of a process reads the window
-    const noop = await timePasses(projection, 30);
-    progress(`(b) no new rows: median ${noop.ms.median.toFixed(2)} ms`);
-    // The same pass when it cannot rule out new rows: a fresh instance has no last-read snapshot.
-    const fullMs: number[] = [];
-    for (let i = 0; i < 15; i++) {
-      const fresh = createProjection({ sql, log: silent, batchRows: settings.batchRows, cacheRecords: settings.cacheRecords });
-      await fresh.columns();
-      fullMs.push((await fresh.refresh()).durationMs);
-    }
-    const noopFullRead = stats(fullMs);
-    progress(`(b') window query, nothing new: median ${noopFullRead.median.toFixed(2)} ms`);
-
-    let round = 0;
-    // Each round from a quiet state: the previous round's rows have fallen below the horizon
-    // (HORIZON_SAFETY_MS) and a pass has pruned them, so a pass reads its 1,000 rows only.
-    const newRows = async () => {
-      await new Promise((r) => setTimeout(r, HORIZON_SAFETY_MS + 500));
-      await projection.refresh();
-      await appendUpdates(sql, { count: 1000, round: round++ });
-    };
-    // Not counted: the process's first passes that merge rows compile that code and open the
-    // pool's connections, which a running coordinator has long done.
-    for (let i = 0; i < C_WARMUP_ROUNDS; i++) {
-      await newRows();
-      await projection.refresh();
-    }
-    const thousand = await timePasses(projection, C_ROUNDS, newRows);
-    if (thousand.rows.some((n) => n !== 1000)) throw new Error(`(c) passes read ${thousand.rows.join(', ')} rows, expected 1000 each`);
-    progress(`(c) 1,000 new rows: median ${thousand.ms.median.toFixed(1)} ms`);
-    const noopAfterWrites = await timePasses(projection, 30);
-    progress(`(b) after (c): median ${noopAfterWrites.ms.median.toFixed(2)} ms`);
+    const { noop, noopFullRead, thousand, noopAfterWrites } = await measurePasses(sql);
 
     const loadAfter = loadavg().map((x) => x.toFixed(1)).join(' ');
     const cpu = cpus();
@@ -415,10 +245,10 @@ export async function runProjectionBench(): Promise<ProjectionBenchResult> {
       avgRowBytes,
       generatedMs,
       baseline: { ms: stats(base.ms), rssMiB: stats(base.rss), cpuS: stats(base.cpu), pgCpuS: stats(base.pgCpu), live: base.live, due: base.due },
-      noop: noop.ms,
-      noopAfterWrites: noopAfterWrites.ms,
+      noop,
+      noopAfterWrites,
       noopFullRead,
-      thousand: thousand.ms,
+      thousand,
       catchUp: {
         ms: stats(cu.ms),
         logRowsPerSec: stats(cu.ms.map((ms) => (logRows / ms) * 1000)),
@@ -493,20 +323,7 @@ const SECTION = '## Projection';
 
 /** Replaces (or adds) the `## Projection` section of BENCHMARKS.md, leaving the rest as it is. */
 export function writeProjectionSection(body: string, notes: string): void {
-  const file = join(ROOT, 'BENCHMARKS.md');
-  const text = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nMeasured on this repository\'s code; each section says how to reproduce it.\n';
-  const section = `${SECTION}\n\n${body}\n\n${notes}\n`;
-  const start = text.indexOf(`\n${SECTION}\n`);
-  let next: string;
-  if (start >= 0) {
-    const after = text.indexOf('\n## ', start + SECTION.length + 1);
-    next = `${text.slice(0, start + 1)}${section}${after >= 0 ? text.slice(after) : ''}`;
-  } else {
-    // First section after the title and intro.
-    const firstSection = text.indexOf('\n## ');
-    next = firstSection >= 0 ? `${text.slice(0, firstSection + 1)}${section}\n${text.slice(firstSection + 1)}` : `${text.trimEnd()}\n\n${section}`;
-  }
-  writeFileSync(file, next);
+  replaceSection(SECTION, `${SECTION}\n\n${body}\n\n${notes}\n`, { first: true });
 }
 
 /** Explanations kept with the figures; between the markers so a run keeps them. */
@@ -527,12 +344,6 @@ export async function run(): Promise<void> {
   if (process.env['BENCH_NO_WRITE'] !== '1') writeProjectionSection(body, notesOf());
 }
 
-if (process.argv[2] === '--child') {
-  const mode = process.argv[3];
-  const url = process.env['BENCH_CHILD_URL']!;
-  const out = mode === 'baseline' ? await childBaseline(url) : mode === 'catchup' ? await childCatchUp(url) : await childIdle();
-  process.stdout.write(`${JSON.stringify({ ...out, maxRssKiB: process.resourceUsage().maxRSS })}\n`);
-  process.exit(0);
-} else if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   await run();
 }

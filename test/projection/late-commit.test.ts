@@ -6,7 +6,8 @@
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { createTestDb, type TestDb } from '../support/db.js';
+import type { TestDb } from '../support/db.js';
+import { createProjectionDb } from './projection-db.js';
 import { createProjection, type Projection } from '../../src/projection/refresh.js';
 import { HORIZON_SAFETY_MS } from '../../src/projection/horizon.js';
 import { createSql } from '../../src/db/pool.js';
@@ -19,7 +20,7 @@ const writers: Writer[] = [];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 beforeAll(async () => {
-  db = await createTestDb();
+  db = await createProjectionDb();
 });
 
 afterAll(async () => {

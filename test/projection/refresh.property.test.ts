@@ -17,7 +17,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { pino } from 'pino';
 import postgres from 'postgres';
-import { createTestDb, type TestDb } from '../support/db.js';
+import type { TestDb } from '../support/db.js';
+import { createProjectionDb } from './projection-db.js';
 import { createProjection } from '../../src/projection/refresh.js';
 import { parseInstant } from '../../src/projection/instant.js';
 import type { ChangeRow } from '../../src/projection/lww.js';
@@ -38,7 +39,7 @@ let held: postgres.ReservedSql;
 let baseMs: number;
 
 beforeAll(async () => {
-  db = await createTestDb();
+  db = await createProjectionDb();
   pools = { 1: createSql(db.url, { max: 1 }), 2: createSql(db.url, { max: 2 }), 10: db.sql };
   holder = postgres(db.url, { max: 1, onnotice: () => {} });
   held = await holder.reserve();

@@ -1,0 +1,58 @@
+/**
+ * A bulk pass, for a backlog reaching far back (cold start, long outage):
+ * the rows grouped by record, each record's in replay order. A record is
+ * complete when the next one starts, so it is written back in the next
+ * chunk and forgotten, its superseded values die young, and a delete never
+ * arrives after rows that follow it (no rebuilds). Rows older than their
+ * record's last delete come back without their data. It holds about
+ * FLUSH_CHUNK records at a time.
+ */
+import type { TxSql } from '../db/pool.js';
+import { streamChanges, type SupersededRow } from './change-source.js';
+import type { ChangeRow } from './lww.js';
+import { FLUSH_CHUNK, type MergeChunk } from './record-cache.js';
+import { keyOf, snapshotsEmpty } from './snapshot-store.js';
+import { poolSize } from './write-pipeline.js';
+import type { ReadContext } from './read-context.js';
+
+/** Session settings for a bulk read, local to its transaction. */
+async function prepareBulkRead(tx: TxSql): Promise<void> {
+  // JIT compiling the bulk query costs more than it saves.
+  await tx`SET LOCAL jit = off`;
+  // A cursor is planned for its first 10 % of rows by default: here the index on
+  // (table_name, record_id, created_at), fetching the heap in random order (~60 % slower
+  // than a seq scan and a sort). The whole result is read, so plan for all of it.
+  await tx`SET LOCAL cursor_tuple_fraction = 1`;
+}
+
+export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number }): Promise<void> {
+  const { records } = ctx;
+  records.assumeStoreEmpty(await snapshotsEmpty(ctx.tx));
+
+  async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
+    const byKey = ctx.batches.take(rows, superseded);
+    const cached: string[] = [];
+    const missing: string[] = [];
+    for (const k of byKey.keys()) (records.has(k) ? cached : missing).push(k);
+    const chunks: MergeChunk[] = [{ keys: cached }];
+    if (missing.length > 0) chunks.push(records.storeEmpty ? { keys: missing } : { keys: missing, load: records.startLoad(missing, byKey) });
+    await records.mergeChunks(chunks, byKey, false);
+    if (records.size <= Math.min(FLUSH_CHUNK, opts.cacheRecords)) return;
+    // Records arrive one after another: all but the last row's are complete.
+    const last = rows.at(-1);
+    await records.flushAndForget(last === undefined ? undefined : keyOf(last.userId, last.recordId));
+  }
+
+  // The rows are read on a second connection, so this transaction's loads and writes
+  // never queue behind the FETCHes in flight (and Postgres keeps sorting and sending
+  // while it writes). Its snapshot is taken after the horizon was read: whatever
+  // commits after it is at or above the horizon and read by the next pass, as always.
+  const separate = poolSize(ctx.sql) >= 2;
+  ctx.log.info({ since: ctx.window.horizon, separate }, 'projection: reading a backlog in bulk');
+  const readBacklog = async (rtx: TxSql) => {
+    await prepareBulkRead(rtx);
+    await streamChanges(rtx, ctx.cols, ctx.window, { batchRows: ctx.batchRows, bulk: true }, applyBatch);
+  };
+  if (separate) await ctx.sql.begin(readBacklog);
+  else await readBacklog(ctx.tx);
+}

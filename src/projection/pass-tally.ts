@@ -1,0 +1,82 @@
+/**
+ * What a pass counts while it reads: rows applied and skipped, records
+ * written, rebuilds, and the positions of the rows it applied that the
+ * cursor must remember (those the pruning rule keeps, see cursor.ts).
+ */
+import type { Logger } from '../log.js';
+import { normalizeRow, type Change, type ChangeRow } from './lww.js';
+import type { SupersededRow } from './change-source.js';
+import { keyOf } from './snapshot-store.js';
+
+export interface PassTally {
+  rowsApplied: number;
+  rowsSkipped: number;
+  recordsWritten: number;
+  rebuilds: number;
+  /** Positions ("created_at|id") of rows applied by this pass at or above the next horizon. */
+  appliedNow: string[];
+}
+
+export function emptyTally(): PassTally {
+  return { rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, appliedNow: [] };
+}
+
+/** Logs each malformed row once per process, not on every rebuild that meets it again. */
+export function createMalformedReporter(log: Logger): (row: ChangeRow, reason: string) => void {
+  const reported = new Set<string>();
+  return function reportMalformed(row, reason) {
+    if (reported.has(row.id)) return;
+    if (reported.size > 100_000) reported.clear();
+    reported.add(row.id);
+    log.warn({ rowId: row.id, userId: row.userId, recordId: row.recordId, reason }, 'skipping malformed sync_changes row');
+  };
+}
+
+export interface BatchReader {
+  tally: PassTally;
+  /**
+   * Counts a fetched batch, remembers the positions the cursor keeps, and
+   * returns its well-formed changes by record ("user\0record"), each
+   * record's in arrival order.
+   */
+  take(rows: ChangeRow[], superseded: SupersededRow[]): Map<string, Change[]>;
+}
+
+export function createBatchReader(opts: {
+  /** The pruning rule for the pass's next horizon (cursor.ts keepsRow). */
+  keeps: (createdAt: string) => boolean;
+  reportMalformed: (row: ChangeRow, reason: string) => void;
+}): BatchReader {
+  const tally = emptyTally();
+  // Built only for rows the cursor keeps (most rows of a bulk read are below the horizon).
+  const markApplied = (createdAt: string, id: string) => {
+    if (opts.keeps(createdAt)) tally.appliedNow.push(`${createdAt}|${id}`);
+  };
+  return {
+    tally,
+    take(rows, superseded) {
+      const changes: Change[] = [];
+      for (const row of rows) {
+        const n = normalizeRow(row);
+        if (n.ok) {
+          changes.push(n.change);
+        } else {
+          tally.rowsSkipped++;
+          opts.reportMalformed(row, n.reason);
+        }
+        markApplied(row.createdAt, row.id);
+      }
+      // Older than a delete of their record applied in this pass: applying them would change nothing.
+      for (const s of superseded) markApplied(s.createdAt, s.id);
+      tally.rowsApplied += changes.length + superseded.length;
+      const byKey = new Map<string, Change[]>();
+      for (const c of changes) {
+        const k = keyOf(c.userId, c.recordId);
+        const list = byKey.get(k);
+        if (list) list.push(c);
+        else byKey.set(k, [c]);
+      }
+      return byKey;
+    },
+  };
+}

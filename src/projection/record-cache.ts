@@ -1,0 +1,149 @@
+/**
+ * A pass's working set of record states: loaded from the snapshots (or
+ * empty), merged with the pass's changes (lww.ts), rebuilt from the log when
+ * a late delete asks for it, and written back through the write pipeline.
+ */
+import type { TxSql } from '../db/pool.js';
+import { applyChange, emptyState, normalizeRow, replay, type Change, type ChangeRow, type RecordState } from './lww.js';
+import { recordRows, type SyncColumns } from './change-source.js';
+import { keyOf, loadStates } from './snapshot-store.js';
+import type { PassTally } from './pass-tally.js';
+import type { WritePipeline } from './write-pipeline.js';
+
+/** Records' states written per statement by a flush; a bulk pass writes completed records in such chunks. */
+export const FLUSH_CHUNK = 1000;
+
+/** Records whose changes merge together, with the load of their stored states (none: nothing stored). */
+export interface MergeChunk {
+  keys: string[];
+  load?: Promise<Map<string, RecordState>>;
+}
+
+export interface RecordCacheDeps {
+  tx: TxSql;
+  cols: SyncColumns;
+  pipeline: WritePipeline;
+  tally: PassTally;
+  reportMalformed: (row: ChangeRow, reason: string) => void;
+}
+
+export interface RecordCache {
+  readonly size: number;
+  has(key: string): boolean;
+  /** True while the snapshots table is known empty and nothing was written yet: loads are skipped. */
+  readonly storeEmpty: boolean;
+  assumeStoreEmpty(empty: boolean): void;
+  /**
+   * Starts loading these records' stored states. A record is never loaded
+   * while a write of it is in flight: records written back stay cached until
+   * a flush, which waits for its writes, and a database merge waits for its
+   * writes before its records are loaded.
+   */
+  startLoad(keys: string[], byKey: Map<string, Change[]>): Promise<Map<string, RecordState>>;
+  /**
+   * Merges each chunk's changes into its states as its load arrives. With
+   * writeEach, a record that changed is written back right away (unless it
+   * waits for a rebuild) and stays cached, so a later batch merges into it.
+   */
+  mergeChunks(chunks: MergeChunk[], byKey: Map<string, Change[]>, writeEach: boolean): Promise<void>;
+  /** Rebuilds, writes back and forgets every cached record, except `keep`'s (a record a bulk read may still be reading). */
+  flushAndForget(keep?: string): Promise<void>;
+}
+
+export function createRecordCache(deps: RecordCacheDeps): RecordCache {
+  const { tx, cols, pipeline, tally } = deps;
+  const cache = new Map<string, RecordState>();
+  const dirty = new Set<string>();
+  const rebuild = new Set<string>();
+  let storeEmpty = false;
+
+  async function writeBack(states: RecordState[]): Promise<void> {
+    if (states.length === 0) return;
+    storeEmpty = false;
+    await pipeline.writeBack(states);
+  }
+
+  function startLoad(keys: string[], byKey: Map<string, Change[]>): Promise<Map<string, RecordState>> {
+    const refs = keys.map((k) => byKey.get(k)![0]!);
+    const load = loadStates(pipeline.loadDb, refs);
+    load.catch(() => undefined); // awaited in order by mergeChunks
+    return load;
+  }
+
+  async function mergeChunks(chunks: MergeChunk[], byKey: Map<string, Change[]>, writeEach: boolean): Promise<void> {
+    const emptyFor = (k: string) => emptyState(byKey.get(k)![0]!.userId, byKey.get(k)![0]!.recordId);
+    for (const chunk of chunks) {
+      const loaded = chunk.load ? await chunk.load : undefined;
+      for (const k of chunk.keys) if (!cache.has(k)) cache.set(k, loaded?.get(k) ?? emptyFor(k));
+      const ready: RecordState[] = [];
+      for (const k of chunk.keys) {
+        const state = cache.get(k)!;
+        for (const c of byKey.get(k)!) {
+          if (rebuild.has(k)) break;
+          const outcome = applyChange(state, c);
+          if (outcome === 'rebuild') rebuild.add(k);
+          else if (outcome === 'applied') dirty.add(k);
+        }
+        // A record waiting for a rebuild is written after it.
+        if (writeEach && dirty.has(k) && !rebuild.has(k)) {
+          dirty.delete(k);
+          ready.push(state);
+        }
+      }
+      await writeBack(ready);
+    }
+  }
+
+  async function replayFromLog(userId: string, recordId: string): Promise<RecordState> {
+    const changes: Change[] = [];
+    for (const row of await recordRows(tx, cols, userId, recordId)) {
+      const n = normalizeRow(row);
+      if (n.ok) changes.push(n.change);
+      else deps.reportMalformed(row, n.reason);
+    }
+    return replay(userId, recordId, changes);
+  }
+
+  /** Writes the dirty states, except `keep`'s, and drops them from the cache. */
+  async function flush(keep?: string): Promise<void> {
+    const keys = [...dirty].filter((k) => k !== keep);
+    const keepDirty = keep !== undefined && dirty.has(keep);
+    dirty.clear();
+    if (keepDirty) dirty.add(keep);
+    for (let i = 0; i < keys.length; i += FLUSH_CHUNK) {
+      const states = keys.slice(i, i + FLUSH_CHUNK).map((k) => cache.get(k)).filter((st): st is RecordState => st !== undefined);
+      for (const state of states) cache.delete(keyOf(state.userId, state.recordId));
+      // The next chunk is gathered while Postgres writes this one.
+      await writeBack(states);
+    }
+    await pipeline.drain();
+  }
+
+  async function flushAndForget(keep?: string): Promise<void> {
+    for (const k of rebuild) {
+      const state = cache.get(k)!;
+      cache.set(k, await replayFromLog(state.userId, state.recordId));
+      dirty.add(k);
+    }
+    tally.rebuilds += rebuild.size;
+    rebuild.clear();
+    await flush(keep);
+    for (const k of cache.keys()) if (k !== keep) cache.delete(k);
+  }
+
+  return {
+    get size() {
+      return cache.size;
+    },
+    has: (key) => cache.has(key),
+    get storeEmpty() {
+      return storeEmpty;
+    },
+    assumeStoreEmpty(empty) {
+      storeEmpty = empty;
+    },
+    startLoad,
+    mergeChunks,
+    flushAndForget,
+  };
+}
