@@ -32,6 +32,8 @@ import { createCircuitBreaker, DEFAULT_BREAKER, type BreakerOptions, type Circui
 import type { VapidHeaders } from './vapid.js';
 import { postOnce, type PushResponse } from './push-request.js';
 import { createInlineEncryptor, createThreadedEncryptor, defaultEncryptThreads } from './web-push-encrypt.js';
+import { backoffDelayMs, parseRetryAfter, type BackoffPolicy } from '../lib/retry.js';
+import { createSemaphore, type Semaphore } from '../lib/semaphore.js';
 
 export type Urgency = 'very-low' | 'low' | 'normal' | 'high';
 
@@ -104,8 +106,8 @@ export interface PushSenderDeps {
 
 /** aes128gcm with one 4096-byte record: 4096 − 16 (tag) − 1 (delimiter) − 86 (header). */
 export const MAX_PAYLOAD_BYTES = 3993;
-export const RETRY_BASE_MS = 250;
-export const RETRY_CAP_MS = 10_000;
+/** Retry waits: 250 ms, 500 ms … up to 10 s, fully jittered. */
+export const PUSH_BACKOFF: BackoffPolicy = { baseMs: 250, capMs: 10_000 };
 /** A Retry-After longer than this is not waited out; the caller gets `retryAfterMs`. */
 export const RETRY_AFTER_CAP_MS = 120_000;
 const MAX_TTL_SECONDS = 28 * 24 * 60 * 60;
@@ -124,23 +126,13 @@ export function isValidTopic(topic: string): boolean {
   return TOPIC.test(topic);
 }
 
-/** `Retry-After` as delay-seconds or an HTTP date, in ms from `nowMs`; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | string[] | undefined, nowMs: number): number | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  if (v === undefined || v.trim() === '') return undefined;
-  if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
-}
-
 interface OriginState {
   readonly origin: string;
   readonly pool: Pool;
   readonly breaker: CircuitBreaker;
   /** The duration histogram's child for this origin (label lookup once, not per request). */
   readonly observeSeconds: (seconds: number) => void;
-  active: number;
-  readonly waiters: (() => void)[];
+  readonly slots: Semaphore;
   lastUsed: number;
 }
 
@@ -194,8 +186,7 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
         pool,
         breaker: createCircuitBreaker(breakerOptions, now),
         observeSeconds: (seconds) => histogram.observe(seconds),
-        active: 0,
-        waiters: [],
+        slots: createSemaphore(concurrency),
         lastUsed: now(),
       };
       origins.set(url.origin, state);
@@ -210,29 +201,15 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
     if (t - lastSweep < 60_000) return;
     lastSweep = t;
     for (const [origin, s] of origins) {
-      if (s.active === 0 && s.waiters.length === 0 && t - s.lastUsed > POOL_IDLE_MS && s.breaker.state() === 'closed') {
+      if (s.slots.held() === 0 && s.slots.waiting() === 0 && t - s.lastUsed > POOL_IDLE_MS && s.breaker.state() === 'closed') {
         origins.delete(origin);
         s.pool.close().catch(() => undefined);
       }
     }
   }
 
-  async function acquireSlot(s: OriginState): Promise<void> {
-    if (s.active < concurrency) {
-      s.active += 1;
-      return;
-    }
-    await new Promise<void>((resolveSlot) => s.waiters.push(resolveSlot));
-  }
-
-  function releaseSlot(s: OriginState): void {
-    const next = s.waiters.shift();
-    if (next !== undefined) next();
-    else s.active -= 1;
-  }
-
   async function attempt(s: OriginState, path: string, headers: Record<string, string>, body: Buffer): Promise<Attempt> {
-    await acquireSlot(s);
+    const release = await s.slots.acquire();
     const started = performance.now();
     try {
       const res = await postOnce(s.pool, path, headers, body, timeoutMs);
@@ -242,12 +219,12 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
       return { type: 'error', reason: 'network-error', detail: res.code };
     } finally {
       s.observeSeconds((performance.now() - started) / 1000);
-      releaseSlot(s);
+      release();
     }
   }
 
-  function backoffMs(retry: number): number {
-    return Math.floor(random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** retry));
+  function backoffMs(tries: number): number {
+    return backoffDelayMs(tries + 1, PUSH_BACKOFF, random);
   }
 
   function finish(origin: string, outcome: PushOutcome): PushOutcome {

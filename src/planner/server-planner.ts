@@ -15,7 +15,7 @@ import { markWaiting, serverHolder, type Occurrence } from '../schedule/occurren
 import type { FallbackPlanner } from '../nudge/router.js';
 import { waitBackoffMs } from '../nudge/route-decision.js';
 import { nextRunAt, resolveTimeZone } from './cadence.js';
-import { createSemaphore } from './semaphore.js';
+import { createSemaphore } from '../lib/semaphore.js';
 import { isConnectionError } from '../db/errors.js';
 import { failedIteration, hasIteration, planIteration } from './iteration.js';
 import { resolveInputs } from './inputs.js';

@@ -5,7 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllowlist, type Resolve } from '../../src/devices/endpoint-guard.js';
 import { createVapidHeaders, generateVapidKeys } from '../../src/nudge/vapid.js';
-import { createPushSender, parseRetryAfter, type PushSenderDeps } from '../../src/nudge/web-push.js';
+import { createPushSender, type PushSenderDeps } from '../../src/nudge/web-push.js';
+import { parseRetryAfter } from '../../src/lib/retry.js';
 import { captureLog, counterValues, newRegistry, startReceiver, subscriptionKeys, type Receiver } from './web-push-helpers.js';
 
 const vapidKeys = generateVapidKeys();
@@ -311,5 +312,7 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter('Tue, 25 Nov 2025 08:00:00 GMT', now)).toBe(0);
     expect(parseRetryAfter('soon', now)).toBeUndefined();
     expect(parseRetryAfter(undefined, now)).toBeUndefined();
+    // A push service's "-5" is junk, not the year -5: no immediate retry storm.
+    expect(parseRetryAfter('-5', now)).toBeUndefined();
   });
 });
