@@ -174,6 +174,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
           maxAttempts: config.llm.maxAttempts,
           concurrency: config.llm.concurrency,
           retryBackoffMs: config.llm.retryBackoffMs,
+          maxPlansPerUserPerDay: config.limits.plansPerUserPerDay,
           defaultTimeZone: config.defaultTimeZone,
           target: { cols: await projection.columns(), writerRole: config.syncWriterRole },
         });
