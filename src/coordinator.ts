@@ -149,6 +149,9 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       authTimeoutMs: config.wsAuthTimeoutMs,
       onAuthRefused: (code) => metrics.authRefused.inc({ transport: 'ws', code }),
       claimLimit: (userId) => limiter.take('claims', userId),
+      maxSocketsPerUser: config.limits.wsSocketsPerUser,
+      maxSockets: config.limits.wsSockets,
+      onCapRefused: (cap) => metrics.capRefused.inc({ cap }),
     });
     const bus = createNudgeBus({ sql, instanceId: config.instanceId, log: log.child({ component: 'nudge-bus' }), onNudge: (n) => hub.deliver(n.userId, n.frame) });
     const planner = deps.fallback
