@@ -115,7 +115,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
 
     const limiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, registry: metrics.registry });
     const allowlist = parseAllowlist(config.pushAllowlist);
-    const subscriptions = createPushSubscriptionStore(sql);
+    const subscriptions = createPushSubscriptionStore(sql, { maxPerUser: config.limits.pushSubscriptionsPerUser });
     const vapid = deps.push ? undefined : await vapidKeys(config, sql, log);
     let push = deps.push;
     let drainPushes = async (): Promise<void> => undefined;
@@ -228,7 +228,8 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     const mounts: Mount[] = [
       (a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, metrics, scheduler: s, serviceKey: config.serviceKey, isReady }),
       (a) => mountOccurrences(a, { sql, auth, claims, serviceKey: config.serviceKey, limiter }),
-      (a) => mountPush(a, { auth, store: subscriptions, allowlist, vapidPublicKey: vapid?.publicKey, limiter }),
+      (a) =>
+        mountPush(a, { auth, store: subscriptions, allowlist, vapidPublicKey: vapid?.publicKey, limiter, onCapRefused: (cap) => metrics.capRefused.inc({ cap }) }),
       ...(devSecret ? [(a: Parameters<Mount>[0]) => mountDev(a, { sql, auth, devSecret, writerRole: config.syncWriterRole, poke })] : []),
       ...(deps.mounts ?? []),
     ];
