@@ -168,6 +168,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
                 timeoutMs: config.llm.timeoutMs,
                 concurrency: config.llm.concurrency,
                 maxRetries: config.llm.maxRetries,
+                maxResponseBytes: config.limits.llmResponseBytes,
                 registry: metrics.registry,
                 log,
               })

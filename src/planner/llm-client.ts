@@ -11,6 +11,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { createSemaphore } from '../lib/semaphore.js';
 import { backoffDelayMs, parseRetryAfter, type BackoffPolicy } from '../lib/retry.js';
+import { BodyTooLargeError, readBoundedText } from '../lib/bounded-body.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -62,6 +63,8 @@ export interface LlmClientDeps {
   concurrency: number;
   /** Retries after the first attempt (0 = try once). */
   maxRetries: number;
+  /** Largest reply read (default 1 MiB); a larger one is a failed attempt. */
+  maxResponseBytes?: number;
   registry: Registry;
   log: Logger;
   fetch?: typeof fetch;
@@ -94,6 +97,8 @@ export const LLM_BACKOFF: BackoffPolicy = { baseMs: 500, capMs: 30_000 };
 /** A longer Retry-After is cut to this, so a hostile or buggy value cannot park a planner for hours. */
 export const RETRY_AFTER_CAP_MS = 60_000;
 const TEMPERATURE = 0.2;
+/** A chat completion of a few steps is a few KiB; 1 MiB leaves room without letting a reply exhaust memory. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 
 interface Failure {
   kind: LlmErrorKind;
@@ -178,7 +183,13 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
       if (status >= 500) return { ok: false, failure: { kind: 'server', status, detail: 'server error', ...withRetryAfter } };
       return { ok: false, failure: { kind: 'client', status, detail: 'request refused' } };
     }
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await readBoundedText(res, deps.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES);
+    } catch (e: unknown) {
+      if (!(e instanceof BodyTooLargeError)) throw e;
+      return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: e.message } };
+    }
     const content = contentOf(text);
     if (typeof content !== 'string') {
       return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: content.problem } };
