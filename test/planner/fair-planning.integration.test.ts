@@ -89,3 +89,16 @@ describe('daily budget of server plans per user', () => {
     expect(list.filter((o) => o.status === 'waiting').map((o) => o.lastError)).toEqual(Array(5).fill(overBudgetReason(3)));
   }, 60_000);
 });
+
+describe('prompt bounds end to end', () => {
+  it('a mission with a megabyte objective reaches mana-llm cut, with the cut said in the prompt', async () => {
+    stub = await startLlmStub(reply.plan());
+    await start({ INSTANCE_ID: 'bounds-1' });
+    await insertPlannableMissions(db.sql, [{ userId: 'verbose', missionId: 'big', nextRunAt: inMs(-60_000), objective: 'o'.repeat(1_000_000), conceptMarkdown: 'c'.repeat(50_000) }]);
+    const req = await waitFor(async () => stub!.requests[0], 10_000, 'the plan request');
+    expect(req.user).toContain('…[truncated 998,000 characters]');
+    expect(req.user).toContain('…[truncated 42,000 characters]');
+    expect(req.user.length).toBeLessThan(20_000);
+    await waitFor(async () => ((await occurrenceRows(db.sql, 'verbose'))[0]?.status === 'planned' ? true : undefined), 10_000, 'planned');
+  }, 30_000);
+});
