@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 
 export const DEFAULT_SERVICE_KEY = 'dev-service-key';
-export const DEFAULT_PUSH_ALLOWLIST = '*.googleapis.com,*.push.services.mozilla.com,*.notify.windows.com,*.push.apple.com';
+import { DEFAULT_PUSH_ALLOWLIST } from './devices/endpoint-guard.js';
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], { message: 'expected true or false' })

@@ -17,8 +17,14 @@
 import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP, type LookupFunction } from 'node:net';
 
-/** The push services of Chrome/Android, Firefox, Edge/Windows and Safari/Apple. */
-export const DEFAULT_PUSH_ALLOWLIST = '*.googleapis.com,*.push.services.mozilla.com,*.notify.windows.com,*.push.apple.com';
+/**
+ * The hosts the browsers' push services really use: Chrome, Chromium-based
+ * browsers and Android (FCM), Firefox (Mozilla autopush), Safari and iOS
+ * (Apple), and legacy Edge (WNS, whose hosts vary by region, hence its one
+ * pattern). Exact hosts wherever possible: a pattern such as
+ * `*.googleapis.com` would let endpoints point at any Google API.
+ */
+export const DEFAULT_PUSH_ALLOWLIST = 'fcm.googleapis.com,updates.push.services.mozilla.com,web.push.apple.com,*.notify.windows.com';
 
 export interface Allowlist {
   /** Exact origins (`http://127.0.0.1:8090`): allowed as-is, no address checks. */
@@ -89,9 +95,24 @@ function parseOriginEntry(entry: string): string {
 
 /** True when `host` (lowercase, no trailing dot) matches a host entry or pattern. */
 export function hostMatches(host: string, allowlist: Allowlist): boolean {
-  if (allowlist.hosts.has(host)) return true;
+  return hostEntryOf(host, allowlist) !== undefined;
+}
+
+function hostEntryOf(host: string, allowlist: Allowlist): string | undefined {
+  if (allowlist.hosts.has(host)) return host;
   // `*.googleapis.com` matches `a.googleapis.com` and `a.b.googleapis.com`, not `googleapis.com`.
-  return allowlist.suffixes.some((suffix) => host.length > suffix.length && host.endsWith(suffix));
+  const suffix = allowlist.suffixes.find((sfx) => host.length > sfx.length && host.endsWith(sfx));
+  return suffix === undefined ? undefined : `*${suffix}`;
+}
+
+/**
+ * The allowlist entry an endpoint URL matches (an exact origin, a host, or a
+ * `*.pattern`), or undefined. Per-origin state keyed by this (metric labels,
+ * circuit breakers) is bounded by the allowlist, not by what users send.
+ */
+export function allowlistEntryOf(url: URL, allowlist: Allowlist): string | undefined {
+  if (allowlist.origins.has(url.origin)) return url.origin;
+  return hostEntryOf(normaliseHost(url.hostname.toLowerCase()), allowlist);
 }
 
 /**

@@ -20,10 +20,10 @@ import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { Pool } from 'undici';
 import {
+  allowlistEntryOf,
   checkPushEndpoint,
   createCachingResolver,
   createGuardedLookup,
-  hostMatches,
   resolveAll,
   type Allowlist,
   type Resolve,
@@ -114,6 +114,8 @@ const MAX_TTL_SECONDS = 28 * 24 * 60 * 60;
 const TOPIC = /^[A-Za-z0-9_-]{1,32}$/;
 const URGENCIES: ReadonlySet<string> = new Set(['very-low', 'low', 'normal', 'high']);
 const POOL_IDLE_MS = 5 * 60_000;
+/** Pools kept at once; past it the least recently used idle one closes (a `*.pattern` entry has many hosts). */
+const MAX_POOLS = 256;
 const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** A stable Topic for a mission: base64url(SHA-256(missionId)) cut to 32 characters. */
@@ -162,9 +164,29 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
   let closed = false;
   let lastSweep = now();
 
+  /** One breaker per allowlist entry: per-origin state must not grow with the hosts users name. */
+  const breakers = new Map<string, CircuitBreaker>();
+  function breakerFor(entry: string): CircuitBreaker {
+    let breaker = breakers.get(entry);
+    if (breaker === undefined) breakers.set(entry, (breaker = createCircuitBreaker(breakerOptions, now)));
+    return breaker;
+  }
+
+  function evictIdlePool(): void {
+    let lru: OriginState | undefined;
+    for (const s of origins.values()) {
+      if (s.slots.held() === 0 && s.slots.waiting() === 0 && (lru === undefined || s.lastUsed < lru.lastUsed)) lru = s;
+    }
+    if (lru === undefined) return;
+    origins.delete(lru.origin);
+    lru.pool.close().catch(() => undefined);
+  }
+
   function originState(url: URL): OriginState {
     let state = origins.get(url.origin);
     if (state === undefined) {
+      if (origins.size >= MAX_POOLS) evictIdlePool();
+      const entry = labelOrigin(url.href, deps.allowlist);
       const exact = deps.allowlist.origins.has(url.origin);
       const pool = new Pool(url.origin, {
         connections: concurrency,
@@ -180,11 +202,11 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
           secureContext,
         },
       });
-      const histogram = metrics.duration.labels({ origin: url.origin });
+      const histogram = metrics.duration.labels({ origin: entry });
       state = {
         origin: url.origin,
         pool,
-        breaker: createCircuitBreaker(breakerOptions, now),
+        breaker: breakerFor(entry),
         observeSeconds: (seconds) => histogram.observe(seconds),
         slots: createSemaphore(concurrency),
         lastUsed: now(),
@@ -253,23 +275,25 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
     }
     const url = check.url;
     const origin = url.origin;
+    // Metrics name the allowlist entry, so their label set is bounded by the configuration.
+    const label = labelOrigin(url.href, deps.allowlist);
     const json = JSON.stringify(payload) as string | undefined;
     if (json === undefined) {
       log.error({ origin }, 'push payload is not JSON-serialisable (bug)');
-      return finish(origin, { kind: 'failed', reason: 'invalid-request', retryable: false, detail: 'payload is not JSON', attempts: 0 });
+      return finish(label, { kind: 'failed', reason: 'invalid-request', retryable: false, detail: 'payload is not JSON', attempts: 0 });
     }
     if (Buffer.byteLength(json) > MAX_PAYLOAD_BYTES) {
       log.error({ origin, bytes: Buffer.byteLength(json) }, 'push payload too large (bug)');
-      return finish(origin, { kind: 'failed', reason: 'payload-too-large', retryable: false, attempts: 0 });
+      return finish(label, { kind: 'failed', reason: 'payload-too-large', retryable: false, attempts: 0 });
     }
     let body: Buffer;
     try {
       body = await encryptor.encrypt(sub.keys.p256dh, sub.keys.auth, json);
     } catch (e: unknown) {
-      if (closed) return finish(origin, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: 0 });
+      if (closed) return finish(label, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: 0 });
       const detail = e instanceof Error ? e.message : 'encryption failed';
       log.warn({ origin, detail }, 'push subscription keys unusable');
-      return finish(origin, { kind: 'failed', reason: 'invalid-subscription', retryable: false, detail, attempts: 0 });
+      return finish(label, { kind: 'failed', reason: 'invalid-subscription', retryable: false, detail, attempts: 0 });
     }
     const headers: Record<string, string> = {
       'content-encoding': 'aes128gcm',
@@ -283,12 +307,12 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
     const s = originState(url);
 
     for (let tries = 0; ; tries++) {
-      if (closed) return finish(origin, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: tries });
+      if (closed) return finish(label, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: tries });
       const gate = s.breaker.acquire();
       if (!gate.allowed) {
         // Debug only: a burst to a dead service would log once per message; the opening is logged at warn.
         log.debug({ origin, retryAfterMs: gate.retryAfterMs }, 'push circuit open');
-        return finish(origin, { kind: 'failed', reason: 'circuit-open', retryable: true, retryAfterMs: gate.retryAfterMs, attempts: tries });
+        return finish(label, { kind: 'failed', reason: 'circuit-open', retryable: true, retryAfterMs: gate.retryAfterMs, attempts: tries });
       }
       const result = await attempt(s, path, headers, body);
       const attempts = tries + 1;
@@ -299,7 +323,7 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
         if (result.reason === 'endpoint-refused') {
           s.breaker.neutral();
           log.warn({ origin, reason: result.detail }, 'push endpoint refused at connect');
-          return finish(origin, { kind: 'failed', reason: 'endpoint-refused', retryable: false, detail: result.detail, attempts });
+          return finish(label, { kind: 'failed', reason: 'endpoint-refused', retryable: false, detail: result.detail, attempts });
         }
         s.breaker.failure();
         failure = { kind: 'failed', reason: result.reason, retryable: true, detail: result.detail, attempts };
@@ -309,12 +333,12 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
         if (status >= 200 && status < 300) {
           s.breaker.success();
           log.debug({ origin, status, attempts }, 'push delivered');
-          return finish(origin, { kind: 'delivered', status, attempts });
+          return finish(label, { kind: 'delivered', status, attempts });
         }
         if (status === 404 || status === 410) {
           s.breaker.success();
           log.info({ origin, status }, 'push subscription gone');
-          return finish(origin, { kind: 'gone', status, attempts });
+          return finish(label, { kind: 'gone', status, attempts });
         }
         if (status === 429) {
           s.breaker.neutral();
@@ -322,7 +346,7 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
           failure = { kind: 'failed', reason: 'rate-limited', retryable: true, attempts, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
           if (retryAfterMs !== undefined && retryAfterMs > RETRY_AFTER_CAP_MS) {
             log.warn({ origin, retryAfterMs }, 'push rate-limited beyond the wait cap');
-            return finish(origin, failure);
+            return finish(label, failure);
           }
           waitMs = retryAfterMs ?? backoffMs(tries);
         } else if (status >= 500) {
@@ -336,7 +360,7 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
           const reason = status < 400 ? `redirect ${status} not followed` : `HTTP ${status}${result.text === '' ? '' : `: ${scrub(result.text, path)}`}`;
           if (status === 413) log.error({ origin, status, bytes: body.length }, 'push service refused the payload as too large (bug)');
           else log.warn({ origin, status, reason }, 'push rejected');
-          return finish(origin, { kind: 'rejected', status, reason, attempts });
+          return finish(label, { kind: 'rejected', status, reason, attempts });
         }
       }
 
@@ -348,9 +372,9 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
       }
       if (tries >= maxRetries || openForMs > 0) {
         log.warn({ origin, reason: failure.reason, detail: failure.detail, attempts }, 'push failed after retries');
-        return finish(origin, failure);
+        return finish(label, failure);
       }
-      metrics.sends.inc({ origin, outcome: 'retry' });
+      metrics.sends.inc({ origin: label, outcome: 'retry' });
       log.debug({ origin, reason: failure.reason, waitMs, attempt: attempts }, 'push retry');
       await sleep(waitMs);
     }
@@ -381,16 +405,13 @@ function invalidOptions(opts: PushSendOptions): string | undefined {
   return undefined;
 }
 
-/** The origin as a metric/log label when it is one we could send to; otherwise a fixed word (bounded cardinality). */
+/** The allowlist entry an endpoint matches, as a metric label; otherwise a fixed word (bounded cardinality). */
 function labelOrigin(endpoint: string, allowlist: Allowlist): string {
   try {
-    const url = new URL(endpoint);
-    if (allowlist.origins.has(url.origin)) return url.origin;
-    if (hostMatches(url.hostname.replace(/\.$/, ''), allowlist)) return url.origin;
+    return allowlistEntryOf(new URL(endpoint), allowlist) ?? 'unlisted';
   } catch {
-    // fall through
+    return 'unlisted';
   }
-  return 'unlisted';
 }
 
 /** Push services sometimes echo the request path; it is a secret. */
@@ -409,7 +430,7 @@ function pushMetrics(registry: Registry): PushMetrics {
     (registry.getSingleMetric('mana_ai_push_sends_total') as Counter<'origin' | 'outcome'> | undefined) ??
     new Counter({
       name: 'mana_ai_push_sends_total',
-      help: 'Web Push sends by push-service origin and outcome (delivered|gone|rejected|retry|failed|circuit_open|refused)',
+      help: 'Web Push sends by push-allowlist entry (`origin`) and outcome (delivered|gone|rejected|retry|failed|circuit_open|refused)',
       labelNames: ['origin', 'outcome'],
       registers: [registry],
     });
@@ -417,7 +438,7 @@ function pushMetrics(registry: Registry): PushMetrics {
     (registry.getSingleMetric('mana_ai_push_send_duration_seconds') as Histogram<'origin'> | undefined) ??
     new Histogram({
       name: 'mana_ai_push_send_duration_seconds',
-      help: 'Duration of one Web Push HTTP request attempt, by push-service origin',
+      help: 'Duration of one Web Push HTTP request attempt, by push-allowlist entry (`origin`)',
       labelNames: ['origin'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],

@@ -268,7 +268,16 @@ describe('endpoint safety at send time', () => {
     // The DNS answer is cached: a second send does not resolve again.
     await s.send({ endpoint, keys }, payload, { ttlSeconds: 60 });
     expect(asked).toEqual(['fcm.googleapis.com']);
-    expect(await counterValues(registry)).toEqual({ 'https://fcm.googleapis.com refused': 2 });
+    expect(await counterValues(registry)).toEqual({ '*.googleapis.com refused': 2 });
+  });
+});
+
+describe('per-origin state bounded by the allowlist', () => {
+  it('50 hosts under one pattern share one metric label, whatever the users registered', async () => {
+    const resolve: Resolve = async () => ['10.0.0.7'];
+    const { s, registry } = sender(['*.googleapis.com'], { resolve });
+    for (let i = 0; i < 50; i++) await s.send({ endpoint: `https://h${i}.googleapis.com/p/${SECRET}`, keys }, payload, { ttlSeconds: 60 });
+    expect(await counterValues(registry)).toEqual({ '*.googleapis.com refused': 50 });
   });
 });
 
@@ -290,7 +299,7 @@ describe('DNS rebinding', () => {
       attempts: 1,
     });
     expect(answers).toEqual([]);
-    expect(await counterValues(registry)).toEqual({ 'https://fcm.googleapis.com refused': 1 });
+    expect(await counterValues(registry)).toEqual({ '*.googleapis.com refused': 1 });
   });
 });
 
