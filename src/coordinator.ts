@@ -29,6 +29,7 @@ import { mountOccurrences } from './http/routes/occurrences.js';
 import { mountDev } from './http/routes/dev.js';
 import { createUserAuth, type UserAuth } from './http/user-auth.js';
 import { createRateLimiter } from './http/rate-limit.js';
+import { throttleFailedServiceKeys } from './http/service-auth.js';
 import { createReleasers } from './lifetimes.js';
 import { createLlmClient } from './planner/llm-client.js';
 import { createPushSubscriptionStore } from './devices/push-subscriptions.js';
@@ -227,6 +228,8 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
 
     const s = scheduler;
     const mounts: Mount[] = [
+      // Before the /internal/* routes, so it sees their 401s.
+      (a) => a.use('/internal/*', throttleFailedServiceKeys(limiter)),
       (a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, metrics, scheduler: s, serviceKey: config.serviceKey, isReady }),
       (a) => mountOccurrences(a, { sql, auth, claims, serviceKey: config.serviceKey, limiter }),
       (a) =>
