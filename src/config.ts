@@ -7,9 +7,10 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { configProblems, DEFAULT_SERVICE_KEY, modeOf } from './config-rules.js';
+import { DEFAULT_PUSH_ALLOWLIST } from './devices/endpoint-guard.js';
 
 export { DEFAULT_SERVICE_KEY };
-export const DEFAULT_PUSH_ALLOWLIST = '*.googleapis.com,*.push.services.mozilla.com,*.notify.windows.com,*.push.apple.com';
+export { DEFAULT_PUSH_ALLOWLIST };
 
 const bool = z
   .enum(['true', 'false', '1', '0', 'yes', 'no', 'on', 'off'], { message: 'expected true or false' })
@@ -117,6 +118,12 @@ const EnvSchema = z.object({
   DEFAULT_TIMEZONE: timeZone.default('UTC'),
   RATE_LIMIT_PER_MINUTE: int(1, 100_000).default(60),
   CORS_ORIGINS: optionalString,
+  // Abuse bounds: what one user (or one upstream) can make this service hold or spend.
+  WS_MAX_SOCKETS_PER_USER: int(1, 10_000).default(16),
+  WS_MAX_SOCKETS: int(1, 1_000_000).default(10_000),
+  PUSH_MAX_SUBSCRIPTIONS_PER_USER: int(1, 1000).default(10),
+  PLANNER_MAX_PLANS_PER_USER_PER_DAY: int(0, 100_000).default(50),
+  MANA_LLM_MAX_RESPONSE_BYTES: int(1024, 64 * 1024 * 1024).default(1024 * 1024),
 });
 
 export interface Config {
@@ -180,6 +187,19 @@ export interface Config {
   rateLimitPerMinute: number;
   /** Origins allowed to call /v1/* and /dev/* from a browser; empty → same-origin only. */
   corsOrigins: string[];
+  /** What one user (or one upstream reply) can make this service hold or spend. */
+  limits: {
+    /** Authenticated sockets of one user on this instance; the newest past it is refused (4429). */
+    wsSocketsPerUser: number;
+    /** Open sockets on this instance, authenticated or not; the newest past it is refused. */
+    wsSockets: number;
+    /** Push subscriptions of one user, across instances; past it PUT answers 409. */
+    pushSubscriptionsPerUser: number;
+    /** Server plans one user may cause in a rolling 24 h; past it occurrences wait for a device. */
+    plansPerUserPerDay: number;
+    /** Largest mana-llm reply read; a larger one is a failed attempt. */
+    llmResponseBytes: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -250,5 +270,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultTimeZone: e.DEFAULT_TIMEZONE,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
+    limits: {
+      wsSocketsPerUser: e.WS_MAX_SOCKETS_PER_USER,
+      wsSockets: e.WS_MAX_SOCKETS,
+      pushSubscriptionsPerUser: e.PUSH_MAX_SUBSCRIPTIONS_PER_USER,
+      plansPerUserPerDay: e.PLANNER_MAX_PLANS_PER_USER_PER_DAY,
+      llmResponseBytes: e.MANA_LLM_MAX_RESPONSE_BYTES,
+    },
   };
 }

@@ -34,6 +34,7 @@ import { mountDev } from './http/routes/dev.js';
 import type { UserAuth } from './auth/user-auth.js';
 import { authFor } from './auth/auth-for.js';
 import { createRateLimiter } from './http/rate-limit.js';
+import { throttleFailedServiceKeys } from './http/service-auth.js';
 import { createReleasers } from './lifetimes.js';
 import { createLlmClient } from './planner/llm-client.js';
 import { createPushSubscriptionStore } from './devices/push-subscriptions.js';
@@ -127,6 +128,7 @@ function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Me
         timeoutMs: config.llm.timeoutMs,
         concurrency: config.llm.concurrency,
         maxRetries: config.llm.maxRetries,
+        maxResponseBytes: config.limits.llmResponseBytes,
         registry: metrics.registry,
         log,
       })
@@ -141,6 +143,7 @@ function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Me
     maxAttempts: config.llm.maxAttempts,
     concurrency: config.llm.concurrency,
     retryBackoffMs: config.llm.retryBackoffMs,
+    maxPlansPerUserPerDay: config.limits.plansPerUserPerDay,
     defaultTimeZone: config.defaultTimeZone,
     target: { cols, writerRole: config.syncWriterRole },
   });
@@ -184,7 +187,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     releasers.add(() => fastPath.stop());
     const { auth, devSecret } = await authFor(config, sql, log);
     const limiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, registry: metrics.registry });
-    const subscriptions = createPushSubscriptionStore(sql);
+    const subscriptions = createPushSubscriptionStore(sql, { maxPerUser: config.limits.pushSubscriptionsPerUser });
     const { push, allowlist, vapid, close: closePush } = await buildPush(deps, subscriptions, metrics, log);
 
     const passRequests = createPassRequests();
@@ -200,6 +203,9 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       authTimeoutMs: config.wsAuthTimeoutMs,
       onAuthRefused: (code) => metrics.authRefused.inc({ transport: 'ws', code }),
       claimLimit: (userId) => limiter.take('claims', userId),
+      maxSocketsPerUser: config.limits.wsSocketsPerUser,
+      maxSockets: config.limits.wsSockets,
+      onCapRefused: (cap) => metrics.capRefused.inc({ cap }),
     });
     const bus = createNudgeBus({ sql, instanceId: config.instanceId, log: log.child({ component: 'nudge-bus' }), onNudge: (n) => hub.deliver(n.userId, n.frame) });
     const planner = buildPlanner(deps, projection, metrics, log, cols);
@@ -234,10 +240,12 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     passRequests.serveWith(() => scheduler.runOnce());
 
     const mounts: Mount[] = [
+      // Before the /internal/* routes, so it sees their 401s.
+      (a) => a.use('/internal/*', throttleFailedServiceKeys(limiter)),
       (a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, scheduler, serviceKey: config.serviceKey, isReady: createReadinessProbe(sql, degraded) }),
       ...(config.metrics.port === undefined ? [(a: Parameters<Mount>[0]) => void a.get('/metrics', metricsHandler({ registry: metrics.registry, token: config.metrics.token }))] : []),
       (a) => mountOccurrences(a, { sql, auth, claims, serviceKey: config.serviceKey, limiter }),
-      (a) => mountPush(a, { auth, store: subscriptions, allowlist, vapidPublicKey: vapid?.publicKey, limiter }),
+      (a) => mountPush(a, { auth, store: subscriptions, allowlist, vapidPublicKey: vapid?.publicKey, limiter, onCapRefused: (cap) => metrics.capRefused.inc({ cap }) }),
       ...(devSecret
         ? [(a: Parameters<Mount>[0]) => mountDev(a, { sql, auth, devSecret, writerRole: config.syncWriterRole, syncSchema: config.syncSchema, poke: passRequests.request })]
         : []),

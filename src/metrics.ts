@@ -32,6 +32,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['transport', 'code'] as const,
       registers,
     }),
+    capRefused: new Counter({
+      name: 'mana_ai_cap_refused_total',
+      help: 'Requests refused by a per-user or per-instance cap (ws_per_user, ws_total, push_per_user)',
+      labelNames: ['cap'] as const,
+      registers,
+    }),
   };
 }
 

@@ -16,6 +16,7 @@
  */
 import { importJWK, type JWK } from 'jose';
 import type { Logger } from 'pino';
+import { readBoundedText } from '../lib/bounded-body.js';
 
 /** Asymmetric algorithms accepted from a JWKS. mana-auth issues EdDSA (Ed25519). */
 export const JWKS_ALGORITHMS = ['EdDSA', 'ES256', 'RS256'] as const;
@@ -48,6 +49,8 @@ export interface JwksCacheDeps {
   unknownKidCooldownMs: number;
   failureRetryMs: number;
   fetchTimeoutMs: number;
+  /** Largest JWKS response read (default {@link JWKS_MAX_BYTES}); a larger one is a failed refresh. */
+  maxBytes?: number;
   log?: Logger;
 }
 
@@ -55,6 +58,9 @@ export interface JwksCache {
   /** The verification key for a token header, fetching or refetching the set as the rules allow. */
   keyFor(alg: JwksAlgorithm, kid: string | undefined): Promise<CryptoKey>;
 }
+
+/** A JWKS of a few keys is a few KiB; anything near this is not one. */
+export const JWKS_MAX_BYTES = 256 * 1024;
 
 /** Retry gap after a failed fetch while no keys are cached yet. */
 const COLD_RETRY_MS = 1_000;
@@ -102,7 +108,7 @@ export function createJwksCache(deps: JwksCacheDeps): JwksCache {
       signal: AbortSignal.timeout(deps.fetchTimeoutMs),
     });
     if (!res.ok) throw new Error(`JWKS endpoint answered HTTP ${res.status}`);
-    const body: unknown = await res.json();
+    const body: unknown = JSON.parse(await readBoundedText(res, deps.maxBytes ?? JWKS_MAX_BYTES));
     const keys = (body as { keys?: unknown } | null)?.keys;
     if (!Array.isArray(keys)) throw new Error('JWKS response has no "keys" array');
     const loaded: KeyEntry[] = [];

@@ -15,10 +15,16 @@
  * endpoint's path (it is a bearer secret for the push service).
  */
 import { lookup as dnsLookup } from 'node:dns/promises';
-import { isIP, type LookupFunction } from 'node:net';
+import { BlockList, isIP, type LookupFunction } from 'node:net';
 
-/** The push services of Chrome/Android, Firefox, Edge/Windows and Safari/Apple. */
-export const DEFAULT_PUSH_ALLOWLIST = '*.googleapis.com,*.push.services.mozilla.com,*.notify.windows.com,*.push.apple.com';
+/**
+ * The hosts the browsers' push services really use: Chrome, Chromium-based
+ * browsers and Android (FCM), Firefox (Mozilla autopush), Safari and iOS
+ * (Apple), and legacy Edge (WNS, whose hosts vary by region, hence its one
+ * pattern). Exact hosts wherever possible: a pattern such as
+ * `*.googleapis.com` would let endpoints point at any Google API.
+ */
+export const DEFAULT_PUSH_ALLOWLIST = 'fcm.googleapis.com,updates.push.services.mozilla.com,web.push.apple.com,*.notify.windows.com';
 
 export interface Allowlist {
   /** Exact origins (`http://127.0.0.1:8090`): allowed as-is, no address checks. */
@@ -89,9 +95,24 @@ function parseOriginEntry(entry: string): string {
 
 /** True when `host` (lowercase, no trailing dot) matches a host entry or pattern. */
 export function hostMatches(host: string, allowlist: Allowlist): boolean {
-  if (allowlist.hosts.has(host)) return true;
+  return hostEntryOf(host, allowlist) !== undefined;
+}
+
+function hostEntryOf(host: string, allowlist: Allowlist): string | undefined {
+  if (allowlist.hosts.has(host)) return host;
   // `*.googleapis.com` matches `a.googleapis.com` and `a.b.googleapis.com`, not `googleapis.com`.
-  return allowlist.suffixes.some((suffix) => host.length > suffix.length && host.endsWith(suffix));
+  const suffix = allowlist.suffixes.find((sfx) => host.length > sfx.length && host.endsWith(sfx));
+  return suffix === undefined ? undefined : `*${suffix}`;
+}
+
+/**
+ * The allowlist entry an endpoint URL matches (an exact origin, a host, or a
+ * `*.pattern`), or undefined. Per-origin state keyed by this (metric labels,
+ * circuit breakers) is bounded by the allowlist, not by what users send.
+ */
+export function allowlistEntryOf(url: URL, allowlist: Allowlist): string | undefined {
+  if (allowlist.origins.has(url.origin)) return url.origin;
+  return hostEntryOf(normaliseHost(url.hostname.toLowerCase()), allowlist);
 }
 
 /**
@@ -226,17 +247,17 @@ export function createGuardedLookup(resolve: Resolve): LookupFunction {
 }
 
 interface Range {
-  readonly bytes: Uint8Array;
-  readonly bits: number;
   readonly label: string;
   readonly text: string;
+  /** Node's BlockList does the CIDR matching (both families, IPv4-mapped forms included). */
+  readonly list: BlockList;
 }
 
 function range(cidr: string, label: string): Range {
-  const [addr, bits] = cidr.split('/') as [string, string];
-  const bytes = parseAddress(addr);
-  if (bytes === undefined) throw new Error(`bad range ${cidr}`);
-  return { bytes, bits: Number(bits), label, text: cidr };
+  const [network, bits] = cidr.split('/') as [string, string];
+  const list = new BlockList();
+  list.addSubnet(network, Number(bits), isIP(network) === 6 ? 'ipv6' : 'ipv4');
+  return { label, text: cidr, list };
 }
 
 /** IPv4 ranges that a push service never lives in. */
@@ -279,14 +300,12 @@ const BLOCKED_IPV6: readonly Range[] = [
 const IPV4_MAPPED = range('::ffff:0:0/96', 'IPv4-mapped');
 const GLOBAL_UNICAST_V6 = range('2000::/3', 'global unicast');
 
-function inRange(bytes: Uint8Array, r: Range): boolean {
-  if (bytes.length !== r.bytes.length) return false;
-  let bits = r.bits;
-  for (let i = 0; bits > 0; i++, bits -= 8) {
-    const mask = bits >= 8 ? 0xff : (0xff << (8 - bits)) & 0xff;
-    if (((bytes[i] ?? 0) & mask) !== ((r.bytes[i] ?? 0) & mask)) return false;
-  }
-  return true;
+/** The IPv4 address an IPv4-mapped IPv6 address carries (`::ffff:7f00:1` → `127.0.0.1`). */
+function embeddedIpv4(address: string): string {
+  // The URL parser serialises every form (`::ffff:127.0.0.1`, `0:0:0:0:0:ffff:7f00:1`) as `::ffff:hhhh:hhhh`.
+  const groups = new URL(`http://[${address}]/`).hostname.slice(1, -1).split(':').slice(-2);
+  const [high, low] = groups.map((g) => parseInt(g, 16)) as [number, number];
+  return [high >> 8, high & 0xff, low >> 8, low & 0xff].join('.');
 }
 
 /**
@@ -294,21 +313,21 @@ function inRange(bytes: Uint8Array, r: Range): boolean {
  * `undefined` when it is a public unicast address. IPv4-mapped IPv6 addresses
  * are judged by the IPv4 address they carry.
  */
-export function addressRefusal(address: string): string | undefined {
-  const bytes = parseAddress(address);
-  if (bytes === undefined) return `${address} (not an IP address)`;
-  if (bytes.length === 4) {
-    const hit = BLOCKED_IPV4.find((r) => inRange(bytes, r));
-    return hit === undefined ? undefined : `${address} (${hit.label} ${hit.text})`;
+export function addressRefusal(input: string): string | undefined {
+  const address = bareAddress(input);
+  const family = isIP(address);
+  if (family === 0) return `${input} (not an IP address)`;
+  if (family === 4) {
+    const hit = BLOCKED_IPV4.find((r) => r.list.check(address, 'ipv4'));
+    return hit === undefined ? undefined : `${input} (${hit.label} ${hit.text})`;
   }
-  if (inRange(bytes, IPV4_MAPPED)) {
-    const v4 = bytes.subarray(12).join('.');
-    const inner = addressRefusal(v4);
-    return inner === undefined ? undefined : `${address} (IPv4-mapped ${inner})`;
+  if (IPV4_MAPPED.list.check(address, 'ipv6')) {
+    const inner = addressRefusal(embeddedIpv4(address));
+    return inner === undefined ? undefined : `${input} (IPv4-mapped ${inner})`;
   }
-  const hit = BLOCKED_IPV6.find((r) => inRange(bytes, r));
-  if (hit !== undefined) return `${address} (${hit.label} ${hit.text})`;
-  if (!inRange(bytes, GLOBAL_UNICAST_V6)) return `${address} (not global unicast 2000::/3)`;
+  const hit = BLOCKED_IPV6.find((r) => r.list.check(address, 'ipv6'));
+  if (hit !== undefined) return `${input} (${hit.label} ${hit.text})`;
+  if (!GLOBAL_UNICAST_V6.list.check(address, 'ipv6')) return `${input} (not global unicast 2000::/3)`;
   return undefined;
 }
 
@@ -317,38 +336,9 @@ export function isPublicAddress(address: string): boolean {
   return addressRefusal(address) === undefined;
 }
 
-/** Parses an IPv4 or IPv6 literal (zone id and brackets allowed) into 4 or 16 bytes. */
-export function parseAddress(input: string): Uint8Array | undefined {
-  let address = input.startsWith('[') && input.endsWith(']') ? input.slice(1, -1) : input;
+/** An IP literal without brackets or zone id (`[fe80::1%eth0]` → `fe80::1`). */
+function bareAddress(input: string): string {
+  const address = input.startsWith('[') && input.endsWith(']') ? input.slice(1, -1) : input;
   const zone = address.indexOf('%');
-  if (zone !== -1) address = address.slice(0, zone);
-  const version = isIP(address);
-  if (version === 4) return Uint8Array.from(address.split('.').map(Number));
-  if (version !== 6) return undefined;
-  const out = new Uint8Array(16);
-  let groups: number[] = [];
-  const lastColon = address.lastIndexOf(':');
-  const tail = address.slice(lastColon + 1);
-  let head = address;
-  const embedded: number[] = [];
-  if (tail.includes('.')) {
-    const v4 = tail.split('.').map(Number);
-    embedded.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0));
-    head = address.slice(0, lastColon + 1) + '0:0';
-  }
-  const [left, right] = head.includes('::') ? (head.split('::') as [string, string]) : [head, undefined];
-  const parse = (s: string) => (s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)));
-  const leftGroups = parse(left);
-  if (right === undefined) {
-    groups = leftGroups;
-  } else {
-    const rightGroups = parse(right);
-    groups = [...leftGroups, ...new Array<number>(8 - leftGroups.length - rightGroups.length).fill(0), ...rightGroups];
-  }
-  if (embedded.length === 2) groups.splice(6, 2, ...embedded);
-  groups.forEach((g, i) => {
-    out[i * 2] = g >> 8;
-    out[i * 2 + 1] = g & 0xff;
-  });
-  return out;
+  return zone === -1 ? address : address.slice(0, zone);
 }

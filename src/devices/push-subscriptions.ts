@@ -1,6 +1,9 @@
 /**
  * Devices' Web Push subscriptions. An endpoint belongs to exactly one user:
- * registering it again under another user moves it, never shares it.
+ * registering it again under another user moves it, never shares it. A user
+ * holds at most `maxPerUser` of them (every nudge fans out to each): the cap
+ * is checked and the row written under a per-user advisory lock, so
+ * concurrent registrations, on any instance, never exceed it.
  */
 import type { Sql } from '../db/pool.js';
 
@@ -12,8 +15,14 @@ export interface StoredSubscription {
   vapidPublicKey: string | null;
 }
 
+/** Default of PUSH_MAX_SUBSCRIPTIONS_PER_USER: a phone, a laptop, a few browsers, with room to spare. */
+export const DEFAULT_MAX_SUBSCRIPTIONS_PER_USER = 10;
+
+export type UpsertResult = { created: boolean } | { refused: 'cap'; max: number };
+
 export interface PushSubscriptionStore {
-  upsert(s: StoredSubscription & { expirationTime: number | null }): Promise<{ created: boolean }>;
+  /** Registers or refreshes; a new endpoint past the user's cap is refused and not stored. */
+  upsert(s: StoredSubscription & { expirationTime: number | null }): Promise<UpsertResult>;
   removeDevice(userId: string, deviceId: string): Promise<number>;
   removeEndpoint(endpoint: string): Promise<void>;
   forUser(userId: string): Promise<StoredSubscription[]>;
@@ -22,10 +31,18 @@ export interface PushSubscriptionStore {
   markFailure(endpoint: string): Promise<void>;
 }
 
-export function createPushSubscriptionStore(sql: Sql): PushSubscriptionStore {
+export function createPushSubscriptionStore(sql: Sql, opts: { maxPerUser?: number } = {}): PushSubscriptionStore {
+  const maxPerUser = opts.maxPerUser ?? DEFAULT_MAX_SUBSCRIPTIONS_PER_USER;
   return {
-    async upsert(s) {
-      const [row] = await sql<{ created: boolean }[]>`
+    upsert: (s) =>
+      sql.begin(async (tx): Promise<UpsertResult> => {
+        await tx`SELECT pg_advisory_xact_lock(hashtext('mana_ai:push-subscriptions'), hashtext(${s.userId}))`;
+        // Expired subscriptions never receive a push again; they make room instead of counting.
+        await tx`DELETE FROM mana_ai.push_subscriptions WHERE user_id = ${s.userId} AND expiration_time <= now()`;
+        const [held] = await tx<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM mana_ai.push_subscriptions WHERE user_id = ${s.userId} AND endpoint <> ${s.endpoint}`;
+        if ((held?.n ?? 0) >= maxPerUser) return { refused: 'cap', max: maxPerUser };
+        const [row] = await tx<{ created: boolean }[]>`
         INSERT INTO mana_ai.push_subscriptions (endpoint, user_id, device_id, p256dh, auth, expiration_time, vapid_public_key)
         VALUES (${s.endpoint}, ${s.userId}, ${s.deviceId}, ${s.keys.p256dh}, ${s.keys.auth},
                 ${s.expirationTime === null ? null : new Date(s.expirationTime)}, ${s.vapidPublicKey})
@@ -33,8 +50,8 @@ export function createPushSubscriptionStore(sql: Sql): PushSubscriptionStore {
           p256dh = excluded.p256dh, auth = excluded.auth, expiration_time = excluded.expiration_time,
           vapid_public_key = excluded.vapid_public_key, failures = 0, updated_at = now()
         RETURNING (xmax = 0) AS created`;
-      return { created: Boolean(row?.created) };
-    },
+        return { created: Boolean(row?.created) };
+      }),
     async removeDevice(userId, deviceId) {
       const r = await sql`DELETE FROM mana_ai.push_subscriptions WHERE user_id = ${userId} AND device_id = ${deviceId}`;
       return r.count;

@@ -2,6 +2,11 @@
  * Per-user rate limits (token buckets, in memory per instance): a client
  * that hammers claims or subscriptions gets 429 with Retry-After instead of
  * load on the database. Several instances each enforce their own budget.
+ *
+ * O(1) per request at any number of users: buckets live in two generations
+ * that rotate every full-refill period. A bucket left untouched for a whole
+ * generation has refilled, so it carries no information and is dropped with
+ * its generation, never found by a scan of all buckets.
  */
 import type { MiddlewareHandler } from 'hono';
 import { Counter, type Registry } from 'prom-client';
@@ -16,6 +21,13 @@ interface Bucket {
 export interface RateLimiter {
   /** Takes one token for (name, key); returns ms to wait when none is left. */
   take(name: string, key: string): number;
+  /**
+   * Ms to wait before (name, key) has a token again, counted as a refusal;
+   * 0 when it has one. Takes nothing: for limits that charge only failures.
+   */
+  waitFor(name: string, key: string): number;
+  /** Buckets held (both generations): users active within the last two refill periods. */
+  size(): number;
   middleware(name: string): MiddlewareHandler<UserEnv>;
 }
 
@@ -23,7 +35,10 @@ export function createRateLimiter(deps: { perMinute: number; burst?: number; reg
   const now = deps.now ?? Date.now;
   const capacity = deps.burst ?? Math.max(10, Math.ceil(deps.perMinute / 2));
   const refillPerMs = deps.perMinute / 60_000;
-  const buckets = new Map<string, Bucket>();
+  const generationMs = Math.ceil(capacity / refillPerMs);
+  let current = new Map<string, Bucket>();
+  let previous = new Map<string, Bucket>();
+  let rotatedAt = now();
   const limited = new Counter({
     name: 'mana_ai_rate_limited_total',
     help: 'Requests refused with 429, by limit',
@@ -31,27 +46,52 @@ export function createRateLimiter(deps: { perMinute: number; burst?: number; reg
     registers: [deps.registry],
   });
 
-  function take(name: string, key: string): number {
+  function rotate(t: number): void {
+    if (t - rotatedAt < generationMs) return;
+    // Two periods without a rotation: the older generation is stale too.
+    previous = t - rotatedAt < 2 * generationMs ? current : new Map();
+    current = new Map();
+    rotatedAt = t;
+  }
+
+  /** The refilled bucket of (name, key), moved into the current generation. */
+  function bucket(name: string, key: string, t: number): Bucket {
+    rotate(t);
     const id = `${name}\u0000${key}`;
-    const t = now();
-    const b = buckets.get(id) ?? { tokens: capacity, updatedAt: t };
+    let b = current.get(id);
+    if (b === undefined) {
+      b = previous.get(id) ?? { tokens: capacity, updatedAt: t };
+      previous.delete(id);
+      current.set(id, b);
+    }
     b.tokens = Math.min(capacity, b.tokens + (t - b.updatedAt) * refillPerMs);
     b.updatedAt = t;
-    buckets.set(id, b);
-    if (buckets.size > 100_000) {
-      // Full buckets carry no information; drop them to bound memory.
-      for (const [k, v] of buckets) if (v.tokens >= capacity) buckets.delete(k);
-    }
+    return b;
+  }
+
+  const waitMs = (b: Bucket) => Math.ceil((1 - b.tokens) / refillPerMs);
+
+  function take(name: string, key: string): number {
+    const b = bucket(name, key, now());
     if (b.tokens >= 1) {
       b.tokens -= 1;
       return 0;
     }
     limited.inc({ limit: name });
-    return Math.ceil((1 - b.tokens) / refillPerMs);
+    return waitMs(b);
+  }
+
+  function waitFor(name: string, key: string): number {
+    const b = bucket(name, key, now());
+    if (b.tokens >= 1) return 0;
+    limited.inc({ limit: name });
+    return waitMs(b);
   }
 
   return {
     take,
+    waitFor,
+    size: () => current.size + previous.size,
     middleware(name) {
       return async function rateLimit(c, next) {
         const waitMs = take(name, c.get('userId'));

@@ -5,7 +5,9 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { MiddlewareHandler } from 'hono';
+import { getConnInfo } from '@hono/node-server/conninfo';
 import { AppError } from './errors.js';
+import type { RateLimiter } from './rate-limit.js';
 
 const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
 
@@ -19,5 +21,31 @@ export function requireServiceKey(expected: string): MiddlewareHandler {
       throw new AppError(401, 'service_key_required', 'expected a valid X-Service-Key header');
     }
     await next();
+  };
+}
+
+/**
+ * Rate limits wrong service keys per client address on /internal/*: each
+ * 401 takes a token of the address's bucket, and an address with none left
+ * gets 429 before its key is even compared, so guessing is as slow as the
+ * limit whatever the guesses are. The socket's address, not X-Forwarded-For,
+ * which the guesser would write.
+ */
+export function throttleFailedServiceKeys(limiter: RateLimiter): MiddlewareHandler {
+  return async function serviceKeyThrottle(c, next) {
+    let address = 'unknown';
+    try {
+      address = getConnInfo(c).remote.address ?? 'unknown';
+    } catch {
+      // Not served by @hono/node-server (app.request() in tests): one shared bucket.
+    }
+    const waitMs = limiter.waitFor('service-key', address);
+    if (waitMs > 0) {
+      throw new AppError(429, 'rate_limited', `too many wrong service keys from this address; retry in ${Math.ceil(waitMs / 1000)} s`, {
+        headers: { 'Retry-After': String(Math.ceil(waitMs / 1000)) },
+      });
+    }
+    await next();
+    if (c.res.status === 401) limiter.take('service-key', address);
   };
 }

@@ -20,10 +20,10 @@ import type { Logger } from 'pino';
 import { Counter, Histogram, type Registry } from 'prom-client';
 import { Pool } from 'undici';
 import {
+  allowlistEntryOf,
   checkPushEndpoint,
   createCachingResolver,
   createGuardedLookup,
-  hostMatches,
   resolveAll,
   type Allowlist,
   type Resolve,
@@ -32,6 +32,8 @@ import { createCircuitBreaker, DEFAULT_BREAKER, type BreakerOptions, type Circui
 import type { VapidHeaders } from './vapid.js';
 import { postOnce, type PushResponse } from './push-request.js';
 import { createInlineEncryptor, createThreadedEncryptor, defaultEncryptThreads } from './web-push-encrypt.js';
+import { backoffDelayMs, parseRetryAfter, type BackoffPolicy } from '../lib/retry.js';
+import { createSemaphore, type Semaphore } from '../lib/semaphore.js';
 
 export type Urgency = 'very-low' | 'low' | 'normal' | 'high';
 
@@ -104,14 +106,16 @@ export interface PushSenderDeps {
 
 /** aes128gcm with one 4096-byte record: 4096 − 16 (tag) − 1 (delimiter) − 86 (header). */
 export const MAX_PAYLOAD_BYTES = 3993;
-export const RETRY_BASE_MS = 250;
-export const RETRY_CAP_MS = 10_000;
+/** Retry waits: 250 ms, 500 ms … up to 10 s, fully jittered. */
+export const PUSH_BACKOFF: BackoffPolicy = { baseMs: 250, capMs: 10_000 };
 /** A Retry-After longer than this is not waited out; the caller gets `retryAfterMs`. */
 export const RETRY_AFTER_CAP_MS = 120_000;
 const MAX_TTL_SECONDS = 28 * 24 * 60 * 60;
 const TOPIC = /^[A-Za-z0-9_-]{1,32}$/;
 const URGENCIES: ReadonlySet<string> = new Set(['very-low', 'low', 'normal', 'high']);
 const POOL_IDLE_MS = 5 * 60_000;
+/** Pools kept at once; past it the least recently used idle one closes (a `*.pattern` entry has many hosts). */
+const MAX_POOLS = 256;
 const TIMEOUT_CODES: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 /** A stable Topic for a mission: base64url(SHA-256(missionId)) cut to 32 characters. */
@@ -124,23 +128,13 @@ export function isValidTopic(topic: string): boolean {
   return TOPIC.test(topic);
 }
 
-/** `Retry-After` as delay-seconds or an HTTP date, in ms from `nowMs`; undefined when absent or unreadable. */
-export function parseRetryAfter(value: string | string[] | undefined, nowMs: number): number | undefined {
-  const v = Array.isArray(value) ? value[0] : value;
-  if (v === undefined || v.trim() === '') return undefined;
-  if (/^\s*\d+\s*$/.test(v)) return Number(v) * 1000;
-  const at = Date.parse(v);
-  return Number.isNaN(at) ? undefined : Math.max(0, at - nowMs);
-}
-
 interface OriginState {
   readonly origin: string;
   readonly pool: Pool;
   readonly breaker: CircuitBreaker;
   /** The duration histogram's child for this origin (label lookup once, not per request). */
   readonly observeSeconds: (seconds: number) => void;
-  active: number;
-  readonly waiters: (() => void)[];
+  readonly slots: Semaphore;
   lastUsed: number;
 }
 
@@ -170,9 +164,29 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
   let closed = false;
   let lastSweep = now();
 
+  /** One breaker per allowlist entry: per-origin state must not grow with the hosts users name. */
+  const breakers = new Map<string, CircuitBreaker>();
+  function breakerFor(entry: string): CircuitBreaker {
+    let breaker = breakers.get(entry);
+    if (breaker === undefined) breakers.set(entry, (breaker = createCircuitBreaker(breakerOptions, now)));
+    return breaker;
+  }
+
+  function evictIdlePool(): void {
+    let lru: OriginState | undefined;
+    for (const s of origins.values()) {
+      if (s.slots.held() === 0 && s.slots.waiting() === 0 && (lru === undefined || s.lastUsed < lru.lastUsed)) lru = s;
+    }
+    if (lru === undefined) return;
+    origins.delete(lru.origin);
+    lru.pool.close().catch(() => undefined);
+  }
+
   function originState(url: URL): OriginState {
     let state = origins.get(url.origin);
     if (state === undefined) {
+      if (origins.size >= MAX_POOLS) evictIdlePool();
+      const entry = labelOrigin(url.href, deps.allowlist);
       const exact = deps.allowlist.origins.has(url.origin);
       const pool = new Pool(url.origin, {
         connections: concurrency,
@@ -188,14 +202,13 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
           secureContext,
         },
       });
-      const histogram = metrics.duration.labels({ origin: url.origin });
+      const histogram = metrics.duration.labels({ origin: entry });
       state = {
         origin: url.origin,
         pool,
-        breaker: createCircuitBreaker(breakerOptions, now),
+        breaker: breakerFor(entry),
         observeSeconds: (seconds) => histogram.observe(seconds),
-        active: 0,
-        waiters: [],
+        slots: createSemaphore(concurrency),
         lastUsed: now(),
       };
       origins.set(url.origin, state);
@@ -210,29 +223,15 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
     if (t - lastSweep < 60_000) return;
     lastSweep = t;
     for (const [origin, s] of origins) {
-      if (s.active === 0 && s.waiters.length === 0 && t - s.lastUsed > POOL_IDLE_MS && s.breaker.state() === 'closed') {
+      if (s.slots.held() === 0 && s.slots.waiting() === 0 && t - s.lastUsed > POOL_IDLE_MS && s.breaker.state() === 'closed') {
         origins.delete(origin);
         s.pool.close().catch(() => undefined);
       }
     }
   }
 
-  async function acquireSlot(s: OriginState): Promise<void> {
-    if (s.active < concurrency) {
-      s.active += 1;
-      return;
-    }
-    await new Promise<void>((resolveSlot) => s.waiters.push(resolveSlot));
-  }
-
-  function releaseSlot(s: OriginState): void {
-    const next = s.waiters.shift();
-    if (next !== undefined) next();
-    else s.active -= 1;
-  }
-
   async function attempt(s: OriginState, path: string, headers: Record<string, string>, body: Buffer): Promise<Attempt> {
-    await acquireSlot(s);
+    const release = await s.slots.acquire();
     const started = performance.now();
     try {
       const res = await postOnce(s.pool, path, headers, body, timeoutMs);
@@ -242,12 +241,12 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
       return { type: 'error', reason: 'network-error', detail: res.code };
     } finally {
       s.observeSeconds((performance.now() - started) / 1000);
-      releaseSlot(s);
+      release();
     }
   }
 
-  function backoffMs(retry: number): number {
-    return Math.floor(random() * Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** retry));
+  function backoffMs(tries: number): number {
+    return backoffDelayMs(tries + 1, PUSH_BACKOFF, random);
   }
 
   function finish(origin: string, outcome: PushOutcome): PushOutcome {
@@ -276,23 +275,25 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
     }
     const url = check.url;
     const origin = url.origin;
+    // Metrics name the allowlist entry, so their label set is bounded by the configuration.
+    const label = labelOrigin(url.href, deps.allowlist);
     const json = JSON.stringify(payload) as string | undefined;
     if (json === undefined) {
       log.error({ origin }, 'push payload is not JSON-serialisable (bug)');
-      return finish(origin, { kind: 'failed', reason: 'invalid-request', retryable: false, detail: 'payload is not JSON', attempts: 0 });
+      return finish(label, { kind: 'failed', reason: 'invalid-request', retryable: false, detail: 'payload is not JSON', attempts: 0 });
     }
     if (Buffer.byteLength(json) > MAX_PAYLOAD_BYTES) {
       log.error({ origin, bytes: Buffer.byteLength(json) }, 'push payload too large (bug)');
-      return finish(origin, { kind: 'failed', reason: 'payload-too-large', retryable: false, attempts: 0 });
+      return finish(label, { kind: 'failed', reason: 'payload-too-large', retryable: false, attempts: 0 });
     }
     let body: Buffer;
     try {
       body = await encryptor.encrypt(sub.keys.p256dh, sub.keys.auth, json);
     } catch (e: unknown) {
-      if (closed) return finish(origin, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: 0 });
+      if (closed) return finish(label, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: 0 });
       const detail = e instanceof Error ? e.message : 'encryption failed';
       log.warn({ origin, detail }, 'push subscription keys unusable');
-      return finish(origin, { kind: 'failed', reason: 'invalid-subscription', retryable: false, detail, attempts: 0 });
+      return finish(label, { kind: 'failed', reason: 'invalid-subscription', retryable: false, detail, attempts: 0 });
     }
     const headers: Record<string, string> = {
       'content-encoding': 'aes128gcm',
@@ -306,12 +307,12 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
     const s = originState(url);
 
     for (let tries = 0; ; tries++) {
-      if (closed) return finish(origin, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: tries });
+      if (closed) return finish(label, { kind: 'failed', reason: 'sender-closed', retryable: false, attempts: tries });
       const gate = s.breaker.acquire();
       if (!gate.allowed) {
         // Debug only: a burst to a dead service would log once per message; the opening is logged at warn.
         log.debug({ origin, retryAfterMs: gate.retryAfterMs }, 'push circuit open');
-        return finish(origin, { kind: 'failed', reason: 'circuit-open', retryable: true, retryAfterMs: gate.retryAfterMs, attempts: tries });
+        return finish(label, { kind: 'failed', reason: 'circuit-open', retryable: true, retryAfterMs: gate.retryAfterMs, attempts: tries });
       }
       const result = await attempt(s, path, headers, body);
       const attempts = tries + 1;
@@ -322,7 +323,7 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
         if (result.reason === 'endpoint-refused') {
           s.breaker.neutral();
           log.warn({ origin, reason: result.detail }, 'push endpoint refused at connect');
-          return finish(origin, { kind: 'failed', reason: 'endpoint-refused', retryable: false, detail: result.detail, attempts });
+          return finish(label, { kind: 'failed', reason: 'endpoint-refused', retryable: false, detail: result.detail, attempts });
         }
         s.breaker.failure();
         failure = { kind: 'failed', reason: result.reason, retryable: true, detail: result.detail, attempts };
@@ -332,12 +333,12 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
         if (status >= 200 && status < 300) {
           s.breaker.success();
           log.debug({ origin, status, attempts }, 'push delivered');
-          return finish(origin, { kind: 'delivered', status, attempts });
+          return finish(label, { kind: 'delivered', status, attempts });
         }
         if (status === 404 || status === 410) {
           s.breaker.success();
           log.info({ origin, status }, 'push subscription gone');
-          return finish(origin, { kind: 'gone', status, attempts });
+          return finish(label, { kind: 'gone', status, attempts });
         }
         if (status === 429) {
           s.breaker.neutral();
@@ -345,7 +346,7 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
           failure = { kind: 'failed', reason: 'rate-limited', retryable: true, attempts, ...(retryAfterMs === undefined ? {} : { retryAfterMs }) };
           if (retryAfterMs !== undefined && retryAfterMs > RETRY_AFTER_CAP_MS) {
             log.warn({ origin, retryAfterMs }, 'push rate-limited beyond the wait cap');
-            return finish(origin, failure);
+            return finish(label, failure);
           }
           waitMs = retryAfterMs ?? backoffMs(tries);
         } else if (status >= 500) {
@@ -359,7 +360,7 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
           const reason = status < 400 ? `redirect ${status} not followed` : `HTTP ${status}${result.text === '' ? '' : `: ${scrub(result.text, path)}`}`;
           if (status === 413) log.error({ origin, status, bytes: body.length }, 'push service refused the payload as too large (bug)');
           else log.warn({ origin, status, reason }, 'push rejected');
-          return finish(origin, { kind: 'rejected', status, reason, attempts });
+          return finish(label, { kind: 'rejected', status, reason, attempts });
         }
       }
 
@@ -371,9 +372,9 @@ export function createPushSender(deps: PushSenderDeps): PushSender {
       }
       if (tries >= maxRetries || openForMs > 0) {
         log.warn({ origin, reason: failure.reason, detail: failure.detail, attempts }, 'push failed after retries');
-        return finish(origin, failure);
+        return finish(label, failure);
       }
-      metrics.sends.inc({ origin, outcome: 'retry' });
+      metrics.sends.inc({ origin: label, outcome: 'retry' });
       log.debug({ origin, reason: failure.reason, waitMs, attempt: attempts }, 'push retry');
       await sleep(waitMs);
     }
@@ -404,16 +405,13 @@ function invalidOptions(opts: PushSendOptions): string | undefined {
   return undefined;
 }
 
-/** The origin as a metric/log label when it is one we could send to; otherwise a fixed word (bounded cardinality). */
+/** The allowlist entry an endpoint matches, as a metric label; otherwise a fixed word (bounded cardinality). */
 function labelOrigin(endpoint: string, allowlist: Allowlist): string {
   try {
-    const url = new URL(endpoint);
-    if (allowlist.origins.has(url.origin)) return url.origin;
-    if (hostMatches(url.hostname.replace(/\.$/, ''), allowlist)) return url.origin;
+    return allowlistEntryOf(new URL(endpoint), allowlist) ?? 'unlisted';
   } catch {
-    // fall through
+    return 'unlisted';
   }
-  return 'unlisted';
 }
 
 /** Push services sometimes echo the request path; it is a secret. */
@@ -432,7 +430,7 @@ function pushMetrics(registry: Registry): PushMetrics {
     (registry.getSingleMetric('mana_ai_push_sends_total') as Counter<'origin' | 'outcome'> | undefined) ??
     new Counter({
       name: 'mana_ai_push_sends_total',
-      help: 'Web Push sends by push-service origin and outcome (delivered|gone|rejected|retry|failed|circuit_open|refused)',
+      help: 'Web Push sends by push-allowlist entry (`origin`) and outcome (delivered|gone|rejected|retry|failed|circuit_open|refused)',
       labelNames: ['origin', 'outcome'],
       registers: [registry],
     });
@@ -440,7 +438,7 @@ function pushMetrics(registry: Registry): PushMetrics {
     (registry.getSingleMetric('mana_ai_push_send_duration_seconds') as Histogram<'origin'> | undefined) ??
     new Histogram({
       name: 'mana_ai_push_send_duration_seconds',
-      help: 'Duration of one Web Push HTTP request attempt, by push-service origin',
+      help: 'Duration of one Web Push HTTP request attempt, by push-allowlist entry (`origin`)',
       labelNames: ['origin'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers: [registry],

@@ -4,6 +4,11 @@
  * that it receives only its own user's nudges, may claim, and pings.
  * Protocol-level pings drop dead peers; bad frames get an error frame, never
  * a crash; frames above MAX_FRAME_BYTES close the socket (ws's maxPayload).
+ *
+ * One socket, one identity: a socket's frames are handled one at a time, in
+ * order (auth is async), and a second auth frame closes it (4400). Caps
+ * refuse the newest socket, never evict an older one: eviction would let a
+ * reconnecting tab knock out another, which reconnects in turn.
  */
 import type { IncomingMessage, Server } from 'node:http';
 import type { Duplex } from 'node:stream';
@@ -19,6 +24,8 @@ import { AUTH_TIMEOUT_MS, CLOSE_CODES, ClientFrame, MAX_FRAME_BYTES, type Missio
 export const WS_PATH = '/v1/ws';
 /** A socket sending this many invalid frames is closed. */
 const MAX_INVALID_FRAMES = 20;
+/** Frames of one socket waiting to be handled (behind a slow auth, say); one more closes it. */
+const MAX_QUEUED_FRAMES = 32;
 
 interface Conn {
   id: string;
@@ -28,6 +35,11 @@ interface Conn {
   alive: boolean;
   invalid: number;
   authTimer?: NodeJS.Timeout;
+  /** The tail of this socket's frame handling: each frame runs after the previous one. */
+  queue: Promise<void>;
+  queued: number;
+  /** The presence row's write; removal on close waits for it, or the row would outlive the socket. */
+  presenceWrite?: Promise<void>;
 }
 
 export interface WsHubDeps {
@@ -44,6 +56,12 @@ export interface WsHubDeps {
   onAuthRefused?: (code: string) => void;
   /** Per-user claim budget shared with HTTP: ms to wait when the user has none left, else 0. */
   claimLimit?: (userId: string) => number;
+  /** Authenticated sockets of one user on this instance (default 16); the newest past it is closed 4429. */
+  maxSocketsPerUser?: number;
+  /** Open sockets on this instance (default 10,000); an upgrade past it is answered 503. */
+  maxSockets?: number;
+  /** Called for every socket refused by a cap. */
+  onCapRefused?: (cap: 'ws_per_user' | 'ws_total') => void;
 }
 
 export interface WsHub {
@@ -99,6 +117,13 @@ export function createWsHub(deps: WsHubDeps): WsHub {
       return refuseAuth(conn, code, (err as Error).message, 'authentication failed');
     }
     if (conn.ws.readyState !== conn.ws.OPEN) return;
+    const maxPerUser = deps.maxSocketsPerUser ?? 16;
+    if ((byUser.get(userId)?.size ?? 0) >= maxPerUser) {
+      deps.onCapRefused?.('ws_per_user');
+      log.info({ connId: conn.id, userId, maxPerUser }, 'socket refused: per-user cap');
+      send(conn, { type: 'error', code: 'too-many-sockets', message: `this user already has ${maxPerUser} sockets open (WS_MAX_SOCKETS_PER_USER)` });
+      return closeWith(conn, CLOSE_CODES.tooManySockets, `socket limit per user (${maxPerUser}) reached`);
+    }
     conn.userId = userId;
     conn.deviceId = deviceId;
     // auth-ok goes out before the socket can receive any nudge.
@@ -112,11 +137,10 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     // The socket is authenticated whatever happens below: a database blip must not
     // look like a bad token to the client. Local delivery works without the presence
     // row, and the ledger's deadlines cover a pending nudge not sent now.
-    try {
-      await deps.presence.add({ connId: conn.id, userId, deviceId });
-    } catch (err: unknown) {
+    conn.presenceWrite = deps.presence.add({ connId: conn.id, userId, deviceId }).catch((err: unknown) => {
       log.warn({ err, connId: conn.id }, 'presence row not written; other instances may not see this socket until the next heartbeat');
-    }
+    });
+    await conn.presenceWrite;
     try {
       for (const frame of await deps.pendingFor(userId)) send(conn, frame);
     } catch (err: unknown) {
@@ -125,6 +149,8 @@ export function createWsHub(deps: WsHubDeps): WsHub {
   }
 
   async function onFrame(conn: Conn, raw: RawData, isBinary: boolean): Promise<void> {
+    // Frames queued behind one that closed the socket are not handled.
+    if (conn.ws.readyState !== conn.ws.OPEN) return;
     if (isBinary) return protocolError(conn, 'binary-frame', 'expected a JSON text frame');
     let json: unknown;
     try {
@@ -146,7 +172,10 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     }
     switch (frame.type) {
       case 'auth':
-        return protocolError(conn, 'already-authenticated', 'this socket is already authenticated');
+        // One socket, one identity: a second auth (even for the same user) is a protocol violation.
+        framesIn.inc({ outcome: 'invalid' });
+        send(conn, { type: 'error', code: 'already-authenticated', message: 'this socket is already authenticated' });
+        return closeWith(conn, CLOSE_CODES.protocolError, 'second auth frame');
       case 'ping':
         return send(conn, { type: 'pong' });
       case 'claim': {
@@ -167,7 +196,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
   let authenticated = 0;
 
   function onConnection(ws: WebSocket): void {
-    const conn: Conn = { id: randomUUID(), ws, alive: true, invalid: 0 };
+    const conn: Conn = { id: randomUUID(), ws, alive: true, invalid: 0, queue: Promise.resolve(), queued: 0 };
     all.add(conn);
     conn.authTimer = setTimeout(() => {
       if (!conn.userId) closeWith(conn, CLOSE_CODES.authTimeout, 'no auth frame in time');
@@ -177,10 +206,19 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     });
     ws.on('message', (raw, isBinary) => {
       conn.alive = true;
-      onFrame(conn, raw, isBinary).catch((err: unknown) => {
-        log.error({ err, connId: conn.id }, 'frame handling failed');
-        send(conn, { type: 'error', code: 'internal', message: 'internal error' });
-      });
+      if (++conn.queued > MAX_QUEUED_FRAMES) {
+        framesIn.inc({ outcome: 'invalid' });
+        return closeWith(conn, CLOSE_CODES.protocolError, 'too many frames in flight');
+      }
+      conn.queue = conn.queue
+        .then(() => onFrame(conn, raw, isBinary))
+        .catch((err: unknown) => {
+          log.error({ err, connId: conn.id }, 'frame handling failed');
+          send(conn, { type: 'error', code: 'internal', message: 'internal error' });
+        })
+        .finally(() => {
+          conn.queued--;
+        });
     });
     ws.on('error', (err) => {
       // ws closes the socket itself on a protocol violation (1002/1007/1009); count it like our own closes.
@@ -202,7 +240,9 @@ export function createWsHub(deps: WsHubDeps): WsHub {
         set?.delete(conn);
         if (set?.size === 0) byUser.delete(conn.userId);
         gauge.set(--authenticated);
-        deps.presence.remove(conn.id).catch((err: unknown) => log.warn({ err }, 'presence removal failed'));
+        void (conn.presenceWrite ?? Promise.resolve())
+          .then(() => deps.presence.remove(conn.id))
+          .catch((err: unknown) => log.warn({ err }, 'presence removal failed'));
       }
     });
   }
@@ -227,6 +267,13 @@ export function createWsHub(deps: WsHubDeps): WsHub {
       return;
     }
     socket.on('error', () => socket.destroy());
+    const maxSockets = deps.maxSockets ?? 10_000;
+    if (all.size >= maxSockets) {
+      deps.onCapRefused?.('ws_total');
+      const body = `socket limit of this instance (${maxSockets}, WS_MAX_SOCKETS) reached; retry later\n`;
+      socket.end(`HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nContent-Type: text/plain\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+      return;
+    }
     wss.handleUpgrade(req, socket, head, (ws) => onConnection(ws));
   }
 

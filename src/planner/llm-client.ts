@@ -9,7 +9,9 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { Counter, Histogram } from 'prom-client';
 import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
-import { createSemaphore } from './semaphore.js';
+import { createSemaphore } from '../lib/semaphore.js';
+import { backoffDelayMs, parseRetryAfter, type BackoffPolicy } from '../lib/retry.js';
+import { BodyTooLargeError, readBoundedText } from '../lib/bounded-body.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -61,6 +63,8 @@ export interface LlmClientDeps {
   concurrency: number;
   /** Retries after the first attempt (0 = try once). */
   maxRetries: number;
+  /** Largest reply read (default 1 MiB); a larger one is a failed attempt. */
+  maxResponseBytes?: number;
   registry: Registry;
   log: Logger;
   fetch?: typeof fetch;
@@ -88,36 +92,13 @@ export interface LlmClient {
   inFlight(): number;
 }
 
-export const BACKOFF_BASE_MS = 500;
-export const BACKOFF_CAP_MS = 30_000;
+/** Retry waits: 0.5 s, 1 s, 2 s … up to 30 s, fully jittered. */
+export const LLM_BACKOFF: BackoffPolicy = { baseMs: 500, capMs: 30_000 };
+/** A longer Retry-After is cut to this, so a hostile or buggy value cannot park a planner for hours. */
 export const RETRY_AFTER_CAP_MS = 60_000;
 const TEMPERATURE = 0.2;
-
-/**
- * Exponential backoff with full jitter (AWS architecture blog, "Exponential
- * Backoff And Jitter"): spreads retries of many callers that failed together.
- * @param retry 1 for the first retry.
- */
-export function backoffDelayMs(retry: number, random: () => number): number {
-  const ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.max(0, retry - 1));
-  return Math.floor(random() * ceiling);
-}
-
-/**
- * A `Retry-After` header (delay-seconds or HTTP-date) in ms from `nowMs`,
- * capped at {@link RETRY_AFTER_CAP_MS} so a hostile or buggy value cannot park
- * a planner for hours. `undefined` when absent or unreadable.
- */
-export function retryAfterMs(header: string | null, nowMs: number): number | undefined {
-  if (header === null) return undefined;
-  const value = header.trim();
-  if (/^\d+(\.\d+)?$/.test(value)) return Math.min(Number(value) * 1000, RETRY_AFTER_CAP_MS);
-  // Every HTTP-date form starts with a day name; without this, Date.parse
-  // would read "-5" as a year.
-  const at = /^[A-Za-z]{3}/.test(value) ? Date.parse(value) : Number.NaN;
-  if (Number.isNaN(at)) return undefined;
-  return Math.min(Math.max(0, at - nowMs), RETRY_AFTER_CAP_MS);
-}
+/** A chat completion of a few steps is a few KiB; 1 MiB leaves room without letting a reply exhaust memory. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024;
 
 interface Failure {
   kind: LlmErrorKind;
@@ -196,13 +177,19 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
       // Free the connection; the error body is not logged (it may echo the prompt).
       await res.body?.cancel().catch(() => undefined);
       const status = res.status;
-      const retryAfter = retryAfterMs(res.headers.get('retry-after'), now());
+      const retryAfter = parseRetryAfter(res.headers.get('retry-after'), now(), RETRY_AFTER_CAP_MS);
       const withRetryAfter = retryAfter === undefined ? {} : { retryAfterMs: retryAfter };
       if (status === 429) return { ok: false, failure: { kind: 'rate-limited', status, detail: 'rate-limited', ...withRetryAfter } };
       if (status >= 500) return { ok: false, failure: { kind: 'server', status, detail: 'server error', ...withRetryAfter } };
       return { ok: false, failure: { kind: 'client', status, detail: 'request refused' } };
     }
-    const text = await res.text();
+    let text: string;
+    try {
+      text = await readBoundedText(res, deps.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES);
+    } catch (e: unknown) {
+      if (!(e instanceof BodyTooLargeError)) throw e;
+      return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: e.message } };
+    }
     const content = contentOf(text);
     if (typeof content !== 'string') {
       return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: content.problem } };
@@ -253,7 +240,7 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
           cause: failure.cause,
         });
       }
-      const delayMs = failure.retryAfterMs ?? backoffDelayMs(attempt, random);
+      const delayMs = failure.retryAfterMs ?? backoffDelayMs(attempt, LLM_BACKOFF, random);
       log.warn({ ...fields, delayMs }, 'llm attempt failed, retrying');
       await wait(delayMs, signal);
     }

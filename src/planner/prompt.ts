@@ -44,8 +44,26 @@ export interface UserMessage {
 
 /** Only the most recent iterations are shown: enough for feedback, short enough for the context window. */
 export const HISTORY_ITERATIONS = 3;
-/** Longest input content shown to the model; longer content is cut and marked as cut. */
-export const MAX_INPUT_CHARS = 4_000;
+/**
+ * Longest text shown to the model per field; longer text is cut and the cut
+ * is said in the prompt ("…[truncated 12,345 characters]"), so neither the
+ * model nor a reader of the prompt takes a fragment for the whole. A user
+ * can write megabytes into their mission; mana-llm's cost and context window
+ * should not follow.
+ */
+export const PROMPT_LIMITS = {
+  title: 200,
+  objective: 2_000,
+  concept: 8_000,
+  inputTitle: 200,
+  inputContent: 4_000,
+  /** Iteration history: summaries, step summaries, feedback. */
+  history: 500,
+} as const;
+/** Longest input content shown to the model. */
+export const MAX_INPUT_CHARS = PROMPT_LIMITS.inputContent;
+/** Steps of one past iteration shown to the model. */
+const MAX_HISTORY_STEPS = 20;
 /** The most steps the model is asked for (the parser tolerates a few more). */
 export const MAX_PROMPT_STEPS = 5;
 
@@ -130,13 +148,13 @@ function userPrompt(input: PlannerInput): string {
     `Current time: ${input.now.toISOString()}`,
     ...(typeof mission.timezone === 'string' ? [`User's time zone: ${mission.timezone}`] : []),
     '',
-    `# Mission: ${text(mission.title, '(untitled)')}`,
+    `# Mission: ${clip(text(mission.title, '(untitled)').replace(/[\r\n]+/g, ' '), PROMPT_LIMITS.title)}`,
     '',
     '## Objective',
-    text(mission.objective, '(none given)'),
+    clip(text(mission.objective, '(none given)'), PROMPT_LIMITS.objective),
     '',
     '## Concept (the user\'s rules of engagement)',
-    text(mission.conceptMarkdown, '(none given)'),
+    clip(text(mission.conceptMarkdown, '(none given)'), PROMPT_LIMITS.concept),
     '',
     '## Recent iterations (oldest first)',
     ...recentIterations(mission),
@@ -159,22 +177,21 @@ function renderIteration(it: MissionIteration, n: number): string[] {
   const steps = Array.isArray(it.plan) ? it.plan : [];
   return [
     `### Iteration ${n} (${String(it.overallStatus)}, started ${String(it.startedAt)})`,
-    `Summary: ${text(it.summary, '(none)')}`,
+    `Summary: ${clip(text(it.summary, '(none)'), PROMPT_LIMITS.history)}`,
     ...(steps.length === 0
       ? ['Steps: (none)']
-      : steps.map((s) => `- [${String(s?.status)}] ${text(s?.summary, '(no summary)')}`)),
-    `User feedback: ${text(it.userFeedback, '(none)')}`,
+      : steps.slice(0, MAX_HISTORY_STEPS).map((s) => `- [${clip(String(s?.status), 40)}] ${clip(text(s?.summary, '(no summary)'), PROMPT_LIMITS.history)}`)),
+    ...(steps.length > MAX_HISTORY_STEPS ? [`(${steps.length - MAX_HISTORY_STEPS} more steps not shown)`] : []),
+    `User feedback: ${clip(text(it.userFeedback, '(none)'), PROMPT_LIMITS.history)}`,
   ];
 }
 
 function renderInput(resolved: ResolvedInput): string {
   const { module, table, id } = resolved.ref;
-  const cut = resolved.content.length > MAX_INPUT_CHARS;
-  const shown = cut ? `${resolved.content.slice(0, MAX_INPUT_CHARS)}\n[… cut at ${MAX_INPUT_CHARS} characters]` : resolved.content;
   // A record that contains "</input>" must not be able to end its own element early.
-  const content = shown.replace(/<\/input/gi, '<\\/input');
+  const content = clip(resolved.content, PROMPT_LIMITS.inputContent).replace(/<\/input/gi, '<\\/input');
   return [
-    `<input module="${attr(module)}" table="${attr(table)}" id="${attr(id)}" title="${attr(resolved.title)}">`,
+    `<input module="${attr(clip(module, 100))}" table="${attr(clip(table, 100))}" id="${attr(clip(id, 200))}" title="${attr(clip(resolved.title, PROMPT_LIMITS.inputTitle))}">`,
     content,
     '</input>',
   ].join('\n');
@@ -182,7 +199,7 @@ function renderInput(resolved: ResolvedInput): string {
 
 function skippedLine(skipped: SkippedInput[]): string {
   if (skipped.length === 0) return 'Skipped inputs: none.';
-  const items = skipped.map((s) => `${s.ref.module}/${s.ref.table}/${s.ref.id} (${s.reason})`);
+  const items = skipped.map((s) => clip(`${s.ref.module}/${s.ref.table}/${s.ref.id} (${s.reason})`, 400));
   return `Skipped inputs (not available to you): ${items.join('; ')}.`;
 }
 
@@ -194,6 +211,12 @@ function text(value: unknown, fallback: string): string {
   if (typeof value !== 'string' || value.trim() === '') return fallback;
   if (isEncrypted(value)) return '(encrypted)';
   return value;
+}
+
+/** `value` cut to `max` characters, the cut said in place. */
+export function clip(value: string, max: number): string {
+  if (value.length <= max) return value;
+  return `${value.slice(0, max)}…[truncated ${(value.length - max).toLocaleString('en-US')} characters]`;
 }
 
 /** Keeps user-controlled strings from closing the `<input …>` tag early. */

@@ -15,10 +15,11 @@ import { markWaiting, serverHolder, type Occurrence } from '../schedule/occurren
 import type { FallbackPlanner } from '../nudge/router.js';
 import { waitBackoffMs } from '../nudge/route-decision.js';
 import { nextRunAt, resolveTimeZone } from './cadence.js';
-import { createSemaphore } from './semaphore.js';
+import { createSemaphore } from '../lib/semaphore.js';
 import { isConnectionError } from '../db/errors.js';
 import { failedIteration, hasIteration, planIteration } from './iteration.js';
 import { resolveInputs } from './inputs.js';
+import { takePlanBudget } from './plan-budget.js';
 import type { LlmClient } from './llm-client.js';
 import { parsePlan } from './parse.js';
 import { buildPlannerMessages, encryptedFields } from './prompt.js';
@@ -37,13 +38,15 @@ export interface ServerPlannerDeps {
   leaseMs: number;
   maxAttempts: number;
   /**
-   * Runs at once (the LLM client's concurrency). The rest wait in order
-   * before touching the database, holding their renewed leases: a backlog
+   * Runs at once (the LLM client's concurrency). The rest wait, served
+   * round-robin across users, before touching the database, holding their renewed leases: a backlog
    * of thousands taken over after a crash must not put thousands of
    * queries in front of the HTTP API's on the pool.
    */
   concurrency?: number;
   retryBackoffMs?: number[];
+  /** Server plans one user may cause in 24 h; past it, occurrences wait for a device. */
+  maxPlansPerUserPerDay?: number;
   defaultTimeZone: string;
   target: WriteTarget;
   now?: () => Date;
@@ -57,7 +60,10 @@ export interface ServerPlanner extends FallbackPlanner {
   stop(): Promise<void>;
 }
 
-type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'lost' | 'already' | 'gone' | 'error';
+type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'lost' | 'already' | 'gone' | 'error';
+
+/** Default of PLANNER_MAX_PLANS_PER_USER_PER_DAY: several missions a day each, far below a runaway backlog. */
+export const DEFAULT_MAX_PLANS_PER_USER_PER_DAY = 50;
 
 export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const { sql, log } = deps;
@@ -169,6 +175,12 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       });
       return 'encrypted';
     }
+    const budget = await takePlanBudget(sql, occ, { holder, maxPerDay: deps.maxPlansPerUserPerDay ?? DEFAULT_MAX_PLANS_PER_USER_PER_DAY });
+    if (budget.kind === 'lost') return 'lost';
+    if (budget.kind === 'over-budget') {
+      log.info({ iterationId: occ.iterationId, userId: occ.userId }, 'server plan budget used up; waiting for a device');
+      return 'over_budget';
+    }
     const startedAt = now().toISOString();
     const { resolved, skipped } = await resolveInputs(sql, deps.target.cols, occ.userId, mission.inputs);
     const messages = buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, now: now() });
@@ -192,8 +204,9 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     plan(occ) {
       if (stopped || inFlight.has(occ.iterationId)) return;
       const controller = new AbortController();
+      // Keyed by user: one user's backlog delays another user's plan by at most one slot.
       const done = slots
-        .acquire(controller.signal)
+        .acquire(controller.signal, occ.userId)
         .then(
           (release) => run(occ, controller.signal).finally(release),
           // Aborted while queued: the lease was lost or we are stopping.

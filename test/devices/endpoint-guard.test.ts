@@ -2,6 +2,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
   addressRefusal,
+  allowlistEntryOf,
   checkPushEndpoint,
   createCachingResolver,
   createGuardedLookup,
@@ -10,7 +11,8 @@ import {
   type Resolve,
 } from '../../src/devices/endpoint-guard.js';
 
-const defaults = parseAllowlist(DEFAULT_PUSH_ALLOWLIST);
+/** Wildcard patterns, to test how patterns match (the defaults name exact hosts; see below). */
+const defaults = parseAllowlist('*.googleapis.com,*.push.services.mozilla.com,*.notify.windows.com,*.push.apple.com');
 const fixed = (map: Record<string, string[]>): Resolve & { calls: string[] } => {
   const calls: string[] = [];
   const fn = async (host: string) => {
@@ -41,6 +43,36 @@ describe('parseAllowlist', () => {
       expect(() => parseAllowlist(entry)).toThrow(/push allowlist: expected/);
     },
   );
+});
+
+describe('the default allowlist', () => {
+  const real = parseAllowlist(DEFAULT_PUSH_ALLOWLIST);
+  it.each([
+    'https://fcm.googleapis.com/fcm/send/abc',
+    'https://updates.push.services.mozilla.com/wpush/v2/abc',
+    'https://web.push.apple.com/QGx-abc',
+    'https://wns2-par02p.notify.windows.com/w/?token=abc',
+  ])('accepts the real push service endpoint %s', async (endpoint) => {
+    const resolve = async () => PUBLIC;
+    expect((await checkPushEndpoint(endpoint, real, { resolve })).ok).toBe(true);
+  });
+
+  it.each([
+    'https://storage.googleapis.com/bucket/x',
+    'https://a.b.googleapis.com/x',
+    'https://other.push.services.mozilla.com/x',
+    'https://api.push.apple.com/x',
+  ])('refuses %s: another service on the same domain is not a push service', async (endpoint) => {
+    const resolve = async () => PUBLIC;
+    expect(await checkPushEndpoint(endpoint, real, { resolve })).toEqual({ ok: false, reason: expect.stringContaining('expected a host matching the push allowlist') });
+  });
+
+  it('names the matching entry, so per-origin state is bounded by the allowlist', () => {
+    expect(allowlistEntryOf(new URL('https://wns2-par02p.notify.windows.com/w/'), real)).toBe('*.notify.windows.com');
+    expect(allowlistEntryOf(new URL('https://FCM.googleapis.com./x'), real)).toBe('fcm.googleapis.com');
+    expect(allowlistEntryOf(new URL('https://evil.example/x'), real)).toBeUndefined();
+    expect(allowlistEntryOf(new URL('http://127.0.0.1:8090/p'), parseAllowlist('http://127.0.0.1:8090'))).toBe('http://127.0.0.1:8090');
+  });
 });
 
 describe('checkPushEndpoint', () => {

@@ -5,7 +5,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { parseAllowlist, type Resolve } from '../../src/devices/endpoint-guard.js';
 import { createVapidHeaders, generateVapidKeys } from '../../src/nudge/vapid.js';
-import { createPushSender, parseRetryAfter, type PushSenderDeps } from '../../src/nudge/web-push.js';
+import { createPushSender, type PushSenderDeps } from '../../src/nudge/web-push.js';
+import { parseRetryAfter } from '../../src/lib/retry.js';
 import { captureLog, counterValues, newRegistry, startReceiver, subscriptionKeys, type Receiver } from './web-push-helpers.js';
 
 const vapidKeys = generateVapidKeys();
@@ -267,7 +268,16 @@ describe('endpoint safety at send time', () => {
     // The DNS answer is cached: a second send does not resolve again.
     await s.send({ endpoint, keys }, payload, { ttlSeconds: 60 });
     expect(asked).toEqual(['fcm.googleapis.com']);
-    expect(await counterValues(registry)).toEqual({ 'https://fcm.googleapis.com refused': 2 });
+    expect(await counterValues(registry)).toEqual({ '*.googleapis.com refused': 2 });
+  });
+});
+
+describe('per-origin state bounded by the allowlist', () => {
+  it('50 hosts under one pattern share one metric label, whatever the users registered', async () => {
+    const resolve: Resolve = async () => ['10.0.0.7'];
+    const { s, registry } = sender(['*.googleapis.com'], { resolve });
+    for (let i = 0; i < 50; i++) await s.send({ endpoint: `https://h${i}.googleapis.com/p/${SECRET}`, keys }, payload, { ttlSeconds: 60 });
+    expect(await counterValues(registry)).toEqual({ '*.googleapis.com refused': 50 });
   });
 });
 
@@ -289,7 +299,7 @@ describe('DNS rebinding', () => {
       attempts: 1,
     });
     expect(answers).toEqual([]);
-    expect(await counterValues(registry)).toEqual({ 'https://fcm.googleapis.com refused': 1 });
+    expect(await counterValues(registry)).toEqual({ '*.googleapis.com refused': 1 });
   });
 });
 
@@ -311,5 +321,7 @@ describe('parseRetryAfter', () => {
     expect(parseRetryAfter('Tue, 25 Nov 2025 08:00:00 GMT', now)).toBe(0);
     expect(parseRetryAfter('soon', now)).toBeUndefined();
     expect(parseRetryAfter(undefined, now)).toBeUndefined();
+    // A push service's "-5" is junk, not the year -5: no immediate retry storm.
+    expect(parseRetryAfter('-5', now)).toBeUndefined();
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Mission, MissionIteration } from '../../src/projection/mission.js';
-import { buildPlannerMessages, encryptedFields, MAX_INPUT_CHARS } from '../../src/planner/prompt.js';
+import { buildPlannerMessages, encryptedFields, MAX_INPUT_CHARS, PROMPT_LIMITS } from '../../src/planner/prompt.js';
 import type { PlannerInput } from '../../src/planner/prompt.js';
 import { TOOL_CATALOG } from '../../src/planner/tools.js';
 
@@ -136,7 +136,7 @@ describe('buildPlannerMessages', () => {
         ],
       }),
     );
-    expect(user.content).toContain(`[… cut at ${MAX_INPUT_CHARS} characters]`);
+    expect(user.content).toContain(`${'a'.repeat(MAX_INPUT_CHARS)}…[truncated 100 characters]`);
     expect(user.content).not.toContain('a'.repeat(MAX_INPUT_CHARS + 1));
     expect(user.content).toContain('title="Big \'one\'"');
     expect(user.content.match(/<\/input>/g)).toHaveLength(2);
@@ -161,5 +161,27 @@ describe('buildPlannerMessages', () => {
 
   it('encryptedFields is empty for a plain mission', () => {
     expect(encryptedFields(mission())).toEqual([]);
+  });
+
+  it('bounds title, objective, concept, input titles and history, and says where it cut', () => {
+    const big = (ch: string, n: number) => ch.repeat(n);
+    const m = mission({
+      title: big('t', 50_000),
+      objective: big('o', 1_000_000),
+      conceptMarkdown: big('c', 12_345 + PROMPT_LIMITS.concept),
+      iterations: [iteration(1, { summary: big('s', 10_000), userFeedback: big('f', 10_000) })],
+    });
+    const [, user] = buildPlannerMessages(
+      input({ mission: m, resolvedInputs: [{ ref: { module: 'goals', table: 'goals', id: 'g' }, title: big('i', 5_000), content: big('x', 100) }] }),
+    );
+    expect(user.content).toContain(`${big('t', PROMPT_LIMITS.title)}…[truncated ${(50_000 - PROMPT_LIMITS.title).toLocaleString('en-US')} characters]`);
+    expect(user.content).toContain(`${big('o', PROMPT_LIMITS.objective)}…[truncated 998,000 characters]`);
+    expect(user.content).toContain(`${big('c', PROMPT_LIMITS.concept)}…[truncated 12,345 characters]`);
+    expect(user.content).toContain(`${big('s', PROMPT_LIMITS.history)}…[truncated 9,500 characters]`);
+    expect(user.content).toContain(`${big('f', PROMPT_LIMITS.history)}…[truncated 9,500 characters]`);
+    expect(user.content).toContain(`title="${big('i', PROMPT_LIMITS.inputTitle)}…[truncated 4,800 characters]"`);
+    expect(user.content).not.toContain(big('o', PROMPT_LIMITS.objective + 1));
+    // A megabyte of mission becomes a prompt of a few pages.
+    expect(user.content.length).toBeLessThan(20_000);
   });
 });

@@ -25,7 +25,8 @@ let c: Awaited<ReturnType<typeof startCaptured>>;
 
 beforeAll(async () => {
   db = await createTestDb();
-  c = await startCaptured(db.sql, { TICK_ENABLED: 'false' });
+  // Many wrong keys from one address: lift the per-address limit (test/security/service-key-throttle.test.ts tests it).
+  c = await startCaptured(db.sql, { TICK_ENABLED: 'false', RATE_LIMIT_PER_MINUTE: '100000' });
 });
 
 afterAll(async () => {

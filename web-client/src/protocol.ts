@@ -16,6 +16,7 @@ export const CLOSE_CODES = {
   authTimeout: 4408,
   authFailed: 4401,
   protocolError: 4400,
+  tooManySockets: 4429,
   shuttingDown: 1001,
   tooBig: 1009,
 } as const;

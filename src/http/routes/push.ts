@@ -48,6 +48,8 @@ export interface PushRouteDeps {
   /** Undefined when Web Push is off. */
   vapidPublicKey: string | undefined;
   limiter: RateLimiter;
+  /** Called for every registration refused by the per-user cap. */
+  onCapRefused?: (cap: 'push_per_user') => void;
 }
 
 export function mountPush(app: OpenAPIHono, deps: PushRouteDeps): void {
@@ -89,6 +91,7 @@ export function mountPush(app: OpenAPIHono, deps: PushRouteDeps): void {
         200: { description: 'updated', content: { 'application/json': { schema: z.object({ ok: z.literal(true), created: z.boolean() }) } } },
         201: { description: 'created', content: { 'application/json': { schema: z.object({ ok: z.literal(true), created: z.boolean() }) } } },
         404: { description: 'Web Push is off', content: { 'application/json': { schema: ErrorSchema } } },
+        409: { description: 'the user holds the most push subscriptions allowed', content: { 'application/json': { schema: ErrorSchema } } },
         ...errors,
       },
     }),
@@ -97,7 +100,7 @@ export function mountPush(app: OpenAPIHono, deps: PushRouteDeps): void {
       const body = c.req.valid('json');
       const check = await checkPushEndpoint(body.endpoint, deps.allowlist, { resolve: deps.resolve });
       if (!check.ok) throw new AppError(400, 'endpoint_refused', check.reason);
-      const { created } = await deps.store.upsert({
+      const result = await deps.store.upsert({
         endpoint: body.endpoint,
         userId: c.get('userId'),
         deviceId: c.req.valid('param').deviceId,
@@ -105,7 +108,15 @@ export function mountPush(app: OpenAPIHono, deps: PushRouteDeps): void {
         expirationTime: body.expirationTime ?? null,
         vapidPublicKey: deps.vapidPublicKey,
       });
-      return c.json({ ok: true as const, created }, created ? 201 : 200);
+      if ('refused' in result) {
+        deps.onCapRefused?.('push_per_user');
+        throw new AppError(
+          409,
+          'subscription_limit',
+          `expected at most ${result.max} push subscriptions per user (PUSH_MAX_SUBSCRIPTIONS_PER_USER), got one more; remove a device's with DELETE ${path.replace('{deviceId}', ':deviceId')}`,
+        );
+      }
+      return c.json({ ok: true as const, created: result.created }, result.created ? 201 : 200);
     },
   );
 

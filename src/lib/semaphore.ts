@@ -1,14 +1,19 @@
 /**
- * A small FIFO counting semaphore: at most `limit` holders at once, waiters
- * served in arrival order so no caller starves behind later ones.
+ * The one counting semaphore: at most `limit` holders at once. Waiters are
+ * grouped by a key (a user, say) and served round-robin across keys, FIFO
+ * within a key, so a key with a long backlog delays another key's waiter by
+ * at most one grant. Without keys it is a plain FIFO semaphore.
  */
 
 /** Gives the slot back; calling it twice is harmless. */
 export type Release = () => void;
 
 export interface Semaphore {
-  /** Waits for a slot. Rejects with the signal's reason if aborted while waiting. */
-  acquire(signal?: AbortSignal): Promise<Release>;
+  /**
+   * Waits for a slot. `key` groups waiters for round-robin service (default:
+   * one shared group). Rejects with the signal's reason if aborted while waiting.
+   */
+  acquire(signal?: AbortSignal, key?: string): Promise<Release>;
   /** Slots currently held. */
   held(): number;
   /** Callers waiting for a slot. */
@@ -23,14 +28,29 @@ interface Waiter {
 export function createSemaphore(limit: number): Semaphore {
   if (!Number.isInteger(limit) || limit < 1) throw new RangeError(`semaphore limit must be an integer >= 1, got ${limit}`);
   let active = 0;
-  const queue: Waiter[] = [];
+  let queued = 0;
+  // Map order is the rotation: the key at the front is served next, then moves to the back.
+  const rotation = new Map<string, Waiter[]>();
+
+  function nextWaiter(): Waiter | undefined {
+    for (const [key, waiters] of rotation) {
+      const next = waiters.shift();
+      rotation.delete(key);
+      if (waiters.length > 0) rotation.set(key, waiters);
+      if (next) {
+        queued--;
+        return next;
+      }
+    }
+    return undefined;
+  }
 
   function releaser(): Release {
     let released = false;
     return function release() {
       if (released) return;
       released = true;
-      const next = queue.shift();
+      const next = nextWaiter();
       // Hand the slot straight to the next waiter so `active` never dips and
       // a caller arriving in between cannot jump the queue.
       if (next) next.grant(releaser());
@@ -38,7 +58,7 @@ export function createSemaphore(limit: number): Semaphore {
     };
   }
 
-  function acquire(signal?: AbortSignal): Promise<Release> {
+  function acquire(signal?: AbortSignal, key = ''): Promise<Release> {
     if (signal?.aborted) return Promise.reject(signal.reason);
     if (active < limit) {
       active++;
@@ -52,12 +72,20 @@ export function createSemaphore(limit: number): Semaphore {
         },
       };
       function onAbort() {
-        const i = queue.indexOf(waiter);
-        if (i >= 0) queue.splice(i, 1);
+        const waiters = rotation.get(key);
+        const i = waiters?.indexOf(waiter) ?? -1;
+        if (waiters && i >= 0) {
+          waiters.splice(i, 1);
+          queued--;
+          if (waiters.length === 0) rotation.delete(key);
+        }
         reject(signal?.reason);
       }
       signal?.addEventListener('abort', onAbort, { once: true });
-      queue.push(waiter);
+      const waiters = rotation.get(key);
+      if (waiters) waiters.push(waiter);
+      else rotation.set(key, [waiter]);
+      queued++;
     });
   }
 
@@ -67,7 +95,7 @@ export function createSemaphore(limit: number): Semaphore {
       return active;
     },
     waiting: function waiting() {
-      return queue.length;
+      return queued;
     },
   };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { createSemaphore } from '../../src/planner/semaphore.js';
+import { createSemaphore } from '../../src/lib/semaphore.js';
 
 const tick = () => new Promise((r) => setImmediate(r));
 
@@ -67,6 +67,43 @@ describe('createSemaphore', () => {
   it('rejects at once when the signal is already aborted', async () => {
     const sem = createSemaphore(1);
     await expect(sem.acquire(AbortSignal.abort(new Error('already')))).rejects.toThrow('already');
+    expect(sem.held()).toBe(0);
+  });
+
+  it('serves keys round-robin: a long backlog of one key delays another key by at most one grant', async () => {
+    const sem = createSemaphore(1);
+    const order: string[] = [];
+    const first = await sem.acquire(undefined, 'a');
+    const take = (key: string, name: string) =>
+      sem.acquire(undefined, key).then((release) => {
+        order.push(name);
+        release();
+      });
+    const backlog = Array.from({ length: 40 }, (_, i) => take('a', `a${i}`));
+    await tick();
+    const other = take('b', 'b0');
+    await tick();
+    expect(sem.waiting()).toBe(41);
+    first();
+    await Promise.all([...backlog, other]);
+    expect(order.indexOf('b0')).toBe(1);
+    expect(order.filter((n) => n.startsWith('a'))).toEqual(Array.from({ length: 40 }, (_, i) => `a${i}`));
+    expect(sem.held()).toBe(0);
+    expect(sem.waiting()).toBe(0);
+  });
+
+  it('an aborted keyed waiter leaves its key and the rotation goes on', async () => {
+    const sem = createSemaphore(1);
+    const first = await sem.acquire(undefined, 'a');
+    const controller = new AbortController();
+    const gone = sem.acquire(controller.signal, 'b');
+    const next = sem.acquire(undefined, 'c');
+    await tick();
+    controller.abort(new Error('stop'));
+    await expect(gone).rejects.toThrow('stop');
+    expect(sem.waiting()).toBe(1);
+    first();
+    (await next)();
     expect(sem.held()).toBe(0);
   });
 

@@ -1,0 +1,62 @@
+/**
+ * Wrong service keys are rate limited per client address, over real HTTP:
+ * after the burst of 401s an address gets 429 with Retry-After, even for the
+ * right key (so guessing cannot tell right from wrong any faster), while
+ * another address (127.0.0.2, a second loopback source) is unaffected and
+ * right keys never spend the budget.
+ */
+import { request } from 'node:http';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDb, type TestDb } from '../support/db.js';
+import { SERVICE_KEY, startCaptured, type CapturedCoordinator } from '../faults/support.js';
+
+/** 6 per minute: a burst of 10 (the limiter's minimum). */
+const BURST = 10;
+let db: TestDb;
+let c: CapturedCoordinator;
+
+beforeAll(async () => {
+  db = await createTestDb();
+  c = await startCaptured(db.sql, { TICK_ENABLED: 'false', RATE_LIMIT_PER_MINUTE: '6' });
+});
+
+afterAll(async () => {
+  await c?.stop();
+  await db?.drop();
+});
+
+function due(key: string, localAddress = '127.0.0.1'): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${c.url}/internal/missions/due`, { headers: { 'x-service-key': key }, localAddress, agent: false }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('wrong service keys per client address', () => {
+  it('the burst of 401s, then 429 with Retry-After even for the right key; another address and right keys unaffected', async () => {
+    // Right keys spend nothing.
+    for (let i = 0; i < 2 * BURST; i++) expect((await due(SERVICE_KEY)).status).toBe(200);
+
+    const statuses: number[] = [];
+    for (let i = 0; i < BURST; i++) statuses.push((await due(`wrong-${i}`)).status);
+    expect(statuses).toEqual(Array(BURST).fill(401));
+
+    const limited = await due('wrong-again');
+    expect(limited.status).toBe(429);
+    expect(Number(limited.retryAfter)).toBeGreaterThanOrEqual(1);
+    expect(JSON.parse(limited.body)).toMatchObject({ error: { code: 'rate_limited' } });
+    // The right key too: the answer must not tell a guess apart while the address is limited.
+    expect((await due(SERVICE_KEY)).status).toBe(429);
+
+    // Another client address has its own budget.
+    expect((await due('wrong', '127.0.0.2')).status).toBe(401);
+    expect((await due(SERVICE_KEY, '127.0.0.2')).status).toBe(200);
+
+    expect((await c.scrape()).value('mana_ai_rate_limited_total', { limit: 'service-key' })).toBe(2);
+  });
+});
