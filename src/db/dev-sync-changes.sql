@@ -1,4 +1,4 @@
--- Dev/embedded default ONLY: mana-sync's change log as CONTRACT.md §1
+-- Dev/embedded default ONLY: mana-sync's change log as docs/contract.md §1
 -- describes it, so a fresh machine works. Production never runs this.
 
 CREATE TABLE IF NOT EXISTS sync_changes (

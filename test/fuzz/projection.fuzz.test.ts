@@ -1,5 +1,5 @@
 /**
- * Hostile sync_changes rows against the real projection (CONTRACT.md §1:
+ * Hostile sync_changes rows against the real projection (docs/contract.md §1:
  * "malformed rows are skipped and counted, never fatal").
  *
  * fast-check generates batches of rows that mana-sync could have stored —
