@@ -136,7 +136,8 @@ export interface Config {
   serviceKey: string;
   tick: { intervalMs: number; enabled: boolean };
   projection: { batchRows: number; cacheRecords: number };
-  log: { level: string; pretty: boolean };
+  /** pretty undefined: readable lines on a terminal, JSON otherwise. */
+  log: { level: string; pretty: boolean | undefined };
   instanceId: string;
   claims: { wsTimeoutMs: number; pushTimeoutMs: number; leaseMs: number };
   presenceTtlMs: number;
@@ -211,7 +212,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     serviceKey: e.MANA_SERVICE_KEY,
     tick: { intervalMs: e.TICK_INTERVAL_MS, enabled: e.TICK_ENABLED },
     projection: { batchRows: e.PROJECTION_BATCH_ROWS, cacheRecords: e.PROJECTION_CACHE_RECORDS },
-    log: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY ?? false },
+    log: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY },
     instanceId: e.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     claims: { wsTimeoutMs: e.WS_CLAIM_TIMEOUT_MS, pushTimeoutMs: e.PUSH_CLAIM_TIMEOUT_MS, leaseMs: e.CLAIM_LEASE_MS },
     presenceTtlMs: e.PRESENCE_TTL_MS,

@@ -8,6 +8,7 @@ import { createLogger } from './log.js';
 import { createSql } from './db/pool.js';
 import { startCoordinator } from './coordinator.js';
 import { createReleasers } from './lifetimes.js';
+import { startBanner } from './start-banner.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
@@ -85,6 +86,8 @@ async function main(): Promise<void> {
 
     const coordinator = await startCoordinator({ config, sql, log });
     releasers.add(() => coordinator.stop());
+    const banner = startBanner({ host: config.host, port: coordinator.port, devDefaults: config.devDefaults });
+    log.info({ url: banner.url }, banner.message);
   } catch (err: unknown) {
     // A failed start must not leave the embedded Postgres running: it would
     // hold the data folder and make every later start fail too.
