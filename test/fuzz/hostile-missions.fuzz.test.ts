@@ -14,6 +14,7 @@ import fc from 'fast-check';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { startLlmStub, type LlmStub } from '../support/llm-stub.js';
 import { inMs, waitFor } from '../support/coordinator.js';
+import { testSeed } from '../support/seed.js';
 import { ledger, planCount, startCaptured, type CapturedCoordinator } from '../faults/support.js';
 
 let db: TestDb;
@@ -100,7 +101,7 @@ const hostileMission = fc.record(
 
 describe('hostile mission records through the server planner', () => {
   it('each becomes exactly one iteration, no run crashes, no pass fails', async () => {
-    const seed = Date.now() ^ 0x5eed;
+    const { seed } = testSeed('hostile missions');
     const missions = fc.sample(hostileMission, { numRuns: 30, seed });
     const rows = missions.map((m, i) => ({
       u: `hostile-${i}`,

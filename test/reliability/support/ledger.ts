@@ -6,6 +6,7 @@
  */
 import type { Sql } from '../../../src/db/pool.js';
 import { waitFor as pollFor } from '../../support/wait.js';
+import { fileSeed } from '../../support/seed.js';
 import { iterationIdFor } from '../../../src/schedule/occurrence-id.js';
 import { parseInstant } from '../../../src/projection/instant.js';
 
@@ -138,7 +139,9 @@ export function waitFor<T>(check: () => Promise<T | undefined | false> | T | und
 }
 
 /** Random integer in [min, max]. */
-export const between = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
+/** Every random choice of the reliability suites (kill times, delays), seeded and printed on failure. */
+const rng = fileSeed('reliability');
+export const between = (min: number, max: number) => rng.int(min, max);
 
 /**
  * Prints a test's figures as one line (vitest shows it), and writes them to
