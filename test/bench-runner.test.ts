@@ -17,7 +17,7 @@ function runner(files: Record<string, string>, args: string[]) {
   const r = spawnSync(process.execPath, ['--import', 'tsx', 'test/bench/run.ts', ...args], {
     env: { ...process.env, BENCH_DIR: dir },
     encoding: 'utf8',
-    timeout: 60_000,
+    timeout: 120_000,
   });
   return { status: r.status, out: r.stdout, err: r.stderr };
 }
@@ -44,7 +44,7 @@ describe('bench runner', () => {
     expect(r.err).toContain('b-bench.ts exports no run()');
     expect(r.err).toContain('2/3 ran');
     expect(r.status).toBe(1);
-  });
+  }, 240_000);
 
   it('fails for a bench that throws, and for a filter that matches nothing', () => {
     const thrown = runner({ 'd-bench.ts': "export async function run(): Promise<void> { throw new Error('no database'); }\n" }, ['d-bench']);
@@ -53,9 +53,9 @@ describe('bench runner', () => {
     const none = runner({}, ['no-such-bench']);
     expect(none.err).toContain('no bench matches no-such-bench');
     expect(none.status).toBe(1);
-  });
+  }, 240_000);
 
   it('succeeds when every chosen bench ran', () => {
     expect(runner({}, ['a-bench', 'c-bench']).status).toBe(0);
-  });
+  }, 240_000);
 });

@@ -24,7 +24,7 @@ beforeAll(() => {
   mkdirSync(join(app, 'node_modules'));
   // The installed package, as `npm install mana-ai` would place it.
   symlinkSync(root, join(app, 'node_modules', 'mana-ai'), 'dir');
-}, 120_000);
+}, 240_000);
 afterAll(() => rmSync(app, { recursive: true, force: true }));
 
 /** Diagnostics of a strict program over one fixture file, as text. */
@@ -52,15 +52,15 @@ function compile(file: string, lib: string[], checkDeclarations = true): string[
 describe('typed browser package', () => {
   it('type-checks a tab that imports mana-ai/web-client', () => {
     expect(compile('app.ts', ['lib.es2022.d.ts', 'lib.dom.d.ts', 'lib.dom.iterable.d.ts'])).toEqual([]);
-  }, 60_000);
+  }, 240_000);
 
   it('type-checks a service worker that imports mana-ai/web-client/sw', () => {
     expect(compile('sw.ts', ['lib.es2022.d.ts', 'lib.webworker.d.ts'])).toEqual([]);
-  }, 60_000);
+  }, 240_000);
 
   it('reports a misuse, so a passing compile means something', () => {
     writeFileSync(join(app, 'src', 'wrong.ts'), "import { createMissionClient } from 'mana-ai/web-client';\ncreateMissionClient({ baseUrl: 'x' });\n");
     const errors = compile('wrong.ts', ['lib.es2022.d.ts', 'lib.dom.d.ts'], false);
     expect(errors.join('\n')).toContain('getToken');
-  }, 60_000);
+  }, 240_000);
 });
