@@ -170,7 +170,8 @@ export interface Config {
   projection: { batchRows: number; cacheRecords: number };
   /** Build the projection's fast-path index on sync_changes at start when it is missing (src/db/sync-index.sql). */
   syncCreateIndex: boolean;
-  log: { level: string; pretty: boolean };
+  /** pretty undefined: readable lines on a terminal, JSON otherwise. */
+  log: { level: string; pretty: boolean | undefined };
   instanceId: string;
   claims: { wsTimeoutMs: number; pushTimeoutMs: number; leaseMs: number };
   presenceTtlMs: number;
@@ -257,7 +258,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     tick: { intervalMs: e.TICK_INTERVAL_MS, enabled: e.TICK_ENABLED },
     projection: { batchRows: e.PROJECTION_BATCH_ROWS, cacheRecords: e.PROJECTION_CACHE_RECORDS },
     syncCreateIndex: e.SYNC_CREATE_INDEX,
-    log: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY ?? false },
+    log: { level: e.LOG_LEVEL, pretty: e.LOG_PRETTY },
     instanceId: e.INSTANCE_ID ?? `${hostname()}-${process.pid}-${randomUUID().slice(0, 8)}`,
     claims: { wsTimeoutMs: e.WS_CLAIM_TIMEOUT_MS, pushTimeoutMs: e.PUSH_CLAIM_TIMEOUT_MS, leaseMs: e.CLAIM_LEASE_MS },
     presenceTtlMs: e.PRESENCE_TTL_MS,

@@ -3,6 +3,7 @@
  * once. A failing releaser is logged and does not stop the others.
  */
 import type { Logger } from './log.js';
+import { isConnectionError } from './db/errors.js';
 
 export function createReleasers(log: Logger) {
   const stack: (() => Promise<void> | void)[] = [];
@@ -18,7 +19,10 @@ export function createReleasers(log: Logger) {
           try {
             await fn();
           } catch (err: unknown) {
-            log.error({ err }, 'cleanup step failed');
+            // Ctrl-C in a terminal reaches the embedded Postgres too (same process
+            // group), which stops at once: a step that needed it has nothing left to undo.
+            if (isConnectionError(err)) log.debug({ err }, 'cleanup step skipped: the database is already gone');
+            else log.error({ err }, 'cleanup step failed');
           }
         }
       })();

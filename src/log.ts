@@ -1,9 +1,13 @@
 /**
- * The pino root logger. JSON to stdout; pretty only when asked for and a TTY
- * is attached. Secrets are redacted by path so a careless `log.info({ req })`
- * cannot leak a token, a key or a push endpoint (the endpoint URL is a
- * bearer capability for that device).
+ * The pino root logger. On a terminal it prints readable lines (pino-pretty);
+ * anywhere else (a container, a pipe, a file) one JSON object per line, which
+ * is what log shippers read. pino-pretty is a development dependency and is
+ * loaded only when a pretty log is wanted, so a production install without
+ * it logs JSON as before. Secrets are redacted by path so a careless
+ * `log.info({ req })` cannot leak a token, a key or a push endpoint (the
+ * endpoint URL is a bearer capability for that device).
  */
+import { createRequire } from 'node:module';
 import { pino, type Logger, type DestinationStream } from 'pino';
 
 export const REDACT_PATHS = [
@@ -35,21 +39,55 @@ export const REDACT_PATHS = [
 
 export interface LogOptions {
   level: string;
-  pretty: boolean;
+  /** true: readable lines, false: JSON, undefined: readable on a terminal only. */
+  pretty: boolean | undefined;
   base?: Record<string, unknown>;
 }
 
-export function createLogger(opts: LogOptions, destination?: DestinationStream): Logger {
+/** Where log lines go; `isTTY` decides the automatic format. */
+export type LogOutput = DestinationStream & { isTTY?: boolean };
+
+/** Whether to print readable lines: as configured, else when the output is a terminal. */
+export function wantsPretty(setting: boolean | undefined, isTTY: boolean): boolean {
+  return setting ?? isTTY;
+}
+
+type PrettyFactory = (opts: { destination: LogOutput; colorize: boolean; sync: boolean; translateTime: string; singleLine: boolean; ignore: string }) => DestinationStream;
+
+/** pino-pretty when it is installed, else null (a production install has only JSON). */
+export function loadPrettyFactory(load: (id: string) => unknown = createRequire(import.meta.url)): PrettyFactory | null {
+  try {
+    const mod = load('pino-pretty') as PrettyFactory | { default: PrettyFactory };
+    return typeof mod === 'function' ? mod : mod.default;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * The logger. Without `output` it writes to stdout. Readable lines are
+ * written synchronously on the main thread (no transport worker), so the
+ * last lines before an exit are never lost.
+ */
+export function createLogger(opts: LogOptions, output?: LogOutput, loadPretty: () => PrettyFactory | null = loadPrettyFactory): Logger {
   const options = {
     level: opts.level,
     base: opts.base ?? {},
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
     timestamp: pino.stdTimeFunctions.isoTime,
   };
-  if (!destination && opts.pretty && process.stdout.isTTY) {
-    return pino({ ...options, transport: { target: 'pino-pretty', options: { colorize: true } } });
+  const isTTY = Boolean(output ? output.isTTY : process.stdout.isTTY);
+  if (wantsPretty(opts.pretty, isTTY)) {
+    const pretty = loadPretty();
+    if (pretty) {
+      const destination = output ?? (process.stdout as LogOutput);
+      return pino(options, pretty({ destination, colorize: isTTY, sync: true, translateTime: 'SYS:HH:MM:ss.l', singleLine: true, ignore: 'pid,hostname,service,instance' }));
+    }
+    const log = output ? pino(options, output) : pino(options);
+    log.warn('readable logs need pino-pretty (a development dependency), which is not installed; logging JSON');
+    return log;
   }
-  return destination ? pino(options, destination) : pino(options);
+  return output ? pino(options, output) : pino(options);
 }
 
 /**

@@ -10,6 +10,7 @@ import { startCoordinator } from './coordinator.js';
 import { createReleasers } from './lifetimes.js';
 import { StartError } from './start-error.js';
 import { assertDriverPatched } from './db/driver-patch.js';
+import { startBanner } from './start-banner.js';
 
 const SHUTDOWN_GRACE_MS = 10_000;
 const SIGNALS = ['SIGTERM', 'SIGINT'] as const;
@@ -88,6 +89,8 @@ async function main(): Promise<void> {
 
     const coordinator = await startCoordinator({ config, sql, log });
     releasers.add(() => coordinator.stop());
+    const banner = startBanner({ host: config.host, port: coordinator.port, devDefaults: config.devDefaults });
+    log.info({ url: banner.url }, banner.message);
   } catch (err: unknown) {
     // A failed start must not leave the embedded Postgres running: it would
     // hold the data folder and make every later start fail too.

@@ -1,6 +1,6 @@
 /**
- * A tiny OpenAI-compatible mana-llm stand-in for the e2e run (CONTRACT.md
- * §3/§4): every POST /v1/chat/completions answers one valid plan in a
+ * A tiny OpenAI-compatible mana-llm stand-in for the e2e run (docs/contract.md
+ * §3, §4): every POST /v1/chat/completions answers one valid plan in a
  * fenced ```json block (create_task + create_note, each with a rationale).
  * GET /calls lists the user prompts it received, so a spec can tell whether
  * the server planned a given mission (its title is in the prompt).

@@ -2,7 +2,7 @@
  * A JWKS key set held in memory: fetched once, refreshed after a TTL, refetched
  * when a token names an unknown `kid`. jose's `createRemoteJWKSet` is not used
  * because its policy (cooldown, failure handling) is not ours to choose; see
- * DESIGN.md "Pitfalls".
+ * docs/architecture.md "Known pitfalls".
  *
  * Rules:
  * - one fetch in flight at a time; every caller waiting for keys shares it;

@@ -1,6 +1,6 @@
 /**
  * End-user authentication: verifies the `Authorization: Bearer <JWT>` that
- * mana-auth issues (CONTRACT.md §5; `sub` is the user id).
+ * mana-auth issues (docs/contract.md §5; `sub` is the user id).
  *
  * Two modes, chosen by what the caller passes:
  * - `jwks`: EdDSA (Ed25519), ES256 or RS256 against mana-auth's JWKS

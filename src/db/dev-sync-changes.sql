@@ -1,5 +1,5 @@
 -- Dev mode ONLY (the embedded database or DEV_MODE=1): mana-sync's change
--- log as docs/production-grants.sql expects to find it, so a fresh machine
+-- log as docs/contract.md §1 describes it and docs/production-grants.sql expects it, so a fresh machine
 -- works. {{schema}} is SYNC_SCHEMA, substituted (quoted) by migrate.ts.
 -- Production never runs this: mana-sync owns the table.
 

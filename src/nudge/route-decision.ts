@@ -1,6 +1,6 @@
 /**
  * The routing decision, pure: which party gets an occurrence, and how long
- * it has to claim it. DESIGN.md "Routing": a live socket anywhere → WebSocket
+ * it has to claim it. docs/architecture.md "Routing": a live socket anywhere → WebSocket
  * to all the user's open devices; else push subscriptions → Web Push; else
  * the server plans it — or, when the server cannot (no LLM configured), the
  * occurrence waits for a device.

@@ -1,5 +1,5 @@
 /**
- * When a mission is due next, from its cadence (CONTRACT.md §2). Pure: the
+ * When a mission is due next, from its cadence (docs/contract.md §2). Pure: the
  * caller passes the reference instant and the time zone.
  *
  * Wall-clock cadences (daily, weekly, cron) are read in the mission's time

@@ -1,5 +1,5 @@
 /**
- * Client for mana-llm's OpenAI-compatible chat endpoint (CONTRACT.md §4).
+ * Client for mana-llm's OpenAI-compatible chat endpoint (docs/contract.md §4).
  * mana-llm can be slow, rate-limit or fail, so every call runs under a global
  * concurrency limit, a per-attempt timeout and bounded retries with jittered
  * backoff. The service key and the messages are never logged: prompts carry

@@ -1,5 +1,5 @@
 /**
- * Turns an LLM reply into a validated plan (CONTRACT.md §3), or into a reason
+ * Turns an LLM reply into a validated plan (docs/contract.md §3), or into a reason
  * a human can act on. The model is untrusted: it may answer in prose, wrap
  * the JSON in a fence, invent tools or drop the rationale. Never throws.
  */

@@ -1,6 +1,6 @@
 /**
  * Builds the two chat messages the server sends to mana-llm to plan one
- * mission iteration (CONTRACT.md §3). Pure: everything it shows the model
+ * mission iteration (docs/contract.md §3). Pure: everything it shows the model
  * comes in through {@link PlannerInput}; nothing is read from the clock or
  * the environment.
  */

@@ -1,6 +1,6 @@
 /**
  * The ONE catalog of tools the server-side planner may propose
- * (CONTRACT.md §3). Prompt building and plan parsing both read it, so a tool
+ * (docs/contract.md §3). Prompt building and plan parsing both read it, so a tool
  * added here is offered to the LLM and accepted from it in one change.
  *
  * Every tool is propose-only: the server never executes a step; the user's

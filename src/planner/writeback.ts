@@ -1,5 +1,5 @@
 /**
- * Writing a server iteration back into the change log (CONTRACT.md §1):
+ * Writing a server iteration back into the change log (docs/contract.md §1):
  * one sync_changes row, op 'update', `{ iterations, nextRunAt, updatedAt }`,
  * per-field timestamps in the column this deployment has, written inside a
  * per-user transaction under the forced RLS policy.
@@ -114,7 +114,7 @@ export async function writeIteration(sql: Sql, target: WriteTarget, input: Write
     // iterations is ONE field under LWW: merge into what the committed log holds now, not
     // only what the projection saw, so a device iteration of the last moments is kept.
     const current = await currentRecord(tx, target.cols, input.userId, input.missionId);
-    // An update on a deleted record would re-create it from this row alone (CONTRACT §1).
+    // An update on a deleted record would re-create it from this row alone (docs/contract.md §1).
     if (!current || current['deletedAt']) return settle('superseded', 'mission deleted while the server planned it');
     const [own] = await tx`
       UPDATE mana_ai.occurrences SET status = ${input.finalStatus}, lease_expires_at = NULL, plan = ${tx.json(input.iteration as never)},

@@ -1,5 +1,5 @@
 /**
- * Field-level last-write-wins over sync_changes rows (CONTRACT.md §1). The
+ * Field-level last-write-wins over sync_changes rows (docs/contract.md §1). The
  * rules live here; the one other place that applies them is mergeDeltas
  * (snapshot-store.ts), which merges rows that are not deletes in SQL, and
  * test/projection/merge-deltas.property.test.ts holds it to this file.

@@ -1,5 +1,5 @@
 /**
- * The Mission record of app `ai`, table `aiMissions` (CONTRACT.md §2), as the
+ * The Mission record of app `ai`, table `aiMissions` (docs/contract.md §2), as the
  * projection yields it. Records come from users' devices, so every field is
  * treated as untrusted: readers go through the narrow accessors below.
  */

@@ -8,7 +8,7 @@
  *   journal) of the same users — 20 % of the log;
  * - the rest are aiMissions rows of `users` × `missionsPerUser` missions
  *   (2,000 × 5), spread evenly (≈ 80 rows per mission): the first row of a
- *   mission is an insert with the whole record (CONTRACT.md §2), later rows
+ *   mission is an insert with the whole record (docs/contract.md §2), later rows
  *   are updates (runner iterations + nextRunAt, reschedules, state changes,
  *   edits, cadence changes, soft deletes), about 1 % of the log is deletes and
  *   the row after a delete re-creates the mission;

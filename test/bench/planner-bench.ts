@@ -296,6 +296,20 @@ function table(r: PlannerBenchResult): string {
   return lines.join('\n');
 }
 
+const envList = (name: string): number[] | undefined => (process.env[name] ? process.env[name]!.split(',').map(Number) : undefined);
+
+/** For `npm run bench` (test/bench/run.ts): the defaults, or PLANNER_BENCH_MISSIONS / PLANNER_BENCH_CONCURRENCIES. */
+export async function run(): Promise<void> {
+  const missions = envList('PLANNER_BENCH_MISSIONS')?.[0];
+  const concurrencies = envList('PLANNER_BENCH_CONCURRENCIES');
+  const result = await runPlannerBench({
+    ...(missions ? { missions } : {}),
+    ...(concurrencies ? { concurrencies } : {}),
+    log: (line) => process.stderr.write(`[planner-bench] ${line}\n`),
+  });
+  process.stdout.write(`${table(result)}\n`);
+}
+
 if (process.argv.includes('--child')) {
   child().catch((err: unknown) => {
     process.send?.({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });

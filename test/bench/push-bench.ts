@@ -306,6 +306,17 @@ export function formatPushBench(r: PushBenchResult): string {
   ].join('\n');
 }
 
+/** For `npm run bench` (test/bench/run.ts): the defaults, or PUSH_BENCH_MESSAGES / PUSH_BENCH_ROUNDS. */
+export async function run(): Promise<void> {
+  const env = (name: string) => (process.env[name] ? Number(process.env[name]) : undefined);
+  const result = await runPushBench({
+    messages: env('PUSH_BENCH_MESSAGES'),
+    rounds: env('PUSH_BENCH_ROUNDS'),
+    progress: (line) => process.stderr.write(`[push-bench] ${line}\n`),
+  });
+  process.stdout.write(`${formatPushBench(result)}\n`);
+}
+
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const messages = process.argv[2] === undefined ? undefined : Number(process.argv[2]);
   const rounds = process.argv[3] === undefined ? undefined : Number(process.argv[3]);

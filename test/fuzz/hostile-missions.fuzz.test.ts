@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { startLlmStub, type LlmStub } from '../support/llm-stub.js';
-import { inMs, waitFor } from '../support/coordinator.js';
+import { inMs, seedRecords, waitFor } from '../support/coordinator.js';
+import { testSeed } from '../support/seed.js';
 import { ledger, planCount, startCaptured, type CapturedCoordinator } from '../faults/support.js';
 
 let db: TestDb;
@@ -100,17 +101,14 @@ const hostileMission = fc.record(
 
 describe('hostile mission records through the server planner', () => {
   it('each becomes exactly one iteration, no run crashes, no pass fails', async () => {
-    const seed = Date.now() ^ 0x5eed;
+    const { seed } = testSeed('hostile missions');
     const missions = fc.sample(hostileMission, { numRuns: 30, seed });
     const rows = missions.map((m, i) => ({
       u: `hostile-${i}`,
       r: 'm',
       d: JSON.parse(JSON.stringify({ ...m, id: 'm', state: 'active', nextRunAt: inMs(-1000) }).replace(/\\u0000/g, '\\u0001')) as unknown,
     }));
-    await db.sql`
-      INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id)
-      SELECT 'ai', 'aiMissions', r, u, 'insert', d, 'fuzz'
-      FROM jsonb_to_recordset(${db.sql.json(rows as never)}::jsonb) AS x(u text, r text, d jsonb)`;
+    await seedRecords(db.sql, rows.map((r) => ({ userId: r.u, recordId: r.r, data: r.d })), { clientId: 'fuzz', origin: null });
 
     // Ciphertext in a prompt field: only a device can plan it, so it waits (and never reaches the LLM).
     const encrypted = new Set(

@@ -112,7 +112,8 @@ describe('random frames', () => {
         const code = await settle(client, auth);
         const key = code === null ? 'open' : String(code);
         codes.set(key, (codes.get(key) ?? 0) + 1);
-        if (code !== null) expect(ALLOWED_CLOSES, JSON.stringify(frames).slice(0, 300)).toContain(code);
+        // An unauthenticated socket always ends closed; an authenticated one may stay open (having answered a ping).
+        expect(auth ? [...ALLOWED_CLOSES, 'open'] : ALLOWED_CLOSES, JSON.stringify(frames).slice(0, 300)).toContain(code ?? 'open');
         for (const frame of client.frames) expect(ServerFrame.safeParse(frame).success, JSON.stringify(frame)).toBe(true);
         // Wrong input is answered, not ignored: an error frame or a close.
         await client.close();
@@ -208,7 +209,8 @@ describe('slow clients', () => {
     for (const r of results) {
       // Cut off within the request timeout plus Node's checking interval.
       expect(r.ms, r.name).toBeLessThan(REQUEST_TIMEOUT_MS + 2000);
-      if (r.answer) expect(r.answer, r.name).toMatch(/^HTTP\/1\.1 (408|400)/);
+      // Node answers every stalled connection, even one that sent nothing, with 408 before closing it.
+      expect(r.answer, r.name).toMatch(/^HTTP\/1\.1 408 /);
     }
     expect(Date.now() - started).toBeLessThan(REQUEST_TIMEOUT_MS + 3000);
   });

@@ -199,6 +199,8 @@ async function startProxy(targetPort: number) {
   let server: Server | undefined;
   let port = 0;
   async function open(): Promise<void> {
+    // Open already: a second server on the same port would fail and orphan the first.
+    if (server) return;
     server = createServer((client) => {
       const upstream = connect(targetPort, '127.0.0.1');
       for (const s of [client, upstream]) {

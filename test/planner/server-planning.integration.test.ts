@@ -84,7 +84,7 @@ describe('a valid plan', () => {
     expect(req.user).toContain('Finish the quarterly report');
     expect(req.system).toContain('create_task');
 
-    // Exactly one row, shaped as CONTRACT.md §1 and the issue ask.
+    // Exactly one row, shaped as docs/contract.md §6 says.
     const rows = await runnerRows(db.sql);
     expect(rows).toHaveLength(1);
     const row = rows[0]!;

@@ -4,63 +4,29 @@
  * readers for what the planner wrote (runner rows, projected missions,
  * occurrences).
  */
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import { loadConfig } from '../../src/config.js';
-import { startCoordinator, type Coordinator } from '../../src/coordinator.js';
+import type { Coordinator } from '../../src/coordinator.js';
 import type { Sql } from '../../src/db/pool.js';
+import { seedMissions, startTestCoordinator, type TestCoordinator } from '../support/coordinator.js';
 import { getMission } from '../../src/projection/missions.js';
 import type { Mission, MissionIteration } from '../../src/projection/mission.js';
 import { RUNNER_CLIENT_ID } from '../../src/planner/writeback.js';
 
 export { inMs, sleep, waitFor } from '../support/coordinator.js';
 
-export interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
+export type { LogLine } from '../support/coordinator.js';
 
-export interface PlanningCoordinator extends Coordinator {
-  logs: LogLine[];
-  /** Log lines at warn (40) or above whose message contains `text`. */
-  warnings(text: string): LogLine[];
-}
+/** A test coordinator whose log is captured (see test/support/coordinator.ts). */
+export type PlanningCoordinator = TestCoordinator;
 
 export const SERVICE_KEY = 'test-service-key-123';
 
-/** Starts a coordinator on `sql` with server planning against `llmUrl` (omit for none). */
+/** Starts a coordinator on `sql` with its log captured and quick planner retries; pass MANA_LLM_URL for server planning. */
 export async function startPlanningCoordinator(sql: Sql, env: Record<string, string> = {}): Promise<PlanningCoordinator> {
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'silent',
-    TICK_INTERVAL_MS: '100',
-    MANA_SERVICE_KEY: SERVICE_KEY,
-    PLANNER_RETRY_BACKOFF_MS: '100,100',
-    PLANNER_TIMEOUT_MS: '5000',
-    ...env,
-  });
-  const logs: LogLine[] = [];
-  const echo = process.env['TEST_LOG'];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const line of chunk.toString('utf8').split('\n')) {
-        if (!line) continue;
-        logs.push(JSON.parse(line) as LogLine);
-        if (echo) process.stdout.write(`${line}\n`);
-      }
-      cb();
-    },
-  });
-  const log = pino({ level: echo ?? 'info' }, sink);
-  const c = await startCoordinator({ config, sql, log });
-  return {
-    ...c,
-    logs,
-    warnings: (text) => logs.filter((l) => l.level >= 40 && typeof l.msg === 'string' && l.msg.includes(text)),
-  };
+  return startTestCoordinator(
+    sql,
+    { MANA_SERVICE_KEY: SERVICE_KEY, PLANNER_RETRY_BACKOFF_MS: '100,100', PLANNER_TIMEOUT_MS: '5000', ...env },
+    { capture: process.env['TEST_LOG'] ?? 'info' },
+  );
 }
 
 export interface MissionSpec {
@@ -77,28 +43,11 @@ export interface MissionSpec {
 
 /** Writes missions as mana-sync rows (op insert, the whole record), in one statement. */
 export async function insertPlannableMissions(sql: Sql, missions: MissionSpec[]): Promise<void> {
-  const rows = missions.map((m) => ({
-    u: m.userId,
-    r: m.missionId,
-    d: {
-      id: m.missionId,
-      createdAt: new Date(Date.now() - 86_400_000).toISOString(),
-      updatedAt: new Date(Date.now() - 86_400_000).toISOString(),
-      title: m.title ?? `Mission ${m.missionId}`,
-      objective: m.objective ?? 'Finish the quarterly report',
-      conceptMarkdown: m.conceptMarkdown ?? 'Small steps, one per day.',
-      inputs: m.inputs ?? [],
-      cadence: m.cadence ?? { kind: 'daily', atHour: 9, atMinute: 0 },
-      state: 'active',
-      iterations: m.iterations ?? [],
-      nextRunAt: m.nextRunAt,
-    },
-  }));
-  // The test login is a superuser: RLS does not stop this direct write.
-  await sql`
-    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-    SELECT 'ai', 'aiMissions', r, u, 'insert', d, 'device-1', 'user'
-    FROM jsonb_to_recordset(${sql.json(rows as never)}::jsonb) AS x(u text, r text, d jsonb)`;
+  await seedMissions(
+    sql,
+    missions.map((m) => ({ ...m, objective: m.objective ?? 'Finish the quarterly report' })),
+    { clientId: 'device-1' },
+  );
 }
 
 export interface RunnerRow {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { TOOL_CATALOG, toolByName } from '../../src/planner/tools.js';
 
 describe('TOOL_CATALOG', () => {
-  it('lists exactly the propose-only tools of CONTRACT.md §3 with their params', () => {
+  it('lists exactly the propose-only tools of docs/contract.md §3 with their params', () => {
     const summary = Object.fromEntries(
       TOOL_CATALOG.map((t) => [t.name, t.parameters.map((p) => `${p.name}${p.required ? '' : '?'}`).join(',')]),
     );

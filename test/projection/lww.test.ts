@@ -1,5 +1,5 @@
 /**
- * The LWW rules of CONTRACT.md §1, one by one, on the pure functions of
+ * The LWW rules of docs/contract.md §1, one by one, on the pure functions of
  * src/projection/lww.ts. Every case is checked three ways: the contract's
  * literal replay (oracle.ts), lww.ts in replay order, and lww.ts fed in
  * reverse arrival order (late commits) with the rebuild it may ask for.
@@ -64,7 +64,7 @@ function project(rows: ChangeRow[]): Record<string, unknown> | null {
   return oracle;
 }
 
-describe('LWW rules (CONTRACT.md §1)', () => {
+describe('LWW rules (docs/contract.md §1)', () => {
   it('a delete removes the record', () => {
     expect(project([row({ op: 'insert', createdAt: t(1), data: { title: 'a' } }), row({ op: 'delete', createdAt: t(2), data: null })])).toBeNull();
   });

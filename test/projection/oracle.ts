@@ -1,5 +1,5 @@
 /**
- * The contract's replay, written as literally as CONTRACT.md §1 states it:
+ * The contract's replay, written as literally as docs/contract.md §1 states it:
  * sort by (created_at, id), walk the rows, a field wins when its timestamp is
  * at least the stored one. Deliberately independent of src/projection/lww.ts
  * (only the instant parser is shared) so the property tests compare two

@@ -90,7 +90,7 @@ it(`plans each of ${MISSIONS} due occurrences exactly once across ${KILLS} kill 
         FROM mana_ai.occurrences`;
       return row!.n === MISSIONS && row!.open === 0;
     },
-    // Occurrences a kill left 'created' (between insert and routing) are re-routed after STALE_CREATED_MS (30 s).
+    // Occurrences a kill left 'created' (between insert and routing) are re-routed STALE_CREATED_MS (10 s) after they fell due.
     SOAK ? 300_000 : 75_000,
     'every occurrence to be done',
     200,

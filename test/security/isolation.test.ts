@@ -6,8 +6,8 @@
  * device id, the due time (so the derived iteration id), and even Bob's push
  * endpoint.
  *
- * Re-registering an endpoint under another user MOVES it (DESIGN: an
- * endpoint belongs to exactly one user): the endpoint URL is the capability,
+ * Re-registering an endpoint under another user MOVES it (docs/architecture.md
+ * "Routing": an endpoint belongs to exactly one user): the endpoint URL is the capability,
  * so whoever presents it owns it from then on — Bob stops receiving pushes
  * on it, and Mallory still sees nothing of Bob's.
  */

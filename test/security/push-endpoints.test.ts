@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDb, type TestDb } from '../support/db.js';
+import { testSeed } from '../support/seed.js';
 import { subscriptionKeys } from '../nudge/web-push-helpers.js';
 import { putSubscription, startCaptured, type CapturedCoordinator } from '../faults/support.js';
 
@@ -84,7 +85,8 @@ describe('push endpoint restrictions', () => {
 
   it('an endpoint too long to index is a 400, not a 500', async () => {
     // ~1,000 random CJK characters: within the 2,048-character limit, ~3 KB of UTF-8 that does not compress.
-    const tail = Array.from({ length: 1000 }, () => String.fromCodePoint(0x4e00 + Math.floor(Math.random() * 0x5000))).join('');
+    const rng = testSeed('endpoint too long');
+    const tail = Array.from({ length: 1000 }, () => String.fromCodePoint(0x4e00 + rng.int(0, 0x4fff))).join('');
     const res = await putSubscription(c.url, token, 'phone', { endpoint: `${LOCAL_ORIGIN}/push/${tail}`, keys: subscriptionKeys() });
     expect(res.status).toBe(400);
     expect(res.body.error?.code).toBe('invalid_value');

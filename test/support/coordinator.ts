@@ -1,40 +1,72 @@
 /**
- * Test helpers for the occurrence/nudge integration tests: a coordinator on
- * a test database with a config built by `loadConfig`, a real `ws` client
- * that authenticates and records every frame, and writers that put missions
- * into sync_changes the way mana-sync would.
+ * The harness every suite starts a coordinator with: in this process
+ * (`startTestCoordinator`, here) or as a child process
+ * (`startChild`, child-coordinator.ts), both from the same test
+ * defaults (`TEST_ENV`). Also: a real `ws` client that authenticates and
+ * records every frame (ws-client.ts), and the mission seeder
+ * (missions.ts), re-exported so a suite imports one module.
  */
+import { Writable } from 'node:stream';
 import { pino } from 'pino';
-import WebSocket from 'ws';
 import { loadConfig } from '../../src/config.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator.js';
 import type { Sql } from '../../src/db/pool.js';
-import type { FallbackPlanner } from '../../src/nudge/router.js';
-import type { ServerFrame } from '../../src/nudge/protocol.js';
+import type { FallbackPlanner, PushChannel } from '../../src/nudge/router.js';
 import type { Occurrence } from '../../src/schedule/occurrences.js';
+import { seedMissions } from './missions.js';
+import { scrapeMetrics, type MetricSamples } from './metrics.js';
+import { TEST_ENV } from './test-env.js';
+
+export { TEST_ENV } from './test-env.js';
+export { killAllChildren, startChild, type ChildCoordinator } from './child-coordinator.js';
+
+export interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
 
 export interface TestCoordinator extends Coordinator {
   wsUrl: string;
   /** A dev-default HS256 token for the user, from POST /dev/token. */
   token(userId: string): Promise<string>;
+  /** Raw pino lines, as written (empty unless the log is captured). */
+  lines: string[];
+  /** The same lines, parsed. */
+  logs: LogLine[];
+  records(): Record<string, unknown>[];
+  /** Lines at warn (40) or above whose message contains `text`. */
+  warnings(text: string): LogLine[];
+  /** GET /metrics, parsed, as a scraper reads it. */
+  scrape(): Promise<MetricSamples>;
 }
 
-/** Starts a coordinator on `sql`; env entries override the test defaults. */
-export async function startTestCoordinator(
-  sql: Sql,
-  env: Record<string, string> = {},
-  opts: { fallback?: FallbackPlanner } = {},
-): Promise<TestCoordinator> {
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    PORT: '0',
-    HOST: '127.0.0.1',
-    LOG_LEVEL: 'silent',
-    TICK_INTERVAL_MS: '100',
-    ...env,
+export interface TestCoordinatorOptions {
+  fallback?: FallbackPlanner;
+  push?: PushChannel;
+  /** Capture pino output at this level (TEST_LOG also echoes it); default: nothing logged. */
+  capture?: string;
+}
+
+/** Starts a coordinator on `sql`; env entries override TEST_ENV. */
+export async function startTestCoordinator(sql: Sql, env: Record<string, string> = {}, opts: TestCoordinatorOptions = {}): Promise<TestCoordinator> {
+  const config = loadConfig({ ...TEST_ENV, ...env });
+  const lines: string[] = [];
+  const logs: LogLine[] = [];
+  const echo = process.env['TEST_LOG'];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      for (const line of chunk.toString('utf8').split('\n')) {
+        if (!line) continue;
+        lines.push(line);
+        logs.push(JSON.parse(line) as LogLine);
+        if (echo) process.stdout.write(`${line}\n`);
+      }
+      done();
+    },
   });
-  const log = pino({ level: process.env['TEST_LOG'] ?? 'silent' });
-  const c = await startCoordinator({ config, sql, log, fallback: opts.fallback });
+  const log = pino({ level: opts.capture ?? echo ?? 'silent' }, sink);
+  const c = await startCoordinator({ config, sql, log, ...(opts.fallback ? { fallback: opts.fallback } : {}), ...(opts.push ? { push: opts.push } : {}) });
   return {
     ...c,
     wsUrl: `${c.url.replace(/^http/, 'ws')}/v1/ws`,
@@ -43,6 +75,11 @@ export async function startTestCoordinator(
       if (res.status !== 200) throw new Error(`POST /dev/token answered ${res.status}`);
       return ((await res.json()) as { token: string }).token;
     },
+    lines,
+    logs,
+    records: () => logs,
+    warnings: (text) => logs.filter((l) => l.level >= 40 && typeof l.msg === 'string' && l.msg.includes(text)),
+    scrape: () => scrapeMetrics(c.url),
   };
 }
 
@@ -67,93 +104,7 @@ export function createFallbackSpy(): FallbackSpy {
   };
 }
 
-export interface WsClient {
-  ws: WebSocket;
-  frames: ServerFrame[];
-  /** Date.now() at each frame's arrival, parallel to `frames`. */
-  arrivals: number[];
-  /** Frames of type mission-due received so far. */
-  nudges(): Extract<ServerFrame, { type: 'mission-due' }>[];
-  send(frame: unknown): void;
-  /** Resolves with the first frame (already received or later) that matches. */
-  next<T extends ServerFrame['type']>(type: T, match?: (f: Extract<ServerFrame, { type: T }>) => boolean, timeoutMs?: number): Promise<Extract<ServerFrame, { type: T }>>;
-  closed: Promise<{ code: number; reason: string }>;
-  close(): Promise<void>;
-}
-
-/** Opens a socket without authenticating (tests of the auth handshake). */
-export async function openSocket(url: string): Promise<WsClient> {
-  const ws = new WebSocket(url);
-  const frames: ServerFrame[] = [];
-  const arrivals: number[] = [];
-  const waiters = new Set<() => void>();
-  ws.on('message', (raw) => {
-    arrivals.push(Date.now());
-    frames.push(JSON.parse(raw.toString()) as ServerFrame);
-    for (const w of [...waiters]) w();
-  });
-  ws.on('error', () => undefined);
-  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
-    ws.on('close', (code, reason) => {
-      resolve({ code, reason: reason.toString() });
-      for (const w of [...waiters]) w();
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    ws.once('open', () => resolve());
-    ws.once('error', reject);
-  });
-  const client: WsClient = {
-    ws,
-    frames,
-    arrivals,
-    nudges: () => frames.filter((f): f is Extract<ServerFrame, { type: 'mission-due' }> => f.type === 'mission-due'),
-    send: (frame) => ws.send(typeof frame === 'string' ? frame : JSON.stringify(frame)),
-    next(type, match, timeoutMs = 5000) {
-      type F = Extract<ServerFrame, { type: typeof type }>;
-      const find = () => frames.find((f): f is F => f.type === type && (!match || match(f as F)));
-      const found = find();
-      if (found) return Promise.resolve(found);
-      return new Promise<F>((resolve, reject) => {
-        const check = () => {
-          const f = find();
-          if (f) {
-            done();
-            resolve(f);
-          } else if (ws.readyState === ws.CLOSED) {
-            done();
-            reject(new Error(`socket closed while waiting for a ${type} frame; got ${JSON.stringify(frames)}`));
-          }
-        };
-        const timer = setTimeout(() => {
-          done();
-          reject(new Error(`no ${type} frame within ${timeoutMs} ms; got ${JSON.stringify(frames)}`));
-        }, timeoutMs);
-        const done = () => {
-          clearTimeout(timer);
-          waiters.delete(check);
-        };
-        waiters.add(check);
-      }) as never;
-    },
-    closed,
-    async close() {
-      if (ws.readyState !== ws.CLOSED) {
-        ws.close();
-        await closed;
-      }
-    },
-  };
-  return client;
-}
-
-/** Opens a socket and authenticates it; resolves after auth-ok. */
-export async function connectClient(url: string, opts: { token: string; deviceId: string }): Promise<WsClient> {
-  const client = await openSocket(url);
-  client.send({ type: 'auth', token: opts.token, deviceId: opts.deviceId });
-  await client.next('auth-ok');
-  return client;
-}
+export { connectClient, openSocket, type WsClient } from './ws-client.js';
 
 export interface MissionRow {
   userId: string;
@@ -164,34 +115,15 @@ export interface MissionRow {
   iterations?: { id: string; [k: string]: unknown }[];
 }
 
-/** Inserts missions as mana-sync rows (op insert, whole record), all in one statement. */
+/** Inserts missions with a manual cadence (no next run after a plan), all in one statement. */
 export async function insertMissions(sql: Sql, missions: MissionRow[]): Promise<void> {
-  const rows = missions.map((m) => ({
-    u: m.userId,
-    r: m.missionId,
-    d: {
-      id: m.missionId,
-      title: `mission ${m.missionId}`,
-      cadence: { kind: 'manual' },
-      state: m.state ?? 'active',
-      iterations: m.iterations ?? [],
-      ...(m.nextRunAt === null ? {} : { nextRunAt: m.nextRunAt }),
-    },
-  }));
-  // The test login is a superuser, so sync_changes' RLS does not get in the way.
-  await sql`
-    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-    SELECT 'ai', 'aiMissions', r, u, 'insert', d, 'test', 'user'
-    FROM jsonb_to_recordset(${sql.json(rows as never)}::jsonb) AS x(u text, r text, d jsonb)`;
+  await seedMissions(
+    sql,
+    missions.map((m) => ({ ...m, title: `mission ${m.missionId}`, cadence: { kind: 'manual' } })),
+  );
 }
 
-/** Appends an update row with only the given fields, as a device editing the mission would. */
-export async function updateMission(sql: Sql, userId: string, missionId: string, data: Record<string, unknown>): Promise<void> {
-  await sql`
-    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-    VALUES ('ai', 'aiMissions', ${missionId}, ${userId}, 'update', ${sql.json(data as never)}, 'test', 'user')`;
-}
-
+export { missionRecord, seedMissions, seedRecords, updateMission, type MissionSeed, type RawRecordRow, type SeedOptions } from './missions.js';
 export { sleep, waitFor } from './wait.js';
 
 /** An ISO instant ms from now (negative: in the past). */

@@ -1,5 +1,5 @@
 /**
- * A small OpenAI-compatible mana-llm stand-in (CONTRACT.md §4) on 127.0.0.1,
+ * A small OpenAI-compatible mana-llm stand-in (docs/contract.md §4) on 127.0.0.1,
  * port 0. Each call to POST /v1/chat/completions takes the next scripted
  * reply (then the default one): a plan, prose, invalid JSON, an unknown tool,
  * a missing rationale, a 429 with Retry-After, a 500, or a hang. Every

@@ -6,6 +6,8 @@
  */
 import type { Sql } from '../../../src/db/pool.js';
 import { waitFor as pollFor } from '../../support/wait.js';
+import { fileSeed } from '../../support/seed.js';
+import { seedMissions as seedShared } from '../../support/missions.js';
 import { iterationIdFor } from '../../../src/schedule/occurrence-id.js';
 import { parseInstant } from '../../../src/projection/instant.js';
 
@@ -16,35 +18,9 @@ export interface SeedMission {
   nextRunAt: string;
 }
 
-/** Writes missions as mana-sync 'insert' rows (the whole record), a few thousand per statement. */
+/** Writes missions as mana-sync 'insert' rows (the whole record, daily cadence so each is due once here). */
 export async function seedMissions(sql: Sql, missions: SeedMission[]): Promise<void> {
-  const CHUNK = 2000;
-  const day = new Date(Date.now() - 86_400_000).toISOString();
-  for (let i = 0; i < missions.length; i += CHUNK) {
-    const rows = missions.slice(i, i + CHUNK).map((m) => ({
-      u: m.userId,
-      r: m.missionId,
-      d: {
-        id: m.missionId,
-        createdAt: day,
-        updatedAt: day,
-        title: `Mission ${m.missionId}`,
-        objective: 'Keep the garden alive',
-        conceptMarkdown: 'One small step per run.',
-        inputs: [],
-        // Daily at 09:00 UTC: once planned, nextRunAt moves to tomorrow, so each mission is due exactly once here.
-        cadence: { kind: 'daily', atHour: 9, atMinute: 0 },
-        state: 'active',
-        iterations: [],
-        nextRunAt: m.nextRunAt,
-      },
-    }));
-    // The test login is a superuser: RLS does not stop this direct write.
-    await sql`
-      INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-      SELECT 'ai', 'aiMissions', r, u, 'insert', d, 'seed', 'user'
-      FROM jsonb_to_recordset(${sql.json(rows)}::jsonb) AS x(u text, r text, d jsonb)`;
-  }
+  await seedShared(sql, missions, { clientId: 'seed' });
 }
 
 /** The iteration id every party derives for the mission's first due occurrence. */
@@ -138,7 +114,9 @@ export function waitFor<T>(check: () => Promise<T | undefined | false> | T | und
 }
 
 /** Random integer in [min, max]. */
-export const between = (min: number, max: number) => min + Math.floor(Math.random() * (max - min + 1));
+/** Every random choice of the reliability suites (kill times, delays), seeded and printed on failure. */
+const rng = fileSeed('reliability');
+export const between = (min: number, max: number) => rng.int(min, max);
 
 /**
  * Prints a test's figures as one line (vitest shows it), and writes them to
