@@ -18,6 +18,7 @@ import { createProjection, type Projection } from './projection/refresh.js';
 import { createPass, type PassStats } from './schedule/pass.js';
 import { createScheduler, type Scheduler } from './schedule/scheduler.js';
 import { createClaimService } from './schedule/claims.js';
+import { passSweep } from './schedule/lifecycle.js';
 import { pendingNudgesFor } from './schedule/occurrences.js';
 import { createPresenceStore } from './devices/presence.js';
 import { createWsHub, type WsHub } from './nudge/ws-hub.js';
@@ -196,10 +197,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     });
     drainPushes = router.drain;
 
-    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: async (info) => {
-      await router.sweep(info);
-      await planner?.sweep();
-    }, prepare: router.prepare, prepareWithinMs: prepareAheadMs(config.tick.intervalMs) });
+    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: passSweep(router, planner), prepare: router.prepare, prepareWithinMs: prepareAheadMs(config.tick.intervalMs) });
     scheduler = createScheduler({ runPass, intervalMs: config.tick.intervalMs, log, ...createOutageReporter(log, metrics) });
 
     let migrated = false;
