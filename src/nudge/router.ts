@@ -229,11 +229,12 @@ export function createRouter(deps: RouterDeps): Router {
     },
     async prepare(upcoming) {
       if (upcoming.length === 0 || stopped) return;
-      // Only users with a live socket now: a nudge decided ahead goes over the socket or
-      // not at all (the deadline hands it to the fallback); everyone else is routed when due.
-      // Created nudged, with the claim deadline counted from dueAt: nothing is written at the instant.
-      const live = await liveSet([...new Set(upcoming.map((d) => d.userId))]);
-      const mine = await lifecycle.createAhead(upcoming.filter((d) => live.has(d.userId)), deps.timeouts.wsClaimMs);
+      // Only users with a socket on this instance: a nudge decided ahead goes over the socket
+      // or not at all (the deadline hands it to the fallback), and from the instance holding
+      // the socket its frame needs no NOTIFY at the instant. Every other instance readies its
+      // own users; the rest are routed when due. Created nudged, with the claim deadline
+      // counted from dueAt: nothing is written at the instant.
+      const mine = await lifecycle.createAhead(upcoming.filter((d) => deps.hasLocal(d.userId)), deps.timeouts.wsClaimMs);
       if (mine.length === 0) return;
       if (stopped) return lifecycle.releaseAhead(mine.map((o) => o.iterationId));
       log.debug({ created: mine.length }, 'occurrences created ahead of their due time');

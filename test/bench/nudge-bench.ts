@@ -90,17 +90,17 @@ const CHILD_ENV = 'NUDGE_BENCH_CHILD';
 
 // ---------------------------------------------------------------- utilities
 
-function percentiles(values: number[]): Percentiles {
+export function percentiles(values: number[]): Percentiles {
   const s = [...values].sort((a, b) => a - b);
   const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
   return { n: s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: s[s.length - 1] ?? NaN };
 }
 
 const median = (xs: number[]) => percentiles(xs).p50;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const round1 = (x: number) => Math.round(x * 10) / 10;
 
-function openFileLimit(): number {
+export function openFileLimit(): number {
   try {
     const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
     return Number.parseInt(line?.split(/\s+/)[3] ?? '', 10) || Infinity;
@@ -111,7 +111,7 @@ function openFileLimit(): number {
 
 
 /** Runs `fn` over items with at most `limit` in flight. */
-async function pool<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
+export async function pool<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
   let next = 0;
   await Promise.all(
     Array.from({ length: Math.min(limit, items.length) }, async () => {
@@ -125,17 +125,18 @@ async function pool<T>(items: T[], limit: number, fn: (item: T, i: number) => Pr
 
 // ---------------------------------------------------------------- child processes
 
-interface ChildHandle {
+export interface ChildHandle {
   proc: ChildProcess;
   port: number;
   request<T>(cmd: string, args?: Record<string, unknown>): Promise<T>;
   stop(): Promise<void>;
 }
 
-async function spawnChild(kind: 'coordinator' | 'bare', args: Record<string, unknown>): Promise<ChildHandle> {
-  const proc = fork(SELF, [], {
+/** Forks `script` (this file by default) as a child of the given kind, driven over IPC; resolves once it answered 'start'. */
+export async function spawnChild(kind: string, args: Record<string, unknown>, script = SELF, envName = CHILD_ENV): Promise<ChildHandle> {
+  const proc = fork(script, [], {
     execArgv: ['--import', 'tsx', '--expose-gc'],
-    env: { ...process.env, [CHILD_ENV]: kind },
+    env: { ...process.env, [envName]: kind },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   let seq = 0;
@@ -172,7 +173,7 @@ async function spawnChild(kind: 'coordinator' | 'bare', args: Record<string, unk
   };
 }
 
-function memory() {
+export function memory() {
   const gc = (globalThis as { gc?: () => void }).gc;
   gc?.();
   gc?.();
@@ -254,7 +255,7 @@ async function childMain(kind: string): Promise<void> {
 
 // ---------------------------------------------------------------- clients
 
-interface Clients {
+export interface Clients {
   /** Arrival time (Date.now()) of each client's frames, by client index. */
   onFrame: (i: number, at: number, data: string) => void;
   sockets: WebSocket[];
@@ -262,7 +263,7 @@ interface Clients {
 }
 
 /** Opens n sockets; with `auth`, each sends it first and waits for auth-ok. */
-async function openClients(
+export async function openClients(
   url: string,
   n: number,
   auth: ((i: number) => string) | null,
@@ -334,7 +335,7 @@ async function insertMissions(sql: Sql, rows: { userId: string; missionId: strin
     FROM jsonb_to_recordset(${sql.json(payload as never)}::jsonb) AS x(u text, r text, d jsonb)`;
 }
 
-async function freshDatabase(adminUrl: string, name: string): Promise<{ url: string; sql: Sql; secret: () => Promise<Uint8Array> }> {
+export async function freshDatabase(adminUrl: string, name: string): Promise<{ url: string; sql: Sql; secret: () => Promise<Uint8Array> }> {
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await admin.unsafe(`CREATE DATABASE ${name}`);
@@ -355,17 +356,17 @@ async function freshDatabase(adminUrl: string, name: string): Promise<{ url: str
   };
 }
 
-async function tokensFor(secret: Uint8Array, users: string[]): Promise<string[]> {
+export async function tokensFor(secret: Uint8Array, users: string[]): Promise<string[]> {
   return Promise.all(users.map((u) => signDevToken(secret, u)));
 }
 
-async function untilAsync(done: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+export async function untilAsync(done: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!(await done()) && Date.now() < end) await sleep(50);
 }
 
 /** Resolves when `done()` is true, or after timeoutMs (then the caller counts what is missing). */
-async function until(done: () => boolean, timeoutMs: number): Promise<void> {
+export async function until(done: () => boolean, timeoutMs: number): Promise<void> {
   const end = Date.now() + timeoutMs;
   while (!done() && Date.now() < end) await sleep(10);
 }
