@@ -23,8 +23,11 @@ export { SETTLE_EVERY_MS, STALE_CREATED_MS } from '../schedule/lifecycle.js';
 export interface PushChannel {
   readonly enabled: boolean;
   subscriptionCounts(userIds: string[]): Promise<Map<string, number>>;
-  /** Sends the nudge to every subscription of the user; 'none-left' when all were gone. */
-  nudge(userId: string, frame: MissionDue, ttlSeconds: number): Promise<'delivered' | 'none-left' | 'failed'>;
+  /**
+   * Sends a user's nudges due together to every subscription of the user, as
+   * one message naming all of them; 'none-left' when every subscription was gone.
+   */
+  nudge(userId: string, frames: MissionDue[], ttlSeconds: number): Promise<'delivered' | 'none-left' | 'failed'>;
 }
 
 export interface RouterDeps {
@@ -77,13 +80,14 @@ export function createRouter(deps: RouterDeps): Router {
   const { log } = deps;
   const lifecycle = deps.lifecycle ?? createLifecycle(deps);
 
-  async function sendPush(occ: Occurrence, ttlSeconds: number): Promise<void> {
+  /** One wake-up per user: every occurrence of the user routed in this batch goes in one push. */
+  async function sendPush(userId: string, occs: Occurrence[], ttlSeconds: number): Promise<void> {
     try {
-      const result = await deps.push!.nudge(occ.userId, frameOf(occ), ttlSeconds);
+      const result = await deps.push!.nudge(userId, occs.map(frameOf), ttlSeconds);
       // Every subscription was gone: nobody can be woken, fall back now rather than at the deadline.
-      if (result === 'none-left') await lifecycle.toFallback([occ], ['nudged'], 'push subscriptions gone');
+      if (result === 'none-left') await lifecycle.toFallback(occs, ['nudged'], 'push subscriptions gone');
     } catch (err: unknown) {
-      log.warn({ err, iterationId: occ.iterationId }, 'push nudge failed; the deadline will hand it to the fallback');
+      log.warn({ err, iterationId: occs[0]!.iterationId, occurrences: occs.length }, 'push nudge failed; the deadline will hand it to the fallback');
     }
   }
 
@@ -161,8 +165,13 @@ export function createRouter(deps: RouterDeps): Router {
     await step('ws', toWs, async () => deliverWs(await lifecycle.nudge(toWs, 'ws', deps.timeouts.wsClaimMs)));
     const pushes: Promise<void>[] = [];
     await step('push', toPush, async () => {
-      const nudged = await lifecycle.nudge(toPush, 'push', deps.timeouts.pushClaimMs);
-      for (const occ of nudged) pushes.push(sendPush(occ, Math.ceil(deps.timeouts.pushClaimMs / 1000)));
+      const byUser = new Map<string, Occurrence[]>();
+      for (const occ of await lifecycle.nudge(toPush, 'push', deps.timeouts.pushClaimMs)) {
+        const list = byUser.get(occ.userId);
+        if (list) list.push(occ);
+        else byUser.set(occ.userId, [occ]);
+      }
+      for (const [userId, occs] of byUser) pushes.push(sendPush(userId, occs, Math.ceil(deps.timeouts.pushClaimMs / 1000)));
     });
     await step('the fallback', toServer, () => lifecycle.toFallback(toServer, ['created'], 'no reachable device'));
     // A push service that hangs or keeps failing must not hold the scheduler (and with
