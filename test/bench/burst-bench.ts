@@ -27,17 +27,26 @@
  * (900000), BURST_BENCH_INSTANCES (3; 0 skips (2)), BURST_BENCH_LEAD_MS
  * (15000), BENCH_DATABASE_URL (else an embedded Postgres in a temp folder).
  */
-import { availableParallelism, tmpdir } from 'node:os';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { pino } from 'pino';
+import { availableParallelism } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import type { Sql } from '../../src/db/pool.js';
-import { startEmbeddedDb } from '../../src/db/embedded.js';
-import { freePort } from '../support/free-port.js';
 import { audit, expectedIterationId, type SeedMission } from '../reliability/support/ledger.js';
 import { runBurstChild } from './burst-child.js';
-import { freshDatabase, openClients, openFileLimit, percentiles, sleep, spawnChild, tokensFor, until, type ChildHandle, type Percentiles } from './nudge-bench.js';
+import {
+  envInt,
+  freshDatabase,
+  openClients,
+  openFileLimit,
+  percentiles,
+  runIfEntry,
+  sleep,
+  spawnChild,
+  tokensFor,
+  until,
+  withBenchPostgres,
+  type ChildHandle,
+  type Percentiles,
+} from './bench-support.js';
 
 const SELF = fileURLToPath(import.meta.url);
 const CHILD_ENV = 'BURST_BENCH_CHILD';
@@ -308,27 +317,13 @@ export async function runBurstBench(opts: BurstOptions = {}): Promise<BurstBench
     leadMs: opts.leadMs ?? 15_000,
   };
   if (openFileLimit() < o.sockets + 1000) throw new Error(`burst bench: ${o.sockets} sockets need about ${o.sockets + 1000} open files, the limit is ${openFileLimit()}; raise it (ulimit -n) or lower BURST_BENCH_SOCKETS`);
-  let stopDb: (() => Promise<void>) | undefined;
-  let dir: string | undefined;
-  let adminUrl = opts.databaseUrl;
-  if (!adminUrl) {
-    dir = mkdtempSync(join(tmpdir(), 'burst-bench-pg-'));
-    const pg = await startEmbeddedDb({ dir, port: await freePort(), log: pino({ level: 'silent' }) });
-    stopDb = () => pg.stop();
-    adminUrl = pg.url('postgres');
-  }
-  try {
+  return withBenchPostgres(opts.databaseUrl, 'burst-bench-pg-', async (adminUrl) => {
     const one = await single(adminUrl, o, say);
     const result: BurstBenchResult = { cpus: availableParallelism(), memory: one.memory, single: one.run };
     if (o.instances > 1) result.multi = await multi(adminUrl, { ...o, extra: 0 }, say);
     return result;
-  } finally {
-    await stopDb?.();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
-
-const envInt = (name: string): number | undefined => (process.env[name] ? Number.parseInt(process.env[name]!, 10) : undefined);
 
 /** For `npm run bench` (test/bench/run.ts): the defaults, or the BURST_BENCH_* variables; prints the result as JSON. */
 export async function run(): Promise<void> {
@@ -344,13 +339,5 @@ export async function run(): Promise<void> {
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
 
-if (process.env[CHILD_ENV]) {
-  void runBurstChild();
-} else if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  run()
-    .then(() => process.exit(0))
-    .catch((err: unknown) => {
-      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-      process.exit(1);
-    });
-}
+if (process.env[CHILD_ENV]) void runBurstChild();
+else runIfEntry(import.meta.url, run);

@@ -5,11 +5,7 @@
  * GC), 'peak-start' / 'peak-stop' (highest RSS sampled every 50 ms between
  * them), 'planned' (iteration ids handed to the planner) and 'stop'.
  */
-import { loadConfig } from '../../src/config.js';
-import { startCoordinator } from '../../src/coordinator.js';
-import { createSql } from '../../src/db/pool.js';
-import { createLogger } from '../../src/log.js';
-import { memory } from './nudge-bench.js';
+import { memory, serveChild, startBenchCoordinator } from './bench-support.js';
 
 interface Message {
   id: number;
@@ -18,31 +14,15 @@ interface Message {
   instanceId?: string;
 }
 
-export async function runBurstChild(): Promise<void> {
-  const reply = (id: number, value: unknown) => process.send!({ id, ok: true, value });
-  const fail = (id: number, err: unknown) => process.send!({ id, ok: false, error: (err as Error).message });
+export function runBurstChild(): void {
   const planned: string[] = [];
-  let stop: () => Promise<void> = async () => undefined;
+  let stopChild: () => Promise<void> = async () => undefined;
   let peak = 0;
   let sampler: NodeJS.Timeout | undefined;
-  process.on('disconnect', () => void stop().finally(() => process.exit(0)));
 
   async function start(m: Message): Promise<{ port: number }> {
-    const sql = createSql(m.databaseUrl!, { max: 10, appName: 'burst-bench' });
-    const config = loadConfig({
-      NODE_ENV: 'test',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      LOG_LEVEL: 'warn',
-      INSTANCE_ID: m.instanceId ?? 'burst',
-      // No claim deadline passes during the run: only the burst is measured.
-      WS_CLAIM_TIMEOUT_MS: '3600000',
-    });
-    const log = createLogger({ level: 'warn', pretty: false, base: { bench: m.instanceId } });
-    const c = await startCoordinator({
-      config,
-      sql,
-      log,
+    const c = await startBenchCoordinator(m.databaseUrl!, {
+      instanceId: m.instanceId ?? 'burst',
       fallback: {
         enabled: true,
         plan(occ) {
@@ -50,39 +30,27 @@ export async function runBurstChild(): Promise<void> {
         },
       },
     });
-    stop = async () => {
+    stopChild = async () => {
       clearInterval(sampler);
       await c.stop();
-      await sql.end({ timeout: 5 });
     };
     return { port: c.port };
   }
 
-  process.on('message', (m: Message) => {
-    void (async () => {
-      try {
-        switch (m.cmd) {
-          case 'start':
-            return reply(m.id, await start(m));
-          case 'mem':
-            return reply(m.id, memory());
-          case 'peak-start':
-            peak = process.memoryUsage.rss();
-            sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
-            return reply(m.id, null);
-          case 'peak-stop':
-            clearInterval(sampler);
-            return reply(m.id, Math.max(peak, process.memoryUsage.rss()));
-          case 'planned':
-            return reply(m.id, planned);
-          case 'stop':
-            await stop();
-            reply(m.id, null);
-            process.exit(0);
-        }
-      } catch (err: unknown) {
-        fail(m.id, err);
-      }
-    })();
-  });
+  serveChild<Message>(
+    {
+      start,
+      mem: () => memory(),
+      'peak-start': () => {
+        peak = process.memoryUsage.rss();
+        sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
+      },
+      'peak-stop': () => {
+        clearInterval(sampler);
+        return Math.max(peak, process.memoryUsage.rss());
+      },
+      planned: () => planned,
+    },
+    () => stopChild(),
+  );
 }
