@@ -91,30 +91,40 @@ export interface TestSubscription {
 }
 
 /** Node-side calls: what the webapp's sync, an operator, or the test harness would do. */
+/** A mission record as the webapp writes it (an hourly cadence, due at `dueAt`). */
+function missionRecord(title: string, dueAt: Date, userId: string, now: Date) {
+  return {
+    id: randomUUID(),
+    createdAt: now.toISOString(),
+    updatedAt: now.toISOString(),
+    title,
+    objective: `Make visible progress on "${title}" this week.`,
+    conceptMarkdown: '# e2e mission\n\nPropose small, concrete next steps.',
+    inputs: [],
+    cadence: { kind: 'interval', everyMinutes: 60 },
+    state: 'active',
+    nextRunAt: dueAt.toISOString(),
+    iterations: [],
+    userId,
+  };
+}
+
 export const api = {
   async token(userId: string): Promise<string> {
     return (await ok<{ token: string }>('POST /dev/token', call(`${stack.base}/dev/token`, { body: { userId } }))).token;
   },
   /** Inserts a mission the way the demo does (real sync_changes rows through the dev endpoint). */
   async createMission(token: string, opts: { title: string; dueInMs: number; userId: string }): Promise<string> {
+    const [id] = await api.createMissions(token, { titles: [opts.title], dueInMs: opts.dueInMs, userId: opts.userId });
+    return id!;
+  },
+  /** Several missions falling due at one common instant, written in one request. */
+  async createMissions(token: string, opts: { titles: string[]; dueInMs: number; userId: string }): Promise<string[]> {
     const now = new Date();
-    const id = randomUUID();
-    const record = {
-      id,
-      createdAt: now.toISOString(),
-      updatedAt: now.toISOString(),
-      title: opts.title,
-      objective: `Make visible progress on "${opts.title}" this week.`,
-      conceptMarkdown: '# e2e mission\n\nPropose small, concrete next steps.',
-      inputs: [],
-      cadence: { kind: 'interval', everyMinutes: 60 },
-      state: 'active',
-      nextRunAt: new Date(now.getTime() + opts.dueInMs).toISOString(),
-      iterations: [],
-      userId: opts.userId,
-    };
-    await ok('POST /dev/sync/changes', call(`${stack.base}/dev/sync/changes`, { token, body: { changes: [{ appId: 'ai', tableName: 'aiMissions', recordId: id, op: 'insert', data: record }] } }));
-    return id;
+    const records = opts.titles.map((title) => missionRecord(title, new Date(now.getTime() + opts.dueInMs), opts.userId, now));
+    const changes = records.map((data) => ({ appId: 'ai', tableName: 'aiMissions', recordId: data.id, op: 'insert', data }));
+    await ok('POST /dev/sync/changes', call(`${stack.base}/dev/sync/changes`, { token, body: { changes } }));
+    return records.map((r) => r.id);
   },
   async missions(token: string): Promise<MissionRecord[]> {
     return ok<MissionRecord[]>('GET /dev/sync/missions', call(`${stack.base}/dev/sync/missions`, { token }));

@@ -5,9 +5,10 @@
  * created, since offline Chromium's own pushManager.subscribe() fails. With
  * the page closed, the coordinator sends a real encrypted Web Push; the test
  * reads the decrypted payload from the push service and hands it to the
- * worker through CDP ServiceWorker.deliverPushMessage. The worker claims,
- * plans, completes and shows "3 proposals ready"; reopening the page shows
- * the proposals.
+ * worker through CDP ServiceWorker.deliverPushMessage. Three missions fall
+ * due at one instant: one push names all three, the worker claims, plans and
+ * completes each exactly once and shows ONE notification, "3 missions
+ * planned — proposals ready"; reopening the page shows the proposals.
  *
  * Second test: enablePush's own logic (VAPID key → subscribe with
  * userVisibleOnly → PUT) with the browser's PushManager replaced at page
@@ -52,7 +53,7 @@ async function demoRegistration(cdp: CDPSession): Promise<string> {
   return id!;
 }
 
-test('with the page closed, a real Web Push reaches the service worker, which plans and notifies; the reopened page shows the proposals', async ({ browser, sql }, testInfo) => {
+test('with the page closed, ONE real Web Push for three missions due together reaches the service worker, which plans all three and shows one notification; the reopened page shows the proposals', async ({ browser, sql }, testInfo) => {
   const userId = unique('push-user');
   const deviceId = unique('push-dev');
   const title = `Tidy the garden ${unique('push')}`;
@@ -78,26 +79,36 @@ test('with the page closed, a real Web Push reaches the service worker, which pl
   await page.close();
   await expect.poll(() => presenceCount(sql, userId), { message: 'the closed tab left no presence' }).toBe(0);
 
-  const missionId = await api.createMission(token, { title, dueInMs: 0, userId });
-  const nudged = await waitForOccurrence(userId, missionId, (o) => o.status === 'nudged');
-  expect(nudged).toMatchObject({ channel: 'push', claimedBy: null });
+  // Three missions falling due at one instant: one wake-up, not three.
+  const titles = [title, `${title} (2)`, `${title} (3)`];
+  const missionIds = await api.createMissions(token, { titles, dueInMs: 0, userId });
+  const nudged = await Promise.all(missionIds.map((m) => waitForOccurrence(userId, m, (o) => o.status === 'nudged')));
+  for (const o of nudged) expect(o).toMatchObject({ channel: 'push', claimedBy: null });
+  const iterationOf = new Map(nudged.map((o) => [o.missionId, o.iterationId]));
 
-  // The coordinator's push went through the real push service, encrypted; it decrypted it for us.
+  // The coordinator's ONE push went through the real push service, encrypted, naming all three.
   let messages: string[] = [];
   await expect.poll(async () => (messages = await pushService.notifications(sub.clientHash)).length, { message: 'the push service received the nudge' }).toBe(1);
-  expect(JSON.parse(messages[0]!)).toEqual({ type: 'mission-due', missionId, iterationId: nudged.iterationId, dueAt: nudged.dueAt });
+  const pushed = JSON.parse(messages[0]!) as { type: string; missionId: string; iterationId: string; dueAt: string; missions: { missionId: string; iterationId: string; dueAt: string }[] };
+  expect(pushed.missions.map((m) => m.missionId).sort()).toEqual([...missionIds].sort());
+  for (const m of pushed.missions) expect(m).toEqual({ missionId: m.missionId, iterationId: iterationOf.get(m.missionId), dueAt: nudged[0]!.dueAt });
+  expect(pushed).toMatchObject({ type: 'mission-due', ...pushed.missions[0] });
+  const firstMission = pushed.missions[0]!.missionId;
 
   await cdp.send('ServiceWorker.deliverPushMessage', { origin: stack.base, registrationId, data: messages[0]! });
 
-  // The worker (no page open) claimed, planned with the demo planner and completed.
-  const done = await waitForOccurrence(userId, missionId, (o) => o.status === 'completed');
-  expect(done).toMatchObject({ channel: 'push', claimedBy: deviceId });
-  expect(await planRuns(sql, done.iterationId)).toMatchObject({ runs: 1, sources: ['browser'] });
-  expect(await api.llmCallsMentioning(title)).toBe(0);
-  // The worker's own requests (the context sees them): one claim, one complete.
-  await expect.poll(() => recorded.calls.filter((c) => c.iterationId === done.iterationId).map((c) => `${c.action}:${c.status}`)).toEqual(['claim:200', 'complete:200']);
+  // The worker (no page open) claimed, planned with the demo planner and completed each, exactly once.
+  const done = await Promise.all(missionIds.map((m) => waitForOccurrence(userId, m, (o) => o.status === 'completed')));
+  for (const [i, o] of done.entries()) {
+    expect(o).toMatchObject({ channel: 'push', claimedBy: deviceId });
+    expect(await planRuns(sql, o.iterationId)).toMatchObject({ runs: 1, sources: ['browser'] });
+    expect(await api.llmCallsMentioning(titles[i]!)).toBe(0);
+    // The worker's own requests (the context sees them): one claim, one complete.
+    await expect.poll(() => recorded.calls.filter((c) => c.iterationId === o.iterationId).map((c) => `${c.action}:${c.status}`)).toEqual(['claim:200', 'complete:200']);
+  }
+  expect(await pushService.notifications(sub.clientHash)).toHaveLength(1);
 
-  // Still no page of the origin open: the worker showed one notification (Chrome demands one per push).
+  // Still no page of the origin open: the worker showed ONE notification for the three (Chrome demands one per push).
   const worker = context.serviceWorkers().find((w) => w.url() === `${stack.base}/demo/sw.js`);
   expect(worker, 'the demo service worker is running').toBeTruthy();
   expect(context.pages().map((p) => p.url())).toEqual(['about:blank']);
@@ -106,8 +117,22 @@ test('with the page closed, a real Web Push reaches the service worker, which pl
       const list = await (self as unknown as ServiceWorkerGlobalScope).registration.getNotifications();
       return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data as unknown }));
     });
-  const expected = [{ title: 'mana-ai demo', body: '3 proposals ready', tag: missionId, data: { missionId, iterationId: done.iterationId, url: `${stack.base}/demo`, outcome: 'planned' } }];
-  await expect.poll(shown, { message: 'the worker showed "3 proposals ready"' }).toEqual(expected);
+  const expected = [
+    {
+      title: 'mana-ai demo',
+      body: '3 missions planned — proposals ready',
+      tag: firstMission,
+      data: {
+        missionId: firstMission,
+        iterationId: iterationOf.get(firstMission),
+        iterationIds: pushed.missions.map((m) => m.iterationId),
+        planned: 3,
+        url: `${stack.base}/demo`,
+        outcome: 'planned',
+      },
+    },
+  ];
+  await expect.poll(shown, { message: 'the worker showed one "3 missions planned" notification' }).toEqual(expected);
 
   // Reopen: the notification is still there, and so are the proposals the worker planned.
   const again = await openDemo(context, deviceId, userId);
@@ -117,11 +142,13 @@ test('with the page closed, a real Web Push reaches the service worker, which pl
     return list.map((n) => ({ title: n.title, body: n.body, tag: n.tag, data: n.data as unknown }));
   });
   expect(fromPage).toEqual(expected);
-  const cards = proposalsOf(again, done.iterationId);
-  await expect(cards).toHaveCount(3);
-  await expect(cards.and(again.locator('[data-source=browser][data-status=pending]'))).toHaveCount(3);
-  // The reopened tab does not plan it again (it is completed; its catch-up skips it).
-  await expect(again.locator(`[data-testid=occurrence-row][data-iteration-id="${done.iterationId}"]`)).toHaveAttribute('data-status', 'completed');
+  for (const o of done) {
+    const cards = proposalsOf(again, o.iterationId);
+    await expect(cards).toHaveCount(3);
+    await expect(cards.and(again.locator('[data-source=browser][data-status=pending]'))).toHaveCount(3);
+    // The reopened tab does not plan it again (it is completed; its catch-up skips it).
+    await expect(again.locator(`[data-testid=occurrence-row][data-iteration-id="${o.iterationId}"]`)).toHaveAttribute('data-status', 'completed');
+  }
   await expect(logEntries(again, 'claimed')).toHaveCount(0);
   await expectNoErrors(again);
   await screenshot(again, testInfo, 'push-final');

@@ -21,6 +21,7 @@ import { checkFastPathIndex } from './projection/fast-path-index.js';
 import { createPass, type PassStats } from './schedule/pass.js';
 import { createScheduler, type Scheduler } from './schedule/scheduler.js';
 import { createClaimService } from './schedule/claims.js';
+import { passSweep } from './schedule/lifecycle.js';
 import { pendingNudgesFor } from './schedule/occurrences.js';
 import { createPresenceStore } from './devices/presence.js';
 import { createWsHub, type WsHub } from './nudge/ws-hub.js';
@@ -232,10 +233,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       await router.drain();
     });
 
-    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: async (info) => {
-      await router.sweep(info);
-      await planner?.sweep();
-    }, prepare: router.prepare, prepareWithinMs: prepareAheadMs(config.tick.intervalMs) });
+    const runPass = createPass({ sql, projection, metrics, log: log.child({ component: 'pass' }), dispatch: router.dispatch, sweep: passSweep(router, planner), prepare: router.prepare, prepareWithinMs: prepareAheadMs(config.tick.intervalMs) });
     const scheduler = createScheduler({ runPass, intervalMs: config.tick.intervalMs, log, ...createOutageReporter(log, metrics) });
     passRequests.serveWith(() => scheduler.runOnce());
 

@@ -37,6 +37,14 @@ export const MissionDueFrame = z.object({
   iterationId: uuid,
   dueAt: z.string(),
 });
+/**
+ * A Web Push payload: a `mission-due` nudge, and when several occurrences of
+ * the user fell due together, `missions` naming all of them (the first is
+ * repeated at the top level, so a worker that reads only that still plans it).
+ */
+export const PushNudgePayload = MissionDueFrame.extend({
+  missions: z.array(MissionDueFrame.omit({ type: true })).min(1).optional(),
+});
 export const ClaimResultFrame = z.object({
   type: z.literal('claim-result'),
   iterationId: z.string(),
@@ -51,6 +59,7 @@ export const ServerFrame = z.discriminatedUnion('type', [AuthOkFrame, MissionDue
 export type ServerFrame = z.infer<typeof ServerFrame>;
 export type MissionDue = z.infer<typeof MissionDueFrame>;
 export type ClaimResult = z.infer<typeof ClaimResultFrame>;
+export type PushNudge = z.infer<typeof PushNudgePayload>;
 
 /** Shared by the WS frames and the HTTP routes. */
 export const DeviceId = deviceId;

@@ -30,15 +30,12 @@ export function decideRoute(facts: RouteFacts, timeouts: RouteTimeouts): Route {
   return fallbackRoute(facts);
 }
 
-export const WAIT_REASON = 'no device answered and server planning is off (MANA_LLM_URL unset)';
+import { WAIT_REASON } from '../schedule/waiting.js';
+
+export { WAIT_REASON, waitBackoffMs } from '../schedule/waiting.js';
 
 /** Where an occurrence goes when no device can take it (now, or after a deadline or lease). */
 export function fallbackRoute(facts: Pick<RouteFacts, 'serverPlanning'>): Route {
   if (facts.serverPlanning) return { channel: 'server' };
   return { channel: 'wait', reason: WAIT_REASON };
-}
-
-/** Retry delay for an occurrence waiting on a device: 1 min doubling to 1 h. */
-export function waitBackoffMs(attempts: number): number {
-  return Math.min(60_000 * 2 ** Math.max(0, attempts), 3_600_000);
 }

@@ -1,45 +1,33 @@
 /**
- * Routing effects: turns due missions into occurrences and each new
- * occurrence into a nudge (WebSocket, Web Push), a server plan, or a wait;
- * hands expired deadlines and leases to the fallback. The decision itself is
- * pure (route-decision.ts); this module only performs it.
+ * Routing: decides where each new occurrence goes (WebSocket, Web Push, the
+ * server planner, or a wait) and delivers the nudges. The decision itself is
+ * pure (route-decision.ts); every ledger transition is the lifecycle's
+ * (schedule/lifecycle.ts), which the router calls with its decisions.
  */
 import type { Sql } from '../db/pool.js';
-import { withoutQuotes, type Logger } from '../log.js';
+import type { Logger } from '../log.js';
 import type { DueMission } from '../schedule/due.js';
-import type { SweepInfo } from '../schedule/pass.js';
-import {
-  createOccurrences,
-  markNudged,
-  markWaiting,
-  settleFromSnapshots,
-  takeExpired,
-  takeForServer,
-  takeWaitingDue,
-  takeStaleCreated,
-  releaseReadied,
-  serverHolder,
-  type Occurrence,
-} from '../schedule/occurrences.js';
+import type { FallbackPlanner, SweepInfo } from '../schedule/interfaces.js';
+import type { Occurrence } from '../schedule/occurrence.js';
+import { createLifecycle, type Lifecycle } from '../schedule/lifecycle.js';
 import type { PresenceStore } from '../devices/presence.js';
 import type { MissionDue } from './protocol.js';
 import type { Nudge } from './nudge-bus.js';
-import { decideRoute, fallbackRoute, waitBackoffMs, WAIT_REASON, type RouteTimeouts } from './route-decision.js';
-import { Counter, type Registry } from 'prom-client';
+import { decideRoute, type RouteTimeouts } from './route-decision.js';
+import type { Registry } from 'prom-client';
 
-/** The server's own planner; takes ownership of an occurrence in status 'planning' it holds. */
-export interface FallbackPlanner {
-  /** False when server planning is off (no LLM): occurrences then wait for a device. */
-  readonly enabled: boolean;
-  plan(occurrence: Occurrence): void;
-}
+export type { FallbackPlanner } from '../schedule/interfaces.js';
+export { SETTLE_EVERY_MS, STALE_CREATED_MS } from '../schedule/lifecycle.js';
 
 /** Web Push for the router: counts and sends; supplied by the push layer. */
 export interface PushChannel {
   readonly enabled: boolean;
   subscriptionCounts(userIds: string[]): Promise<Map<string, number>>;
-  /** Sends the nudge to every subscription of the user; 'none-left' when all were gone. */
-  nudge(userId: string, frame: MissionDue, ttlSeconds: number): Promise<'delivered' | 'none-left' | 'failed'>;
+  /**
+   * Sends a user's nudges due together to every subscription of the user, as
+   * one message naming all of them; 'none-left' when every subscription was gone.
+   */
+  nudge(userId: string, frames: MissionDue[], ttlSeconds: number): Promise<'delivered' | 'none-left' | 'failed'>;
 }
 
 export interface RouterDeps {
@@ -57,6 +45,8 @@ export interface RouterDeps {
   hasLocal: (userId: string) => boolean;
   push?: PushChannel;
   fallback: FallbackPlanner;
+  /** The ledger's transitions; default: one built from the deps above. */
+  lifecycle?: Lifecycle;
 }
 
 /** The longest a pass waits for its push sends; slower ones finish in the background. */
@@ -75,22 +65,9 @@ export interface Router {
   stop(): Promise<void>;
   /** Resolves when every push send started by a pass has finished (shutdown, after the sender is closed). */
   drain(): Promise<void>;
-  /**
-   * Settles, expires and retries occurrences; run once per pass. Settling
-   * walks every open occurrence, so it runs when the projection changed
-   * missions (or when told nothing), else at most every SETTLE_EVERY_MS.
-   */
+  /** The lifecycle's per-pass sweep, re-routing through this router. */
   sweep(info?: SweepInfo): Promise<void>;
 }
-
-/** Due missions per INSERT when a pass creates many occurrences at once. */
-const CREATE_CHUNK = 1000;
-
-/** Settling runs at least this often even when this instance's passes saw no mission change. */
-export const SETTLE_EVERY_MS = 2_000;
-
-/** A pass routes what it creates within milliseconds; 'created' this long past due means it never will (routing it twice is harmless: every step is a compare-and-set). */
-export const STALE_CREATED_MS = 10_000;
 
 export const frameOf = (o: Pick<Occurrence, 'missionId' | 'iterationId' | 'dueAt'>): MissionDue => ({
   type: 'mission-due',
@@ -100,44 +77,17 @@ export const frameOf = (o: Pick<Occurrence, 'missionId' | 'iterationId' | 'dueAt
 });
 
 export function createRouter(deps: RouterDeps): Router {
-  const { sql, log } = deps;
-  const holder = serverHolder(deps.instanceId);
-  const routed = new Counter({
-    name: 'mana_ai_occurrences_routed_total',
-    help: 'Occurrences routed, by channel (ws, push, server, wait)',
-    labelNames: ['channel'] as const,
-    registers: [deps.registry],
-  });
-  const expired = new Counter({
-    name: 'mana_ai_occurrences_expired_total',
-    help: 'Claim deadlines or leases that passed and went to the fallback',
-    registers: [deps.registry],
-  });
+  const { log } = deps;
+  const lifecycle = deps.lifecycle ?? createLifecycle(deps);
 
-  async function toFallback(occs: Occurrence[], from: Occurrence['status'][], reason: string): Promise<void> {
-    if (occs.length === 0) return;
-    const route = fallbackRoute({ serverPlanning: deps.fallback.enabled });
-    if (route.channel === 'server') {
-      const taken = await takeForServer(sql, occs.map((o) => o.iterationId), from, holder, deps.leaseMs, reason);
-      routed.inc({ channel: 'server' }, taken.length);
-      for (const occ of taken) deps.fallback.plan(occ);
-      return;
-    }
-    if (route.channel === 'wait') {
-      for (const occ of occs) {
-        routed.inc({ channel: 'wait' });
-        await markWaiting(sql, occ.iterationId, { from, reason: route.reason, retryInMs: waitBackoffMs(occ.attempts) });
-      }
-    }
-  }
-
-  async function sendPush(occ: Occurrence, ttlSeconds: number): Promise<void> {
+  /** One wake-up per user: every occurrence of the user routed in this batch goes in one push. */
+  async function sendPush(userId: string, occs: Occurrence[], ttlSeconds: number): Promise<void> {
     try {
-      const result = await deps.push!.nudge(occ.userId, frameOf(occ), ttlSeconds);
+      const result = await deps.push!.nudge(userId, occs.map(frameOf), ttlSeconds);
       // Every subscription was gone: nobody can be woken, fall back now rather than at the deadline.
-      if (result === 'none-left') await toFallback([occ], ['nudged'], 'push subscriptions gone');
+      if (result === 'none-left') await lifecycle.toFallback(occs, ['nudged'], 'push subscriptions gone');
     } catch (err: unknown) {
-      log.warn({ err, iterationId: occ.iterationId }, 'push nudge failed; the deadline will hand it to the fallback');
+      log.warn({ err, iterationId: occs[0]!.iterationId, occurrences: occs.length }, 'push nudge failed; the deadline will hand it to the fallback');
     }
   }
 
@@ -158,10 +108,9 @@ export function createRouter(deps: RouterDeps): Router {
     return live;
   }
 
-  /** Sends the frames of occurrences just nudged over the WebSocket: local sockets now, other instances by NOTIFY. */
+  /** Sends the frames of occurrences nudged over the WebSocket: local sockets now, other instances by NOTIFY. */
   async function deliverWs(nudged: Occurrence[]): Promise<void> {
     if (nudged.length === 0) return;
-    routed.inc({ channel: 'ws' }, nudged.length);
     const frames: Nudge[] = [];
     for (const occ of nudged) {
       const frame = frameOf(occ);
@@ -213,14 +162,18 @@ export function createRouter(deps: RouterDeps): Router {
       );
       (decision.channel === 'ws' ? toWs : decision.channel === 'push' ? toPush : toServer).push(occ);
     }
-    await step('ws', toWs, async () => deliverWs(await markNudged(sql, toWs.map((o) => o.iterationId), 'ws', deps.timeouts.wsClaimMs)));
+    await step('ws', toWs, async () => deliverWs(await lifecycle.nudge(toWs, 'ws', deps.timeouts.wsClaimMs)));
     const pushes: Promise<void>[] = [];
     await step('push', toPush, async () => {
-      const nudged = await markNudged(sql, toPush.map((o) => o.iterationId), 'push', deps.timeouts.pushClaimMs);
-      routed.inc({ channel: 'push' }, nudged.length);
-      for (const occ of nudged) pushes.push(sendPush(occ, Math.ceil(deps.timeouts.pushClaimMs / 1000)));
+      const byUser = new Map<string, Occurrence[]>();
+      for (const occ of await lifecycle.nudge(toPush, 'push', deps.timeouts.pushClaimMs)) {
+        const list = byUser.get(occ.userId);
+        if (list) list.push(occ);
+        else byUser.set(occ.userId, [occ]);
+      }
+      for (const [userId, occs] of byUser) pushes.push(sendPush(userId, occs, Math.ceil(deps.timeouts.pushClaimMs / 1000)));
     });
-    await step('the fallback', toServer, () => toFallback(toServer, ['created'], 'no reachable device'));
+    await step('the fallback', toServer, () => lifecycle.toFallback(toServer, ['created'], 'no reachable device'));
     // A push service that hangs or keeps failing must not hold the scheduler (and with
     // it every other user's nudges and deadlines) for its retries: wait a little, then
     // let the sends finish on their own. The occurrence is 'nudged' with a deadline either way.
@@ -235,8 +188,6 @@ export function createRouter(deps: RouterDeps): Router {
   const armed = new Map<string, Occurrence>();
   const timers = new Map<string, NodeJS.Timeout>();
   let stopped = false;
-  let lastSettle = 0;
-  let lastStaleCheck = 0;
 
   function arm(occs: Occurrence[]): void {
     const byDue = new Map<string, Occurrence[]>();
@@ -263,6 +214,7 @@ export function createRouter(deps: RouterDeps): Router {
     const occs = [...armed.values()].filter((o) => o.dueAt === dueAt);
     for (const occ of occs) armed.delete(occ.iterationId);
     if (occs.length === 0 || stopped) return;
+    lifecycle.countNudged('ws', occs.length);
     await deliverWs(occs);
   }
 
@@ -278,41 +230,22 @@ export function createRouter(deps: RouterDeps): Router {
     },
     async dispatch(due) {
       // Presence first: occurrences of users with a live socket are created already
-      // nudged, and their frames go out as soon as their INSERT returns. A large due
-      // set is inserted in chunks on several connections at once, so sending one
-      // chunk's frames overlaps with the database writing the next.
+      // nudged, and their frames go out as soon as their INSERT returns.
       const live = await liveSet([...new Set(due.map((d) => d.userId))]);
-      const rest: Occurrence[] = [];
-      let count = 0;
-      const chunks: DueMission[][] = [];
-      for (let i = 0; i < due.length; i += CREATE_CHUNK) chunks.push(due.slice(i, i + CREATE_CHUNK));
-      const results = await Promise.allSettled(
-        chunks.map(async (chunk) => {
-          const created = await createOccurrences(sql, chunk, { users: live, deadlineMs: deps.timeouts.wsClaimMs });
-          count += created.length;
-          await deliverWs(created.filter((o) => o.status === 'nudged'));
-          for (const o of created) if (o.status === 'created') rest.push(o);
-        }),
-      );
-      if (count > 0) log.info({ created: count }, 'occurrences created');
-      // The chunks that landed are routed whatever happened to the others; a failed
-      // chunk wrote nothing, so the next pass finds its missions due again.
+      const { rest, failure } = await lifecycle.createDue(due, live, deps.timeouts.wsClaimMs, deliverWs);
       await route(rest, live);
-      const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-      if (failed) throw failed.reason;
+      if (failure !== undefined) throw failure;
     },
     async prepare(upcoming) {
       if (upcoming.length === 0 || stopped) return;
-      // Only users with a live socket now: a nudge decided ahead goes over the socket or
-      // not at all (the deadline hands it to the fallback); everyone else is routed when due.
-      // Created nudged, with the claim deadline counted from dueAt: nothing is written at the instant.
-      const live = await liveSet([...new Set(upcoming.map((d) => d.userId))]);
-      const mine = await createOccurrences(sql, upcoming.filter((d) => live.has(d.userId)), { users: live, deadlineMs: deps.timeouts.wsClaimMs });
+      // Only users with a socket on this instance: a nudge decided ahead goes over the socket
+      // or not at all (the deadline hands it to the fallback), and from the instance holding
+      // the socket its frame needs no NOTIFY at the instant. Every other instance readies its
+      // own users; the rest are routed when due. Created nudged, with the claim deadline
+      // counted from dueAt: nothing is written at the instant.
+      const mine = await lifecycle.createAhead(upcoming.filter((d) => deps.hasLocal(d.userId)), deps.timeouts.wsClaimMs);
       if (mine.length === 0) return;
-      if (stopped) {
-        await releaseReadied(sql, mine.map((o) => o.iterationId));
-        return;
-      }
+      if (stopped) return lifecycle.releaseAhead(mine.map((o) => o.iterationId));
       log.debug({ created: mine.length }, 'occurrences created ahead of their due time');
       arm(mine);
     },
@@ -322,33 +255,16 @@ export function createRouter(deps: RouterDeps): Router {
       timers.clear();
       const ids = [...armed.keys()];
       armed.clear();
-      if (ids.length > 0) await releaseReadied(sql, ids).catch((err: unknown) => log.warn({ err }, 'could not release occurrences created ahead; the stale sweep routes them'));
+      await lifecycle.releaseAhead(ids);
     },
     async sweep(info) {
-      // Missions change only through a refresh; another instance's refresh (this one
-      // skipped it) or a create racing one is caught by the periodic settle.
-      const now = Date.now();
-      const settleNow = info?.projectionChanged !== false || now - lastSettle >= SETTLE_EVERY_MS;
-      if (settleNow) lastSettle = now;
-      const settled = settleNow ? await settleFromSnapshots(sql) : [];
-      if (settled.length > 0) log.info({ settled: settled.length }, 'occurrences settled from the mission log');
-      // An occurrence created ahead whose mission moved on before it fell due: no nudge.
-      for (const o of settled) armed.delete(o.iterationId);
-      const taken = await takeExpired(sql, holder, deps.leaseMs, 500);
-      for (const occ of taken) {
-        expired.inc();
-        log.info({ iterationId: occ.iterationId, reason: withoutQuotes(occ.lastError) }, 'deadline or lease passed; handing to the fallback');
-        if (deps.fallback.enabled) deps.fallback.plan(occ);
-        else await markWaiting(sql, occ.iterationId, { from: ['planning'], holder, reason: WAIT_REASON, retryInMs: waitBackoffMs(occ.attempts) });
-      }
-      // Waiting occurrences whose retry time came go through routing again (a device may be back).
-      await route(await takeWaitingDue(sql, 500));
-      // A safety net for crashes: every pass would be wasted work on the open set.
-      if (now - lastStaleCheck < STALE_CREATED_MS / 3) return;
-      lastStaleCheck = now;
-      const stranded = await takeStaleCreated(sql, STALE_CREATED_MS, 500);
-      if (stranded.length > 0) log.warn({ occurrences: stranded.length }, 'routing occurrences left unrouted by a failed or crashed pass');
-      await route(stranded);
+      await lifecycle.sweep(info, {
+        reroute: (occs) => route(occs),
+        // An occurrence created ahead whose mission moved on before it fell due: no nudge.
+        settled: (ids) => {
+          for (const id of ids) armed.delete(id);
+        },
+      });
     },
   };
 }

@@ -5,7 +5,7 @@
  * the same user's backlog at once never start more than the budget.
  */
 import type { Sql } from '../db/pool.js';
-import { markWaiting } from '../schedule/occurrences.js';
+import { markWaiting } from '../schedule/transitions.js';
 import { waitBackoffMs } from '../nudge/route-decision.js';
 
 /** The window the budget counts over: a rolling day. */

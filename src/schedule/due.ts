@@ -26,7 +26,8 @@ export async function findDueMissions(sql: Sql, opts: { limit: number; unhandled
       AND (${opts.unhandledOnly ?? false} = false OR NOT EXISTS (
         SELECT 1 FROM mana_ai.occurrences o
         WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at))
-    ORDER BY s.next_run_at
+    -- A user's missions due at one instant stay in one batch (one push names them all).
+    ORDER BY s.next_run_at, s.user_id
     LIMIT ${opts.limit}`;
 }
 
@@ -53,7 +54,10 @@ export async function nextDueAt(sql: Sql, after?: string): Promise<Date | null> 
 /**
  * Missions falling due in (after, until] that have no occurrence yet, so the
  * router can create them ahead and send their nudges from a timer at the due
- * instant, with no database work left on that path.
+ * instant, with no database work left on that path. Only users with a
+ * presence row (a socket on some instance; the router checks its heartbeat):
+ * nobody else is readied ahead, and at the top of an hour the 10,000 users
+ * with a socket must not queue behind 90,000 without one.
  */
 export async function findUpcomingMissions(sql: Sql, opts: { after: string; until: string; limit: number }): Promise<DueMission[]> {
   return sql<DueMission[]>`
@@ -63,6 +67,7 @@ export async function findUpcomingMissions(sql: Sql, opts: { after: string; unti
     WHERE s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL
       AND s.next_run_at > ${opts.after}::text::timestamptz
       AND s.next_run_at <= ${opts.until}::text::timestamptz
+      AND EXISTS (SELECT 1 FROM mana_ai.presence p WHERE p.user_id = s.user_id)
       AND NOT EXISTS (
         SELECT 1 FROM mana_ai.occurrences o
         WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at)

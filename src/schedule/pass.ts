@@ -9,6 +9,9 @@ import type { Metrics } from '../metrics.js';
 import type { Projection } from '../projection/refresh.js';
 import { findDueMissions, findUpcomingMissions, nextDueAt, type DueMission } from './due.js';
 import type { PassResult } from './scheduler.js';
+import type { Dispatch, Prepare, Sweep } from './interfaces.js';
+
+export type { Dispatch, Prepare, Sweep, SweepInfo } from './interfaces.js';
 
 export interface PassStats {
   rowsApplied: number;
@@ -18,21 +21,6 @@ export interface PassStats {
   projectionStalled: boolean;
   durationMs: number;
 }
-
-/** Receives the due missions of a pass; the router creates and routes occurrences. */
-export type Dispatch = (due: DueMission[]) => Promise<void>;
-
-/** What a sweep may want to know about its pass. */
-export interface SweepInfo {
-  /** This pass's projection refresh applied rows: missions changed. */
-  projectionChanged: boolean;
-}
-
-/** Per-pass upkeep after dispatch: settle, expire, retry occurrences. */
-export type Sweep = (info: SweepInfo) => Promise<void>;
-
-/** Receives missions about to fall due, to be readied ahead of their due instant. */
-export type Prepare = (upcoming: DueMission[]) => Promise<void>;
 
 export interface PassDeps {
   sql: Sql;
@@ -66,7 +54,8 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
       // One database instant for the scan and for the next wake-up, so nothing falls between them.
       const [clock] = await deps.sql<{ at: string }[]>`SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`;
       const at = clock!.at;
-      const due = await findDueMissions(deps.sql, { limit: deps.dueLimit ?? 20_000, unhandledOnly: deps.sweep !== undefined, at });
+      const dueLimit = deps.dueLimit ?? 20_000;
+      const due = await findDueMissions(deps.sql, { limit: dueLimit, unhandledOnly: deps.sweep !== undefined, at });
       metrics.dueMissions.set(due.length);
       if (due.length > 0) {
         log.debug({ due: due.length }, 'missions due');
@@ -92,14 +81,15 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
         try {
           if (untilMs > fromMs) {
             const after = fromMs === atMs ? at : new Date(fromMs).toISOString();
-            await deps.prepare(await findUpcomingMissions(deps.sql, { after, until: new Date(untilMs).toISOString(), limit: deps.dueLimit ?? 20_000 }));
+            await deps.prepare(await findUpcomingMissions(deps.sql, { after, until: new Date(untilMs).toISOString(), limit: dueLimit }));
             preparedThroughMs = untilMs;
           }
         } catch (err: unknown) {
           log.error({ err }, 'preparing upcoming missions failed; they are dispatched when due');
         }
       }
-      const next = await nextDueAt(deps.sql, at);
+      // A full batch leaves more due (the top of an hour): the next pass runs at once, not a tick later.
+      const next = due.length >= dueLimit && deps.sweep !== undefined ? new Date(at) : await nextDueAt(deps.sql, at);
       metrics.ticks.inc({ outcome: 'ok' });
       return {
         stats: {

@@ -23,30 +23,32 @@
  *     it does for any nextRunAt it sees coming); the same burst arriving
  *     already due is measured once too (insert → last frame, tick included).
  */
-import { fork, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
-import { pino } from 'pino';
-import postgres from 'postgres';
-import WebSocket, { WebSocketServer } from 'ws';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from 'ws';
 import { loadConfig } from '../../src/config.js';
-import { startCoordinator } from '../../src/coordinator.js';
-import { startEmbeddedDb } from '../../src/db/embedded.js';
-import { migrate } from '../../src/db/migrate.js';
-import { createSql, type Sql } from '../../src/db/pool.js';
-import { signDevToken } from '../../src/auth/user-auth.js';
-import { createLogger } from '../../src/log.js';
-import { freePort } from '../support/free-port.js';
+import type { Sql } from '../../src/db/pool.js';
+import {
+  envInt,
+  freshDatabase,
+  memory,
+  openClients,
+  openFileLimit,
+  percentiles,
+  runIfEntry,
+  serveChild,
+  sleep,
+  spawnChild as spawnScript,
+  startBenchCoordinator,
+  tokensFor,
+  until,
+  untilAsync,
+  withBenchPostgres,
+  type ChildHandle,
+  type Percentiles,
+} from './bench-support.js';
 
-export interface Percentiles {
-  n: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
+export type { Percentiles } from './bench-support.js';
+
 
 export interface NudgeBenchResult {
   cpus: number;
@@ -88,236 +90,55 @@ const SELF = fileURLToPath(import.meta.url);
 const FANOUT_LEAD_MS = 8000;
 const CHILD_ENV = 'NUDGE_BENCH_CHILD';
 
-// ---------------------------------------------------------------- utilities
-
-function percentiles(values: number[]): Percentiles {
-  const s = [...values].sort((a, b) => a - b);
-  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? NaN;
-  return { n: s.length, p50: at(0.5), p90: at(0.9), p99: at(0.99), max: s[s.length - 1] ?? NaN };
-}
-
 const median = (xs: number[]) => percentiles(xs).p50;
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const round1 = (x: number) => Math.round(x * 10) / 10;
-
-function openFileLimit(): number {
-  try {
-    const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
-    return Number.parseInt(line?.split(/\s+/)[3] ?? '', 10) || Infinity;
-  } catch {
-    return Infinity;
-  }
-}
-
-
-/** Runs `fn` over items with at most `limit` in flight. */
-async function pool<T>(items: T[], limit: number, fn: (item: T, i: number) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(limit, items.length) }, async () => {
-      while (next < items.length) {
-        const i = next++;
-        await fn(items[i]!, i);
-      }
-    }),
-  );
-}
-
-// ---------------------------------------------------------------- child processes
-
-interface ChildHandle {
-  proc: ChildProcess;
-  port: number;
-  request<T>(cmd: string, args?: Record<string, unknown>): Promise<T>;
-  stop(): Promise<void>;
-}
-
-async function spawnChild(kind: 'coordinator' | 'bare', args: Record<string, unknown>): Promise<ChildHandle> {
-  const proc = fork(SELF, [], {
-    execArgv: ['--import', 'tsx', '--expose-gc'],
-    env: { ...process.env, [CHILD_ENV]: kind },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  });
-  let seq = 0;
-  const pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
-  proc.on('message', (m: { id: number; ok: boolean; value?: unknown; error?: string }) => {
-    const p = pending.get(m.id);
-    if (!p) return;
-    pending.delete(m.id);
-    if (m.ok) p.resolve(m.value);
-    else p.reject(new Error(m.error));
-  });
-  proc.on('exit', (code) => {
-    for (const p of pending.values()) p.reject(new Error(`${kind} child exited with ${code}`));
-    pending.clear();
-  });
-  const request = <T>(cmd: string, a: Record<string, unknown> = {}) =>
-    new Promise<T>((resolve, reject) => {
-      const id = ++seq;
-      pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
-      proc.send({ id, cmd, ...a });
-    });
-  const { port } = await request<{ port: number }>('start', args);
-  return {
-    proc,
-    port,
-    request,
-    async stop() {
-      if (proc.exitCode !== null) return;
-      const exited = new Promise((r) => proc.once('exit', r));
-      await request('stop').catch(() => undefined);
-      await Promise.race([exited, sleep(5000)]);
-      if (proc.exitCode === null) proc.kill('SIGKILL');
-    },
-  };
-}
-
-function memory() {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  gc?.();
-  gc?.();
-  const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, external: m.external, arrayBuffers: m.arrayBuffers };
-}
+const spawnChild = (kind: 'coordinator' | 'bare', args: Record<string, unknown>) => spawnScript(kind, args, SELF, CHILD_ENV);
 
 /** The child side: a coordinator or a bare ws server, driven over IPC. */
 async function childMain(kind: string): Promise<void> {
-  const reply = (id: number, value: unknown) => process.send!({ id, ok: true, value });
-  const fail = (id: number, err: unknown) => process.send!({ id, ok: false, error: (err as Error).message });
-  let stop: () => Promise<void> = async () => undefined;
+  type Message = { id: number; cmd: string; databaseUrl?: string; env?: Record<string, string>; message?: string };
+  let stopChild: () => Promise<void> = async () => undefined;
   let broadcast: ((message: string) => { t0: number; sent: number; ms: number }) | undefined;
-  process.on('disconnect', () => void stop().finally(() => process.exit(0)));
 
-  process.on('message', (m: { id: number; cmd: string; databaseUrl?: string; env?: Record<string, string>; message?: string }) => {
-    void (async () => {
-      try {
-        switch (m.cmd) {
-          case 'start': {
-            if (kind === 'coordinator') {
-              const sql = createSql(m.databaseUrl!, { max: 10, appName: 'nudge-bench' });
-              const config = loadConfig({
-                NODE_ENV: 'test',
-                PORT: '0',
-                HOST: '127.0.0.1',
-                LOG_LEVEL: 'warn',
-                INSTANCE_ID: 'bench',
-                // No claim deadline expires during the run, so no round pays for the previous one's fallback.
-                WS_CLAIM_TIMEOUT_MS: '3600000',
-                ...m.env,
-              });
-              const log = createLogger({ level: 'warn', pretty: false, base: { bench: 'coordinator' } });
-              // Server planning on (as in production with an LLM) but doing nothing: only routing is measured.
-              const c = await startCoordinator({ config, sql, log, fallback: { enabled: true, plan() {} } });
-              stop = async () => {
-                await c.stop();
-                await sql.end({ timeout: 5 });
-              };
-              return reply(m.id, { port: c.port });
-            }
-            const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
-            await new Promise<void>((r) => wss.once('listening', () => r()));
-            wss.on('connection', (ws) => ws.on('error', () => undefined));
-            broadcast = (message) => {
-              const t0 = Date.now();
-              let sent = 0;
-              for (const ws of wss.clients) {
-                ws.send(message);
-                sent++;
-              }
-              return { t0, sent, ms: Date.now() - t0 };
-            };
-            stop = async () => {
-              for (const ws of wss.clients) ws.terminate();
-              await new Promise<void>((r) => wss.close(() => r()));
-            };
-            return reply(m.id, { port: (wss.address() as { port: number }).port });
-          }
-          case 'mem':
-            return reply(m.id, memory());
-          case 'cpu': {
-            const c = process.cpuUsage();
-            return reply(m.id, (c.user + c.system) / 1000);
-          }
-          case 'broadcast':
-            return reply(m.id, broadcast!(m.message!));
-          case 'stop':
-            await stop();
-            reply(m.id, null);
-            process.exit(0);
-        }
-      } catch (err: unknown) {
-        fail(m.id, err);
+  async function startCoordinatorChild(m: Message): Promise<{ port: number }> {
+    // Server planning on (as in production with an LLM) but doing nothing: only routing is measured.
+    const c = await startBenchCoordinator(m.databaseUrl!, { instanceId: 'bench', fallback: { enabled: true, plan() {} }, env: m.env });
+    stopChild = c.stop;
+    return { port: c.port };
+  }
+
+  async function startBare(): Promise<{ port: number }> {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
+    await new Promise<void>((r) => wss.once('listening', () => r()));
+    wss.on('connection', (ws) => ws.on('error', () => undefined));
+    broadcast = (message) => {
+      const t0 = Date.now();
+      let sent = 0;
+      for (const ws of wss.clients) {
+        ws.send(message);
+        sent++;
       }
-    })();
-  });
-}
+      return { t0, sent, ms: Date.now() - t0 };
+    };
+    stopChild = async () => {
+      for (const ws of wss.clients) ws.terminate();
+      await new Promise<void>((r) => wss.close(() => r()));
+    };
+    return { port: (wss.address() as { port: number }).port };
+  }
 
-// ---------------------------------------------------------------- clients
-
-interface Clients {
-  /** Arrival time (Date.now()) of each client's frames, by client index. */
-  onFrame: (i: number, at: number, data: string) => void;
-  sockets: WebSocket[];
-  closeAll(): Promise<void>;
-}
-
-/** Opens n sockets; with `auth`, each sends it first and waits for auth-ok. */
-async function openClients(
-  url: string,
-  n: number,
-  auth: ((i: number) => string) | null,
-  onFrame: (i: number, at: number, data: string) => void,
-): Promise<Clients> {
-  const sockets: WebSocket[] = new Array(n);
-  const clients: Clients = {
-    onFrame,
-    sockets,
-    async closeAll() {
-      await Promise.all(
-        sockets.map(
-          (ws) =>
-            new Promise<void>((resolve) => {
-              if (!ws || ws.readyState === ws.CLOSED) return resolve();
-              ws.once('close', () => resolve());
-              ws.terminate();
-            }),
-        ),
-      );
+  serveChild<Message>(
+    {
+      start: (m) => (kind === 'coordinator' ? startCoordinatorChild(m) : startBare()),
+      mem: () => memory(),
+      cpu: () => {
+        const c = process.cpuUsage();
+        return (c.user + c.system) / 1000;
+      },
+      broadcast: (m) => broadcast!(m.message!),
     },
-  };
-  await pool(
-    Array.from({ length: n }, (_, i) => i),
-    200,
-    (i) =>
-      new Promise<void>((resolve, reject) => {
-        const ws = new WebSocket(url, { perMessageDeflate: false });
-        sockets[i] = ws;
-        let ready = false;
-        ws.on('error', (err) => {
-          if (!ready) reject(err);
-        });
-        ws.on('open', () => {
-          if (auth) ws.send(auth(i));
-          else {
-            ready = true;
-            resolve();
-          }
-        });
-        ws.on('message', (raw) => {
-          const at = Date.now();
-          const data = raw.toString();
-          if (!ready) {
-            if (data.includes('"auth-ok"')) {
-              ready = true;
-              resolve();
-            } else reject(new Error(`expected auth-ok, got ${data}`));
-            return;
-          }
-          clients.onFrame(i, at, data);
-        });
-      }),
+    () => stopChild(),
   );
-  return clients;
 }
 
 // ---------------------------------------------------------------- database
@@ -332,42 +153,6 @@ async function insertMissions(sql: Sql, rows: { userId: string; missionId: strin
     INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
     SELECT 'ai', 'aiMissions', r, u, 'insert', d, 'bench', 'user'
     FROM jsonb_to_recordset(${sql.json(payload as never)}::jsonb) AS x(u text, r text, d jsonb)`;
-}
-
-async function freshDatabase(adminUrl: string, name: string): Promise<{ url: string; sql: Sql; secret: () => Promise<Uint8Array> }> {
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  await admin.end();
-  const u = new URL(adminUrl);
-  u.pathname = `/${name}`;
-  const url = u.toString();
-  const sql = createSql(url, { max: 4, appName: 'nudge-bench-client' });
-  await migrate(sql, pino({ level: 'silent' }), { devSyncChanges: true });
-  return {
-    url,
-    sql,
-    async secret() {
-      const [row] = await sql<{ value: string }[]>`SELECT value FROM mana_ai.settings WHERE key = 'dev_jwt_secret'`;
-      if (!row) throw new Error('the coordinator did not create a dev secret');
-      return Buffer.from(row.value, 'base64');
-    },
-  };
-}
-
-async function tokensFor(secret: Uint8Array, users: string[]): Promise<string[]> {
-  return Promise.all(users.map((u) => signDevToken(secret, u)));
-}
-
-async function untilAsync(done: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await done()) && Date.now() < end) await sleep(50);
-}
-
-/** Resolves when `done()` is true, or after timeoutMs (then the caller counts what is missing). */
-async function until(done: () => boolean, timeoutMs: number): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!done() && Date.now() < end) await sleep(10);
 }
 
 // ---------------------------------------------------------------- scenarios
@@ -602,28 +387,13 @@ export async function runNudgeBench(opts: NudgeBenchOptions = {}): Promise<Nudge
   if (openFileLimit() < need) {
     throw new Error(`nudge bench: ${connections} sockets need about ${need} open files, the limit is ${openFileLimit()}; raise it (ulimit -n ${need * 2}) or lower NUDGE_BENCH_CONNECTIONS`);
   }
-  let stopDb: (() => Promise<void>) | undefined;
-  let dir: string | undefined;
-  let adminUrl = opts.databaseUrl;
-  if (!adminUrl) {
-    dir = mkdtempSync(join(tmpdir(), 'nudge-bench-pg-'));
-    const port = await freePort();
-    const pg = await startEmbeddedDb({ dir, port, log: pino({ level: 'silent' }) });
-    stopDb = () => pg.stop();
-    adminUrl = pg.url('postgres');
-  }
-  try {
+  return withBenchPostgres(opts.databaseUrl, 'nudge-bench-pg-', async (adminUrl) => {
     const lat = await latencyScenario(adminUrl, { latencyMissions: opts.latencyMissions ?? 500, alreadyDue: opts.alreadyDue ?? 200 }, say);
     const fanout = await fanoutScenario(adminUrl, connections, opts.rounds ?? 5, say);
     const { availableParallelism } = await import('node:os');
     return { cpus: availableParallelism(), ...lat, fanout };
-  } finally {
-    await stopDb?.();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  }
+  });
 }
-
-const envInt = (name: string): number | undefined => (process.env[name] ? Number.parseInt(process.env[name]!, 10) : undefined);
 
 /** For `npm run bench` (test/bench/run.ts): the defaults, or the NUDGE_BENCH_* variables; prints the result as JSON. */
 export async function run(): Promise<void> {
@@ -638,13 +408,5 @@ export async function run(): Promise<void> {
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }
 
-if (process.env[CHILD_ENV]) {
-  void childMain(process.env[CHILD_ENV]);
-} else if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  run()
-    .then(() => process.exit(0))
-    .catch((err: unknown) => {
-      process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
-      process.exit(1);
-    });
-}
+if (process.env[CHILD_ENV]) void childMain(process.env[CHILD_ENV]);
+else runIfEntry(import.meta.url, run);

@@ -4,13 +4,8 @@
  * batched transitions move only rows in the expected status.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  createOccurrences,
-  getOccurrence,
-  markNudged,
-  takeForServer,
-  takeStaleCreated,
-} from '../../src/schedule/occurrences.js';
+import { getOccurrence } from '../../src/schedule/occurrences.js';
+import { createOccurrences, markNudged, takeForServer, takeStaleCreated } from '../../src/schedule/transitions.js';
 import { iterationIdFor } from '../../src/schedule/occurrence-id.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 

@@ -11,7 +11,7 @@ import { detectSyncColumns } from '../../src/projection/change-source.js';
 import { instantOf } from '../../src/projection/instant.js';
 import { insertMissionUpdate, writeIteration, type WriteTarget } from '../../src/planner/writeback.js';
 import { planIteration } from '../../src/planner/iteration.js';
-import { takeExpired } from '../../src/schedule/occurrences.js';
+import { takeExpired } from '../../src/schedule/transitions.js';
 import type { MissionIteration } from '../../src/projection/mission.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { reply, startLlmStub, type LlmStub, type StubReply } from '../support/llm-stub.js';

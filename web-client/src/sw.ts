@@ -11,22 +11,23 @@
  *
  * Chrome subscribes with `userVisibleOnly: true`, so EVERY push must show a
  * notification (a duplicate too), or Chrome shows "This site has been updated
- * in the background". The notification's `tag` is the mission id, so several
- * wake-ups for one mission collapse into one.
+ * in the background". The notification's `tag` is the (first) mission id, so
+ * several wake-ups for one mission collapse into one; a push naming several
+ * missions due together shows one notification for all of them.
  */
 import { openDedupStore, createMemoryDedupStore, type DedupStore, type DedupState } from './dedup.js';
 import type { MissionDue } from './protocol.js';
 import { base64UrlToBytes } from './lib/base64url.js';
 import { createApi, type FetchLike } from './lib/http.js';
 import { defaultLocks, type LockManagerLike } from './lib/locks.js';
-import { parseNudgeText } from './lib/nudge.js';
+import { parsePushNudges } from './lib/nudge.js';
 import { createOccurrenceApi } from './lib/occurrences.js';
 import { fetchVapidKey, registerSubscription } from './lib/push.js';
 import { runNudge, type NudgeOutcome } from './lib/run-nudge.js';
 import { toError } from './lib/timeout.js';
 
 export type { NudgeOutcome } from './lib/run-nudge.js';
-export { parseNudge, parseNudgeText } from './lib/nudge.js';
+export { parseNudge, parseNudgeText, parsePushNudges } from './lib/nudge.js';
 
 export interface PushHandlerOptions {
   /** The coordinator (default: this worker's origin). */
@@ -60,8 +61,12 @@ export type OptionsSource<T> = T | (() => T | Promise<T>);
 
 /** Data attached to every notification this module shows. */
 export interface NudgeNotificationData {
+  /** The (first) mission the push named. */
   missionId?: string;
   iterationId?: string;
+  /** A push naming several missions: all their iteration ids, and how many were planned here. */
+  iterationIds?: string[];
+  planned?: number;
   url: string;
   outcome: string;
 }
@@ -109,9 +114,26 @@ function duplicateBody(state: DedupState | undefined): string {
   }
 }
 
+/** True when the outcome left proposals ready on this device. */
+function plannedHere(outcome: NudgeOutcome | { kind: 'notified' }): boolean {
+  if (outcome.kind === 'planned') return true;
+  return outcome.kind === 'duplicate' && (outcome.state === 'planned' || outcome.state === 'staged');
+}
+
+/** The one notification's body for a push that named several missions (pure; exported for tests and UIs). */
+export function batchNotificationBody(outcomes: (NudgeOutcome | { kind: 'notified' })[]): string {
+  const n = outcomes.length;
+  const planned = outcomes.filter(plannedHere).length;
+  if (planned === n) return `${n} missions planned — proposals ready`;
+  if (planned > 0) return `${planned} of ${n} missions planned — open to see the rest`;
+  return `${n} missions due — open to plan`;
+}
+
 /**
  * Handles a `push` event. Calls `event.waitUntil` synchronously; inside it,
- * always ends by showing one notification, whatever fails before.
+ * always ends by showing one notification, whatever fails before. A push
+ * naming several missions (due together) plans all of them, one after
+ * another, and still shows one notification saying how many were planned.
  */
 export function handlePush(event: PushEvent, options: OptionsSource<PushHandlerOptions> = {}): void {
   let text: string | null = null;
@@ -120,56 +142,65 @@ export function handlePush(event: PushEvent, options: OptionsSource<PushHandlerO
   } catch {
     text = null;
   }
-  const nudge = text === null ? null : parseNudgeText(text);
-  event.waitUntil(pushWork(nudge, options));
+  const nudges = text === null ? [] : parsePushNudges(text);
+  event.waitUntil(pushWork(nudges, options));
 }
 
-async function pushWork(nudge: MissionDue | null, source: OptionsSource<PushHandlerOptions>): Promise<void> {
+async function planAll(nudges: MissionDue[], opts: PushHandlerOptions): Promise<(NudgeOutcome | { kind: 'notified' })[]> {
+  const outcomes: (NudgeOutcome | { kind: 'notified' })[] = nudges.map(() => ({ kind: 'notified' }));
+  if (nudges.length === 0 || !opts.planInWorker || !opts.getToken || !opts.deviceId) return outcomes;
+  const api = createApi({
+    baseUrl: opts.baseUrl ?? worker().location.origin,
+    getToken: opts.getToken,
+    ...(opts.fetch ? { fetch: opts.fetch } : {}),
+  });
+  const maxAge = opts.dedupMaxAgeMs ? { maxAgeMs: opts.dedupMaxAgeMs } : {};
+  const dedup = opts.dedup ?? (typeof indexedDB === 'undefined' ? createMemoryDedupStore(maxAge) : openDedupStore(maxAge));
+  const occurrences = createOccurrenceApi(api, opts.deviceId);
+  const locks = opts.locks === undefined ? defaultLocks() : opts.locks;
+  try {
+    // One after another: each claims before planning, so the exactly-once rules are
+    // the WebSocket path's; planning them all at once would only compete for the device.
+    for (const [i, nudge] of nudges.entries()) {
+      outcomes[i] = await runNudge(nudge, { dedup, occurrences, locks, plan: opts.planInWorker, emit: () => undefined });
+    }
+  } finally {
+    if (!opts.dedup) dedup.close();
+  }
+  return outcomes;
+}
+
+async function pushWork(nudges: MissionDue[], source: OptionsSource<PushHandlerOptions>): Promise<void> {
   const sw = worker();
   let opts: PushHandlerOptions = {};
-  let outcome: NudgeOutcome | { kind: 'notified' } | { kind: 'invalid' } = nudge ? { kind: 'notified' } : { kind: 'invalid' };
+  let outcomes: (NudgeOutcome | { kind: 'notified' })[] = nudges.map(() => ({ kind: 'notified' }));
   try {
     opts = await resolveOptions(source);
-    if (nudge && opts.planInWorker && opts.getToken && opts.deviceId) {
-      const api = createApi({
-        baseUrl: opts.baseUrl ?? sw.location.origin,
-        getToken: opts.getToken,
-        ...(opts.fetch ? { fetch: opts.fetch } : {}),
-      });
-      const maxAge = opts.dedupMaxAgeMs ? { maxAgeMs: opts.dedupMaxAgeMs } : {};
-      const dedup = opts.dedup ?? (typeof indexedDB === 'undefined' ? createMemoryDedupStore(maxAge) : openDedupStore(maxAge));
-      try {
-        outcome = await runNudge(nudge, {
-          dedup,
-          occurrences: createOccurrenceApi(api, opts.deviceId),
-          locks: opts.locks === undefined ? defaultLocks() : opts.locks,
-          plan: opts.planInWorker,
-          emit: () => undefined,
-        });
-      } finally {
-        if (!opts.dedup) dedup.close();
-      }
-    }
+    outcomes = await planAll(nudges, opts);
   } catch (e: unknown) {
     // Still show the notification below; the app plans when opened.
     console.warn('mana-ai: push handling failed', toError(e));
   }
 
-  const title = opts.title ?? 'Mana';
+  const first = nudges[0];
+  const single = nudges.length <= 1;
+  const planned = outcomes.filter(plannedHere).length;
   const data: NudgeNotificationData = {
-    ...(nudge ? { missionId: nudge.missionId, iterationId: nudge.iterationId } : {}),
+    ...(first ? { missionId: first.missionId, iterationId: first.iterationId } : {}),
+    ...(single ? {} : { iterationIds: nudges.map((n) => n.iterationId), planned }),
     url: appUrlOf(opts.appUrl),
-    outcome: outcome.kind,
+    outcome: single ? (outcomes[0]?.kind ?? 'invalid') : planned === nudges.length ? 'planned' : planned > 0 ? 'partly-planned' : 'notified',
   };
-  await sw.registration.showNotification(title, {
-    body: notificationBody(outcome),
-    tag: nudge ? nudge.missionId : 'mana-ai',
+  await sw.registration.showNotification(opts.title ?? 'Mana', {
+    body: single ? notificationBody(outcomes[0] ?? { kind: 'invalid' }) : batchNotificationBody(outcomes),
+    tag: first ? first.missionId : 'mana-ai',
     data,
     ...(opts.icon ? { icon: opts.icon } : {}),
     ...(opts.badge ? { badge: opts.badge } : {}),
   });
   try {
-    await opts.onHandled?.(nudge, outcome.kind === 'invalid' ? { kind: 'notified' } : outcome);
+    if (nudges.length === 0) await opts.onHandled?.(null, { kind: 'notified' });
+    for (const [i, nudge] of nudges.entries()) await opts.onHandled?.(nudge, outcomes[i]!);
   } catch (e: unknown) {
     console.warn('mana-ai: onHandled failed', toError(e));
   }

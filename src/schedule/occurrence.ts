@@ -1,0 +1,51 @@
+/**
+ * The occurrence record as the ledger holds it: its states, its columns and
+ * the one select list every query returns it with (snake_case stops here).
+ */
+
+export type OccurrenceStatus =
+  | 'created'
+  | 'nudged'
+  | 'claimed'
+  | 'planning'
+  | 'waiting'
+  | 'planned'
+  | 'completed'
+  | 'superseded'
+  | 'failed';
+export type Channel = 'ws' | 'push' | 'server';
+
+export const OPEN_STATUSES: readonly OccurrenceStatus[] = ['created', 'nudged', 'claimed', 'planning', 'waiting'];
+export const DONE_STATUSES: readonly OccurrenceStatus[] = ['planned', 'completed', 'superseded', 'failed'];
+
+export interface Occurrence {
+  iterationId: string;
+  userId: string;
+  missionId: string;
+  dueAt: string;
+  status: OccurrenceStatus;
+  channel: Channel | null;
+  claimedBy: string | null;
+  deadlineAt: string | null;
+  leaseExpiresAt: string | null;
+  attempts: number;
+  nextAttemptAt: string | null;
+  lastError: string | null;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export const ts = (col: string) => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`;
+
+/** The select list (qualified by `o.`), snake_case stopping here. */
+export const COLUMNS = `
+  o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.mission_id AS "missionId",
+  ${ts('o.due_at')} AS "dueAt", o.status, o.channel, o.claimed_by AS "claimedBy",
+  ${ts('o.deadline_at')} AS "deadlineAt", ${ts('o.lease_expires_at')} AS "leaseExpiresAt",
+  o.attempts, ${ts('o.next_attempt_at')} AS "nextAttemptAt", o.last_error AS "lastError",
+  ${ts('o.created_at')} AS "createdAt", ${ts('o.updated_at')} AS "updatedAt"`;
+
+export function serverHolder(instanceId: string): string {
+  return `server:${instanceId}`;
+}
+

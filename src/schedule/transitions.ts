@@ -1,0 +1,306 @@
+/**
+ * Every transition of an occurrence, as SQL. Creation is INSERT … ON
+ * CONFLICT DO NOTHING (the instance whose insert lands routes it); every
+ * other transition is a compare-and-set UPDATE … WHERE status = …
+ * RETURNING, so several instances never double-handle; scans take rows FOR
+ * UPDATE SKIP LOCKED. Each statement moves a whole batch: a burst of
+ * 100,000 due occurrences must not cost a round trip each.
+ */
+import type { Sql } from '../db/pool.js';
+import type { DueMission } from './due.js';
+import { iterationIdFor } from './occurrence-id.js';
+import { COLUMNS, ts, type Occurrence, type OccurrenceStatus } from './occurrence.js';
+
+/**
+ * Creates the occurrences of due missions; returns only the ones this call
+ * created. Occurrences of `nudge.users` are created already nudged over the
+ * WebSocket (created → nudged in the same statement), so a fan-out of
+ * thousands costs one write, not two; their claim deadline counts from the
+ * later of now and dueAt, so one created ahead of its due time is nudged
+ * ahead too and needs no write at its instant. `due[].nextRunAt` must be
+ * canonical (as findDueMissions returns it): it is the returned dueAt.
+ */
+export async function createOccurrences(
+  sql: Sql,
+  due: DueMission[],
+  nudge?: { users: ReadonlySet<string>; deadlineMs: number },
+): Promise<Occurrence[]> {
+  if (due.length === 0) return [];
+  const byId = new Map<string, DueMission>();
+  for (const d of due) byId.set(iterationIdFor(d.userId, d.missionId, d.nextRunAt), d);
+  // Inserted in iterationId order: two instances inserting overlapping sets in different
+  // orders each wait on the other's speculative insert, which Postgres ends as a deadlock.
+  const ids = [...byId.keys()].sort();
+  const users: string[] = [];
+  const missions: string[] = [];
+  const dues: string[] = [];
+  const nudged: string[] = [];
+  for (const id of ids) {
+    const d = byId.get(id)!;
+    users.push(d.userId);
+    missions.push(d.missionId);
+    dues.push(d.nextRunAt);
+    nudged.push(nudge?.users.has(d.userId) ? 't' : 'f');
+  }
+  // Parameters typed timestamptz go through postgres.js' Date serializer, which drops
+  // the microseconds: the instants are bound as text so dueAt stays what it was hashed from.
+  // Only the id and status come back per row, and the two instants once: formatting
+  // every timestamp column of 10,000 fresh rows cost a third of the statement.
+  const rows = await sql<{ iterationId: string; status: 'created' | 'nudged'; at: string; deadline: string | null }[]>`
+    WITH t AS (SELECT now() AS now),
+    ins AS (
+      INSERT INTO mana_ai.occurrences (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at)
+      SELECT x.i, x.u, x.m, x.d,
+        CASE WHEN x.n THEN 'nudged' ELSE 'created' END,
+        CASE WHEN x.n THEN 'ws' END,
+        CASE WHEN x.n THEN greatest(t.now, x.d) + make_interval(secs => ${(nudge?.deadlineMs ?? 0) / 1000}) END
+      FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${nudged}::text[]::boolean[]) AS x(i, u, m, d, n), t
+      ON CONFLICT DO NOTHING
+      RETURNING iteration_id, status, deadline_at
+    )
+    SELECT ins.iteration_id::text AS "iterationId", ins.status, (SELECT ${sql.unsafe(ts('now'))} FROM t) AS at,
+      CASE WHEN ins.deadline_at IS NULL THEN NULL ELSE ${sql.unsafe(ts('ins.deadline_at'))} END AS deadline
+    FROM ins`;
+  return rows.map((r) => {
+    const d = byId.get(r.iterationId)!;
+    const isNudged = r.status === 'nudged';
+    return {
+      iterationId: r.iterationId,
+      userId: d.userId,
+      missionId: d.missionId,
+      dueAt: d.nextRunAt,
+      status: r.status,
+      channel: isNudged ? 'ws' : null,
+      claimedBy: null,
+      deadlineAt: isNudged ? r.deadline : null,
+      leaseExpiresAt: null,
+      attempts: 0,
+      nextAttemptAt: null,
+      lastError: null,
+      createdAt: r.at,
+      updatedAt: r.at,
+    };
+  });
+}
+
+/**
+ * created|waiting → nudged on a channel, with a claim deadline, for many
+ * occurrences in one statement (a fan-out of thousands must not pay a round
+ * trip each). Returns the rows this call moved. A new nudge clears the
+ * previous wait's reason.
+ */
+export async function markNudged(sql: Sql, iterationIds: string[], channel: 'ws' | 'push', deadlineMs: number): Promise<Occurrence[]> {
+  if (iterationIds.length === 0) return [];
+  return sql<Occurrence[]>`
+    UPDATE mana_ai.occurrences o SET status = 'nudged', channel = ${channel},
+      deadline_at = now() + make_interval(secs => ${deadlineMs / 1000}), claimed_by = NULL, lease_expires_at = NULL,
+      last_error = NULL, updated_at = now()
+    WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status IN ('created', 'waiting')
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/** Hands occurrences to the server planner (from the given statuses), holding a lease; returns the rows taken. */
+export async function takeForServer(
+  sql: Sql,
+  iterationIds: string[],
+  from: readonly OccurrenceStatus[],
+  holder: string,
+  leaseMs: number,
+  reason?: string,
+): Promise<Occurrence[]> {
+  if (iterationIds.length === 0) return [];
+  return sql<Occurrence[]>`
+    UPDATE mana_ai.occurrences o SET status = 'planning', channel = 'server', claimed_by = ${holder},
+      lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
+      last_error = coalesce(${reason ?? null}, last_error), updated_at = now()
+    WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status = ANY(${from as string[]})
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/** → waiting for a device, with a reason visible to operators and a time to try again. */
+export async function markWaiting(
+  sql: Sql,
+  iterationId: string,
+  opts: { from: readonly OccurrenceStatus[]; reason: string; retryInMs: number; holder?: string },
+): Promise<Occurrence | null> {
+  const [row] = await markWaitingMany(sql, [{ iterationId, retryInMs: opts.retryInMs }], opts);
+  return row ?? null;
+}
+
+/**
+ * → waiting for many occurrences in one statement, each with its own retry
+ * delay (the backoff grows with its attempts). Returns the rows moved.
+ */
+export async function markWaitingMany(
+  sql: Sql,
+  items: { iterationId: string; retryInMs: number }[],
+  opts: { from: readonly OccurrenceStatus[]; reason: string; holder?: string },
+): Promise<Occurrence[]> {
+  if (items.length === 0) return [];
+  const ids = items.map((i) => i.iterationId);
+  const secs = items.map((i) => i.retryInMs / 1000);
+  return sql<Occurrence[]>`
+    UPDATE mana_ai.occurrences o SET status = 'waiting', claimed_by = NULL, lease_expires_at = NULL, deadline_at = NULL,
+      last_error = ${opts.reason}, next_attempt_at = now() + make_interval(secs => x.secs), updated_at = now()
+    FROM unnest(${ids}::uuid[], ${secs}::float8[]) AS x(id, secs)
+    WHERE o.iteration_id = x.id AND o.status = ANY(${opts.from as string[]})
+      AND (${opts.holder ?? null}::text IS NULL OR o.claimed_by = ${opts.holder ?? null})
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/**
+ * Takes occurrences whose claim deadline or lease passed: nudged with no
+ * claim, a device lease that expired without completion, or a server lease
+ * left by an instance that died. SKIP LOCKED spreads them over instances.
+ */
+export async function takeExpired(sql: Sql, holder: string, leaseMs: number, limit: number): Promise<Occurrence[]> {
+  return sql<Occurrence[]>`
+    WITH deadline AS (
+      -- A device's release sets its reason and a deadline of now; keep that reason for operators.
+      SELECT iteration_id, coalesce(last_error, 'no claim before the deadline') AS why FROM mana_ai.occurrences
+      WHERE status = 'nudged' AND deadline_at <= now() ORDER BY deadline_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+    ), lease AS (
+      SELECT iteration_id, 'lease of ' || coalesce(claimed_by, '?') || ' expired' AS why FROM mana_ai.occurrences
+      WHERE status IN ('claimed', 'planning') AND lease_expires_at <= now() ORDER BY lease_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+    ), expired AS (
+      SELECT * FROM deadline UNION ALL SELECT * FROM lease
+    )
+    UPDATE mana_ai.occurrences o SET status = 'planning', channel = 'server', claimed_by = ${holder},
+      lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
+      -- A planner retry keeps its failure reason visible; anything else says what expired.
+      last_error = CASE WHEN o.status = 'planning' AND o.last_error IS NOT NULL THEN o.last_error ELSE expired.why END,
+      updated_at = now()
+    FROM expired WHERE o.iteration_id = expired.iteration_id
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/** Waiting occurrences whose retry time came, taken (SKIP LOCKED) so one instance re-routes each. */
+export async function takeWaitingDue(sql: Sql, limit: number): Promise<Occurrence[]> {
+  return sql<Occurrence[]>`
+    WITH due AS (
+      SELECT iteration_id FROM mana_ai.occurrences
+      WHERE status = 'waiting' AND next_attempt_at <= now()
+      ORDER BY next_attempt_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+    )
+    UPDATE mana_ai.occurrences o SET status = 'created', attempts = o.attempts + 1, updated_at = now()
+    FROM due WHERE o.iteration_id = due.iteration_id
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/**
+ * Occurrences left 'created' longer than `staleMs` after both their creation
+ * and their due time: their creator crashed or failed between creating and
+ * routing them (or before the due instant of one it created ahead), and
+ * nothing else would ever move them (the due scan skips missions whose
+ * occurrence exists). Taken SKIP LOCKED and re-stamped so one instance
+ * routes each again.
+ */
+export async function takeStaleCreated(sql: Sql, staleMs: number, limit: number): Promise<Occurrence[]> {
+  return sql<Occurrence[]>`
+    WITH stale AS (
+      SELECT iteration_id FROM mana_ai.occurrences
+      WHERE status = 'created' AND greatest(updated_at, due_at) < now() - make_interval(secs => ${staleMs / 1000})
+      ORDER BY updated_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
+    )
+    UPDATE mana_ai.occurrences o SET updated_at = now()
+    FROM stale WHERE o.iteration_id = stale.iteration_id
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+}
+
+/**
+ * Deletes occurrences this instance readied ahead of their due time and will
+ * not send after all (shutdown): nobody has seen them yet (a device gets a
+ * nudge only once it is due), and without the row the due scan of any
+ * instance picks the mission up at its due time.
+ */
+export async function releaseReadied(sql: Sql, iterationIds: string[]): Promise<number> {
+  if (iterationIds.length === 0) return 0;
+  const r = await sql`
+    DELETE FROM mana_ai.occurrences
+    WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status = 'nudged' AND due_at > now()`;
+  return r.count;
+}
+
+/**
+ * Closes open occurrences the mission has moved past: an iteration with this
+ * id appeared, or nextRunAt moved past dueAt → completed; the mission was
+ * paused, finished, archived, deleted or rescheduled → superseded.
+ */
+export async function settleFromSnapshots(sql: Sql): Promise<{ iterationId: string; userId: string; status: OccurrenceStatus }[]> {
+  return sql`
+    WITH open AS (
+      SELECT o.iteration_id, o.due_at, s.present, s.soft_deleted, s.state, s.next_run_at,
+             (s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)) AS has_iteration
+      FROM mana_ai.occurrences o
+      LEFT JOIN mana_ai.mission_snapshots s ON s.user_id = o.user_id AND s.mission_id = o.mission_id
+      WHERE o.status IN ('created', 'nudged', 'claimed', 'planning', 'waiting')
+    ), verdict AS (
+      SELECT iteration_id, CASE
+        WHEN coalesce(has_iteration, false) THEN 'completed'
+        WHEN present IS NOT TRUE OR soft_deleted OR state IS DISTINCT FROM 'active' THEN 'superseded'
+        -- Moving past a dueAt still in the future (an occurrence created ahead) is a reschedule.
+        WHEN next_run_at > due_at AND due_at <= now() THEN 'completed'
+        ELSE 'superseded' END AS status,
+        CASE
+        WHEN coalesce(has_iteration, false) THEN 'iteration appeared on the mission'
+        WHEN present IS NOT TRUE OR soft_deleted THEN 'mission deleted'
+        WHEN state IS DISTINCT FROM 'active' THEN 'mission ' || coalesce(state, 'without state')
+        WHEN next_run_at > due_at AND due_at <= now() THEN 'nextRunAt moved past dueAt'
+        ELSE 'mission rescheduled' END AS why
+      FROM open
+      WHERE coalesce(has_iteration, false) OR present IS NOT TRUE OR soft_deleted
+         OR state IS DISTINCT FROM 'active' OR next_run_at IS DISTINCT FROM due_at
+    ), locked AS (
+      -- Lock only the rows that change: locking every open occurrence on every pass
+      -- wrote a row lock (and WAL) per open occurrence, 10,000 of them during a fan-out.
+      SELECT o.iteration_id FROM mana_ai.occurrences o JOIN verdict v ON v.iteration_id = o.iteration_id
+      WHERE o.status IN ('created', 'nudged', 'claimed', 'planning', 'waiting')
+      FOR UPDATE OF o SKIP LOCKED
+    )
+    UPDATE mana_ai.occurrences o SET status = verdict.status, lease_expires_at = NULL, deadline_at = NULL,
+      last_error = CASE WHEN verdict.status = 'superseded' THEN verdict.why ELSE o.last_error END, updated_at = now()
+    FROM verdict JOIN locked ON locked.iteration_id = verdict.iteration_id
+    WHERE o.iteration_id = verdict.iteration_id
+    RETURNING o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.status`;
+}
+
+export interface DeviceClaim {
+  iterationId: string;
+  userId: string;
+  deviceId: string;
+}
+
+const LEASE_TS = `to_char(lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/** created|nudged|waiting → claimed by a device (first claim wins); the same device re-claiming renews its lease. */
+export async function claimForDevice(sql: Sql, c: DeviceClaim, leaseMs: number): Promise<{ lease: string } | null> {
+  const [row] = await sql<{ lease: string }[]>`
+    UPDATE mana_ai.occurrences SET status = 'claimed', claimed_by = ${c.deviceId},
+      -- A claim on 'created' answers a frame sent over the socket before its ledger
+      -- write landed (a nudge readied ahead, or a pending list on reconnect): record that channel.
+      channel = CASE WHEN status = 'created' THEN coalesce(channel, 'ws') ELSE channel END,
+      lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL, updated_at = now()
+    WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId}
+      AND (status IN ('created', 'nudged', 'waiting') OR (status = 'claimed' AND claimed_by = ${c.deviceId}))
+    RETURNING ${sql.unsafe(LEASE_TS)} AS lease`;
+  return row ?? null;
+}
+
+/** claimed by this device → completed. */
+export async function completeForDevice(sql: Sql, c: DeviceClaim): Promise<boolean> {
+  const rows = await sql`
+    UPDATE mana_ai.occurrences SET status = 'completed', lease_expires_at = NULL, updated_at = now()
+    WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
+    RETURNING iteration_id`;
+  return rows.length > 0;
+}
+
+/** claimed by this device → nudged with a deadline of now: the next pass hands it to the fallback at once. */
+export async function releaseForDevice(sql: Sql, c: DeviceClaim, reason?: string): Promise<boolean> {
+  const rows = await sql`
+    UPDATE mana_ai.occurrences SET status = 'nudged', claimed_by = NULL, lease_expires_at = NULL,
+      deadline_at = now(), last_error = ${`released by ${c.deviceId}${reason ? `: ${reason.slice(0, 200)}` : ''}`}, updated_at = now()
+    WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
+    RETURNING iteration_id`;
+  return rows.length > 0;
+}
