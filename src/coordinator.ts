@@ -160,6 +160,25 @@ async function listenForMetrics(config: Config, metrics: Metrics, releasers: Rel
   return (server.address() as AddressInfo).port;
 }
 
+/** The projection, its sync_changes columns, and the fast-path index check (built when SYNC_CREATE_INDEX allows). */
+async function startProjection(deps: CoordinatorDeps, metrics: Metrics, log: Logger, releasers: Releasers) {
+  const { config, sql } = deps;
+  const projectionLog = log.child({ component: 'projection' });
+  const projection = createProjection({
+    sql,
+    log: projectionLog,
+    batchRows: config.projection.batchRows,
+    cacheRecords: config.projection.cacheRecords,
+    syncSchema: config.syncSchema,
+    onApplied: (n) => metrics.rowsApplied.inc(n),
+    onMalformed: (n) => metrics.rowsSkipped.inc(n),
+  });
+  const cols = await projection.columns();
+  const fastPath = await checkFastPathIndex({ sql, schema: config.syncSchema, log: projectionLog, registry: metrics.registry, create: config.syncCreateIndex });
+  releasers.add(() => fastPath.stop());
+  return { projection, cols };
+}
+
 export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinator> {
   const { config, sql } = deps;
   const log = deps.log.child({ instance: config.instanceId });
@@ -168,24 +187,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     const degraded = await grantsOrRefuse(config, sql, log);
     await migrate(sql, log, { devSyncChanges: config.devSyncTable, syncSchema: config.syncSchema });
     const metrics = createMetrics({ defaultMetrics: true });
-    const projection = createProjection({
-      sql,
-      log: log.child({ component: 'projection' }),
-      batchRows: config.projection.batchRows,
-      cacheRecords: config.projection.cacheRecords,
-      syncSchema: config.syncSchema,
-      onApplied: (n) => metrics.rowsApplied.inc(n),
-      onMalformed: (n) => metrics.rowsSkipped.inc(n),
-    });
-    const cols = await projection.columns();
-    const fastPath = await checkFastPathIndex({
-      sql,
-      schema: config.syncSchema,
-      log: log.child({ component: 'projection' }),
-      registry: metrics.registry,
-      create: config.syncCreateIndex,
-    });
-    releasers.add(() => fastPath.stop());
+    const { projection, cols } = await startProjection(deps, metrics, log, releasers);
     const { auth, devSecret } = await authFor(config, sql, log);
     const limiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, registry: metrics.registry });
     const subscriptions = createPushSubscriptionStore(sql, { maxPerUser: config.limits.pushSubscriptionsPerUser });

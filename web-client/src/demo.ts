@@ -28,16 +28,7 @@ import { createMissionClient, type MissionClient, type PushManagerLike } from '.
 import { createDevApi, fetchDevToken, tokenExpiry, type DevApi, type Mission, type OccurrenceRow } from './demo-lib/dev-api.js';
 import { planWithDemoPlanner, proposalsFor } from './demo-lib/planner.js';
 import { activated, describeEvent, h, missionsTable, occurrenceRow, proposalCard, short } from './demo-lib/view.js';
-import {
-  DEMO_CHANNEL,
-  addProposals,
-  listProposals,
-  saveSession,
-  setProposalStatus,
-  type DemoMessage,
-  type DemoSession,
-  type Proposal,
-} from './demo-lib/store.js';
+import { DEMO_CHANNEL, addProposals, listProposals, saveSession, setProposalStatus, type DemoMessage, type DemoSession, type Proposal } from './demo-lib/store.js';
 
 const BASE_URL = location.origin;
 const SW_URL = '/demo/sw.js';
