@@ -174,7 +174,7 @@ async function startProjection(deps: CoordinatorDeps, metrics: Metrics, log: Log
     onMalformed: (n) => metrics.rowsSkipped.inc(n),
   });
   const cols = await projection.columns();
-  const fastPath = await checkFastPathIndex({ sql, schema: config.syncSchema, log: projectionLog, registry: metrics.registry, create: config.syncCreateIndex });
+  const fastPath = await checkFastPathIndex({ sql, schema: config.syncSchema, log: projectionLog, registry: metrics.registry, create: config.syncCreateIndex, quiet: config.devSyncTable });
   releasers.add(() => fastPath.stop());
   return { projection, cols };
 }

@@ -75,6 +75,8 @@ export interface FastPathIndexDeps {
   create: boolean;
   /** The schema that holds sync_changes. */
   schema?: string;
+  /** Say a missing index at info, not warn: dev mode's own small sync_changes, where a warning would only alarm a newcomer. */
+  quiet?: boolean;
 }
 
 export interface FastPathIndex {
@@ -107,7 +109,7 @@ export async function checkFastPathIndex(deps: FastPathIndexDeps): Promise<FastP
     set('present');
   } else if (!deps.create) {
     set('absent');
-    log.warn(
+    (deps.quiet ? log.info.bind(log) : log.warn.bind(log))(
       { index: FAST_PATH_INDEX, statement: fastPathIndexSql(schema) },
       'sync_changes has no fast-path index: busy projection passes grow with users and log size; add it (src/db/sync-index.sql) or set SYNC_CREATE_INDEX=true',
     );
