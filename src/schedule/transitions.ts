@@ -232,7 +232,10 @@ export async function settleFromSnapshots(sql: Sql): Promise<{ iterationId: stri
       SELECT o.iteration_id, o.due_at, s.present, s.soft_deleted, s.state, s.next_run_at,
              (s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)) AS has_iteration
       FROM mana_ai.occurrences o
-      LEFT JOIN mana_ai.mission_snapshots s ON s.user_id = o.user_id AND s.mission_id = o.mission_id
+      -- No snapshot row at all is a mission this instance has not projected yet
+      -- (another instance's pass held the refresh), not a deleted one (a delete
+      -- leaves a tombstone): such an occurrence waits for the projection.
+      JOIN mana_ai.mission_snapshots s ON s.user_id = o.user_id AND s.mission_id = o.mission_id
       WHERE o.status IN ('created', 'nudged', 'claimed', 'planning', 'waiting')
     ), verdict AS (
       SELECT iteration_id, CASE
