@@ -5,7 +5,6 @@
  * Postgres is left behind (not after a clean stop, not after a failed start,
  * not after a signal during startup), so the next start works.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { connect, createServer, type Server } from 'node:net';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -14,37 +13,23 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import postgres from 'postgres';
 import { createTestDb, type TestDb } from './support/db.js';
 import { freePort } from './support/free-port.js';
+import { spawnChild, type SpawnedChild } from './support/child-coordinator.js';
 
-const ROOT = new URL('..', import.meta.url);
 const KEY = 'shutdown-test-service-key';
 
-interface Child {
-  proc: ChildProcess;
+/** A child of the one harness, with the port it listens on once `waitReady` saw it. */
+interface Child extends SpawnedChild {
   port: number;
-  output: () => string;
-  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-function start(env: Record<string, string>): Promise<Child> {
-  return freePort().then((port) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
-      cwd: ROOT,
-      env: { PATH: process.env['PATH'], HOME: process.env['HOME'], PORT: String(port), MANA_SERVICE_KEY: KEY, LOG_LEVEL: 'info', DEV_MODE: '1', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let out = '';
-    proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-    proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-    const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-      proc.on('exit', (code, signal) => resolve({ code, signal })),
-    );
-    return { proc, port, output: () => out, exited };
-  });
+function start(env: Record<string, string>): Child {
+  // The product's own tick, not the harness's fast one: these runs measure a stop, not scheduling.
+  return { ...spawnChild({ name: 'shutdown', env: { MANA_SERVICE_KEY: KEY, TICK_INTERVAL_MS: '1000', ...env } }), port: 0 };
 }
 
 const children: Child[] = [];
-async function launch(env: Record<string, string>): Promise<Child> {
-  const c = await start(env);
+function launch(env: Record<string, string>): Child {
+  const c = start(env);
   children.push(c);
   return c;
 }
@@ -53,6 +38,11 @@ async function waitReady(c: Child, timeoutMs = 60_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let exited = false;
   void c.exited.then(() => (exited = true));
+  let timer: NodeJS.Timeout | undefined;
+  c.port = await Promise.race([
+    c.listening,
+    new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`not listening after ${timeoutMs} ms:\n${c.output()}`)), timeoutMs))),
+  ]).finally(() => clearTimeout(timer));
   while (Date.now() < deadline) {
     if (exited) throw new Error(`exited before ready:\n${c.output()}`);
     try {
@@ -110,14 +100,14 @@ describe('graceful shutdown on an external database', () => {
 
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     it(`${signal} → exit 0 within a few seconds`, async () => {
-      const c = await launch({ SYNC_DATABASE_URL: db.url });
+      const c = launch({ SYNC_DATABASE_URL: db.url });
       await waitReady(c);
       await stopWith(c, signal);
     }, 60_000);
   }
 
   it('SIGTERM while passes run back to back (TICK_INTERVAL_MS=50) still exits 0, leaving no session behind', async () => {
-    const c = await launch({ SYNC_DATABASE_URL: db.url, TICK_INTERVAL_MS: '50' });
+    const c = launch({ SYNC_DATABASE_URL: db.url, TICK_INTERVAL_MS: '50' });
     await waitReady(c);
     // A tick request in flight while the signal arrives.
     const tick = fetch(`http://127.0.0.1:${c.port}/internal/tick`, { method: 'POST', headers: { 'x-service-key': KEY } }).catch(() => undefined);
@@ -151,7 +141,7 @@ describe('the embedded Postgres (no database URL)', () => {
   }
 
   it('starts it, becomes ready, SIGTERM → exit 0; a second start reuses the data and is ready again', async () => {
-    const first = await launch(env());
+    const first = launch(env());
     await waitReady(first, 120_000);
     expect(first.output()).toMatch(/initialising embedded Postgres/);
     const sql = postgres(pgUrl(), { max: 1, onnotice: () => {} });
@@ -168,7 +158,7 @@ describe('the embedded Postgres (no database URL)', () => {
     await stopWith(first, 'SIGTERM', 8000);
     await expectNoPostgresLeft();
 
-    const second = await launch(env());
+    const second = launch(env());
     await waitReady(second, 60_000);
     expect(second.output()).not.toMatch(/initialising embedded Postgres/);
     const again = postgres(pgUrl(), { max: 1, onnotice: () => {} });
@@ -187,7 +177,7 @@ describe('the embedded Postgres (no database URL)', () => {
     const taken = await freePort();
     await new Promise<void>((r) => blocker.listen(taken, '0.0.0.0', () => r()));
     try {
-      const failed = await start({ ...env(), PORT: String(taken) });
+      const failed = start({ ...env(), PORT: String(taken) });
       children.push(failed);
       const result = await Promise.race([failed.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 60_000).unref())]);
       expect(result, failed.output()).toEqual({ code: 1, signal: null });
@@ -196,14 +186,14 @@ describe('the embedded Postgres (no database URL)', () => {
     } finally {
       await new Promise<void>((r) => blocker.close(() => r()));
     }
-    const next = await launch(env());
+    const next = launch(env());
     await waitReady(next, 60_000);
     await stopWith(next, 'SIGTERM', 8000);
     await expectNoPostgresLeft();
   }, 180_000);
 
   it('a signal during startup stops the embedded Postgres too, and the next start works', async () => {
-    const c = await launch(env());
+    const c = launch(env());
     const deadline = Date.now() + 30_000;
     while (!/starting the embedded Postgres/.test(c.output()) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     c.proc.kill('SIGTERM');
@@ -211,7 +201,7 @@ describe('the embedded Postgres (no database URL)', () => {
     expect(result, c.output()).toEqual({ code: 0, signal: null });
     await expectNoPostgresLeft();
 
-    const next = await launch(env());
+    const next = launch(env());
     await waitReady(next, 60_000);
     await stopWith(next, 'SIGTERM', 8000);
     await expectNoPostgresLeft();

@@ -79,11 +79,21 @@ function childEnv(env: Record<string, string>): Record<string, string> {
   return { ...base, ...TEST_ENV, DEV_MODE: '1', LOG_LEVEL: 'info', LOG_PRETTY: 'false', ...env };
 }
 
-/**
- * Starts a coordinator child and resolves once it listens. Rejects (after
- * killing it) when it exits first or does not listen within `readyTimeoutMs`.
- */
-export async function startChild(opts: { name: string; env: Record<string, string>; readyTimeoutMs?: number; echo?: boolean }): Promise<ChildCoordinator> {
+/** A coordinator child from the moment it is spawned, before it listens (for signals during startup). */
+export interface SpawnedChild {
+  name: string;
+  proc: ChildProcess;
+  logs: LogLine[];
+  other: string[];
+  /** Everything it printed so far, JSON lines and the rest, in one string. */
+  output(): string;
+  /** Resolves with the port once it printed 'coordinator listening'; rejects when it exits first. */
+  listening: Promise<number>;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Spawns a coordinator child and starts reading its output; `startChild` waits for it to listen. */
+export function spawnChild(opts: { name: string; env: Record<string, string>; echo?: boolean }): SpawnedChild {
   const proc = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], {
     cwd: REPO_ROOT,
     env: childEnv(opts.env),
@@ -92,6 +102,7 @@ export async function startChild(opts: { name: string; env: Record<string, strin
   children.add(proc);
   const logs: LogLine[] = [];
   const other: string[] = [];
+  let text = '';
   const echo = opts.echo ?? Boolean(process.env['TEST_LOG']);
   let onListening: ((port: number) => void) | undefined;
 
@@ -101,10 +112,16 @@ export async function startChild(opts: { name: string; env: Record<string, strin
       done({ code, signal });
     });
   });
+  const listening = new Promise<number>((resolvePort, reject) => {
+    onListening = resolvePort;
+    void exited.then(({ code, signal }) => reject(new Error(`${opts.name}: exited (code ${code}, signal ${signal}) before listening:\n${text.slice(-2000)}`)));
+  });
+  listening.catch(() => undefined); // the caller that waits for it sees the rejection
 
   let partial = '';
   proc.stdout!.setEncoding('utf8');
   proc.stdout!.on('data', (chunk: string) => {
+    text += chunk;
     const lines = (partial + chunk).split('\n');
     partial = lines.pop() ?? '';
     for (const line of lines) {
@@ -123,28 +140,36 @@ export async function startChild(opts: { name: string; env: Record<string, strin
   });
   proc.stderr!.setEncoding('utf8');
   proc.stderr!.on('data', (chunk: string) => {
+    text += chunk;
     if (echo) process.stderr.write(`[${opts.name}] ${chunk}`);
     other.push(chunk);
   });
+  return { name: opts.name, proc, logs, other, output: () => text, listening, exited };
+}
 
+/**
+ * Starts a coordinator child and resolves once it listens. Rejects (after
+ * killing it) when it exits first or does not listen within `readyTimeoutMs`.
+ */
+export async function startChild(opts: { name: string; env: Record<string, string>; readyTimeoutMs?: number; echo?: boolean }): Promise<ChildCoordinator> {
+  const child = spawnChild(opts);
+  const { proc, logs, other, exited } = child;
   const timeoutMs = opts.readyTimeoutMs ?? 30_000;
   let port: number;
+  let timer: NodeJS.Timeout | undefined;
   try {
-    port = await new Promise<number>((resolvePort, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${opts.name}: not listening within ${timeoutMs} ms`)), timeoutMs);
-      onListening = (p) => {
-        clearTimeout(timer);
-        resolvePort(p);
-      };
-      void exited.then(({ code, signal }) => {
-        clearTimeout(timer);
-        reject(new Error(`${opts.name}: exited (code ${code}, signal ${signal}) before listening:\n${other.join('').slice(-2000)}`));
-      });
-    });
+    port = await Promise.race([
+      child.listening,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`${opts.name}: not listening within ${timeoutMs} ms`)), timeoutMs);
+      }),
+    ]);
   } catch (err: unknown) {
     if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     await exited;
     throw err;
+  } finally {
+    clearTimeout(timer);
   }
 
   const url = `http://127.0.0.1:${port}`;
