@@ -12,13 +12,12 @@ import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pino } from 'pino';
-import { loadConfig } from '../src/config.js';
-import { startCoordinator } from '../src/coordinator.js';
 import { createSql } from '../src/db/pool.js';
 import { startEmbeddedDb } from '../src/db/embedded.js';
 import { startWebPushTesting } from '../test/nudge/web-push-testing-server.js';
 import { startLlmStub } from './support/llm-stub.js';
 import { freePort } from '../test/support/free-port.js';
+import { startTestCoordinator } from '../test/support/coordinator.js';
 
 
 export default async function globalSetup(): Promise<() => Promise<void>> {
@@ -45,23 +44,21 @@ export default async function globalSetup(): Promise<() => Promise<void>> {
     const llm = await startLlmStub();
     stops.push(() => llm.close());
 
-    const config = loadConfig({
-      NODE_ENV: 'test',
-      DEV_MODE: '1',
-      PORT: '0',
-      HOST: '127.0.0.1',
-      SYNC_DATABASE_URL: db.url('mana_sync'),
-      MANA_LLM_URL: llm.url,
-      PUSH_ENDPOINT_ALLOWLIST: wpt.origin,
-      TICK_INTERVAL_MS: '200',
-      WS_CLAIM_TIMEOUT_MS: '3000',
-      PUSH_CLAIM_TIMEOUT_MS: '15000',
-      PLANNER_RETRY_BACKOFF_MS: '1000,2000',
-      RATE_LIMIT_PER_MINUTE: '10000',
-      LOG_LEVEL: process.env['E2E_LOG'] ?? 'info',
-      INSTANCE_ID: 'e2e',
-    });
-    const coordinator = await startCoordinator({ config, sql, log });
+    // The one test harness's coordinator (its defaults: dev mode, any free port), with the e2e stack's services and short timeouts.
+    const coordinator = await startTestCoordinator(
+      sql,
+      {
+        MANA_LLM_URL: llm.url,
+        PUSH_ENDPOINT_ALLOWLIST: wpt.origin,
+        TICK_INTERVAL_MS: '200',
+        WS_CLAIM_TIMEOUT_MS: '3000',
+        PUSH_CLAIM_TIMEOUT_MS: '15000',
+        PLANNER_RETRY_BACKOFF_MS: '1000,2000',
+        RATE_LIMIT_PER_MINUTE: '10000',
+        INSTANCE_ID: 'e2e',
+      },
+      { log },
+    );
     stops.push(() => coordinator.stop());
 
     process.env['E2E_BASE_URL'] = coordinator.url;

@@ -7,7 +7,7 @@
  * (missions.ts), re-exported so a suite imports one module.
  */
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
+import { pino, type Logger } from 'pino';
 import { loadConfig } from '../../src/config.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator.js';
 import type { Sql } from '../../src/db/pool.js';
@@ -46,6 +46,8 @@ export interface TestCoordinatorOptions {
   push?: PushChannel;
   /** Capture pino output at this level (TEST_LOG also echoes it); default: nothing logged. */
   capture?: string;
+  /** Log here instead of capturing (the e2e stack writes a file). */
+  log?: Logger;
 }
 
 /** Starts a coordinator on `sql`; env entries override TEST_ENV. */
@@ -65,7 +67,7 @@ export async function startTestCoordinator(sql: Sql, env: Record<string, string>
       done();
     },
   });
-  const log = pino({ level: opts.capture ?? echo ?? 'silent' }, sink);
+  const log = opts.log ?? pino({ level: opts.capture ?? echo ?? 'silent' }, sink);
   const c = await startCoordinator({ config, sql, log, ...(opts.fallback ? { fallback: opts.fallback } : {}), ...(opts.push ? { push: opts.push } : {}) });
   return {
     ...c,
