@@ -52,6 +52,11 @@ export function testSeed(label: string): Seeded {
 /** A generator for every test of the file that imports this (call at module level). */
 export function fileSeed(label: string): Seeded {
   const s = seededRandom(pickSeed());
+  // Outside vitest (a bench imports the reliability ledger) there is no test to fail: say the seed once.
+  if (!process.env['VITEST']) {
+    say(label, s.seed)();
+    return s;
+  }
   beforeEach(({ onTestFailed: failed }) => {
     failed(say(label, s.seed));
   });
