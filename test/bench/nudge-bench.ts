@@ -27,28 +27,11 @@ import { fileURLToPath } from 'node:url';
 import { WebSocketServer } from 'ws';
 import { loadConfig } from '../../src/config.js';
 import type { Sql } from '../../src/db/pool.js';
-import {
-  envInt,
-  freshDatabase,
-  memory,
-  openClients,
-  openFileLimit,
-  percentiles,
-  runIfEntry,
-  serveChild,
-  sleep,
-  spawnChild as spawnScript,
-  startBenchCoordinator,
-  tokensFor,
-  until,
-  untilAsync,
-  withBenchPostgres,
-  type ChildHandle,
-  type Percentiles,
-} from './bench-support.js';
+import { envInt, freshDatabase, memory, openClients, openFileLimit, percentiles, runIfEntry, serveChild, sleep } from './bench-support.js';
+import { spawnChild as spawnScript, startBenchCoordinator, tokensFor, until, untilAsync, withBenchPostgres } from './bench-support.js';
+import type { ChildHandle, Percentiles } from './bench-support.js';
 
 export type { Percentiles } from './bench-support.js';
-
 
 export interface NudgeBenchResult {
   cpus: number;

@@ -1,7 +1,5 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { base64url, exportJWK, exportSPKI, generateKeyPair, SignJWT, type JWK, type JWTPayload } from 'jose';
+import { base64url, exportSPKI, SignJWT, type JWTPayload } from 'jose';
 import {
   AuthError,
   bearerToken,
@@ -10,58 +8,7 @@ import {
   type AuthErrorCode,
   type UserAuth,
 } from '../../src/auth/user-auth.js';
-
-type Alg = 'EdDSA' | 'ES256' | 'RS256';
-interface TestKey {
-  kid: string;
-  alg: Alg;
-  privateKey: CryptoKey;
-  publicKey: CryptoKey;
-  jwk: JWK;
-}
-
-async function makeKey(kid: string, alg: Alg): Promise<TestKey> {
-  const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
-  const jwk = { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' };
-  return { kid, alg, privateKey, publicKey, jwk };
-}
-
-/** A JWKS endpoint on loopback that counts requests and can fail on demand. */
-interface JwksServer {
-  url: string;
-  requests: number;
-  keys: JWK[];
-  mode: 'up' | 'error' | 'hang';
-  delayMs: number;
-  close(): Promise<void>;
-}
-
-async function startJwksServer(keys: JWK[]): Promise<JwksServer> {
-  const state = { requests: 0, keys, mode: 'up' as JwksServer['mode'], delayMs: 0 };
-  const server: Server = createServer((req, res) => {
-    state.requests += 1;
-    if (state.mode === 'hang') return; // never answers; the client's timeout must fire
-    const answer = (): void => {
-      if (state.mode === 'error') {
-        res.writeHead(503).end('down');
-        return;
-      }
-      res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: state.keys }));
-    };
-    if (state.delayMs > 0) setTimeout(answer, state.delayMs);
-    else answer();
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return Object.assign(state, {
-    url: `http://127.0.0.1:${port}/api/auth/jwks`,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.closeAllConnections();
-        server.close((err) => (err ? reject(err) : resolve()));
-      }),
-  });
-}
+import { craft, makeKey, startJwksServer, type JwksServer, type TestKey } from './jwks-support.js';
 
 const ISSUER = 'https://auth.mana.test';
 const AUDIENCE = 'mana-ai';
@@ -93,10 +40,6 @@ async function expectAuthError(promise: Promise<unknown>, code: AuthErrorCode): 
   return authError;
 }
 
-function craft(header: object, payload: object, signature = ''): string {
-  const enc = (o: object): string => base64url.encode(JSON.stringify(o));
-  return `${enc(header)}.${enc(payload)}.${signature}`;
-}
 
 describe('createUserAuth: JWKS mode', () => {
   let ed: TestKey, es: TestKey, rs: TestKey, ed2: TestKey;
