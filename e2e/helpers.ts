@@ -90,7 +90,6 @@ export interface TestSubscription {
   clientHash: string;
 }
 
-/** Node-side calls: what the webapp's sync, an operator, or the test harness would do. */
 /** A mission record as the webapp writes it (an hourly cadence, due at `dueAt`). */
 function missionRecord(title: string, dueAt: Date, userId: string, now: Date) {
   return {
@@ -109,6 +108,7 @@ function missionRecord(title: string, dueAt: Date, userId: string, now: Date) {
   };
 }
 
+/** Node-side calls: what the webapp's sync, an operator, or the test harness would do. */
 export const api = {
   async token(userId: string): Promise<string> {
     return (await ok<{ token: string }>('POST /dev/token', call(`${stack.base}/dev/token`, { body: { userId } }))).token;

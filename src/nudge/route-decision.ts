@@ -5,6 +5,7 @@
  * the server plans it — or, when the server cannot (no LLM configured), the
  * occurrence waits for a device.
  */
+import { WAIT_REASON } from '../schedule/waiting.js';
 
 export interface RouteFacts {
   liveSocket: boolean;
@@ -30,9 +31,6 @@ export function decideRoute(facts: RouteFacts, timeouts: RouteTimeouts): Route {
   return fallbackRoute(facts);
 }
 
-import { WAIT_REASON } from '../schedule/waiting.js';
-
-export { WAIT_REASON, waitBackoffMs } from '../schedule/waiting.js';
 
 /** Where an occurrence goes when no device can take it (now, or after a deadline or lease). */
 export function fallbackRoute(facts: Pick<RouteFacts, 'serverPlanning'>): Route {

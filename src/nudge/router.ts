@@ -17,7 +17,6 @@ import { decideRoute, type RouteTimeouts } from './route-decision.js';
 import type { Registry } from 'prom-client';
 
 export type { FallbackPlanner } from '../schedule/interfaces.js';
-export { SETTLE_EVERY_MS, STALE_CREATED_MS } from '../schedule/lifecycle.js';
 
 /** Web Push for the router: counts and sends; supplied by the push layer. */
 export interface PushChannel {

@@ -6,7 +6,7 @@
  */
 import type { Sql } from '../db/pool.js';
 import { markWaiting } from '../schedule/transitions.js';
-import { waitBackoffMs } from '../nudge/route-decision.js';
+import { waitBackoffMs } from '../schedule/waiting.js';
 
 /** The window the budget counts over: a rolling day. */
 export const PLAN_BUDGET_WINDOW_MS = 86_400_000;

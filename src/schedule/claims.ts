@@ -5,7 +5,8 @@
  * WebSocket claim frame. Each outcome maps to one HTTP status.
  */
 import type { Sql } from '../db/pool.js';
-import { DONE_STATUSES, getOccurrence, type Occurrence } from './occurrences.js';
+import { DONE_STATUSES, type Occurrence } from './occurrence.js';
+import { getOccurrence } from './occurrences.js';
 import { claimForDevice, completeForDevice, releaseForDevice } from './transitions.js';
 
 export type ClaimOutcome =

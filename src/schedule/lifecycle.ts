@@ -41,8 +41,6 @@ export const SETTLE_EVERY_MS = 2_000;
 /** A pass routes what it creates within milliseconds; 'created' this long past due means it never will (routing it twice is harmless: every step is a compare-and-set). */
 export const STALE_CREATED_MS = 10_000;
 
-export { WAIT_REASON, waitBackoffMs } from './waiting.js';
-
 export interface LifecycleDeps {
   sql: Sql;
   log: Logger;

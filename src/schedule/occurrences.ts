@@ -5,8 +5,6 @@
 import type { Sql } from '../db/pool.js';
 import { COLUMNS, type Occurrence } from './occurrence.js';
 
-export * from './occurrence.js';
-
 export async function getOccurrence(sql: Sql, iterationId: string): Promise<Occurrence | null> {
   const [row] = await sql<Occurrence[]>`SELECT ${sql.unsafe(COLUMNS)} FROM mana_ai.occurrences o WHERE iteration_id = ${iterationId}`;
   return row ?? null;

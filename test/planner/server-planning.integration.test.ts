@@ -9,7 +9,7 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { iterationIdFor } from '../../src/schedule/occurrence-id.js';
 import { parseInstant } from '../../src/projection/instant.js';
-import { WAIT_REASON } from '../../src/nudge/route-decision.js';
+import { WAIT_REASON } from '../../src/schedule/waiting.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { reply, startLlmStub, type LlmStub, type StubReply } from '../support/llm-stub.js';
 import {

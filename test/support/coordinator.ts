@@ -12,7 +12,7 @@ import { loadConfig } from '../../src/config.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator.js';
 import type { Sql } from '../../src/db/pool.js';
 import type { FallbackPlanner, PushChannel } from '../../src/nudge/router.js';
-import type { Occurrence } from '../../src/schedule/occurrences.js';
+import type { Occurrence } from '../../src/schedule/occurrence.js';
 import { seedMissions } from './missions.js';
 import { scrapeMetrics, type MetricSamples } from './metrics.js';
 import { TEST_ENV } from './test-env.js';
