@@ -240,8 +240,11 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     passRequests.serveWith(() => scheduler.runOnce());
 
     const mounts: Mount[] = [
-      // Before the /internal/* routes, so it sees their 401s.
-      (a) => a.use('/internal/*', throttleFailedServiceKeys(limiter)),
+      // Before every route that checks a credential, so it sees their refusals.
+      (a) => {
+        const throttle = throttleFailedServiceKeys(limiter, config.serviceKey);
+        for (const path of ['/internal/*', '/health', '/ready', '/metrics']) a.use(path, throttle);
+      },
       (a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, scheduler, serviceKey: config.serviceKey, isReady: createReadinessProbe(sql, degraded) }),
       ...(config.metrics.port === undefined ? [(a: Parameters<Mount>[0]) => void a.get('/metrics', metricsHandler({ registry: metrics.registry, token: config.metrics.token }))] : []),
       (a) => mountOccurrences(a, { sql, auth, claims, serviceKey: config.serviceKey, limiter }),

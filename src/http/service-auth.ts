@@ -25,14 +25,22 @@ export function requireServiceKey(expected: string): MiddlewareHandler {
 }
 
 /**
- * Rate limits wrong service keys per client address on /internal/*: each
- * 401 takes a token of the address's bucket, and an address with none left
+ * Rate limits wrong credentials per client address wherever one is checked:
+ * /internal/* (every request needs the service key), /health and /ready
+ * (the service key unlocks details; a wrong one still gets the bare status,
+ * which would otherwise be an unthrottled oracle) and /metrics (its Bearer
+ * token). Each refusal takes a token of the address's bucket — a 401, or a
+ * service key presented that does not match — and an address with none left
  * gets 429 before its key is even compared, so guessing is as slow as the
- * limit whatever the guesses are. The socket's address, not X-Forwarded-For,
- * which the guesser would write.
+ * limit whatever the guesses are. A request presenting no credential outside
+ * /internal/* (a plain probe or scrape) is never throttled. The socket's
+ * address, not X-Forwarded-For, which the guesser would write.
  */
-export function throttleFailedServiceKeys(limiter: RateLimiter): MiddlewareHandler {
+export function throttleFailedServiceKeys(limiter: RateLimiter, expected: string): MiddlewareHandler {
   return async function serviceKeyThrottle(c, next) {
+    const key = c.req.header('x-service-key');
+    const presented = key !== undefined || c.req.header('authorization') !== undefined;
+    if (!presented && !c.req.path.startsWith('/internal/')) return next();
     let address = 'unknown';
     try {
       address = getConnInfo(c).remote.address ?? 'unknown';
@@ -46,6 +54,6 @@ export function throttleFailedServiceKeys(limiter: RateLimiter): MiddlewareHandl
       });
     }
     await next();
-    if (c.res.status === 401) limiter.take('service-key', address);
+    if (c.res.status === 401 || (key !== undefined && !serviceKeyMatches(expected, key))) limiter.take('service-key', address);
   };
 }

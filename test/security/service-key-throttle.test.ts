@@ -26,8 +26,12 @@ afterAll(async () => {
 });
 
 function due(key: string, localAddress = '127.0.0.1'): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
+  return get('/internal/missions/due', { 'x-service-key': key }, localAddress);
+}
+
+function get(path: string, headers: Record<string, string>, localAddress: string): Promise<{ status: number; retryAfter: string | undefined; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = request(`${c.url}/internal/missions/due`, { headers: { 'x-service-key': key }, localAddress, agent: false }, (res) => {
+    const req = request(`${c.url}${path}`, { headers, localAddress, agent: false }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, retryAfter: res.headers['retry-after'], body }));
@@ -58,5 +62,18 @@ describe('wrong service keys per client address', () => {
     expect((await due(SERVICE_KEY, '127.0.0.2')).status).toBe(200);
 
     expect((await c.scrape()).value('mana_ai_rate_limited_total', { limit: 'service-key' })).toBe(2);
+  });
+
+  it('/health answers a wrong key with the bare status, but the wrong keys count: past the burst it is 429, while plain probes stay 200', async () => {
+    const from = '127.0.0.3';
+    for (let i = 0; i < BURST; i++) {
+      const res = await get('/health', { 'x-service-key': `wrong-${i}` }, from);
+      expect(res.status).toBe(200);
+      expect(JSON.parse(res.body)).toEqual({ status: 'ok' });
+    }
+    expect((await get('/health', { 'x-service-key': 'wrong-again' }, from)).status).toBe(429);
+    expect((await get('/ready', { 'x-service-key': SERVICE_KEY }, from)).status).toBe(429);
+    // A probe that presents no key is never throttled.
+    expect((await get('/health', {}, from)).status).toBe(200);
   });
 });
