@@ -2,6 +2,13 @@
  * The loop: every interval (and exactly when the earliest known nextRunAt
  * arrives) run one pass. Passes never overlap: a trigger during a pass runs
  * one more pass right after it, coalescing further triggers.
+ *
+ * The interval runs from one pass's start to the next's: a row committed
+ * just after a pass read the log waits at most one interval plus one pass,
+ * and a pass longer than the interval (a stream of writes) is followed at
+ * once. Counting from the end made the lag the interval plus two passes. A
+ * failed pass waits a whole interval from its end, so a database outage is
+ * not hammered.
  */
 import type { Logger } from '../log.js';
 
@@ -44,11 +51,12 @@ export function createScheduler<S>(deps: SchedulerDeps<S>): Scheduler<S> {
   let lastError: string | null = null;
   let nextWakeAt: number | null = null;
 
-  function arm(nextDue: Date | null): void {
+  /** `from`: when the interval started (the pass's start; its end after a failure). */
+  function arm(nextDue: Date | null, from: number): void {
     if (!enabled || stopped) return;
     clearTimeout(timer);
     const t = now();
-    let wake = t + deps.intervalMs;
+    let wake = Math.max(t, from + deps.intervalMs);
     if (nextDue && nextDue.getTime() < wake) wake = Math.max(t, nextDue.getTime());
     nextWakeAt = wake;
     timer = setTimeout(() => void tick(), Math.min(MAX_TIMER_MS, wake - t));
@@ -56,16 +64,17 @@ export function createScheduler<S>(deps: SchedulerDeps<S>): Scheduler<S> {
   }
 
   async function pass(): Promise<S> {
+    const startedAt = now();
     try {
       const result = await deps.runPass();
       lastError = null;
       deps.onSuccess?.();
-      arm(result.nextDueAt);
+      arm(result.nextDueAt, startedAt);
       return result.stats;
     } catch (err: unknown) {
       lastError = err instanceof Error ? err.message : String(err);
       deps.onError?.(err);
-      arm(null);
+      arm(null, now());
       throw err;
     } finally {
       lastPassAt = now();

@@ -320,6 +320,46 @@ describe('scheduler', () => {
     expect(finished).toBe(true);
   });
 
+  it('counts the interval from the start of a pass (a failed one: from its end)', async () => {
+    let clock = 10_000;
+    let fail = false;
+    const scheduler = createScheduler<number>({
+      intervalMs: 1000,
+      log: silent,
+      now: () => clock,
+      onError: () => undefined,
+      async runPass() {
+        clock += 300; // the pass takes 300 ms
+        if (fail) throw new Error('database went away');
+        return { stats: 1, nextDueAt: null };
+      },
+    });
+    scheduler.start();
+    await sleep(10);
+    expect(Date.parse(scheduler.state().nextWakeAt!)).toBe(11_000);
+    // A pass longer than the interval: the next one follows at once.
+    let slowPasses = 0;
+    const slow = createScheduler<number>({
+      intervalMs: 200,
+      log: silent,
+      now: () => clock,
+      async runPass() {
+        clock += 300;
+        slowPasses++;
+        return { stats: 1, nextDueAt: null };
+      },
+    });
+    slow.start();
+    await sleep(50);
+    await slow.stop();
+    expect(slowPasses).toBeGreaterThanOrEqual(2); // with 200 ms from each pass's end, 50 ms would hold one
+    fail = true;
+    clock = 30_000;
+    await scheduler.runOnce().catch(() => undefined);
+    expect(Date.parse(scheduler.state().nextWakeAt!)).toBe(31_300);
+    await scheduler.stop();
+  });
+
   it('wakes at the earliest nextDueAt, not at the interval', async () => {
     const times: number[] = [];
     const t0 = Date.now();
