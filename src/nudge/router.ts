@@ -9,11 +9,11 @@ import type { Logger } from '../log.js';
 import type { DueMission } from '../schedule/due.js';
 import type { FallbackPlanner, SweepInfo } from '../schedule/interfaces.js';
 import type { Occurrence } from '../schedule/occurrence.js';
-import { createLifecycle, type Lifecycle } from '../schedule/lifecycle.js';
+import { createLifecycle, NO_DEVICE, type Lifecycle } from '../schedule/lifecycle.js';
 import type { PresenceStore } from '../devices/presence.js';
 import type { MissionDue } from './protocol.js';
 import type { Nudge } from './nudge-bus.js';
-import { decideRoute, type RouteTimeouts } from './route-decision.js';
+import { decideRoute, type Route, type RouteTimeouts } from './route-decision.js';
 import type { Registry } from 'prom-client';
 
 export type { FallbackPlanner } from '../schedule/interfaces.js';
@@ -139,27 +139,33 @@ export function createRouter(deps: RouterDeps): Router {
     }
   }
 
-  async function route(occs: Occurrence[], known?: Set<string>): Promise<void> {
-    if (occs.length === 0) return;
-    const users = [...new Set(occs.map((o) => o.userId))];
+  /** What routing needs to know about these users: a live socket anywhere, push subscriptions. */
+  async function factsOf(users: string[], known?: Set<string>): Promise<(userId: string) => Route['channel']> {
     const live = known ?? (await liveSet(users));
     const pushCounts = deps.push?.enabled && live.size < users.length ? await deps.push.subscriptionCounts(users.filter((u) => !live.has(u))) : new Map<string, number>();
+    return (userId) =>
+      decideRoute(
+        {
+          liveSocket: live.has(userId),
+          pushSubscriptions: pushCounts.get(userId) ?? 0,
+          pushEnabled: Boolean(deps.push?.enabled),
+          serverPlanning: deps.fallback.enabled,
+        },
+        deps.timeouts,
+      ).channel;
+  }
+
+  async function route(occs: Occurrence[], known?: (userId: string) => Route['channel']): Promise<void> {
+    if (occs.length === 0) return;
+    const channelOf = known ?? (await factsOf([...new Set(occs.map((o) => o.userId))]));
     // Decide each, then move every channel's occurrences with one statement: a
     // round trip per occurrence made 10,000 simultaneous nudges take seconds.
     const toWs: Occurrence[] = [];
     const toPush: Occurrence[] = [];
     const toServer: Occurrence[] = [];
     for (const occ of occs) {
-      const decision = decideRoute(
-        {
-          liveSocket: live.has(occ.userId),
-          pushSubscriptions: pushCounts.get(occ.userId) ?? 0,
-          pushEnabled: Boolean(deps.push?.enabled),
-          serverPlanning: deps.fallback.enabled,
-        },
-        deps.timeouts,
-      );
-      (decision.channel === 'ws' ? toWs : decision.channel === 'push' ? toPush : toServer).push(occ);
+      const channel = channelOf(occ.userId);
+      (channel === 'ws' ? toWs : channel === 'push' ? toPush : toServer).push(occ);
     }
     await step('ws', toWs, async () => deliverWs(await lifecycle.nudge(toWs, 'ws', deps.timeouts.wsClaimMs)));
     const pushes: Promise<void>[] = [];
@@ -172,7 +178,7 @@ export function createRouter(deps: RouterDeps): Router {
       }
       for (const [userId, occs] of byUser) pushes.push(sendPush(userId, occs, Math.ceil(deps.timeouts.pushClaimMs / 1000)));
     });
-    await step('the fallback', toServer, () => lifecycle.toFallback(toServer, ['created'], 'no reachable device'));
+    await step('the fallback', toServer, () => lifecycle.toFallback(toServer, ['created'], NO_DEVICE));
     // A push service that hangs or keeps failing must not hold the scheduler (and with
     // it every other user's nudges and deadlines) for its retries: wait a little, then
     // let the sends finish on their own. The occurrence is 'nudged' with a deadline either way.
@@ -228,11 +234,16 @@ export function createRouter(deps: RouterDeps): Router {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
     },
     async dispatch(due) {
-      // Presence first: occurrences of users with a live socket are created already
-      // nudged, and their frames go out as soon as their INSERT returns.
-      const live = await liveSet([...new Set(due.map((d) => d.userId))]);
-      const { rest, failure } = await lifecycle.createDue(due, live, deps.timeouts.wsClaimMs, deliverWs);
-      await route(rest, live);
+      // Decide first, then create each occurrence already routed: those of users with a
+      // live socket nudged (their frames go out as soon as their INSERT returns), those
+      // of users with no device with the server planner. Only pushes are sent after.
+      const channelOf = await factsOf([...new Set(due.map((d) => d.userId))]);
+      const routeOf = (d: DueMission) => {
+        const channel = channelOf(d.userId);
+        return channel === 'ws' || channel === 'push' ? channel : 'fallback';
+      };
+      const { rest, failure } = await lifecycle.createDue(due, routeOf, deps.timeouts.wsClaimMs, deliverWs);
+      await route(rest, channelOf);
       if (failure !== undefined) throw failure;
     },
     async prepare(upcoming) {

@@ -17,6 +17,8 @@ import type { FallbackPlanner, SweepInfo } from './interfaces.js';
 import { serverHolder, type Occurrence, type OccurrenceStatus } from './occurrence.js';
 import {
   createOccurrences,
+  type CreateOptions,
+  type StartAs,
   markNudged,
   markWaitingMany,
   releaseReadied,
@@ -34,6 +36,9 @@ export const CREATE_CHUNK = 1000;
 export const SCAN_BATCH = 5000;
 /** At most this many batches per scan and pass, so a backlog never starves the next pass. */
 const SCAN_ROUNDS = 4;
+
+/** Why an occurrence went to the server planner when it was created. */
+export const NO_DEVICE = 'no reachable device';
 
 /** Settling runs at least this often even when this instance's passes saw no mission change. */
 export const SETTLE_EVERY_MS = 2_000;
@@ -59,16 +64,18 @@ export interface SweepHooks {
 
 export interface Lifecycle {
   /**
-   * Creates the occurrences of due missions in chunks on several connections;
-   * those of `live` users are created already nudged over the WebSocket and
-   * handed to `onNudged` per chunk (so frames go out while the next chunk is
-   * written). Returns the rest, still 'created', for routing, and the first
-   * failed chunk's error (a failed chunk wrote nothing, so the next pass
-   * finds its missions due again).
+   * Creates the occurrences of due missions in chunks on several connections,
+   * each already routed as `routeOf` decided (one write per occurrence):
+   * 'ws' ones nudged and handed to `onNudged` per chunk (so frames go out
+   * while the next chunk is written), 'fallback' ones handed to the server
+   * planner (or waiting, when server planning is off). Returns the 'push'
+   * ones, still 'created', for the router to send, and the first failed
+   * chunk's error (a failed chunk wrote nothing, so the next pass finds its
+   * missions due again).
    */
   createDue(
     due: DueMission[],
-    live: ReadonlySet<string>,
+    routeOf: (d: DueMission) => 'ws' | 'push' | 'fallback',
     wsClaimMs: number,
     onNudged: (occs: Occurrence[]) => void | Promise<void>,
   ): Promise<{ rest: Occurrence[]; failure?: unknown }>;
@@ -140,21 +147,43 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
   }
 
   return {
-    async createDue(due, live, wsClaimMs, onNudged) {
+    async createDue(due, routeOf, wsClaimMs, onNudged) {
+      const fallbackStart: StartAs = deps.fallback.enabled ? 'server' : 'wait';
+      const opts: CreateOptions = {
+        startAs: (d) => {
+          const route = routeOf(d);
+          return route === 'ws' ? 'ws' : route === 'push' ? 'created' : fallbackStart;
+        },
+        wsDeadlineMs: wsClaimMs,
+        server: { holder, leaseMs: deps.leaseMs, reason: NO_DEVICE },
+        wait: { reason: WAIT_REASON, retryInMs: waitBackoffMs(0) },
+      };
       const chunks: DueMission[][] = [];
       for (let i = 0; i < due.length; i += CREATE_CHUNK) chunks.push(due.slice(i, i + CREATE_CHUNK));
       const rest: Occurrence[] = [];
       let count = 0;
       const results = await Promise.allSettled(
         chunks.map(async (chunk) => {
-          const created = await createOccurrences(sql, chunk, { users: live, deadlineMs: wsClaimMs });
+          const created = await createOccurrences(sql, chunk, opts);
           count += created.length;
-          const nudged = created.filter((o) => o.status === 'nudged');
+          const nudged: Occurrence[] = [];
+          let planning = 0;
+          let waiting = 0;
+          for (const o of created) {
+            if (o.status === 'nudged') nudged.push(o);
+            else if (o.status === 'waiting') waiting++;
+            else if (o.status !== 'planning') rest.push(o);
+            else {
+              planning++;
+              deps.fallback.plan(o);
+            }
+          }
+          routed.inc({ channel: 'server' }, planning);
+          routed.inc({ channel: 'wait' }, waiting);
           if (nudged.length > 0) {
             routed.inc({ channel: 'ws' }, nudged.length);
             await onNudged(nudged);
           }
-          for (const o of created) if (o.status === 'created') rest.push(o);
         }),
       );
       if (count > 0) log.info({ created: count }, 'occurrences created');
@@ -163,8 +192,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     },
     async createAhead(upcoming, wsClaimMs) {
       if (upcoming.length === 0) return [];
-      const users = new Set(upcoming.map((d) => d.userId));
-      return createOccurrences(sql, upcoming, { users, deadlineMs: wsClaimMs });
+      return createOccurrences(sql, upcoming, { startAs: () => 'ws', wsDeadlineMs: wsClaimMs });
     },
     async releaseAhead(iterationIds) {
       if (iterationIds.length === 0) return;

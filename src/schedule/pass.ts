@@ -35,6 +35,9 @@ export interface PassDeps {
   dueLimit?: number;
 }
 
+/** How often the sweep runs while a backlog of due missions makes passes follow at once. */
+export const BACKLOG_SWEEP_MS = 5000;
+
 export function logOnlyDispatch(log: Logger): Dispatch {
   return async function logDue(due) {
     for (const d of due) log.info({ userId: d.userId, missionId: d.missionId, nextRunAt: d.nextRunAt }, 'mission due');
@@ -45,6 +48,9 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
   const { metrics, log } = deps;
   /** Missions due up to here were offered to prepare by an earlier pass (epoch ms). */
   let preparedThroughMs = 0;
+  let lastSweep = -Infinity;
+  /** The projection changed since the last sweep ran (a skipped sweep's change is not lost). */
+  let changedSinceSweep = false;
   return async function runPass() {
     const started = performance.now();
     const endTimer = metrics.tickDuration.startTimer();
@@ -65,9 +71,16 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
           log.error({ err }, 'dispatch failed');
         }
       }
-      if (deps.sweep) {
+      changedSinceSweep ||= refresh.rowsApplied > 0;
+      // While a full batch leaves more due (the top of an hour), passes follow each other at
+      // once: the upkeep (deadlines, retries, settling) runs every BACKLOG_SWEEP_MS, not on each.
+      const backlog = due.length >= dueLimit;
+      if (deps.sweep && (!backlog || performance.now() - lastSweep >= BACKLOG_SWEEP_MS)) {
+        lastSweep = performance.now();
+        const projectionChanged = changedSinceSweep;
+        changedSinceSweep = false;
         try {
-          await deps.sweep({ projectionChanged: refresh.rowsApplied > 0 });
+          await deps.sweep({ projectionChanged });
         } catch (err: unknown) {
           log.error({ err }, 'occurrence sweep failed');
         }

@@ -12,19 +12,34 @@ import { iterationIdFor } from './occurrence-id.js';
 import { COLUMNS, ts, type Occurrence, type OccurrenceStatus } from './occurrence.js';
 
 /**
- * Creates the occurrences of due missions; returns only the ones this call
- * created. Occurrences of `nudge.users` are created already nudged over the
- * WebSocket (created → nudged in the same statement), so a fan-out of
- * thousands costs one write, not two; their claim deadline counts from the
- * later of now and dueAt, so one created ahead of its due time is nudged
- * ahead too and needs no write at its instant. `due[].nextRunAt` must be
- * canonical (as findDueMissions returns it): it is the returned dueAt.
+ * Where an occurrence starts. A burst routes at creation: 'ws' rows start
+ * nudged over the WebSocket, 'server' rows start with this instance's server
+ * planner (holding its lease), 'wait' rows start waiting for a device; only
+ * 'created' rows (Web Push, whose send follows) are routed after. Each row is
+ * written once instead of inserted and then updated: at the top of an hour
+ * that second write was a third of the burst.
  */
-export async function createOccurrences(
-  sql: Sql,
-  due: DueMission[],
-  nudge?: { users: ReadonlySet<string>; deadlineMs: number },
-): Promise<Occurrence[]> {
+export type StartAs = 'created' | 'ws' | 'server' | 'wait';
+
+export interface CreateOptions {
+  /** How each due mission's occurrence starts; default 'created'. */
+  startAs?: (d: DueMission) => StartAs;
+  /** Claim deadline of 'ws' rows, counted from the later of now and dueAt. */
+  wsDeadlineMs?: number;
+  /** Holder, lease and reason of 'server' rows (as takeForServer sets them). */
+  server?: { holder: string; leaseMs: number; reason: string };
+  /** Reason and retry delay of 'wait' rows (as markWaitingMany sets them). */
+  wait?: { reason: string; retryInMs: number };
+}
+
+/**
+ * Creates the occurrences of due missions; returns only the ones this call
+ * created, each as stored. A 'ws' occurrence created ahead of its due time
+ * (its deadline counts from dueAt) is nudged ahead too and needs no write at
+ * its instant. `due[].nextRunAt` must be canonical (as findDueMissions
+ * returns it): it is the returned dueAt.
+ */
+export async function createOccurrences(sql: Sql, due: DueMission[], opts: CreateOptions = {}): Promise<Occurrence[]> {
   if (due.length === 0) return [];
   const byId = new Map<string, DueMission>();
   for (const d of due) byId.set(iterationIdFor(d.userId, d.missionId, d.nextRunAt), d);
@@ -34,45 +49,61 @@ export async function createOccurrences(
   const users: string[] = [];
   const missions: string[] = [];
   const dues: string[] = [];
-  const nudged: string[] = [];
+  const starts: StartAs[] = [];
   for (const id of ids) {
     const d = byId.get(id)!;
     users.push(d.userId);
     missions.push(d.missionId);
     dues.push(d.nextRunAt);
-    nudged.push(nudge?.users.has(d.userId) ? 't' : 'f');
+    const start = opts.startAs?.(d) ?? 'created';
+    if ((start === 'server' && !opts.server) || (start === 'wait' && !opts.wait)) {
+      throw new Error(`createOccurrences: an occurrence starting as '${start}' needs opts.${start}`);
+    }
+    starts.push(start);
   }
+  const server = opts.server ?? { holder: null, leaseMs: 0, reason: null };
+  const wait = opts.wait ?? { reason: null, retryInMs: 0 };
   // Parameters typed timestamptz go through postgres.js' Date serializer, which drops
   // the microseconds: the instants are bound as text so dueAt stays what it was hashed from.
-  // Only the id and status come back per row, and the two instants once: formatting
-  // every timestamp column of 10,000 fresh rows cost a third of the statement.
-  const rows = await sql<{ iterationId: string; status: 'created' | 'nudged'; at: string; deadline: string | null }[]>`
-    WITH t AS (SELECT now() AS now),
+  // Only the id, status and deadline come back per row, the shared instants once:
+  // formatting every timestamp column of 10,000 fresh rows cost a third of the statement.
+  const rows = await sql<{ iterationId: string; status: OccurrenceStatus; at: string; lease: string; retryAt: string; deadline: string | null }[]>`
+    WITH t AS (
+      SELECT now() AS now, now() + make_interval(secs => ${server.leaseMs / 1000}) AS lease,
+        now() + make_interval(secs => ${wait.retryInMs / 1000}) AS retry_at
+    ),
     ins AS (
-      INSERT INTO mana_ai.occurrences (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at)
+      INSERT INTO mana_ai.occurrences
+        (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at, claimed_by, lease_expires_at, last_error, next_attempt_at)
       SELECT x.i, x.u, x.m, x.d,
-        CASE WHEN x.n THEN 'nudged' ELSE 'created' END,
-        CASE WHEN x.n THEN 'ws' END,
-        CASE WHEN x.n THEN greatest(t.now, x.d) + make_interval(secs => ${(nudge?.deadlineMs ?? 0) / 1000}) END
-      FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${nudged}::text[]::boolean[]) AS x(i, u, m, d, n), t
+        CASE x.s WHEN 'ws' THEN 'nudged' WHEN 'server' THEN 'planning' WHEN 'wait' THEN 'waiting' ELSE 'created' END,
+        CASE x.s WHEN 'ws' THEN 'ws' WHEN 'server' THEN 'server' END,
+        CASE WHEN x.s = 'ws' THEN greatest(t.now, x.d) + make_interval(secs => ${(opts.wsDeadlineMs ?? 0) / 1000}) END,
+        CASE WHEN x.s = 'server' THEN ${server.holder}::text END,
+        CASE WHEN x.s = 'server' THEN t.lease END,
+        CASE x.s WHEN 'server' THEN ${server.reason}::text WHEN 'wait' THEN ${wait.reason}::text END,
+        CASE WHEN x.s = 'wait' THEN t.retry_at END
+      FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${starts}::text[]) AS x(i, u, m, d, s), t
       ON CONFLICT DO NOTHING
       RETURNING iteration_id, status, deadline_at
     )
-    SELECT ins.iteration_id::text AS "iterationId", ins.status, (SELECT ${sql.unsafe(ts('now'))} FROM t) AS at,
+    SELECT ins.iteration_id::text AS "iterationId", ins.status,
+      (SELECT ${sql.unsafe(ts('now'))} FROM t) AS at,
+      (SELECT ${sql.unsafe(ts('lease'))} FROM t) AS lease,
+      (SELECT ${sql.unsafe(ts('retry_at'))} FROM t) AS "retryAt",
       CASE WHEN ins.deadline_at IS NULL THEN NULL ELSE ${sql.unsafe(ts('ins.deadline_at'))} END AS deadline
     FROM ins`;
   return rows.map((r) => {
     const d = byId.get(r.iterationId)!;
-    const isNudged = r.status === 'nudged';
-    return {
+    const base: Occurrence = {
       iterationId: r.iterationId,
       userId: d.userId,
       missionId: d.missionId,
       dueAt: d.nextRunAt,
       status: r.status,
-      channel: isNudged ? 'ws' : null,
+      channel: null,
       claimedBy: null,
-      deadlineAt: isNudged ? r.deadline : null,
+      deadlineAt: r.deadline,
       leaseExpiresAt: null,
       attempts: 0,
       nextAttemptAt: null,
@@ -80,6 +111,10 @@ export async function createOccurrences(
       createdAt: r.at,
       updatedAt: r.at,
     };
+    if (r.status === 'nudged') return { ...base, channel: 'ws' };
+    if (r.status === 'planning') return { ...base, channel: 'server', claimedBy: server.holder, leaseExpiresAt: r.lease, lastError: server.reason };
+    if (r.status === 'waiting') return { ...base, nextAttemptAt: r.retryAt, lastError: wait.reason };
+    return base;
   });
 }
 
@@ -273,20 +308,29 @@ export interface DeviceClaim {
   deviceId: string;
 }
 
-const LEASE_TS = `to_char(lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+const LEASE_TS = `to_char(o.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
-/** created|nudged|waiting → claimed by a device (first claim wins); the same device re-claiming renews its lease. */
-export async function claimForDevice(sql: Sql, c: DeviceClaim, leaseMs: number): Promise<{ lease: string } | null> {
-  const [row] = await sql<{ lease: string }[]>`
-    UPDATE mana_ai.occurrences SET status = 'claimed', claimed_by = ${c.deviceId},
+/**
+ * created|nudged|waiting → claimed by a device (first claim wins); the same
+ * device re-claiming renews its lease. Many claims, each for another
+ * occurrence, in one statement; returns the granted ones by iterationId, the
+ * row as it is now and its lease.
+ */
+export async function claimForDevices(sql: Sql, claims: DeviceClaim[], leaseMs: number): Promise<Map<string, { occurrence: Occurrence; lease: string }>> {
+  const granted = new Map<string, { occurrence: Occurrence; lease: string }>();
+  if (claims.length === 0) return granted;
+  const rows = await sql<(Occurrence & { lease: string })[]>`
+    UPDATE mana_ai.occurrences o SET status = 'claimed', claimed_by = x.d,
       -- A claim on 'created' answers a frame sent over the socket before its ledger
       -- write landed (a nudge readied ahead, or a pending list on reconnect): record that channel.
-      channel = CASE WHEN status = 'created' THEN coalesce(channel, 'ws') ELSE channel END,
+      channel = CASE WHEN o.status = 'created' THEN coalesce(o.channel, 'ws') ELSE o.channel END,
       lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL, updated_at = now()
-    WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId}
-      AND (status IN ('created', 'nudged', 'waiting') OR (status = 'claimed' AND claimed_by = ${c.deviceId}))
-    RETURNING ${sql.unsafe(LEASE_TS)} AS lease`;
-  return row ?? null;
+    FROM unnest(${claims.map((c) => c.iterationId)}::uuid[], ${claims.map((c) => c.userId)}::text[], ${claims.map((c) => c.deviceId)}::text[]) AS x(i, u, d)
+    WHERE o.iteration_id = x.i AND o.user_id = x.u
+      AND (o.status IN ('created', 'nudged', 'waiting') OR (o.status = 'claimed' AND o.claimed_by = x.d))
+    RETURNING ${sql.unsafe(COLUMNS)}, ${sql.unsafe(LEASE_TS)} AS lease`;
+  for (const { lease, ...occurrence } of rows) granted.set(occurrence.iterationId, { occurrence, lease });
+  return granted;
 }
 
 /** claimed by this device → completed. */

@@ -25,7 +25,7 @@ const due = (n: number, mission = 'm') => Array.from({ length: n }, (_, i) => ({
 describe('occurrence ledger', () => {
   it('createOccurrences returns each created row exactly as stored, nudged for live users', async () => {
     const live = new Set(['user-0', 'user-2']);
-    const created = await createOccurrences(db.sql, due(4, 'shape'), { users: live, deadlineMs: 20_000 });
+    const created = await createOccurrences(db.sql, due(4, 'shape'), { startAs: (d) => (live.has(d.userId) ? 'ws' : 'created'), wsDeadlineMs: 20_000 });
     expect(created).toHaveLength(4);
     for (const occ of created) {
       expect(occ).toEqual(await getOccurrence(db.sql, occ.iterationId));
@@ -34,6 +34,29 @@ describe('occurrence ledger', () => {
     }
     const nudged = created.find((o) => o.status === 'nudged')!;
     expect(Date.parse(nudged.deadlineAt!) - Date.parse(nudged.createdAt)).toBe(20_000);
+  });
+
+  it('creates occurrences already routed to the server planner or to waiting, each exactly as stored', async () => {
+    const starts = ['server', 'wait', 'ws', 'created'] as const;
+    const created = await createOccurrences(db.sql, due(8, 'routed'), {
+      startAs: (d) => starts[Number(d.userId.slice(5)) % 4]!,
+      wsDeadlineMs: 20_000,
+      server: { holder: 'server:x', leaseMs: 90_000, reason: 'no reachable device' },
+      wait: { reason: 'waiting for a device', retryInMs: 60_000 },
+    });
+    expect(created).toHaveLength(8);
+    for (const occ of created) {
+      expect(occ).toEqual(await getOccurrence(db.sql, occ.iterationId));
+      const start = starts[Number(occ.userId.slice(5)) % 4];
+      expect(occ.status).toBe({ server: 'planning', wait: 'waiting', ws: 'nudged', created: 'created' }[start!]);
+    }
+    const planning = created.find((o) => o.status === 'planning')!;
+    expect(planning).toMatchObject({ channel: 'server', claimedBy: 'server:x', lastError: 'no reachable device', deadlineAt: null });
+    expect(Date.parse(planning.leaseExpiresAt!) - Date.parse(planning.createdAt)).toBe(90_000);
+    const waiting = created.find((o) => o.status === 'waiting')!;
+    expect(waiting).toMatchObject({ channel: null, claimedBy: null, lastError: 'waiting for a device', leaseExpiresAt: null });
+    expect(Date.parse(waiting.nextAttemptAt!) - Date.parse(waiting.createdAt)).toBe(60_000);
+    await expect(createOccurrences(db.sql, due(1, 'no-opts'), { startAs: () => 'server' })).rejects.toThrow(/needs opts.server/);
   });
 
   it('creates each occurrence once, however often and however concurrently it is asked', async () => {

@@ -28,13 +28,14 @@ afterAll(async () => {
   await db?.drop();
 });
 
-it('a full due batch makes the next pass run at once; every due mission is dispatched exactly once', async () => {
+it('a full due batch makes the next pass run at once, without the sweep; every due mission is dispatched exactly once', async () => {
   await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences`;
   const dueAt = inMs(-1000);
   await insertPlannable(db.sql, Array.from({ length: 7 }, (_, i) => ({ userId: `u${i % 3}`, missionId: `m${i}`, nextRunAt: dueAt })));
   const projection = createProjection({ sql: db.sql, log, batchRows: 1000, cacheRecords: 100 });
   const lifecycle = createLifecycle({ sql: db.sql, log, registry: new Registry(), instanceId: 'burst-test', leaseMs: 60_000, fallback: { enabled: true, plan() {} } });
   const batches: DueMission[][] = [];
+  const sweeps: boolean[] = [];
   const runPass = createPass({
     sql: db.sql,
     projection,
@@ -43,9 +44,11 @@ it('a full due batch makes the next pass run at once; every due mission is dispa
     dueLimit: 3,
     dispatch: async (due) => {
       batches.push(due);
-      await lifecycle.createDue(due, new Set(), 60_000, () => undefined);
+      await lifecycle.createDue(due, () => 'fallback', 60_000, () => undefined);
     },
-    sweep: async () => undefined,
+    sweep: async (info) => {
+      sweeps.push(info.projectionChanged);
+    },
   });
   const first = await runPass();
   expect(first.stats.missionsDue).toBe(3);
@@ -54,6 +57,8 @@ it('a full due batch makes the next pass run at once; every due mission is dispa
   const last = await runPass();
   expect(last.stats.missionsDue).toBe(1);
   expect(last.nextDueAt).toBeNull();
+  // The upkeep runs on the first pass and once the backlog is drained, not on every pass between.
+  expect(sweeps).toEqual([true, false]);
   const ids = batches.flat().map((d) => d.missionId);
   expect(ids.sort()).toEqual(['m0', 'm1', 'm2', 'm3', 'm4', 'm5', 'm6']);
   // A user's missions due at one instant stay together within a batch (one push names them all).
@@ -78,7 +83,7 @@ it('with server planning off, a batch falls back to waiting in one statement, ea
   const lifecycle = createLifecycle({ sql: db.sql, log, registry: new Registry(), instanceId: 'burst-test', leaseMs: 60_000, fallback: { enabled: false, plan() {} } });
   const dueAt = new Date(Date.now() - 1000).toISOString().replace('Z', '000Z');
   const due = Array.from({ length: 50 }, (_, i) => ({ userId: `w${i}`, missionId: 'm', nextRunAt: dueAt }));
-  const { rest } = await lifecycle.createDue(due, new Set(), 60_000, () => undefined);
+  const { rest } = await lifecycle.createDue(due, () => 'push', 60_000, () => undefined);
   expect(rest).toHaveLength(50);
   rest[0]!.attempts = 2; // a retry waits longer: 1 min doubling
   await lifecycle.toFallback(rest, ['created'], 'no reachable device');
@@ -91,4 +96,13 @@ it('with server planning off, a batch falls back to waiting in one statement, ea
     expect(r.lastError).toMatch(/server planning is off/);
     expect(r.waitS).toBeCloseTo(r.id === rest[0]!.iterationId ? 240 : 60, -1);
   }
+  // Routed at creation: a mission of a user with no device starts waiting, written once.
+  const later = due.map((d) => ({ ...d, missionId: 'm2' }));
+  const direct = await lifecycle.createDue(later, () => 'fallback', 60_000, () => undefined);
+  expect(direct.rest).toEqual([]);
+  const [row] = await db.sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM mana_ai.occurrences
+    WHERE mission_id = 'm2' AND status = 'waiting' AND last_error ~ 'server planning is off'
+      AND round(extract(epoch FROM next_attempt_at - now())) BETWEEN 55 AND 60`;
+  expect(row!.n).toBe(50);
 });
