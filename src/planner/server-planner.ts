@@ -13,7 +13,7 @@ import { getMission } from '../projection/missions.js';
 import { iterationsOf, type Mission, type MissionIteration } from '../projection/mission.js';
 import { serverHolder, type Occurrence } from '../schedule/occurrence.js';
 import { markWaiting } from '../schedule/transitions.js';
-import type { FallbackPlanner } from '../schedule/interfaces.js';
+import type { FallbackPlanner, SweepInfo } from '../schedule/interfaces.js';
 import { waitBackoffMs } from '../schedule/waiting.js';
 import { nextRunAt, resolveTimeZone } from './cadence.js';
 import { createSemaphore } from '../lib/semaphore.js';
@@ -54,8 +54,13 @@ export interface ServerPlannerDeps {
 }
 
 export interface ServerPlanner extends FallbackPlanner {
-  /** Repairs server iterations that a concurrent device write dropped; once per pass. */
-  sweep(): Promise<void>;
+  /**
+   * Repairs server iterations that a concurrent device write dropped. Such a
+   * drop shows only once a refresh applied that write: it looks when this
+   * pass's refresh changed missions, and every DROPPED_CHECK_MS for the
+   * refreshes of other instances.
+   */
+  sweep(info?: SweepInfo): Promise<void>;
   /** Resolves when nothing is in flight (tests, shutdown). */
   idle(): Promise<void>;
   stop(): Promise<void>;
@@ -66,12 +71,16 @@ type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'l
 /** Default of PLANNER_MAX_PLANS_PER_USER_PER_DAY: several missions a day each, far below a runaway backlog. */
 export const DEFAULT_MAX_PLANS_PER_USER_PER_DAY = 50;
 
+/** How often the sweep looks for dropped server iterations when this instance's passes saw no mission change. */
+export const DROPPED_CHECK_MS = 2_000;
+
 export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const { sql, log } = deps;
   const now = deps.now ?? (() => new Date());
   const holder = serverHolder(deps.instanceId);
   const backoff = deps.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS;
   const inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
+  let lastDroppedCheck = -Infinity;
   const slots = createSemaphore(deps.concurrency ?? 4);
   const registers = [deps.registry];
   const runs = new Counter({ name: 'mana_ai_planner_runs_total', help: 'Server planning runs by outcome', labelNames: ['outcome'] as const, registers });
@@ -226,7 +235,10 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
         .finally(() => inFlight.delete(occ.iterationId));
       inFlight.set(occ.iterationId, { controller, done });
     },
-    async sweep() {
+    async sweep(info) {
+      const t = Date.now();
+      if (info && !info.projectionChanged && t - lastDroppedCheck < DROPPED_CHECK_MS) return;
+      lastDroppedCheck = t;
       for (const d of await findDroppedWrites(sql)) {
         if (await rewriteDropped(sql, deps.target, d, now())) {
           repairs.inc();

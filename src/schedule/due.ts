@@ -1,5 +1,7 @@
 /**
- * The due scan: one query on the partial index of mission_snapshots.
+ * The due scan: queries on the partial index of mission_snapshots. A pass
+ * asks everything it needs of it in one round trip (scanDue): on a busy
+ * database each round trip is most of what a pass with nothing to do costs.
  */
 import type { Sql } from '../db/pool.js';
 
@@ -12,43 +14,101 @@ export interface DueMission {
 
 const TS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
-/** Due missions, oldest first. The WHERE clause must match the partial index predicate. */
-/** `at` (default now()): a canonical instant, bound as text so its microseconds survive. */
-export async function findDueMissions(sql: Sql, opts: { limit: number; unhandledOnly?: boolean; at?: string }): Promise<DueMission[]> {
-  // unhandledOnly: skip missions whose occurrence for this nextRunAt exists, so a
-  // backlog that stays due for minutes is not re-dispatched every pass.
-  return sql<DueMission[]>`
-    SELECT s.user_id AS "userId", s.mission_id AS "missionId",
-           to_char(s.next_run_at AT TIME ZONE 'UTC', ${sql.unsafe(TS)}) AS "nextRunAt"
-    FROM mana_ai.mission_snapshots s
-    WHERE s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL
-      AND s.next_run_at <= coalesce(${opts.at ?? null}::text::timestamptz, now())
-      AND (${opts.unhandledOnly ?? false} = false OR NOT EXISTS (
-        SELECT 1 FROM mana_ai.occurrences o
-        WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at))
-    -- A user's missions due at one instant stay in one batch (one push names them all).
-    ORDER BY s.next_run_at, s.user_id
-    LIMIT ${opts.limit}`;
+/** A mission that can fall due; must match the partial index predicate (mission_snapshots_due_idx). */
+const DUEABLE = `s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL`;
+/** No occurrence exists for the mission's current nextRunAt. */
+const UNHANDLED = `NOT EXISTS (
+  SELECT 1 FROM mana_ai.occurrences o
+  WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at)`;
+/** The user has a presence row (a socket on some instance). */
+const PRESENT = `EXISTS (SELECT 1 FROM mana_ai.presence p WHERE p.user_id = s.user_id)`;
+const MISSION = `s.user_id AS "userId", s.mission_id AS "missionId", to_char(s.next_run_at AT TIME ZONE 'UTC', ${TS}) AS "nextRunAt"`;
+
+export interface ScanOptions {
+  limit: number;
+  /** Skip missions whose occurrence for this nextRunAt exists (a backlog due for minutes is not dispatched again each pass). */
+  unhandledOnly?: boolean;
+  /** The instant to scan at (canonical, bound as text so its microseconds survive); default now(). */
+  at?: string;
+  /**
+   * Also the missions falling due within `withinMs` after the instant (and
+   * after `after`, when given) of users with a presence row and no
+   * occurrence yet: the router readies them ahead.
+   */
+  upcoming?: { withinMs: number; after?: string };
+}
+
+export interface Scan {
+  /** The instant scanned at, canonical. */
+  at: string;
+  /** Due at `at`, oldest first; a user's missions due at one instant stay together. */
+  due: DueMission[];
+  /** The earliest nextRunAt after `at` with no occurrence: when the loop wakes next. */
+  next: Date | null;
+  upcoming: DueMission[];
+  /** As of `at`: a claim deadline or lease has passed; a waiting occurrence's retry has come. */
+  upkeep: { expiries: boolean; retries: boolean };
 }
 
 /**
- * The earliest nextRunAt after `after` (default: now), so the scheduler can
- * wake exactly then. Give it the instant the due scan used: a mission that
- * fell due while the pass ran then comes back as already due (→ run again at
- * once) instead of being skipped until the next interval.
+ * One database instant for the due scan, the look-ahead, the next wake-up and
+ * whether the sweep has occurrences to take,
+ * so nothing falls between them; a mission that falls due while the pass
+ * runs comes back as `next` ≤ now (→ the loop runs again at once).
+ */
+export async function scanDue(sql: Sql, opts: ScanOptions): Promise<Scan> {
+  const u = opts.upcoming;
+  const rows = await sql<{ at: string; next: Date | null; expiries: boolean; retries: boolean; kind: 'd' | 'u' | null; userId: string; missionId: string; nextRunAt: string }[]>`
+    WITH t AS MATERIALIZED (SELECT coalesce(${opts.at ?? null}::text::timestamptz, now()) AS at),
+    n AS MATERIALIZED (
+      SELECT (SELECT s.next_run_at FROM mana_ai.mission_snapshots s
+        WHERE ${sql.unsafe(DUEABLE)} AND s.next_run_at > t.at AND ${sql.unsafe(UNHANDLED)}
+        ORDER BY s.next_run_at LIMIT 1) AS next,
+        -- One probe of each partial index: the sweep skips the scans with nothing to take.
+        (SELECT min(deadline_at) FROM mana_ai.occurrences WHERE status = 'nudged') <= t.at
+          OR (SELECT min(lease_expires_at) FROM mana_ai.occurrences WHERE status IN ('claimed', 'planning')) <= t.at AS expiries,
+        (SELECT min(next_attempt_at) FROM mana_ai.occurrences WHERE status = 'waiting') <= t.at AS retries
+      FROM t
+    )
+    SELECT to_char(t.at AT TIME ZONE 'UTC', ${sql.unsafe(TS)}) AS at, n.next, n.expiries IS TRUE AS expiries, n.retries IS TRUE AS retries, m.kind, m."userId", m."missionId", m."nextRunAt"
+    FROM t CROSS JOIN n LEFT JOIN LATERAL (
+      (SELECT 'd' AS kind, ${sql.unsafe(MISSION)}
+        FROM mana_ai.mission_snapshots s
+        WHERE ${sql.unsafe(DUEABLE)} AND s.next_run_at <= t.at
+          AND (${opts.unhandledOnly ?? false} = false OR ${sql.unsafe(UNHANDLED)})
+        ORDER BY s.next_run_at, s.user_id
+        LIMIT ${opts.limit})
+      UNION ALL
+      (SELECT 'u' AS kind, ${sql.unsafe(MISSION)}
+        FROM mana_ai.mission_snapshots s
+        WHERE ${u !== undefined} AND ${sql.unsafe(DUEABLE)}
+          AND s.next_run_at > greatest(t.at, ${u?.after ?? null}::text::timestamptz)
+          AND s.next_run_at <= t.at + make_interval(secs => ${(u?.withinMs ?? 0) / 1000})
+          AND ${sql.unsafe(PRESENT)} AND ${sql.unsafe(UNHANDLED)}
+        ORDER BY s.next_run_at
+        LIMIT ${u ? opts.limit : 0})
+    ) m ON true
+    ORDER BY m.kind, m."nextRunAt", m."userId"`;
+  const first = rows[0]!;
+  const scan: Scan = { at: first.at, next: first.next, due: [], upcoming: [], upkeep: { expiries: first.expiries, retries: first.retries } };
+  for (const r of rows) {
+    if (r.kind === null) continue;
+    (r.kind === 'd' ? scan.due : scan.upcoming).push({ userId: r.userId, missionId: r.missionId, nextRunAt: r.nextRunAt });
+  }
+  return scan;
+}
+
+/** Due missions, oldest first (scanDue's `due`). */
+export async function findDueMissions(sql: Sql, opts: { limit: number; unhandledOnly?: boolean; at?: string }): Promise<DueMission[]> {
+  return (await scanDue(sql, opts)).due;
+}
+
+/**
+ * The earliest nextRunAt after `after` (default: now) of a mission with no
+ * occurrence for it (scanDue's `next`).
  */
 export async function nextDueAt(sql: Sql, after?: string): Promise<Date | null> {
-  // Missions whose occurrence exists already (created ahead, armed in the router) need no pass.
-  const [row] = await sql<{ at: Date | null }[]>`
-    SELECT s.next_run_at AS at FROM mana_ai.mission_snapshots s
-    WHERE s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL
-      AND s.next_run_at > coalesce(${after ?? null}::text::timestamptz, now())
-      AND NOT EXISTS (
-        SELECT 1 FROM mana_ai.occurrences o
-        WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at)
-    ORDER BY s.next_run_at
-    LIMIT 1`;
-  return row?.at ?? null;
+  return (await scanDue(sql, { limit: 0, ...(after ? { at: after } : {}) })).next;
 }
 
 /**
@@ -61,16 +121,12 @@ export async function nextDueAt(sql: Sql, after?: string): Promise<Date | null> 
  */
 export async function findUpcomingMissions(sql: Sql, opts: { after: string; until: string; limit: number }): Promise<DueMission[]> {
   return sql<DueMission[]>`
-    SELECT s.user_id AS "userId", s.mission_id AS "missionId",
-           to_char(s.next_run_at AT TIME ZONE 'UTC', ${sql.unsafe(TS)}) AS "nextRunAt"
+    SELECT ${sql.unsafe(MISSION)}
     FROM mana_ai.mission_snapshots s
-    WHERE s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL
+    WHERE ${sql.unsafe(DUEABLE)}
       AND s.next_run_at > ${opts.after}::text::timestamptz
       AND s.next_run_at <= ${opts.until}::text::timestamptz
-      AND EXISTS (SELECT 1 FROM mana_ai.presence p WHERE p.user_id = s.user_id)
-      AND NOT EXISTS (
-        SELECT 1 FROM mana_ai.occurrences o
-        WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at)
+      AND ${sql.unsafe(PRESENT)} AND ${sql.unsafe(UNHANDLED)}
     ORDER BY s.next_run_at
     LIMIT ${opts.limit}`;
 }

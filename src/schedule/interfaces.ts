@@ -15,6 +15,10 @@ export type Dispatch = (due: DueMission[]) => Promise<void>;
 export interface SweepInfo {
   /** This pass's projection refresh applied rows: missions changed. */
   projectionChanged: boolean;
+  /** False when the pass's scan found no passed claim deadline or lease (the expiry scan is skipped). */
+  expiries?: boolean;
+  /** False when the pass's scan found no waiting occurrence whose retry came. */
+  retries?: boolean;
 }
 
 /** Per-pass upkeep after dispatch: settle, expire, retry occurrences. */

@@ -220,9 +220,10 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
           hooks.settled?.(settled.map((o) => o.iterationId));
         }
       }
-      await expire();
+      // The pass's scan says whether anything is there to take: a no-op pass skips the scans.
+      if (info?.expiries !== false) await expire();
       // Waiting occurrences whose retry time came go through routing again (a device may be back).
-      await scan(() => takeWaitingDue(sql, SCAN_BATCH), hooks.reroute);
+      if (info?.retries !== false) await scan(() => takeWaitingDue(sql, SCAN_BATCH), hooks.reroute);
       // A safety net for crashes: every pass would be wasted work on the open set.
       if (now - lastStaleCheck < STALE_CREATED_MS / 3) return;
       lastStaleCheck = now;

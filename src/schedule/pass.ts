@@ -7,7 +7,7 @@ import type { Sql } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Projection } from '../projection/refresh.js';
-import { findDueMissions, findUpcomingMissions, nextDueAt, type DueMission } from './due.js';
+import { scanDue, type DueMission, type Scan, type ScanOptions } from './due.js';
 import type { PassResult } from './scheduler.js';
 import type { Dispatch, Prepare, Sweep } from './interfaces.js';
 
@@ -51,17 +51,48 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
   let lastSweep = -Infinity;
   /** The projection changed since the last sweep ran (a skipped sweep's change is not lost). */
   let changedSinceSweep = false;
+  async function sweep(upkeep: Scan['upkeep']): Promise<void> {
+    if (!deps.sweep) return;
+    lastSweep = performance.now();
+    const projectionChanged = changedSinceSweep;
+    changedSinceSweep = false;
+    try {
+      await deps.sweep({ projectionChanged, ...upkeep });
+    } catch (err: unknown) {
+      log.error({ err }, 'occurrence sweep failed');
+    }
+  }
+
+  /**
+   * The look-ahead the due scan also runs: missions due within prepareWithinMs,
+   * past what earlier passes covered unless missions changed (each pass
+   * rescanning thousands of readied missions kept Postgres busy at their instant).
+   */
+  function lookAhead(missionsChanged: boolean): ScanOptions['upcoming'] {
+    if (!deps.prepare || !deps.prepareWithinMs) return undefined;
+    const after = missionsChanged || preparedThroughMs === 0 ? undefined : new Date(preparedThroughMs).toISOString();
+    return { withinMs: deps.prepareWithinMs, ...(after ? { after } : {}) };
+  }
+
+  async function prepare(scan: Scan): Promise<void> {
+    if (!deps.prepare || !deps.prepareWithinMs) return;
+    try {
+      await deps.prepare(scan.upcoming);
+      preparedThroughMs = Date.parse(scan.at) + deps.prepareWithinMs;
+    } catch (err: unknown) {
+      log.error({ err }, 'preparing upcoming missions failed; they are dispatched when due');
+    }
+  }
+
   return async function runPass() {
     const started = performance.now();
     const endTimer = metrics.tickDuration.startTimer();
     try {
       const refresh = await deps.projection.refresh();
       metrics.projectionStalled.set(refresh.stalled ? 1 : 0);
-      // One database instant for the scan and for the next wake-up, so nothing falls between them.
-      const [clock] = await deps.sql<{ at: string }[]>`SELECT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS at`;
-      const at = clock!.at;
       const dueLimit = deps.dueLimit ?? 20_000;
-      const due = await findDueMissions(deps.sql, { limit: dueLimit, unhandledOnly: deps.sweep !== undefined, at });
+      const scanned = await scanDue(deps.sql, { limit: dueLimit, unhandledOnly: deps.sweep !== undefined, upcoming: lookAhead(refresh.rowsApplied > 0) });
+      const { at, due } = scanned;
       metrics.dueMissions.set(due.length);
       if (due.length > 0) {
         log.debug({ due: due.length }, 'missions due');
@@ -72,37 +103,13 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
         }
       }
       changedSinceSweep ||= refresh.rowsApplied > 0;
-      // While a full batch leaves more due (the top of an hour), passes follow each other at
-      // once: the upkeep (deadlines, retries, settling) runs every BACKLOG_SWEEP_MS, not on each.
-      const backlog = due.length >= dueLimit;
-      if (deps.sweep && (!backlog || performance.now() - lastSweep >= BACKLOG_SWEEP_MS)) {
-        lastSweep = performance.now();
-        const projectionChanged = changedSinceSweep;
-        changedSinceSweep = false;
-        try {
-          await deps.sweep({ projectionChanged });
-        } catch (err: unknown) {
-          log.error({ err }, 'occurrence sweep failed');
-        }
-      }
-      if (deps.prepare && deps.prepareWithinMs) {
-        // Look ahead only past what earlier passes covered, unless missions changed: each
-        // pass rescanning thousands of readied missions kept Postgres busy at their instant.
-        const atMs = Date.parse(at);
-        const untilMs = atMs + deps.prepareWithinMs;
-        const fromMs = refresh.rowsApplied > 0 || preparedThroughMs <= atMs ? atMs : preparedThroughMs;
-        try {
-          if (untilMs > fromMs) {
-            const after = fromMs === atMs ? at : new Date(fromMs).toISOString();
-            await deps.prepare(await findUpcomingMissions(deps.sql, { after, until: new Date(untilMs).toISOString(), limit: dueLimit }));
-            preparedThroughMs = untilMs;
-          }
-        } catch (err: unknown) {
-          log.error({ err }, 'preparing upcoming missions failed; they are dispatched when due');
-        }
-      }
-      // A full batch leaves more due (the top of an hour): the next pass runs at once, not a tick later.
-      const next = due.length >= dueLimit && deps.sweep !== undefined ? new Date(at) : await nextDueAt(deps.sql, at);
+      // A full batch leaves more due (the top of an hour): the next pass runs at once, not a
+      // tick later, and the upkeep (deadlines, retries, settling) runs every BACKLOG_SWEEP_MS,
+      // not on each of those passes.
+      const backlog = due.length >= dueLimit && deps.sweep !== undefined;
+      if (!backlog || performance.now() - lastSweep >= BACKLOG_SWEEP_MS) await sweep(scanned.upkeep);
+      await prepare(scanned);
+      const next = backlog ? new Date(at) : scanned.next;
       metrics.ticks.inc({ outcome: 'ok' });
       return {
         stats: {

@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { createFallbackSpy } from '../support/coordinator.js';
 import { createProjection } from '../../src/projection/refresh.js';
-import { findDueMissions, nextDueAt } from '../../src/schedule/due.js';
+import { findDueMissions, nextDueAt, scanDue } from '../../src/schedule/due.js';
 import { createScheduler, type PassResult } from '../../src/schedule/scheduler.js';
 import { loadConfig } from '../../src/config.js';
 import { startCoordinator } from '../../src/coordinator.js';
@@ -213,12 +213,13 @@ describe('the due queries use the partial index mission_snapshots_due_idx', () =
       const scans = scansOf(await planOf(q, explain.includes('GENERIC')));
       const why = `${explain}: ${JSON.stringify(scans)}`;
       const onSnapshots = scans.filter((s) => s.relation === 'mission_snapshots');
-      expect(onSnapshots.length, why).toBe(1);
+      expect(onSnapshots.length, why).toBeGreaterThan(0);
       // An index (only) scan names the index itself; a bitmap heap scan has it on its child.
-      const [scan] = onSnapshots;
-      expect(scan!.node, why).not.toBe('Seq Scan');
-      if (scan!.node === 'Bitmap Heap Scan') expect(scans.filter((s) => s.node === 'Bitmap Index Scan').map((s) => s.index), why).toEqual(['mission_snapshots_due_idx']);
-      else expect(scan!.index, why).toBe('mission_snapshots_due_idx');
+      for (const scan of onSnapshots) {
+        expect(scan.node, why).not.toBe('Seq Scan');
+        if (scan.node !== 'Bitmap Heap Scan') expect(scan.index, why).toBe('mission_snapshots_due_idx');
+      }
+      for (const bitmap of scans.filter((s) => s.node === 'Bitmap Index Scan')) expect(bitmap.index, why).toBe('mission_snapshots_due_idx');
     }
   }
 
@@ -234,6 +235,10 @@ describe('the due queries use the partial index mission_snapshots_due_idx', () =
 
   it('nextDueAt', async () => {
     await expectIndexUsed(await queryOf((sql) => nextDueAt(sql)));
+  });
+
+  it('scanDue with the look-ahead (as the pass runs it)', async () => {
+    await expectIndexUsed(await queryOf((sql) => scanDue(sql, { limit: 20_000, unhandledOnly: true, upcoming: { withinMs: 2000, after: new Date().toISOString() } })));
   });
 });
 
