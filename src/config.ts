@@ -90,6 +90,7 @@ const EnvSchema = z.object({
   INSTANCE_ID: optionalString,
   WS_CLAIM_TIMEOUT_MS: int(100, 3_600_000).default(20_000),
   PUSH_CLAIM_TIMEOUT_MS: int(100, 3_600_000).default(120_000),
+  PUSH_BATCH_WINDOW_MS: int(0, 60_000).default(3_000),
   CLAIM_LEASE_MS: int(100, 86_400_000).default(600_000),
   PRESENCE_TTL_MS: int(1000, 3_600_000).default(60_000),
   WS_AUTH_TIMEOUT_MS: int(100, 600_000).default(5_000),
@@ -184,6 +185,8 @@ export interface Config {
   pushAllowlist: string;
   /** Per Web Push request attempt. */
   pushTimeoutMs: number;
+  /** A user's missions due within this long of the first go out in one push (0: per pass). */
+  pushBatchWindowMs: number;
   defaultTimeZone: string;
   rateLimitPerMinute: number;
   /** Origins allowed to call /v1/* and /dev/* from a browser; empty → same-origin only. */
@@ -268,6 +271,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     vapid: { publicKey: e.VAPID_PUBLIC_KEY, privateKey: e.VAPID_PRIVATE_KEY, subject: e.VAPID_SUBJECT },
     pushAllowlist: e.PUSH_ENDPOINT_ALLOWLIST,
     pushTimeoutMs: e.PUSH_TIMEOUT_MS,
+    pushBatchWindowMs: e.PUSH_BATCH_WINDOW_MS,
     defaultTimeZone: e.DEFAULT_TIMEZONE,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
     corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),

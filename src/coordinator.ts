@@ -222,6 +222,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       instanceId: config.instanceId,
       leaseMs: config.claims.leaseMs,
       timeouts: { wsClaimMs: config.claims.wsTimeoutMs, pushClaimMs: config.claims.pushTimeoutMs },
+      pushBatchWindowMs: config.pushBatchWindowMs,
       presence,
       deliverLocal: hub.deliver,
       hasLocal: hub.hasLocal,

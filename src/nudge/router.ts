@@ -6,7 +6,7 @@
  */
 import type { Sql } from '../db/pool.js';
 import type { Logger } from '../log.js';
-import type { DueMission } from '../schedule/due.js';
+import { usersWithMissionsDueBy, type DueMission } from '../schedule/due.js';
 import type { FallbackPlanner, SweepInfo } from '../schedule/interfaces.js';
 import type { Occurrence } from '../schedule/occurrence.js';
 import { createLifecycle, NO_DEVICE, type Lifecycle } from '../schedule/lifecycle.js';
@@ -36,6 +36,12 @@ export interface RouterDeps {
   instanceId: string;
   leaseMs: number;
   timeouts: RouteTimeouts;
+  /**
+   * A push waits until this long after the user's earliest due mission when
+   * another of the user's missions falls due by then, so one push names all
+   * of them (0: one push per pass).
+   */
+  pushBatchWindowMs?: number;
   presence: PresenceStore;
   /** Local delivery; returns how many sockets on this instance got it. */
   deliverLocal: (userId: string, frame: MissionDue) => number;
@@ -189,6 +195,30 @@ export function createRouter(deps: RouterDeps): Router {
     clearTimeout(timer);
   }
 
+  /**
+   * Users whose push waits: one of their missions falls due within the push
+   * window after their earliest due one, and that window is still open. Their
+   * missions stay due and uncreated; the pass at the later one's instant
+   * routes them together (the loop wakes then: it is the next due mission).
+   * A failed lookup holds no one.
+   */
+  async function holdForPushWindow(due: DueMission[], routeOf: (d: DueMission) => string): Promise<Set<string>> {
+    const windowMs = deps.pushBatchWindowMs ?? 0;
+    if (windowMs <= 0) return new Set();
+    const until = new Map<string, string>();
+    const nowMs = Date.now();
+    for (const d of due) {
+      if (until.has(d.userId) || routeOf(d) !== 'push') continue;
+      // Due sorted oldest first: the first of a user's is the earliest.
+      const closesMs = Date.parse(d.nextRunAt) + windowMs;
+      if (closesMs > nowMs) until.set(d.userId, new Date(closesMs).toISOString());
+    }
+    return usersWithMissionsDueBy(deps.sql, until).catch((err: unknown) => {
+      log.warn({ err }, 'push window lookup failed; pushing now');
+      return new Set<string>();
+    });
+  }
+
   /** Occurrences created ahead, waiting for their due instant, by iterationId; and their timers by dueAt. */
   const armed = new Map<string, Occurrence>();
   const timers = new Map<string, NodeJS.Timeout>();
@@ -242,7 +272,9 @@ export function createRouter(deps: RouterDeps): Router {
         const channel = channelOf(d.userId);
         return channel === 'ws' || channel === 'push' ? channel : 'fallback';
       };
-      const { rest, failure } = await lifecycle.createDue(due, routeOf, deps.timeouts.wsClaimMs, deliverWs);
+      const held = await holdForPushWindow(due, routeOf);
+      const now = held.size === 0 ? due : due.filter((d) => !held.has(d.userId));
+      const { rest, failure } = await lifecycle.createDue(now, routeOf, deps.timeouts.wsClaimMs, deliverWs);
       await route(rest, channelOf);
       if (failure !== undefined) throw failure;
     },

@@ -130,3 +130,18 @@ export async function findUpcomingMissions(sql: Sql, opts: { after: string; unti
     ORDER BY s.next_run_at
     LIMIT ${opts.limit}`;
 }
+
+/**
+ * Of these users, the ones with a mission falling due after now and by their
+ * given instant (no occurrence yet): their push waits for it, so one push
+ * names both.
+ */
+export async function usersWithMissionsDueBy(sql: Sql, until: Map<string, string>): Promise<Set<string>> {
+  if (until.size === 0) return new Set();
+  const rows = await sql<{ userId: string }[]>`
+    SELECT DISTINCT s.user_id AS "userId"
+    FROM unnest(${[...until.keys()]}::text[], ${[...until.values()]}::text[]::timestamptz[]) AS x(u, until)
+    JOIN mana_ai.mission_snapshots s ON s.user_id = x.u
+    WHERE ${sql.unsafe(DUEABLE)} AND s.next_run_at > now() AND s.next_run_at <= x.until AND ${sql.unsafe(UNHANDLED)}`;
+  return new Set(rows.map((r) => r.userId));
+}

@@ -209,8 +209,9 @@ export function formatSustainedWritesBench(r: SustainedResult): string {
     '',
     'RSS and heap are those of the bench\'s process, which also runs the writers (a few statements in flight), sampled every second from the coordinator\'s start to its stop.',
     '',
-    '**Why these figures.** The scheduler starts the next pass one interval after the last one ended, so a row waits for the pass in progress, the interval and the next pass: ' +
-      'the lag is about the interval plus two pass durations at worst, and a pass lasts as long as merging the rows of one interval takes. ' +
+    '**Why these figures.** The scheduler starts each pass one interval after the previous one started (at once when that pass took longer), so a row committed just after a pass read the log waits for the next pass to start and to end: ' +
+      'the lag is at most about the interval plus one pass, and a pass lasts as long as merging the rows of one interval takes. ' +
+      '(Counted from the end of a pass, the interval made the lag the interval plus two passes.) ' +
       'Passes never overlap by construction: one scheduler per process runs them one after another, and across instances the refresh takes a transaction-level advisory lock (another instance\'s pass skips). ' +
       'Memory stays flat because a pass keeps nothing between passes but the cursor\'s applied set (the rows of the last seconds, by id) and its record cache is bounded (`CACHE_BUDGET_BYTES`).',
   ].join('\n');

@@ -63,3 +63,38 @@ it('three missions of one user due together: one push naming all three; one miss
   const m = await c.scrape();
   expect(m.value('mana_ai_push_sends_total', { origin: wpt.origin, outcome: 'delivered' })).toBe(2);
 });
+
+it('missions of one user due within the push window of the first: one push naming all, sent when the last falls due; one past the window: its own push', async () => {
+  const { publicKey } = (await (await fetch(`${c.url}/v1/push/vapid-public-key`)).json()) as { publicKey: string };
+  const sub = await wpt.subscribe(publicKey);
+  expect((await putSubscription(c.url, await c.token('spread'), 'phone', sub)).status).toBe(201);
+  // PUSH_BATCH_WINDOW_MS is 3 s by default: 0.0, +1.2 and +2.0 s go together, +4.5 s does not.
+  const first = Date.now() + 500;
+  const at = (ms: number) => new Date(first + ms).toISOString();
+  await insertPlannable(db.sql, [
+    { userId: 'spread', missionId: 's-0', nextRunAt: at(0) },
+    { userId: 'spread', missionId: 's-1', nextRunAt: at(1200) },
+    { userId: 'spread', missionId: 's-2', nextRunAt: at(2000) },
+    { userId: 'spread', missionId: 's-late', nextRunAt: at(4500) },
+  ]);
+  await waitFor(async () => (await wpt.notifications(sub.clientHash)).length > 0, 10_000, 'the first push');
+  const sentAt = Date.now();
+  expect(sentAt).toBeGreaterThanOrEqual(first + 2000);
+  const [batch] = (await wpt.notifications(sub.clientHash)).map((m) => PushNudgePayload.parse(JSON.parse(m)));
+  expect(batch!.missions?.map((m) => m.missionId).sort()).toEqual(['s-0', 's-1', 's-2']);
+  await waitFor(async () => (await wpt.notifications(sub.clientHash)).length > 1, 10_000, 'the second push');
+  await sleep(1000);
+  const all = (await wpt.notifications(sub.clientHash)).map((m) => PushNudgePayload.parse(JSON.parse(m)));
+  expect(all).toHaveLength(2);
+  expect(all[1]).toMatchObject({ missionId: 's-late' });
+  const rows = await ledger(db.sql, 'spread');
+  expect(rows.map((o) => [o.missionId, o.status, o.channel])).toEqual(
+    expect.arrayContaining([
+      ['s-0', 'nudged', 'push'],
+      ['s-1', 'nudged', 'push'],
+      ['s-2', 'nudged', 'push'],
+      ['s-late', 'nudged', 'push'],
+    ]),
+  );
+  expect(rows).toHaveLength(4);
+});
