@@ -58,7 +58,7 @@ export interface RouterDeps {
 export const PUSH_WAIT_MS = 1000;
 
 export interface Router {
-  dispatch(due: DueMission[]): Promise<void>;
+  dispatch(due: DueMission[]): Promise<{ deferred: number }>;
   /**
    * Creates ahead, already nudged, the occurrences of missions about to fall
    * due whose users have a live socket, and arms a timer that sends their
@@ -277,6 +277,7 @@ export function createRouter(deps: RouterDeps): Router {
       const { rest, failure } = await lifecycle.createDue(now, routeOf, deps.timeouts.wsClaimMs, deliverWs);
       await route(rest, channelOf);
       if (failure !== undefined) throw failure;
+      return { deferred: due.length - now.length };
     },
     async prepare(upcoming) {
       if (upcoming.length === 0 || stopped) return;

@@ -31,11 +31,24 @@ export interface ScanOptions {
   /** The instant to scan at (canonical, bound as text so its microseconds survive); default now(). */
   at?: string;
   /**
+   * Only missions after this point of the scan order (nextRunAt, userId,
+   * missionId): an earlier scan saw everything up to it. With nextRunAt
+   * alone, everything due up to that instant.
+   */
+  from?: ScanPoint;
+  /**
    * Also the missions falling due within `withinMs` after the instant (and
    * after `after`, when given) of users with a presence row and no
    * occurrence yet: the router readies them ahead.
    */
   upcoming?: { withinMs: number; after?: string };
+}
+
+/** A point in the due scan's order: (nextRunAt, userId, missionId); nextRunAt alone means after that whole instant. */
+export interface ScanPoint {
+  nextRunAt: string;
+  userId?: string;
+  missionId?: string;
 }
 
 export interface Scan {
@@ -58,6 +71,9 @@ export interface Scan {
  */
 export async function scanDue(sql: Sql, opts: ScanOptions): Promise<Scan> {
   const u = opts.upcoming;
+  const fromAt = opts.from?.nextRunAt ?? null;
+  const fromUser = opts.from?.userId ?? null;
+  const fromMission = opts.from?.missionId ?? null;
   const rows = await sql<{ at: string; next: Date | null; expiries: boolean; retries: boolean; kind: 'd' | 'u' | null; userId: string; missionId: string; nextRunAt: string }[]>`
     WITH t AS MATERIALIZED (SELECT coalesce(${opts.at ?? null}::text::timestamptz, now()) AS at),
     n AS MATERIALIZED (
@@ -75,8 +91,11 @@ export async function scanDue(sql: Sql, opts: ScanOptions): Promise<Scan> {
       (SELECT 'd' AS kind, ${sql.unsafe(MISSION)}
         FROM mana_ai.mission_snapshots s
         WHERE ${sql.unsafe(DUEABLE)} AND s.next_run_at <= t.at
+          AND s.next_run_at >= coalesce(${fromAt}::text::timestamptz, '-infinity')
+          AND (${fromAt}::text IS NULL OR s.next_run_at > ${fromAt}::text::timestamptz
+            OR (s.next_run_at = ${fromAt}::text::timestamptz AND (s.user_id, s.mission_id) > (${fromUser}::text, ${fromMission}::text)))
           AND (${opts.unhandledOnly ?? false} = false OR ${sql.unsafe(UNHANDLED)})
-        ORDER BY s.next_run_at, s.user_id
+        ORDER BY s.next_run_at, s.user_id, s.mission_id
         LIMIT ${opts.limit})
       UNION ALL
       (SELECT 'u' AS kind, ${sql.unsafe(MISSION)}
@@ -88,7 +107,7 @@ export async function scanDue(sql: Sql, opts: ScanOptions): Promise<Scan> {
         ORDER BY s.next_run_at
         LIMIT ${u ? opts.limit : 0})
     ) m ON true
-    ORDER BY m.kind, m."nextRunAt", m."userId"`;
+    ORDER BY m.kind, m."nextRunAt", m."userId", m."missionId"`;
   const first = rows[0]!;
   const scan: Scan = { at: first.at, next: first.next, due: [], upcoming: [], upkeep: { expiries: first.expiries, retries: first.retries } };
   for (const r of rows) {

@@ -8,8 +8,12 @@
 import type { DueMission } from './due.js';
 import type { Occurrence } from './occurrence.js';
 
-/** Receives the due missions of a pass; the router creates and routes occurrences. */
-export type Dispatch = (due: DueMission[]) => Promise<void>;
+/**
+ * Receives the due missions of a pass; the router creates and routes
+ * occurrences. Returns how many it left for a later pass on purpose (a push
+ * waiting for the user's next mission), so the next scan looks at them again.
+ */
+export type Dispatch = (due: DueMission[]) => Promise<void | { deferred: number }>;
 
 /** What a sweep may want to know about its pass. */
 export interface SweepInfo {

@@ -7,7 +7,7 @@ import type { Sql } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Projection } from '../projection/refresh.js';
-import { scanDue, type DueMission, type Scan, type ScanOptions } from './due.js';
+import { scanDue, type Scan, type ScanOptions, type ScanPoint } from './due.js';
 import type { PassResult } from './scheduler.js';
 import type { Dispatch, Prepare, Sweep } from './interfaces.js';
 
@@ -33,7 +33,12 @@ export interface PassDeps {
   metrics: Metrics;
   log: Logger;
   dueLimit?: number;
+  /** Default FULL_SCAN_MS. */
+  fullScanMs?: number;
 }
+
+/** Every pass scans past what the previous one saw; every this often, all due missions again. */
+export const FULL_SCAN_MS = 10_000;
 
 /** How often the sweep runs while a backlog of due missions makes passes follow at once. */
 export const BACKLOG_SWEEP_MS = 5000;
@@ -51,6 +56,26 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
   let lastSweep = -Infinity;
   /** The projection changed since the last sweep ran (a skipped sweep's change is not lost). */
   let changedSinceSweep = false;
+  /** Every due mission up to this point of the scan order was dispatched, or had its occurrence. */
+  let seenThrough: ScanPoint | undefined;
+  let lastFullScan = -Infinity;
+
+  /**
+   * A pass scans only past what the previous one saw, unless missions changed
+   * (a mission may now be due at an instant already passed), the previous
+   * dispatch failed or held some back, or FULL_SCAN_MS passed (another
+   * instance that projected a change and then failed is caught up then).
+   * After the top of an hour, 100,000 handled missions stay due until they
+   * are planned; checking each for its occurrence cost every pass ~0.5 s.
+   */
+  function scanFrom(missionsChanged: boolean): ScanPoint | undefined {
+    const now = performance.now();
+    if (missionsChanged || !seenThrough || now - lastFullScan >= (deps.fullScanMs ?? FULL_SCAN_MS)) {
+      lastFullScan = now;
+      return undefined;
+    }
+    return seenThrough;
+  }
   async function sweep(upkeep: Scan['upkeep']): Promise<void> {
     if (!deps.sweep) return;
     lastSweep = performance.now();
@@ -91,17 +116,26 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
       const refresh = await deps.projection.refresh();
       metrics.projectionStalled.set(refresh.stalled ? 1 : 0);
       const dueLimit = deps.dueLimit ?? 20_000;
-      const scanned = await scanDue(deps.sql, { limit: dueLimit, unhandledOnly: deps.sweep !== undefined, upcoming: lookAhead(refresh.rowsApplied > 0) });
+      const unhandledOnly = deps.sweep !== undefined;
+      const from = scanFrom(refresh.rowsApplied > 0);
+      const scanned = await scanDue(deps.sql, { limit: dueLimit, unhandledOnly, upcoming: lookAhead(refresh.rowsApplied > 0), ...(from ? { from } : {}) });
       const { at, due } = scanned;
       metrics.dueMissions.set(due.length);
+      let complete = true;
       if (due.length > 0) {
         log.debug({ due: due.length }, 'missions due');
         try {
-          await deps.dispatch(due);
+          const out = await deps.dispatch(due);
+          if (out && out.deferred > 0) complete = false;
         } catch (err: unknown) {
+          complete = false;
           log.error({ err }, 'dispatch failed');
         }
       }
+      // Where the next scan may start: after the last mission of a full batch (the rest
+      // of a backlog), or after this instant; from the start after anything went wrong.
+      const last = due.at(-1);
+      seenThrough = !unhandledOnly || !complete ? undefined : due.length >= dueLimit && last ? { ...last } : { nextRunAt: at };
       changedSinceSweep ||= refresh.rowsApplied > 0;
       // A full batch leaves more due (the top of an hour): the next pass runs at once, not a
       // tick later, and the upkeep (deadlines, retries, settling) runs every BACKLOG_SWEEP_MS,

@@ -106,3 +106,45 @@ it('with server planning off, a batch falls back to waiting in one statement, ea
       AND round(extract(epoch FROM next_attempt_at - now())) BETWEEN 55 AND 60`;
   expect(row!.n).toBe(50);
 });
+
+it('a pass scans only past what the previous one saw, unless missions changed; a full scan still comes every fullScanMs', async () => {
+  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences`;
+  const projection = createProjection({ sql: db.sql, log, batchRows: 1000, cacheRecords: 100 });
+  const lifecycle = createLifecycle({ sql: db.sql, log, registry: new Registry(), instanceId: 'window-test', leaseMs: 60_000, fallback: { enabled: true, plan() {} } });
+  const dispatched: string[] = [];
+  const runPass = createPass({
+    sql: db.sql,
+    projection,
+    metrics: createMetrics(),
+    log,
+    fullScanMs: 1500,
+    dispatch: async (due) => {
+      dispatched.push(...due.map((d) => d.missionId));
+      await lifecycle.createDue(due, () => 'fallback', 60_000, () => undefined);
+    },
+    sweep: async () => undefined,
+  });
+  await insertPlannable(db.sql, [{ userId: 'w', missionId: 'through-the-log', nextRunAt: inMs(-60_000) }]);
+  await runPass();
+  expect(dispatched).toEqual(['through-the-log']);
+  // A mission that became due at an instant the last scan already passed, with no
+  // projection change this instance saw (another instance projected it, then crashed):
+  await db.sql`
+    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at)
+    VALUES ('w', 'behind-the-scan', '{}', '{}', true, false, 'active', now() - interval '1 minute')`;
+  await runPass();
+  expect(dispatched).toEqual(['through-the-log']);
+  // A mission changed through the log makes the next scan a full one.
+  await insertPlannable(db.sql, [{ userId: 'w', missionId: 'changed', nextRunAt: inMs(-30_000) }]);
+  await runPass();
+  expect(dispatched.sort()).toEqual(['behind-the-scan', 'changed', 'through-the-log']);
+  // And without any change, the periodic full scan finds what only it can.
+  await db.sql`
+    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at)
+    VALUES ('w', 'found-later', '{}', '{}', true, false, 'active', now() - interval '1 minute')`;
+  await runPass();
+  expect(dispatched).not.toContain('found-later');
+  await new Promise((r) => setTimeout(r, 1600));
+  await runPass();
+  expect(dispatched).toContain('found-later');
+});
