@@ -43,6 +43,10 @@ export const NO_DEVICE = 'no reachable device';
 /** Settling runs at least this often even when this instance's passes saw no mission change. */
 export const SETTLE_EVERY_MS = 2_000;
 
+/** A settle slower than SETTLE_CHEAP_MS waits this many times its duration before the next starts: ≤ 10 % of the time. */
+const SETTLE_DUTY = 10;
+const SETTLE_CHEAP_MS = 100;
+
 /** A pass routes what it creates within milliseconds; 'created' this long past due means it never will (routing it twice is harmless: every step is a compare-and-set). */
 export const STALE_CREATED_MS = 10_000;
 
@@ -108,6 +112,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     registers: [deps.registry],
   });
   let lastSettle = 0;
+  let lastSettleMs = 0;
   let lastStaleCheck = 0;
 
   async function toWaiting(occs: Occurrence[], from: OccurrenceStatus[], reason: string, holderOnly?: string): Promise<void> {
@@ -210,11 +215,15 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     async sweep(info, hooks) {
       // Missions change only through a refresh; another instance's refresh (this one
       // skipped it) or a create racing one is caught by the periodic settle.
+      // Settling reads every open occurrence: with 100,000 of them (a burst waiting for
+      // the server planner) it takes a second or more, so it runs at most a tenth of the
+      // time, however often missions change.
       const now = Date.now();
-      const settleNow = info?.projectionChanged !== false || now - lastSettle >= SETTLE_EVERY_MS;
-      if (settleNow) {
+      const wanted = info?.projectionChanged !== false || now - lastSettle >= SETTLE_EVERY_MS;
+      if (wanted && (lastSettleMs < SETTLE_CHEAP_MS || now - lastSettle >= SETTLE_DUTY * lastSettleMs)) {
         lastSettle = now;
         const settled = await settleFromSnapshots(sql);
+        lastSettleMs = Date.now() - now;
         if (settled.length > 0) {
           log.info({ settled: settled.length }, 'occurrences settled from the mission log');
           hooks.settled?.(settled.map((o) => o.iterationId));
