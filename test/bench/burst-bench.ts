@@ -52,6 +52,7 @@ const SELF = fileURLToPath(import.meta.url);
 const CHILD_ENV = 'BURST_BENCH_CHILD';
 const MIB = 2 ** 20;
 const round1 = (x: number) => Math.round(x * 10) / 10;
+const heapOf = (m: Mem) => m.heapUsed + m.external;
 
 export interface BurstOptions {
   due?: number;
@@ -66,6 +67,7 @@ export interface BurstOptions {
 interface Mem {
   rss: number;
   heapUsed: number;
+  external: number;
 }
 
 export interface BurstRun {
@@ -87,7 +89,18 @@ export interface BurstRun {
 
 export interface BurstBenchResult {
   cpus: number;
-  memory: { missions: number; sockets: number; baseMiB: number; projectedMiB: number; connectedMiB: number; perMissionBytes: number; perSocketBytes: number };
+  memory: {
+    missions: number;
+    sockets: number;
+    baseMiB: number;
+    projectedMiB: number;
+    connectedMiB: number;
+    perMissionBytes: number;
+    perSocketBytes: number;
+    /** The same from V8's heap and external memory: RSS after a GC also moves with pages the allocator returns. */
+    perMissionHeapBytes: number;
+    perSocketHeapBytes: number;
+  };
   single: BurstRun;
   multi?: BurstRun;
 }
@@ -289,8 +302,10 @@ async function single(adminUrl: string, o: Required<Omit<BurstOptions, 'database
       connectedMiB: round1(connected.rss / MIB),
       perMissionBytes: Math.round((projected.rss - base.rss) / missions),
       perSocketBytes: Math.round((connected.rss - projected.rss) / o.sockets),
+      perMissionHeapBytes: Math.round((heapOf(projected) - heapOf(base)) / missions),
+      perSocketHeapBytes: Math.round((heapOf(connected) - heapOf(projected)) / o.sockets),
     };
-    say(`memory: ${memory.baseMiB} MiB idle → ${memory.projectedMiB} MiB with ${missions} missions → ${memory.connectedMiB} MiB with ${o.sockets} sockets (${memory.perMissionBytes} B per mission, ${memory.perSocketBytes} B per socket)`);
+    say(`memory: ${memory.baseMiB} MiB idle → ${memory.projectedMiB} MiB with ${missions} missions → ${memory.connectedMiB} MiB with ${o.sockets} sockets (${memory.perMissionBytes} B per mission, ${memory.perSocketBytes} B per socket; V8 heap and external: ${memory.perMissionHeapBytes} B per mission, ${memory.perSocketHeapBytes} B per socket)`);
     return { memory, run };
   } finally {
     await c.stop();
