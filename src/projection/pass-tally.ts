@@ -15,10 +15,19 @@ export interface PassTally {
   rebuilds: number;
   /** Positions ("created_at|id") of rows applied by this pass at or above the next horizon. */
   appliedNow: string[];
+  /**
+   * The missions (keyOf) this pass's rows changed, so that settling looks at
+   * their occurrences only; null once more than TOUCHED_CAP (a catch-up):
+   * then every open occurrence is looked at.
+   */
+  touched: Set<string> | null;
 }
 
+/** Beyond this many missions changed in one pass, settling reads every open occurrence instead. */
+export const TOUCHED_CAP = 20_000;
+
 export function emptyTally(): PassTally {
-  return { rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, appliedNow: [] };
+  return { rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, appliedNow: [], touched: new Set() };
 }
 
 /** Logs each malformed row once per process, not on every rebuild that meets it again. */
@@ -75,6 +84,10 @@ export function createBatchReader(opts: {
         const list = byKey.get(k);
         if (list) list.push(c);
         else byKey.set(k, [c]);
+      }
+      if (tally.touched) {
+        for (const k of byKey.keys()) tally.touched.add(k);
+        if (tally.touched.size > TOUCHED_CAP) tally.touched = null;
       }
       return byKey;
     },

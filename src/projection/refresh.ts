@@ -35,6 +35,7 @@ import { createWritePipeline, poolSize } from './write-pipeline.js';
 import { readIncrementally } from './incremental.js';
 import { readInBulk } from './bulk.js';
 import { waitForFencedWrites } from './write-fence.js';
+import { splitKey } from './snapshot-store.js';
 
 const LOCK_KEY = 'mana_ai:projection';
 /** A backlog reaching further back than this is read in bulk. */
@@ -70,6 +71,8 @@ export interface RefreshStats {
   /** True when the horizon could not advance because open transactions are invisible to this role. */
   stalled: boolean;
   durationMs: number;
+  /** The missions the applied rows changed (user, mission); null: too many to list (a catch-up). */
+  changed: { userId: string; missionId: string }[] | null;
 }
 
 export interface ProjectionDeps {
@@ -192,13 +195,15 @@ export function createProjection(deps: ProjectionDeps): Projection {
       throw err;
     }
     const durationMs = performance.now() - started;
-    if (!outcome) return { ran: false, rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, horizon: '', stalled: false, durationMs };
+    if (!outcome) return { ran: false, rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, horizon: '', stalled: false, durationMs, changed: [] };
     // Committed: every row the snapshot shows is applied. Only our transactions since it are excused.
     probe.committed(outcome.snapshot, outcome.ownXids);
     const { rowsApplied, rowsSkipped, recordsWritten, rebuilds } = outcome.tally;
     if (rowsSkipped) deps.onMalformed?.(rowsSkipped);
     if (rowsApplied) deps.onApplied?.(rowsApplied);
-    return { ran: true, rowsApplied, rowsSkipped, recordsWritten, rebuilds, horizon: outcome.horizon, stalled: outcome.stalled, durationMs };
+    const touched = outcome.tally.touched;
+    const changed = touched === null ? null : [...touched].map(splitKey);
+    return { ran: true, rowsApplied, rowsSkipped, recordsWritten, rebuilds, horizon: outcome.horizon, stalled: outcome.stalled, durationMs, changed };
   }
 
   return { refresh, columns };

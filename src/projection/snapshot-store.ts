@@ -8,6 +8,10 @@ import { parseInstant } from './instant.js';
 import type { RecordState, FieldVersion } from './lww.js';
 
 export const keyOf = (userId: string, recordId: string): string => `${userId}\u0000${recordId}`;
+export const splitKey = (key: string): { userId: string; missionId: string } => {
+  const at = key.indexOf('\u0000');
+  return { userId: key.slice(0, at), missionId: key.slice(at + 1) };
+};
 
 interface SnapshotRow {
   userId: string;

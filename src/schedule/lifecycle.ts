@@ -151,6 +151,12 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     );
   }
 
+  function announce(settled: { iterationId: string }[], hooks: SweepHooks): void {
+    if (settled.length === 0) return;
+    log.info({ settled: settled.length }, 'occurrences settled from the mission log');
+    hooks.settled?.(settled.map((o) => o.iterationId));
+  }
+
   return {
     async createDue(due, routeOf, wsClaimMs, onNudged) {
       const fallbackStart: StartAs = deps.fallback.enabled ? 'server' : 'wait';
@@ -213,21 +219,22 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     },
     toFallback,
     async sweep(info, hooks) {
-      // Missions change only through a refresh; another instance's refresh (this one
-      // skipped it) or a create racing one is caught by the periodic settle.
-      // Settling reads every open occurrence: with 100,000 of them (a burst waiting for
-      // the server planner) it takes a second or more, so it runs at most a tenth of the
-      // time, however often missions change.
+      // Missions change only through a refresh: the missions this pass's refresh changed
+      // have their occurrences settled at once (found by the open index, however many
+      // occurrences are open). Another instance's refresh (this one skipped it) settles its
+      // own; a create racing a refresh, or an instance that died between the two, is
+      // caught by settling every open occurrence periodically. That reads all of them: with
+      // 100,000 open (a burst waiting for the server planner) it takes a second or more,
+      // so it runs at most a tenth of the time.
       const now = Date.now();
-      const wanted = info?.projectionChanged !== false || now - lastSettle >= SETTLE_EVERY_MS;
-      if (wanted && (lastSettleMs < SETTLE_CHEAP_MS || now - lastSettle >= SETTLE_DUTY * lastSettleMs)) {
+      const changed = info?.projectionChanged === false ? [] : info?.changed;
+      const fullDue = changed === undefined || changed === null || now - lastSettle >= SETTLE_EVERY_MS;
+      if (fullDue && (lastSettleMs < SETTLE_CHEAP_MS || now - lastSettle >= SETTLE_DUTY * lastSettleMs)) {
         lastSettle = now;
-        const settled = await settleFromSnapshots(sql);
+        announce(await settleFromSnapshots(sql), hooks);
         lastSettleMs = Date.now() - now;
-        if (settled.length > 0) {
-          log.info({ settled: settled.length }, 'occurrences settled from the mission log');
-          hooks.settled?.(settled.map((o) => o.iterationId));
-        }
+      } else if (changed && changed.length > 0) {
+        announce(await settleFromSnapshots(sql, changed), hooks);
       }
       // The pass's scan says whether anything is there to take: a no-op pass skips the scans.
       if (info?.expiries !== false) await expire();

@@ -6,7 +6,8 @@
 import type { Sql } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { Projection } from '../projection/refresh.js';
+import type { Projection, RefreshStats } from '../projection/refresh.js';
+import { TOUCHED_CAP } from '../projection/pass-tally.js';
 import { scanDue, type Scan, type ScanOptions, type ScanPoint } from './due.js';
 import type { PassResult } from './scheduler.js';
 import type { Dispatch, Prepare, Sweep } from './interfaces.js';
@@ -54,8 +55,9 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
   /** Missions due up to here were offered to prepare by an earlier pass (epoch ms). */
   let preparedThroughMs = 0;
   let lastSweep = -Infinity;
-  /** The projection changed since the last sweep ran (a skipped sweep's change is not lost). */
+  /** The projection changed since the last sweep ran (a skipped sweep's change is not lost), and which missions (keyOf; null: too many). */
   let changedSinceSweep = false;
+  let missionsSinceSweep: Map<string, { userId: string; missionId: string }> | null = new Map();
   /** Every due mission up to this point of the scan order was dispatched, or had its occurrence. */
   let seenThrough: ScanPoint | undefined;
   let lastFullScan = -Infinity;
@@ -80,9 +82,11 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
     if (!deps.sweep) return;
     lastSweep = performance.now();
     const projectionChanged = changedSinceSweep;
+    const changed = missionsSinceSweep ? [...missionsSinceSweep.values()] : null;
     changedSinceSweep = false;
+    missionsSinceSweep = new Map();
     try {
-      await deps.sweep({ projectionChanged, ...upkeep });
+      await deps.sweep({ projectionChanged, changed, ...upkeep });
     } catch (err: unknown) {
       log.error({ err }, 'occurrence sweep failed');
     }
@@ -93,6 +97,15 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
    * past what earlier passes covered unless missions changed (each pass
    * rescanning thousands of readied missions kept Postgres busy at their instant).
    */
+  function noteChanged(changed: RefreshStats['changed']): void {
+    if (changed === null || missionsSinceSweep === null) {
+      missionsSinceSweep = null;
+      return;
+    }
+    for (const m of changed) missionsSinceSweep.set(`${m.userId}\u0000${m.missionId}`, m);
+    if (missionsSinceSweep.size > TOUCHED_CAP) missionsSinceSweep = null;
+  }
+
   function lookAhead(missionsChanged: boolean): ScanOptions['upcoming'] {
     if (!deps.prepare || !deps.prepareWithinMs) return undefined;
     const after = missionsChanged || preparedThroughMs === 0 ? undefined : new Date(preparedThroughMs).toISOString();
@@ -137,6 +150,7 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
       const last = due.at(-1);
       seenThrough = !unhandledOnly || !complete ? undefined : due.length >= dueLimit && last ? { ...last } : { nextRunAt: at };
       changedSinceSweep ||= refresh.rowsApplied > 0;
+      noteChanged(refresh.changed);
       // A full batch leaves more due (the top of an hour): the next pass runs at once, not a
       // tick later, and the upkeep (deadlines, retries, settling) runs every BACKLOG_SWEEP_MS,
       // not on each of those passes.

@@ -257,16 +257,27 @@ export async function releaseReadied(sql: Sql, iterationIds: string[]): Promise<
 }
 
 /**
- * Closes open occurrences the mission has moved past: an iteration with this
- * id appeared, or nextRunAt moved past dueAt → completed; the mission was
- * paused, finished, archived, deleted or rescheduled → superseded.
+ * Closes open occurrences the mission has moved past (of the given missions,
+ * or all): an iteration with this id appeared, or nextRunAt moved past dueAt
+ * → completed; the mission was paused, finished, archived, deleted or
+ * rescheduled → superseded.
  */
-export async function settleFromSnapshots(sql: Sql): Promise<{ iterationId: string; userId: string; status: OccurrenceStatus }[]> {
+export async function settleFromSnapshots(
+  sql: Sql,
+  missions?: readonly { userId: string; missionId: string }[],
+): Promise<{ iterationId: string; userId: string; status: OccurrenceStatus }[]> {
+  if (missions?.length === 0) return [];
+  // Only these missions' occurrences (the ones a refresh just changed, found by the open index), or every open one.
+  const only = missions
+    ? sql`JOIN unnest(${missions.map((m) => m.userId)}::text[], ${missions.map((m) => m.missionId)}::text[]) AS k(u, m)
+        ON k.u = o.user_id AND k.m = o.mission_id`
+    : sql``;
   return sql`
     WITH open AS (
       SELECT o.iteration_id, o.due_at, s.present, s.soft_deleted, s.state, s.next_run_at,
              (s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)) AS has_iteration
       FROM mana_ai.occurrences o
+      ${only}
       -- No snapshot row at all is a mission this instance has not projected yet
       -- (another instance's pass held the refresh), not a deleted one (a delete
       -- leaves a tombstone): such an occurrence waits for the projection.

@@ -5,7 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getOccurrence } from '../../src/schedule/occurrences.js';
-import { createOccurrences, markNudged, takeForServer, takeStaleCreated } from '../../src/schedule/transitions.js';
+import { createOccurrences, markNudged, settleFromSnapshots, takeForServer, takeStaleCreated } from '../../src/schedule/transitions.js';
 import { iterationIdFor } from '../../src/schedule/occurrence-id.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 
@@ -97,5 +97,23 @@ describe('occurrence ledger', () => {
     expect(got).toEqual(created.map((o) => o.iterationId).sort());
     // Re-stamped: not handed out again until it is stale again.
     expect(await takeStaleCreated(db.sql, 30_000, 100)).toEqual([]);
+  });
+});
+
+describe('settling only the missions a refresh changed', () => {
+  it('settleFromSnapshots(missions) looks at those missions\' open occurrences only; without a list, at all', async () => {
+    const past = '2026-03-01T09:00:00.000000Z';
+    const rows = ['a', 'b', 'c'].map((m) => ({ userId: 'settle-user', missionId: `settle-${m}`, nextRunAt: past }));
+    await createOccurrences(db.sql, rows);
+    // Every mission paused: each occurrence would be superseded.
+    await db.sql`
+      INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at)
+      SELECT 'settle-user', m, '{}', '{}', true, false, 'paused', ${past}::text::timestamptz FROM unnest(${rows.map((r) => r.missionId)}::text[]) AS m`;
+    expect(await settleFromSnapshots(db.sql, [])).toEqual([]);
+    const one = await settleFromSnapshots(db.sql, [{ userId: 'settle-user', missionId: 'settle-b' }, { userId: 'someone-else', missionId: 'settle-a' }]);
+    expect(one.map((o) => o.iterationId)).toEqual([iterationIdFor('settle-user', 'settle-b', past)]);
+    const rest = await settleFromSnapshots(db.sql);
+    expect(rest.map((o) => o.iterationId).sort()).toEqual([iterationIdFor('settle-user', 'settle-a', past), iterationIdFor('settle-user', 'settle-c', past)].sort());
+    expect(rest.every((o) => o.status === 'superseded')).toBe(true);
   });
 });

@@ -148,3 +148,15 @@ it('a pass scans only past what the previous one saw, unless missions changed; a
   await runPass();
   expect(dispatched).toContain('found-later');
 });
+
+it('a refresh names the missions its rows changed, so settling reads only their occurrences', async () => {
+  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences`;
+  const projection = createProjection({ sql: db.sql, log, batchRows: 1000, cacheRecords: 100 });
+  await insertPlannable(db.sql, [
+    { userId: 'r', missionId: 'r1', nextRunAt: inMs(60_000) },
+    { userId: 'r', missionId: 'r2', nextRunAt: inMs(60_000) },
+  ]);
+  const first = await projection.refresh();
+  expect(first.changed?.map((m) => `${m.userId}/${m.missionId}`).sort()).toEqual(['r/r1', 'r/r2']);
+  expect((await projection.refresh()).changed).toEqual([]);
+});
