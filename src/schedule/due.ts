@@ -91,9 +91,9 @@ export async function scanDue(sql: Sql, opts: ScanOptions): Promise<Scan> {
       (SELECT 'd' AS kind, ${sql.unsafe(MISSION)}
         FROM mana_ai.mission_snapshots s
         WHERE ${sql.unsafe(DUEABLE)} AND s.next_run_at <= t.at
-          AND s.next_run_at >= coalesce(${fromAt}::text::timestamptz, '-infinity')
-          AND (${fromAt}::text IS NULL OR s.next_run_at > ${fromAt}::text::timestamptz
-            OR (s.next_run_at = ${fromAt}::text::timestamptz AND (s.user_id, s.mission_id) > (${fromUser}::text, ${fromMission}::text)))
+          -- The index's key order: a batch continues from the previous one's last mission.
+          AND (s.next_run_at, s.user_id, s.mission_id) > (coalesce(${fromAt}::text::timestamptz, '-infinity'),
+            coalesce(${fromUser}::text, CASE WHEN ${fromAt}::text IS NULL THEN '' END), coalesce(${fromMission}::text, ''))
           AND (${opts.unhandledOnly ?? false} = false OR ${sql.unsafe(UNHANDLED)})
         ORDER BY s.next_run_at, s.user_id, s.mission_id
         LIMIT ${opts.limit})

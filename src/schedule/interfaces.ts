@@ -19,6 +19,8 @@ export type Dispatch = (due: DueMission[]) => Promise<void | { deferred: number 
 export interface SweepInfo {
   /** This pass's projection refresh applied rows: missions changed. */
   projectionChanged: boolean;
+  /** Passes are following each other at once (a backlog of due missions): no upkeep that can wait. */
+  backlog?: boolean;
   /** Which missions, when known (null or absent: too many, or unknown). */
   changed?: { userId: string; missionId: string }[] | null;
   /** False when the pass's scan found no passed claim deadline or lease (the expiry scan is skipped). */

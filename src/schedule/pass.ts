@@ -78,7 +78,7 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
     }
     return seenThrough;
   }
-  async function sweep(upkeep: Scan['upkeep']): Promise<void> {
+  async function sweep(upkeep: Scan['upkeep'], backlog: boolean): Promise<void> {
     if (!deps.sweep) return;
     lastSweep = performance.now();
     const projectionChanged = changedSinceSweep;
@@ -86,7 +86,7 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
     changedSinceSweep = false;
     missionsSinceSweep = new Map();
     try {
-      await deps.sweep({ projectionChanged, changed, ...upkeep });
+      await deps.sweep({ projectionChanged, changed, backlog, ...upkeep });
     } catch (err: unknown) {
       log.error({ err }, 'occurrence sweep failed');
     }
@@ -155,7 +155,7 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
       // tick later, and the upkeep (deadlines, retries, settling) runs every BACKLOG_SWEEP_MS,
       // not on each of those passes.
       const backlog = due.length >= dueLimit && deps.sweep !== undefined;
-      if (!backlog || performance.now() - lastSweep >= BACKLOG_SWEEP_MS) await sweep(scanned.upkeep);
+      if (!backlog || performance.now() - lastSweep >= BACKLOG_SWEEP_MS) await sweep(scanned.upkeep, backlog);
       await prepare(scanned);
       const next = backlog ? new Date(at) : scanned.next;
       metrics.ticks.inc({ outcome: 'ok' });

@@ -45,6 +45,7 @@ import {
   until,
   withBenchPostgres,
   type ChildHandle,
+  type Clients,
   type Percentiles,
 } from './bench-support.js';
 
@@ -168,7 +169,17 @@ async function burst(setup: BurstSetup): Promise<BurstRun> {
   let granted = 0;
   let refused = 0;
   const perInstance = Math.ceil(sockets / coordinators.length);
-  const groups = await Promise.all(
+  const pendingClaims: { group: number; i: number; iterationId: string }[] = [];
+  const claimSoon = (group: number, i: number, iterationId: string) => {
+    if (pendingClaims.push({ group, i, iterationId }) > 1) return;
+    setImmediate(() => {
+      for (const c of pendingClaims.splice(0)) {
+        void groups[c.group]?.sockets[c.i]?.send(JSON.stringify({ type: 'claim', iterationId: c.iterationId }));
+      }
+    });
+  };
+  let groups: Clients[] = [];
+  groups = await Promise.all(
     coordinators.map((c, k) => {
       const mine = users.slice(k * perInstance, (k + 1) * perInstance);
       const clients = openClients(
@@ -181,8 +192,11 @@ async function burst(setup: BurstSetup): Promise<BurstRun> {
             const seen = arrivals.get(f.iterationId!) ?? [];
             seen.push(at);
             arrivals.set(f.iterationId!, seen);
-            // Claim at once, as a device does: the claims' writes are part of the burst.
-            clients.then((cl) => cl.sockets[i]!.send(JSON.stringify({ type: 'claim', iterationId: f.iterationId })), () => undefined);
+            // Claim on arrival, as a device does: the claims' writes are part of the burst.
+            // This one process plays every device, so the claims of one event-loop turn go
+            // out together after it: sending each before reading the next frame would
+            // time the frames by this process's own claim sends.
+            claimSoon(k, i, f.iterationId!);
           } else if (f.type === 'claim-result') {
             if (f.granted) granted++;
             else refused++;
