@@ -146,8 +146,8 @@ export function createRouter(deps: RouterDeps): Router {
   }
 
   /** What routing needs to know about these users: a live socket anywhere, push subscriptions. */
-  async function factsOf(users: string[], known?: Set<string>): Promise<(userId: string) => Route['channel']> {
-    const live = known ?? (await liveSet(users));
+  async function factsOf(users: string[]): Promise<(userId: string) => Route['channel']> {
+    const live = await liveSet(users);
     const pushCounts = deps.push?.enabled && live.size < users.length ? await deps.push.subscriptionCounts(users.filter((u) => !live.has(u))) : new Map<string, number>();
     return (userId) =>
       decideRoute(

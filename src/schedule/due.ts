@@ -39,7 +39,9 @@ export interface ScanOptions {
   /**
    * Also the missions falling due within `withinMs` after the instant (and
    * after `after`, when given) of users with a presence row and no
-   * occurrence yet: the router readies them ahead.
+   * occurrence yet: the router readies them ahead. Only users with a
+   * socket somewhere: at the top of an hour the 10,000 with a socket must not
+   * queue behind 90,000 without one.
    */
   upcoming?: { withinMs: number; after?: string };
 }
@@ -128,26 +130,6 @@ export async function findDueMissions(sql: Sql, opts: { limit: number; unhandled
  */
 export async function nextDueAt(sql: Sql, after?: string): Promise<Date | null> {
   return (await scanDue(sql, { limit: 0, ...(after ? { at: after } : {}) })).next;
-}
-
-/**
- * Missions falling due in (after, until] that have no occurrence yet, so the
- * router can create them ahead and send their nudges from a timer at the due
- * instant, with no database work left on that path. Only users with a
- * presence row (a socket on some instance; the router checks its heartbeat):
- * nobody else is readied ahead, and at the top of an hour the 10,000 users
- * with a socket must not queue behind 90,000 without one.
- */
-export async function findUpcomingMissions(sql: Sql, opts: { after: string; until: string; limit: number }): Promise<DueMission[]> {
-  return sql<DueMission[]>`
-    SELECT ${sql.unsafe(MISSION)}
-    FROM mana_ai.mission_snapshots s
-    WHERE ${sql.unsafe(DUEABLE)}
-      AND s.next_run_at > ${opts.after}::text::timestamptz
-      AND s.next_run_at <= ${opts.until}::text::timestamptz
-      AND ${sql.unsafe(PRESENT)} AND ${sql.unsafe(UNHANDLED)}
-    ORDER BY s.next_run_at
-    LIMIT ${opts.limit}`;
 }
 
 /**

@@ -8,6 +8,7 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { Projection, RefreshStats } from '../projection/refresh.js';
 import { TOUCHED_CAP } from '../projection/pass-tally.js';
+import { keyOf } from '../projection/snapshot-store.js';
 import { scanDue, type Scan, type ScanOptions, type ScanPoint } from './due.js';
 import type { PassResult } from './scheduler.js';
 import type { Dispatch, Prepare, Sweep } from './interfaces.js';
@@ -92,20 +93,21 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
     }
   }
 
-  /**
-   * The look-ahead the due scan also runs: missions due within prepareWithinMs,
-   * past what earlier passes covered unless missions changed (each pass
-   * rescanning thousands of readied missions kept Postgres busy at their instant).
-   */
+  /** Adds the missions a refresh changed to those the next sweep settles; null once too many to list. */
   function noteChanged(changed: RefreshStats['changed']): void {
     if (changed === null || missionsSinceSweep === null) {
       missionsSinceSweep = null;
       return;
     }
-    for (const m of changed) missionsSinceSweep.set(`${m.userId}\u0000${m.missionId}`, m);
+    for (const m of changed) missionsSinceSweep.set(keyOf(m.userId, m.missionId), m);
     if (missionsSinceSweep.size > TOUCHED_CAP) missionsSinceSweep = null;
   }
 
+  /**
+   * The look-ahead the due scan also runs: missions due within prepareWithinMs,
+   * past what earlier passes covered unless missions changed (each pass
+   * rescanning thousands of readied missions kept Postgres busy at their instant).
+   */
   function lookAhead(missionsChanged: boolean): ScanOptions['upcoming'] {
     if (!deps.prepare || !deps.prepareWithinMs) return undefined;
     const after = missionsChanged || preparedThroughMs === 0 ? undefined : new Date(preparedThroughMs).toISOString();

@@ -14,7 +14,7 @@ import { createProjection } from '../../src/projection/refresh.js';
 import { createMetrics } from '../../src/metrics.js';
 import { createPass } from '../../src/schedule/pass.js';
 import { createLifecycle } from '../../src/schedule/lifecycle.js';
-import { findUpcomingMissions } from '../../src/schedule/due.js';
+import { scanDue } from '../../src/schedule/due.js';
 import type { DueMission } from '../../src/schedule/due.js';
 
 const log = pino({ level: 'silent' });
@@ -74,7 +74,7 @@ it('looks ahead only at missions of users with a presence row', async () => {
   ]);
   await createProjection({ sql: db.sql, log, batchRows: 1000, cacheRecords: 100 }).refresh();
   await db.sql`INSERT INTO mana_ai.presence (instance_id, conn_id, user_id, device_id) VALUES ('i1', 'c1', 'with-socket', 'laptop')`;
-  const upcoming = await findUpcomingMissions(db.sql, { after: new Date().toISOString(), until: inMs(5000), limit: 10 });
+  const { upcoming } = await scanDue(db.sql, { limit: 10, upcoming: { withinMs: 5000 } });
   expect(upcoming.map((d) => d.userId)).toEqual(['with-socket']);
 });
 
