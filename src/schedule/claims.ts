@@ -4,6 +4,7 @@
  * this module explains a refusal). Shared by the HTTP routes and the
  * WebSocket claim frame. Each outcome maps to one HTTP status.
  */
+import { z } from 'zod';
 import type { Sql } from '../db/pool.js';
 import { createBatcher } from '../lib/batcher.js';
 import { DONE_STATUSES, type Occurrence } from './occurrence.js';
@@ -45,7 +46,9 @@ export interface ClaimService {
   release(input: { iterationId: string; userId: string; deviceId: string; reason?: string }): Promise<ClaimOutcome>;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** The routes' own check (protocol.ts, routes/occurrences.ts). */
+const Uuid = z.string().uuid();
+const isUuid = (id: string): boolean => Uuid.safeParse(id).success;
 
 /** Claims per statement, and statements in flight, when many devices claim at once. */
 const CLAIM_BATCH = 1000;
@@ -62,10 +65,10 @@ export function createClaimService(deps: { sql: Sql; leaseMs: number; onReleased
     concurrency: CLAIM_STATEMENTS,
     async run(claims) {
       // One malformed id would fail the whole statement (the routes check it too).
-      const granted = await claimForDevices(sql, claims.filter((c) => UUID.test(c.iterationId)), deps.leaseMs);
+      const granted = await claimForDevices(sql, claims.filter((c) => isUuid(c.iterationId)), deps.leaseMs);
       return Promise.all(
         claims.map(async (c): Promise<ClaimOutcome> => {
-          if (!UUID.test(c.iterationId)) return { kind: 'not-found' };
+          if (!isUuid(c.iterationId)) return { kind: 'not-found' };
           const won = granted.get(c.iterationId);
           return won ? { kind: 'granted', occurrence: won.occurrence, leaseExpiresAt: won.lease } : explain(sql, c.iterationId, c.userId, c.deviceId);
         }),
