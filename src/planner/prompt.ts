@@ -176,11 +176,11 @@ function recentIterations(mission: Mission): string[] {
 function renderIteration(it: MissionIteration, n: number): string[] {
   const steps = Array.isArray(it.plan) ? it.plan : [];
   return [
-    `### Iteration ${n} (${String(it.overallStatus)}, started ${String(it.startedAt)})`,
+    `### Iteration ${n} (${clip(scalar(it.overallStatus), 40)}, started ${clip(scalar(it.startedAt), 40)})`,
     `Summary: ${clip(text(it.summary, '(none)'), PROMPT_LIMITS.history)}`,
     ...(steps.length === 0
       ? ['Steps: (none)']
-      : steps.slice(0, MAX_HISTORY_STEPS).map((s) => `- [${clip(String(s?.status), 40)}] ${clip(text(s?.summary, '(no summary)'), PROMPT_LIMITS.history)}`)),
+      : steps.slice(0, MAX_HISTORY_STEPS).map((s) => `- [${clip(scalar(s?.status), 40)}] ${clip(text(s?.summary, '(no summary)'), PROMPT_LIMITS.history)}`)),
     ...(steps.length > MAX_HISTORY_STEPS ? [`(${steps.length - MAX_HISTORY_STEPS} more steps not shown)`] : []),
     `User feedback: ${clip(text(it.userFeedback, '(none)'), PROMPT_LIMITS.history)}`,
   ];
@@ -207,6 +207,11 @@ function skippedLine(skipped: SkippedInput[]): string {
  * History fields come from devices and may be missing, non-strings or
  * encrypted: show a placeholder rather than ciphertext or "undefined".
  */
+/** A field that should be a short string, for a label: an object from a hostile record (one whose toString is not a function) must not throw. */
+function scalar(value: unknown): string {
+  return typeof value === 'object' && value !== null ? '(not a string)' : String(value);
+}
+
 function text(value: unknown, fallback: string): string {
   if (typeof value !== 'string' || value.trim() === '') return fallback;
   if (isEncrypted(value)) return '(encrypted)';
