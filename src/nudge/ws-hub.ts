@@ -178,6 +178,9 @@ export function createWsHub(deps: WsHubDeps): WsHub {
         return closeWith(conn, CLOSE_CODES.protocolError, 'second auth frame');
       case 'ping':
         return send(conn, { type: 'pong' });
+      case 'reauth':
+        // Token renewal is not honoured yet: the socket keeps the identity it authenticated with.
+        return send(conn, { type: 'error', code: 'reauth-unsupported', message: 'reauth is not supported by this server' });
       case 'claim': {
         const waitMs = deps.claimLimit?.(conn.userId) ?? 0;
         if (waitMs > 0) {
