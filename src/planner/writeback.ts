@@ -12,7 +12,8 @@
 import type { Sql, TxSql } from '../db/pool.js';
 import { syncChanges } from '../db/sync-table.js';
 import type { SyncColumns } from '../projection/change-source.js';
-import { currentRecord, MISSIONS } from '../projection/change-source.js';
+import { currentRecord } from '../projection/change-source.js';
+import { MISSIONS } from '../projection/tables.js';
 import { instantMs, instantOf } from '../projection/instant.js';
 import type { MissionIteration } from '../projection/mission.js';
 import { mergeIterations } from './iteration.js';
@@ -28,10 +29,9 @@ export interface WriteTarget {
 
 function stampsFor(fields: string[], at: Date, cols: SyncColumns) {
   const iso = at.toISOString();
-  // field_meta when the deployment has it (newer), else field_timestamps.
-  if (cols.fieldMeta) {
-    return { field_meta: Object.fromEntries(fields.map((f) => [f, { at: iso, actor: RUNNER_ACTOR, origin: 'system' }])) };
-  }
+  // field_meta when the deployment has it (newer), else field_timestamps; mana-sync reads
+  // either as an object of strings (anything else fails every pull of the user).
+  if (cols.fieldMeta) return { field_meta: Object.fromEntries(fields.map((f) => [f, iso])) };
   return { field_timestamps: Object.fromEntries(fields.map((f) => [f, iso])) };
 }
 
@@ -156,13 +156,16 @@ export async function findDroppedWrites(sql: Sql, limit = 100): Promise<DroppedW
   return sql<DroppedWrite[]>`
     SELECT o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.mission_id AS "missionId",
            o.plan, o.written_at AS "writtenAt", s.fields -> 'iterations' AS iterations,
-           split_part(s.versions ->> 'iterations', '|', 1) AS "winningAt"
+           split_part(s.versions ->> 'iterations', chr(1), 1) AS "winningAt"
     FROM mana_ai.occurrences o
     JOIN mana_ai.mission_snapshots s ON s.user_id = o.user_id AND s.mission_id = o.mission_id
     WHERE o.status IN ('planned', 'failed') AND o.written_at IS NOT NULL
       AND o.updated_at > now() - interval '1 day'
       AND s.present AND NOT s.soft_deleted
-      AND split_part(s.versions ->> 'iterations', '|', 1) >= o.written_at
+      -- The stamp of the write that won iterations (projection/stamp.ts: a plain one before U+0001),
+      -- compared as the webapp compares it with ours (toISOString of written_at).
+      AND left(s.versions ->> 'iterations', 1) <> chr(65535)
+      AND split_part(s.versions ->> 'iterations', chr(1), 1) COLLATE "C" >= left(o.written_at, 23) || 'Z'
       AND NOT coalesce((s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)), false)
     LIMIT ${limit}`;
 }
@@ -172,7 +175,8 @@ export async function rewriteDropped(sql: Sql, target: WriteTarget, d: DroppedWr
   // Stamped after the winning write: a device whose clock runs ahead stamps
   // its write in the future, and a repair stamped "now" would lose LWW again
   // and be rewritten on every pass until our clock caught up.
-  const at = new Date(Math.max(now.getTime(), instantMs(d.winningAt) + 1));
+  const winning = instantMs(d.winningAt);
+  const at = new Date(Math.max(now.getTime(), Number.isFinite(winning) ? winning + 1 : 0));
   return (await sql.begin(async (tx) => {
     const [own] = await tx`
       UPDATE mana_ai.occurrences SET written_at = ${instantOf(at)}, repairs = repairs + 1, updated_at = now()

@@ -1,19 +1,21 @@
 /**
  * A bulk pass, for a backlog reaching far back (cold start, long outage):
- * the rows grouped by record, each record's in replay order. A record is
- * complete when the next one starts, so it is written back in the next
- * chunk and forgotten, its superseded values die young, and a delete never
- * arrives after rows that follow it (no rebuilds). Rows older than their
- * record's last delete come back without their data. It holds about
- * FLUSH_CHUNK records at a time.
+ * the rows grouped by record, each user's in replay order. A record is
+ * complete when the next one starts, so its views are written back in the
+ * next chunk and forgotten, superseded values die young, and a user's
+ * delete never arrives after that user's later rows. Rows a later hard
+ * delete supersedes come back without their data. It holds about
+ * FLUSH_CHUNK views at a time.
  */
 import type { TxSql } from '../db/pool.js';
-import { streamChanges, type SupersededRow } from './change-source.js';
-import type { ChangeRow } from './lww.js';
+import { streamChanges } from './change-stream.js';
+import type { SupersededRow } from './change-source.js';
 import { FLUSH_CHUNK, type MergeChunk } from './record-cache.js';
-import { keyOf, snapshotsEmpty } from './snapshot-store.js';
+import { snapshotsEmpty } from './snapshot-store.js';
+import { createViewRouter, stampsEmpty } from './record-spaces.js';
 import { poolSize } from './write-pipeline.js';
 import type { ReadContext } from './read-context.js';
+import type { ChangeRow } from './wire.js';
 
 /** Session settings for a bulk read, local to its transaction. */
 async function prepareBulkRead(tx: TxSql): Promise<void> {
@@ -27,20 +29,27 @@ async function prepareBulkRead(tx: TxSql): Promise<void> {
 
 export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number }): Promise<void> {
   const { records } = ctx;
-  records.assumeStoreEmpty(await snapshotsEmpty(ctx.tx));
+  const [emptySnapshots, emptyStamps] = await Promise.all([snapshotsEmpty(ctx.tx), stampsEmpty(ctx.tx)]);
+  records.assumeStoreEmpty(emptySnapshots);
+  const router = createViewRouter({ tx: ctx.tx, storeEmpty: emptyStamps, groupedByRecord: true });
 
   async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
-    const byKey = ctx.batches.take(rows, superseded);
+    const changes = ctx.batches.take(rows, superseded);
+    const { byKey, rebuild } = await router.route(rows, changes);
+    ctx.batches.touch(byKey.keys());
+    records.markRebuild(rebuild);
     const cached: string[] = [];
     const missing: string[] = [];
     for (const k of byKey.keys()) (records.has(k) ? cached : missing).push(k);
     const chunks: MergeChunk[] = [{ keys: cached }];
-    if (missing.length > 0) chunks.push(records.storeEmpty ? { keys: missing } : { keys: missing, load: records.startLoad(missing, byKey) });
+    if (missing.length > 0) chunks.push(records.storeEmpty ? { keys: missing } : { keys: missing, load: records.startLoad(missing) });
     await records.mergeChunks(chunks, byKey, false);
     if (records.size <= Math.min(FLUSH_CHUNK, opts.cacheRecords)) return;
     // Records arrive one after another: all but the last row's are complete.
     const last = rows.at(-1);
-    await records.flushAndForget(last === undefined ? undefined : keyOf(last.userId, last.recordId));
+    const keep = last === undefined ? undefined : { tableName: last.tableName, recordId: last.recordId };
+    await router.forget(keep);
+    await records.flushAndForget(keep);
   }
 
   // The rows are read on a second connection, so this transaction's loads and writes
@@ -55,4 +64,5 @@ export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number 
   };
   if (separate) await ctx.sql.begin(readBacklog);
   else await readBacklog(ctx.tx);
+  await router.forget();
 }

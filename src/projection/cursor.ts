@@ -15,7 +15,8 @@
 import type { TxSql } from '../db/pool.js';
 import { MIN_INSTANT } from './instant.js';
 
-const CURSOR_NAME = 'aiMissions';
+/** One cursor for every projected table: one pass reads them from one window. */
+const CURSOR_NAME = 'ai';
 
 export interface Cursor {
   horizon: string;

@@ -1,13 +1,17 @@
 /**
  * The projection's fast path: a partial index on mana-sync's change log
- * that finds the recent aiMissions rows directly.
+ * that finds the recent rows of the projected tables (tables.ts:
+ * aiMissions and agents) directly.
  *
- * Without it, the window query ("aiMissions rows at or above the horizon")
+ * Without it, the window query ("projected rows at or above the horizon")
  * can only use sync_changes' own indexes, each of which leads with user_id
  * or record_id, so a pass that cannot rule out new rows costs one index
  * descent per user, or a scan of the table once there are many users: it
  * grows with the database. With it, the same query reads the index's tail,
  * whatever the number of users or rows. The pass is correct either way.
+ * One index over both tables' predicate: the window query names both, so
+ * the second table costs no second search (an index of aiMissions alone,
+ * the earlier statement, no longer serves it).
  *
  * sync_changes belongs to mana-sync, so the index is the operator's to add
  * (src/db/sync-index.sql). At start the coordinator looks for it: present,
@@ -18,13 +22,15 @@
 import { Gauge, type Registry } from 'prom-client';
 import type { Sql } from '../db/pool.js';
 import type { Logger } from '../log.js';
+import { PROJECTED_TABLES_SQL } from './change-source.js';
+import { PROJECTED_TABLES } from './tables.js';
 
-export const FAST_PATH_INDEX = 'sync_changes_ai_missions_created_idx';
+export const FAST_PATH_INDEX = 'sync_changes_ai_projection_created_idx';
 
 /** The statement that builds the index, for the schema that holds sync_changes (src/db/sync-index.sql spells it for `public`). */
 export function fastPathIndexSql(schema = 'public'): string {
   const table = `${quoteIdent(schema)}.sync_changes`;
-  return `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${FAST_PATH_INDEX}\n  ON ${table} (created_at)\n  WHERE app_id = 'ai' AND table_name = 'aiMissions';\n`;
+  return `CREATE INDEX CONCURRENTLY IF NOT EXISTS ${FAST_PATH_INDEX}\n  ON ${table} (created_at)\n  WHERE app_id = 'ai' AND ${PROJECTED_TABLES_SQL.replace('s.', '')};\n`;
 }
 
 /** An identifier as SQL spells it: bare when it needs no quotes. */
@@ -39,10 +45,17 @@ interface IndexRow {
   valid: boolean;
 }
 
+/** The predicate as Postgres prints it, without parentheses and spaces, for either order of its two terms. */
+const PREDICATES = (() => {
+  const app = "app_id='ai'::text";
+  const tables = `table_name=ANYARRAY[${PROJECTED_TABLES.map((t) => `'${t.tableName}'::text`).join(',')}]`;
+  return [`${app}AND${tables}`, `${tables}AND${app}`];
+})();
+
 /**
  * The indexes of schema.sync_changes that serve the fast path: created_at
- * first, and a predicate that holds app_id = 'ai' and table_name =
- * 'aiMissions' and nothing else (an operator may spell or name it otherwise).
+ * first, and a predicate that holds app_id = 'ai' and table_name IN the
+ * projected tables and nothing else (an operator may name it otherwise).
  */
 async function findIndexes(sql: Sql, schema: string): Promise<IndexRow[]> {
   return sql<IndexRow[]>`
@@ -55,7 +68,7 @@ async function findIndexes(sql: Sql, schema: string): Promise<IndexRow[]> {
     WHERE n.nspname = ${schema} AND t.relname = 'sync_changes' AND a.attname = 'created_at'
       AND i.indexprs IS NULL
       AND regexp_replace(pg_get_expr(i.indpred, i.indrelid), '[()\\s]', '', 'g')
-          IN ('app_id=''ai''::textANDtable_name=''aiMissions''::text', 'table_name=''aiMissions''::textANDapp_id=''ai''::text')`;
+          = ANY(${PREDICATES}::text[])`;
 }
 
 /** True when this role may build an index on sync_changes (it owns the table, directly or through a role). */

@@ -1,34 +1,41 @@
 /**
  * An incremental pass: the rows of the last moments, in heap order. It does
- * not load what it merges, mostly: Postgres merges each record whose new rows
- * hold no delete field by field (snapshot-store.ts, mergeDeltas), in chunks
- * sent at once on other pool connections; only the rest is loaded in chunks,
- * merged here and written back chunk by chunk as their loads arrive.
+ * not load what it merges, mostly: Postgres merges each view whose new rows
+ * are plain and hold no hard delete field by field (merge-deltas.ts), in
+ * chunks sent at once on other pool connections; only the rest is loaded in
+ * chunks, merged here and written back chunk by chunk as their loads arrive.
  */
-import { streamChanges, type SupersededRow } from './change-source.js';
-import { replay, type Change, type ChangeRow } from './lww.js';
-import { mergeDeltas, type Delta } from './snapshot-store.js';
+import { streamChanges } from './change-stream.js';
+import type { SupersededRow } from './change-source.js';
+import { deltaOf, mergeableInSql } from './lww.js';
+import { mergeDeltas, type Delta } from './merge-deltas.js';
 import type { MergeChunk } from './record-cache.js';
+import { createViewRouter } from './record-spaces.js';
+import { splitViewKey } from './views.js';
 import type { ReadContext } from './read-context.js';
+import type { Change, ChangeRow } from './wire.js';
 
 export interface IncrementalOptions {
-  /** Records per merge or load statement. */
+  /** Views per merge or load statement. */
   loadChunk: number;
-  /** Records the cache may hold before it is written back and dropped. */
+  /** Views the cache may hold before it is written back and dropped. */
   cacheCap: () => number;
 }
 
 export async function readIncrementally(ctx: ReadContext, opts: IncrementalOptions): Promise<void> {
   const { records } = ctx;
+  // Stamps are looked up only for rows with a real space, so no emptiness check up front.
+  const router = createViewRouter({ tx: ctx.tx, storeEmpty: false, groupedByRecord: false });
 
-  /** Sends these records' rows to the database to merge, in chunks; returns the keys it could not merge. */
+  /** Sends these views' rows to the database to merge, in chunks; returns the keys it could not merge. */
   async function mergeInDatabase(keys: string[], byKey: Map<string, Change[]>): Promise<string[]> {
     const sent: { keys: string[]; write: Promise<{ merged: Set<string> }> }[] = [];
     for (let i = 0; i < keys.length; i += opts.loadChunk) {
       const chunk = keys.slice(i, i + opts.loadChunk);
       const deltas = chunk.map((k): Delta => {
         const changes = byKey.get(k)!;
-        const state = replay(changes[0]!.userId, changes[0]!.recordId, changes);
+        const { tableName, userId, recordId } = splitViewKey(k);
+        const state = deltaOf(tableName, userId, recordId, changes);
         return { state, minPos: changes.reduce((min, c) => (c.pos < min ? c.pos : min), changes[0]!.pos) };
       });
       sent.push({ keys: chunk, write: (await ctx.pipeline.send(chunk, (db) => mergeDeltas(db, deltas))).sent });
@@ -43,20 +50,23 @@ export async function readIncrementally(ctx: ReadContext, opts: IncrementalOptio
   }
 
   async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
-    const byKey = ctx.batches.take(rows, superseded);
+    const changes = ctx.batches.take(rows, superseded);
+    const { byKey, rebuild } = await router.route(rows, changes);
+    ctx.batches.touch(byKey.keys());
+    records.markRebuild(rebuild);
     const cached: string[] = [];
     const missing: string[] = [];
     const blind: string[] = [];
     for (const [k, list] of byKey) {
       if (records.has(k)) cached.push(k);
-      else if (!records.storeEmpty && list.every((c) => c.kind === 'data')) blind.push(k);
+      else if (!records.storeEmpty && mergeableInSql(list)) blind.push(k);
       else missing.push(k);
     }
     missing.push(...(await mergeInDatabase(blind, byKey)));
     const chunks: MergeChunk[] = [{ keys: cached }];
     for (let i = 0; i < missing.length; i += opts.loadChunk) {
       const keys = missing.slice(i, i + opts.loadChunk);
-      chunks.push(records.storeEmpty ? { keys } : { keys, load: records.startLoad(keys, byKey) });
+      chunks.push(records.storeEmpty ? { keys } : { keys, load: records.startLoad(keys) });
     }
     await records.mergeChunks(chunks, byKey, true);
   }
@@ -64,6 +74,10 @@ export async function readIncrementally(ctx: ReadContext, opts: IncrementalOptio
   await streamChanges(ctx.tx, ctx.cols, ctx.window, { batchRows: ctx.batchRows }, async (rows, superseded) => {
     await applyBatch(rows, superseded);
     // Bound memory whatever the log's size: write back and forget.
-    if (records.size > opts.cacheCap()) await records.flushAndForget();
+    if (records.size > opts.cacheCap()) {
+      await router.forget();
+      await records.flushAndForget();
+    }
   });
+  await router.forget();
 }

@@ -1,205 +1,156 @@
 /**
- * Field-level last-write-wins over sync_changes rows (docs/contract.md §1). The
- * rules live here; the one other place that applies them is mergeDeltas
- * (snapshot-store.ts), which merges rows that are not deletes in SQL, and
- * test/projection/merge-deltas.property.test.ts holds it to this file.
+ * What the webapp's apply makes of a record (docs/contract.md §1): the rules
+ * live here, applied to the Changes wire.ts decodes. The other places that
+ * express them — mergeDeltas in snapshot-store.ts (a merge in SQL) and the
+ * bulk read's shortcut in change-source.ts — are property-tested against
+ * this file (test/projection/merge-deltas.property.test.ts,
+ * bulk-shortcut.property.test.ts).
  *
- * The contract defines the record as a sequential replay in (created_at, id)
- * order, where a field wins when its timestamp is at least the stored one.
- * That equals, per field, the value of the row with the greatest
- * (timestamp, created_at, id) among the rows after the record's last delete.
- * Keeping that triple per field makes applying a row order-independent, so a
- * row that commits late (created_at earlier than rows already applied) merges
- * to the same result as a full replay. The one case that is not
- * order-independent, a delete arriving after rows that follow it, asks the
- * caller for a rebuild from the log.
+ * The webapp applies a record's rows in created_at order to an empty store:
+ * - data (insert or update): an absent record becomes exactly these fields;
+ *   a present one takes each field whose stamp is `>=` its stored one;
+ * - soft delete: a present record takes `deletedAt` the same way; an absent
+ *   one stays absent;
+ * - hard delete: the record is removed.
+ *
+ * Rows reach the projection in any order (late commits). Everything before
+ * the last hard delete is gone, so it is ignored. After it, when every
+ * stamp is plain (stamp.ts), a field's value is the write with the greatest
+ * version — (stamp, position) — among the record's first present-making row
+ * and the writes after it: an order-independent maximum, so a late row
+ * merges exactly. What depends on order is kept as positions: where the
+ * record became present (a soft delete before it does nothing) and the last
+ * soft delete that came before that. A late row that would change those, a
+ * late hard delete, or any late row where a stamp is not plain asks the
+ * caller for a rebuild from the log ('rebuild'); rows in order are applied
+ * exactly as the webapp does, whatever their stamps.
  */
-import { parseInstant } from './instant.js';
-
-/** A raw row as read from sync_changes (created_at already canonical). */
-export interface ChangeRow {
-  id: string;
-  userId: string;
-  recordId: string;
-  op: unknown;
-  data: unknown;
-  fieldTimestamps: unknown;
-  fieldMeta: unknown;
-  createdAt: string;
-}
-
-/** Replay position: created_at, then id; fixed-width so string order is replay order. */
-export type Pos = string;
-
-export type Change =
-  | { kind: 'delete'; id: string; userId: string; recordId: string; pos: Pos }
-  | { kind: 'data'; id: string; userId: string; recordId: string; pos: Pos; fields: [key: string, value: unknown, stamp: string][] };
-
-export type Normalized = { ok: true; change: Change } | { ok: false; reason: string };
+import { isPlainVersion, wins } from './stamp.js';
+import type { Change, Pos } from './wire.js';
 
 export interface FieldVersion {
   value: unknown;
-  /** `${fieldInstant}|${pos}`: compared as one string. */
-  stamp: string;
+  /** stamp.ts versionOf(stamp, position). */
+  version: string;
 }
 
+/** One view of one record (views.ts): the rows of `recordId` its viewer's devices receive. */
 export interface RecordState {
+  tableName: string;
+  /** The viewer. */
   userId: string;
   recordId: string;
+  /** The last hard delete; rows at or before it are irrelevant. */
   lastDelete: Pos | null;
+  /** The newest row applied since lastDelete. */
   maxPos: Pos | null;
-  present: boolean;
+  /** The earliest present-making row since lastDelete; the record is present when it is set. */
+  firstPos: Pos | null;
+  /** Who wrote that row. */
+  firstUser: string | null;
+  /** The newest soft delete since lastDelete that came before firstPos (it did nothing). */
+  earlySoftDelete: Pos | null;
+  /** Every stamp applied since lastDelete is plain: late rows merge without a rebuild. */
+  plain: boolean;
   fields: Map<string, FieldVersion>;
 }
 
 export type ApplyResult = 'applied' | 'ignored' | 'rebuild';
 
-function isPlainObject(v: unknown): v is Record<string, unknown> {
-  return typeof v === 'object' && v !== null && !Array.isArray(v);
+export function emptyState(tableName: string, userId: string, recordId: string): RecordState {
+  return { tableName, userId, recordId, lastDelete: null, maxPos: null, firstPos: null, firstUser: null, earlySoftDelete: null, plain: true, fields: new Map() };
 }
 
-export function posOf(createdAt: string, id: string): Pos {
-  return `${createdAt}|${id}`;
-}
+export const isPresent = (s: RecordState): boolean => s.firstPos !== null;
 
-/** The instant of one metadata entry: an ISO string or `{ at: ISO, … }`. */
-function entryInstant(entry: unknown): string | null {
-  if (typeof entry === 'string') return parseInstant(entry);
-  if (isPlainObject(entry)) return parseInstant(entry['at']);
-  return null;
-}
+const later = (a: Pos | null, b: Pos): Pos => (a === null || b > a ? b : a);
 
-/** Far deeper than any real record; the write-back's JSON.stringify recurses and throws near 5,000. */
-export const MAX_DATA_DEPTH = 100;
-
-/**
- * Why a data value cannot be stored as written, or null: a number beyond
- * the double range (JSON.parse reads it as Infinity, written back as null)
- * or nesting deeper than MAX_DATA_DEPTH (the write-back would throw on every
- * pass, so one such row would stall the projection for good).
- */
-function unrepresentable(value: unknown, depth: number): string | null {
-  if (typeof value === 'number') return Number.isFinite(value) ? null : 'a number beyond the double range';
-  if (typeof value !== 'object' || value === null) return null;
-  if (depth >= MAX_DATA_DEPTH) return `nested deeper than ${MAX_DATA_DEPTH} levels`;
-  for (const v of Array.isArray(value) ? value : Object.values(value)) {
-    const why = unrepresentable(v, depth + 1);
-    if (why) return why;
-  }
-  return null;
+function write(state: RecordState, key: string, value: unknown, version: string): void {
+  const current = state.fields.get(key);
+  if (wins(version, current?.version)) state.fields.set(key, { value, version });
 }
 
 /**
- * Longest user_id / record_id (UTF-8 bytes) the projection keeps. Real ids are
- * uuids; together both must fit one btree entry (2704 bytes) of the snapshot
- * and occurrence keys, or the write-back fails on every pass.
- */
-export const MAX_ID_BYTES = 1024;
-
-/**
- * Validates a row and resolves each field's timestamp (field_meta first,
- * then field_timestamps, then the row's created_at). Never throws.
- */
-export function normalizeRow(row: ChangeRow): Normalized {
-  const createdAt = parseInstant(row.createdAt);
-  if (!createdAt) return { ok: false, reason: `created_at: expected an instant, got ${JSON.stringify(row.createdAt)}` };
-  if (typeof row.id !== 'string' || typeof row.recordId !== 'string' || typeof row.userId !== 'string') {
-    return { ok: false, reason: 'id, record_id and user_id: expected strings' };
-  }
-  for (const [name, value] of [['user_id', row.userId], ['record_id', row.recordId]] as const) {
-    const bytes = Buffer.byteLength(value);
-    if (bytes > MAX_ID_BYTES) return { ok: false, reason: `${name}: expected at most ${MAX_ID_BYTES} bytes, got ${bytes}` };
-  }
-  const pos = posOf(createdAt, row.id);
-  const base = { id: row.id, userId: row.userId, recordId: row.recordId, pos };
-  if (row.op === 'delete') return { ok: true, change: { kind: 'delete', ...base } };
-  if (row.op !== 'insert' && row.op !== 'update') {
-    return { ok: false, reason: `op: expected insert, update or delete, got ${JSON.stringify(row.op)}` };
-  }
-  if (!isPlainObject(row.data)) {
-    return { ok: false, reason: `data: expected an object for ${row.op}, got ${row.data === null ? 'null' : Array.isArray(row.data) ? 'an array' : typeof row.data}` };
-  }
-  const meta = row.fieldMeta ?? {};
-  const stamps = row.fieldTimestamps ?? {};
-  if (!isPlainObject(meta)) return { ok: false, reason: 'field_meta: expected an object' };
-  if (!isPlainObject(stamps)) return { ok: false, reason: 'field_timestamps: expected an object' };
-
-  const fields: [string, unknown, string][] = [];
-  // A row's fields mostly share one instant (the writer stamps them together):
-  // parse each distinct entry text and build each distinct stamp once.
-  let lastRaw: unknown;
-  let lastRawInstant = createdAt;
-  let lastInstant = createdAt;
-  let lastStamp = `${createdAt}|${pos}`;
-  const stampOf = (instant: string) => {
-    if (instant !== lastInstant) {
-      lastInstant = instant;
-      lastStamp = `${instant}|${pos}`;
-    }
-    return lastStamp;
-  };
-  for (const key of Object.keys(row.data)) {
-    const metaEntry = Object.hasOwn(meta, key) ? meta[key] : undefined;
-    const entry = metaEntry ?? (Object.hasOwn(stamps, key) ? stamps[key] : undefined);
-    let instant = createdAt;
-    if (entry !== undefined && entry !== null) {
-      const raw = isPlainObject(entry) ? entry['at'] : entry;
-      if (typeof raw === 'string' && raw === lastRaw) {
-        instant = lastRawInstant;
-      } else {
-        const parsed = entryInstant(entry);
-        if (!parsed) return { ok: false, reason: `timestamp of field "${key}": expected an ISO-8601 instant, got ${JSON.stringify(entry).slice(0, 80)}` };
-        instant = parsed;
-        lastRaw = raw;
-        lastRawInstant = parsed;
-      }
-    }
-    const why = unrepresentable(row.data[key], 1);
-    if (why) return { ok: false, reason: `data field "${key.slice(0, 80)}": ${why}` };
-    fields.push([key, row.data[key], stampOf(instant)]);
-  }
-  return { ok: true, change: { kind: 'data', ...base, fields } };
-}
-
-export function emptyState(userId: string, recordId: string): RecordState {
-  return { userId, recordId, lastDelete: null, maxPos: null, present: false, fields: new Map() };
-}
-
-/**
- * Merges one change into a record state, in place. Idempotent; independent
- * of arrival order except for a late delete, which returns 'rebuild'.
+ * Merges one change into a state, in place. Idempotent; a row arriving after
+ * newer ones merges exactly when its stamps are plain, else 'rebuild'.
  */
 export function applyChange(state: RecordState, change: Change): ApplyResult {
-  if (state.lastDelete !== null && change.pos <= state.lastDelete) return 'ignored';
-  if (change.kind === 'delete') {
-    // A delete that precedes rows already merged: what they contributed
-    // cannot be separated from what earlier rows did. Replay from the log.
-    if (state.maxPos !== null && change.pos < state.maxPos) return 'rebuild';
-    state.lastDelete = change.pos;
-    state.maxPos = change.pos;
-    state.present = false;
+  const { pos } = change;
+  if (state.lastDelete !== null && pos <= state.lastDelete) return 'ignored';
+  const late = state.maxPos !== null && pos < state.maxPos;
+  if (change.kind === 'hard') {
+    // What rows after it contributed cannot be told apart from what rows before it did.
+    if (late) return 'rebuild';
+    Object.assign(state, { lastDelete: pos, maxPos: pos, firstPos: null, firstUser: null, earlySoftDelete: null, plain: true });
     state.fields.clear();
     return 'applied';
   }
-  state.present = true;
-  if (state.maxPos === null || change.pos > state.maxPos) state.maxPos = change.pos;
-  for (const [key, value, stamp] of change.fields) {
-    const current = state.fields.get(key);
-    if (current === undefined || stamp >= current.stamp) state.fields.set(key, { value, stamp });
+  if (change.kind === 'soft' && (state.firstPos === null || pos < state.firstPos)) {
+    // Before the record exists on the device: nothing, unless a present-making row turns up before it.
+    state.earlySoftDelete = later(state.earlySoftDelete, pos);
+    state.maxPos = later(state.maxPos, pos);
+    return 'applied';
   }
+  if (late && !(state.plain && change.plain)) return 'rebuild';
+  state.maxPos = later(state.maxPos, pos);
+  state.plain &&= change.plain;
+  if (change.kind === 'soft') {
+    write(state, 'deletedAt', change.value, change.version);
+    return 'applied';
+  }
+  if (state.firstPos === null || pos < state.firstPos) {
+    // This row makes the record present: a soft delete after it was wrongly skipped.
+    if (state.earlySoftDelete !== null && pos < state.earlySoftDelete) return 'rebuild';
+    const absent = state.firstPos === null;
+    state.firstPos = pos;
+    state.firstUser = change.userId;
+    if (absent) {
+      // The webapp puts the record as the row has it, comparing nothing.
+      for (const [key, value, version] of change.fields) state.fields.set(key, { value, version });
+      return 'applied';
+    }
+  }
+  for (const [key, value, version] of change.fields) write(state, key, value, version);
   return 'applied';
 }
 
-/** Replays changes from scratch in replay order (used for rebuilds). */
-export function replay(userId: string, recordId: string, changes: Change[]): RecordState {
-  const state = emptyState(userId, recordId);
-  const sorted = [...changes].sort((a, b) => (a.pos < b.pos ? -1 : a.pos > b.pos ? 1 : 0));
-  for (const c of sorted) applyChange(state, c);
+const byPos = (a: Change, b: Change) => (a.pos < b.pos ? -1 : a.pos > b.pos ? 1 : 0);
+
+/** Replays a view's changes from nothing in replay order (never asks for a rebuild). */
+export function replay(tableName: string, userId: string, recordId: string, changes: Change[]): RecordState {
+  const state = emptyState(tableName, userId, recordId);
+  for (const c of [...changes].sort(byPos)) applyChange(state, c);
   return state;
 }
 
-/** The record as the webapp would see it: `{ id, ...fields }`, or null when deleted. */
+/**
+ * What a present record with plain stamps takes from these changes, none a
+ * hard delete, all plain and after its first row: the fields they win
+ * among themselves (mergeDeltas sends them to be merged in SQL).
+ */
+export function deltaOf(tableName: string, userId: string, recordId: string, changes: Change[]): RecordState {
+  const state = emptyState(tableName, userId, recordId);
+  // Present from before every position, so each data row and soft delete merges.
+  state.firstPos = '';
+  for (const c of changes) applyChange(state, c);
+  return state;
+}
+
+/** True when the changes can go to mergeDeltas: no hard delete, every stamp plain. */
+export function mergeableInSql(changes: Change[]): boolean {
+  return changes.every((c) => c.kind !== 'hard' && c.plain);
+}
+
+/** The record as the viewer's devices hold it: `{ id, ...fields }`, or null when absent. */
 export function materialize(state: RecordState): Record<string, unknown> | null {
-  if (!state.present) return null;
-  return Object.fromEntries([['id', state.recordId], ...[...state.fields].map(([k, v]) => [k, v.value] as const)]);
+  if (!isPresent(state)) return null;
+  const out: Record<string, unknown> = { id: state.recordId };
+  for (const [k, v] of state.fields) Object.defineProperty(out, k, { value: v.value, enumerable: true, writable: true, configurable: true });
+  return out;
+}
+
+/** True when every stored version is plain (a state loaded from a snapshot). */
+export function versionsArePlain(state: RecordState): boolean {
+  for (const v of state.fields.values()) if (!isPlainVersion(v.version)) return false;
+  return true;
 }

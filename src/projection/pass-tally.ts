@@ -4,9 +4,8 @@
  * cursor must remember (those the pruning rule keeps, see cursor.ts).
  */
 import type { Logger } from '../log.js';
-import { normalizeRow, type Change, type ChangeRow } from './lww.js';
 import type { SupersededRow } from './change-source.js';
-import { keyOf } from './snapshot-store.js';
+import { decodeRow, type Change, type ChangeRow } from './wire.js';
 
 export interface PassTally {
   rowsApplied: number;
@@ -16,14 +15,14 @@ export interface PassTally {
   /** Positions ("created_at|id") of rows applied by this pass at or above the next horizon. */
   appliedNow: string[];
   /**
-   * The missions (keyOf) this pass's rows changed, so that settling looks at
-   * their occurrences only; null once more than TOUCHED_CAP (a catch-up):
-   * then every open occurrence is looked at.
+   * The views (views.ts viewKey) this pass's rows changed, so that settling
+   * looks at their occurrences only; null once more than
+   * TOUCHED_CAP (a catch-up): then every open occurrence is looked at.
    */
   touched: Set<string> | null;
 }
 
-/** Beyond this many missions changed in one pass, settling reads every open occurrence instead. */
+/** Beyond this many views changed in one pass, settling reads every open occurrence instead. */
 export const TOUCHED_CAP = 20_000;
 
 export function emptyTally(): PassTally {
@@ -37,7 +36,7 @@ export function createMalformedReporter(log: Logger): (row: ChangeRow, reason: s
     if (reported.has(row.id)) return;
     if (reported.size > 100_000) reported.clear();
     reported.add(row.id);
-    log.warn({ rowId: row.id, userId: row.userId, recordId: row.recordId, reason }, 'skipping malformed sync_changes row');
+    log.warn({ rowId: row.id, table: row.tableName, userId: row.userId, recordId: row.recordId, reason }, 'skipping malformed sync_changes row');
   };
 }
 
@@ -45,10 +44,12 @@ export interface BatchReader {
   tally: PassTally;
   /**
    * Counts a fetched batch, remembers the positions the cursor keeps, and
-   * returns its well-formed changes by record ("user\0record"), each
-   * record's in arrival order.
+   * decodes its rows: `changes[i]` is rows[i] decoded, null when it is
+   * malformed (counted, logged) or does nothing.
    */
-  take(rows: ChangeRow[], superseded: SupersededRow[]): Map<string, Change[]>;
+  take(rows: ChangeRow[], superseded: SupersededRow[]): (Change | null)[];
+  /** Notes the views a batch changed. */
+  touch(keys: Iterable<string>): void;
 }
 
 export function createBatchReader(opts: {
@@ -64,32 +65,28 @@ export function createBatchReader(opts: {
   return {
     tally,
     take(rows, superseded) {
-      const changes: Change[] = [];
+      const changes: (Change | null)[] = [];
       for (const row of rows) {
-        const n = normalizeRow(row);
-        if (n.ok) {
-          changes.push(n.change);
+        const d = decodeRow(row);
+        if (d.ok) {
+          changes.push(d.change);
+          tally.rowsApplied++;
         } else {
+          changes.push(null);
           tally.rowsSkipped++;
-          opts.reportMalformed(row, n.reason);
+          opts.reportMalformed(row, d.reason);
         }
         markApplied(row.createdAt, row.id);
       }
-      // Older than a delete of their record applied in this pass: applying them would change nothing.
+      // Superseded by a later hard delete read in this pass: applying them would change nothing.
       for (const s of superseded) markApplied(s.createdAt, s.id);
-      tally.rowsApplied += changes.length + superseded.length;
-      const byKey = new Map<string, Change[]>();
-      for (const c of changes) {
-        const k = keyOf(c.userId, c.recordId);
-        const list = byKey.get(k);
-        if (list) list.push(c);
-        else byKey.set(k, [c]);
-      }
-      if (tally.touched) {
-        for (const k of byKey.keys()) tally.touched.add(k);
-        if (tally.touched.size > TOUCHED_CAP) tally.touched = null;
-      }
-      return byKey;
+      tally.rowsApplied += superseded.length;
+      return changes;
+    },
+    touch(keys) {
+      if (!tally.touched) return;
+      for (const k of keys) tally.touched.add(k);
+      if (tally.touched.size > TOUCHED_CAP) tally.touched = null;
     },
   };
 }

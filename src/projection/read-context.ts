@@ -1,7 +1,8 @@
 /** What a read strategy (incremental.ts, bulk.ts) works with during one pass. */
 import type { Sql, TxSql } from '../db/pool.js';
 import type { Logger } from '../log.js';
-import type { ChangeWindow, SyncColumns } from './change-source.js';
+import type { SyncColumns } from './change-source.js';
+import type { ChangeWindow } from './change-stream.js';
 import type { BatchReader } from './pass-tally.js';
 import type { RecordCache } from './record-cache.js';
 import type { WritePipeline } from './write-pipeline.js';

@@ -4,16 +4,19 @@
  * a late delete asks for it, and written back through the write pipeline.
  */
 import type { TxSql } from '../db/pool.js';
-import { applyChange, emptyState, normalizeRow, replay, type Change, type ChangeRow, type RecordState } from './lww.js';
-import { recordRows, type SyncColumns } from './change-source.js';
-import { keyOf, loadStates } from './snapshot-store.js';
+import { applyChange, emptyState, replay, type RecordState } from './lww.js';
+import { decodeView, viewRows, type SyncColumns } from './change-source.js';
+import { loadStates } from './snapshot-store.js';
+import { projectedTable } from './tables.js';
+import { splitViewKey, viewKey } from './views.js';
 import type { PassTally } from './pass-tally.js';
 import type { WritePipeline } from './write-pipeline.js';
+import type { Change, ChangeRow } from './wire.js';
 
 /** Records' states written per statement by a flush; a bulk pass writes completed records in such chunks. */
 export const FLUSH_CHUNK = 1000;
 
-/** Records whose changes merge together, with the load of their stored states (none: nothing stored). */
+/** Views (views.ts viewKey) whose changes merge together, with the load of their stored states (none: nothing stored). */
 export interface MergeChunk {
   keys: string[];
   load?: Promise<Map<string, RecordState>>;
@@ -39,15 +42,17 @@ export interface RecordCache {
    * a flush, which waits for its writes, and a database merge waits for its
    * writes before its records are loaded.
    */
-  startLoad(keys: string[], byKey: Map<string, Change[]>): Promise<Map<string, RecordState>>;
+  startLoad(keys: string[]): Promise<Map<string, RecordState>>;
+  /** These views are rebuilt from the log before they are written (a view that gained a space). */
+  markRebuild(keys: Iterable<string>): void;
   /**
    * Merges each chunk's changes into its states as its load arrives. With
    * writeEach, a record that changed is written back right away (unless it
    * waits for a rebuild) and stays cached, so a later batch merges into it.
    */
   mergeChunks(chunks: MergeChunk[], byKey: Map<string, Change[]>, writeEach: boolean): Promise<void>;
-  /** Rebuilds, writes back and forgets every cached record, except `keep`'s (a record a bulk read may still be reading). */
-  flushAndForget(keep?: string): Promise<void>;
+  /** Rebuilds, writes back and forgets every cached view, except `keep`'s (a record a bulk read may still be reading). */
+  flushAndForget(keep?: { tableName: string; recordId: string }): Promise<void>;
 }
 
 export function createRecordCache(deps: RecordCacheDeps): RecordCache {
@@ -63,15 +68,25 @@ export function createRecordCache(deps: RecordCacheDeps): RecordCache {
     await pipeline.writeBack(states);
   }
 
-  function startLoad(keys: string[], byKey: Map<string, Change[]>): Promise<Map<string, RecordState>> {
-    const refs = keys.map((k) => byKey.get(k)![0]!);
-    const load = loadStates(pipeline.loadDb, refs);
+  function startLoad(keys: string[]): Promise<Map<string, RecordState>> {
+    const load = loadStates(pipeline.loadDb, keys.map(splitViewKey));
     load.catch(() => undefined); // awaited in order by mergeChunks
     return load;
   }
 
+  function markRebuild(keys: Iterable<string>): void {
+    for (const k of keys) {
+      rebuild.add(k);
+      if (!cache.has(k)) cache.set(k, emptyFor(k));
+    }
+  }
+
+  function emptyFor(k: string): RecordState {
+    const { tableName, userId, recordId } = splitViewKey(k);
+    return emptyState(tableName, userId, recordId);
+  }
+
   async function mergeChunks(chunks: MergeChunk[], byKey: Map<string, Change[]>, writeEach: boolean): Promise<void> {
-    const emptyFor = (k: string) => emptyState(byKey.get(k)![0]!.userId, byKey.get(k)![0]!.recordId);
     for (const chunk of chunks) {
       const loaded = chunk.load ? await chunk.load : undefined;
       for (const k of chunk.keys) if (!cache.has(k)) cache.set(k, loaded?.get(k) ?? emptyFor(k));
@@ -94,41 +109,41 @@ export function createRecordCache(deps: RecordCacheDeps): RecordCache {
     }
   }
 
-  async function replayFromLog(userId: string, recordId: string): Promise<RecordState> {
-    const changes: Change[] = [];
-    for (const row of await recordRows(tx, cols, userId, recordId)) {
-      const n = normalizeRow(row);
-      if (n.ok) changes.push(n.change);
-      else deps.reportMalformed(row, n.reason);
-    }
-    return replay(userId, recordId, changes);
+  async function replayFromLog(state: RecordState): Promise<RecordState> {
+    const { tableName, userId, recordId } = state;
+    const rows = await viewRows(tx, cols, projectedTable(tableName), userId, recordId);
+    return replay(tableName, userId, recordId, decodeView(rows, deps.reportMalformed));
   }
 
-  /** Writes the dirty states, except `keep`'s, and drops them from the cache. */
-  async function flush(keep?: string): Promise<void> {
-    const keys = [...dirty].filter((k) => k !== keep);
-    const keepDirty = keep !== undefined && dirty.has(keep);
-    dirty.clear();
-    if (keepDirty) dirty.add(keep);
+  /** Writes the dirty states, except those `kept`, and drops them from the cache. */
+  async function flush(kept: (k: string) => boolean): Promise<void> {
+    const keys = [...dirty].filter((k) => !kept(k));
+    for (const k of keys) dirty.delete(k);
     for (let i = 0; i < keys.length; i += FLUSH_CHUNK) {
       const states = keys.slice(i, i + FLUSH_CHUNK).map((k) => cache.get(k)).filter((st): st is RecordState => st !== undefined);
-      for (const state of states) cache.delete(keyOf(state.userId, state.recordId));
+      for (const state of states) cache.delete(viewKey(state.tableName, state.userId, state.recordId));
       // The next chunk is gathered while Postgres writes this one.
       await writeBack(states);
     }
     await pipeline.drain();
   }
 
-  async function flushAndForget(keep?: string): Promise<void> {
+  async function flushAndForget(keep?: { tableName: string; recordId: string }): Promise<void> {
+    // A view of the record a bulk read is still reading stays.
+    const kept = (k: string) => {
+      if (!keep) return false;
+      const v = splitViewKey(k);
+      return v.tableName === keep.tableName && v.recordId === keep.recordId;
+    };
     for (const k of rebuild) {
-      const state = cache.get(k)!;
-      cache.set(k, await replayFromLog(state.userId, state.recordId));
+      if (kept(k)) continue;
+      cache.set(k, await replayFromLog(cache.get(k)!));
       dirty.add(k);
+      rebuild.delete(k);
+      tally.rebuilds++;
     }
-    tally.rebuilds += rebuild.size;
-    rebuild.clear();
-    await flush(keep);
-    for (const k of cache.keys()) if (k !== keep) cache.delete(k);
+    await flush(kept);
+    for (const k of cache.keys()) if (!kept(k)) cache.delete(k);
   }
 
   return {
@@ -143,6 +158,7 @@ export function createRecordCache(deps: RecordCacheDeps): RecordCache {
       storeEmpty = empty;
     },
     startLoad,
+    markRebuild,
     mergeChunks,
     flushAndForget,
   };

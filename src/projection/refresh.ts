@@ -1,5 +1,7 @@
 /**
- * The refresh: sync_changes → mana_ai.mission_snapshots.
+ * The refresh: sync_changes → mana_ai.mission_snapshots and
+ * mana_ai.agent_snapshots (tables.ts), one view per user of each record
+ * (views.ts), each as the webapp makes it of its rows (lww.ts).
  *
  * One pass runs in one transaction under an advisory lock (one refresher per
  * database; other instances skip):
@@ -9,7 +11,8 @@
  * - snapshot-probe.ts: "anything new?" — when nothing but our own refreshes
  *   committed since the last read, no row can be new and nothing is read;
  * - incremental.ts or bulk.ts: read the window (rows at or above the horizon
- *   not applied yet) and merge it into record states (record-cache.ts, lww.ts);
+ *   not applied yet), route each row to its views (record-spaces.ts) and
+ *   merge it into their states (record-cache.ts, lww.ts);
  *   a backlog reaching further back than BULK_LAG_MS is read in bulk;
  * - write-pipeline.ts: the states go back to the snapshots while the pass
  *   merges on; an incremental pass's writes commit on their own, fenced to
@@ -35,7 +38,8 @@ import { createWritePipeline, poolSize } from './write-pipeline.js';
 import { readIncrementally } from './incremental.js';
 import { readInBulk } from './bulk.js';
 import { waitForFencedWrites } from './write-fence.js';
-import { splitKey } from './snapshot-store.js';
+import { MISSIONS, AGENTS } from './tables.js';
+import { splitViewKey } from './views.js';
 
 const LOCK_KEY = 'mana_ai:projection';
 /** A backlog reaching further back than this is read in bulk. */
@@ -71,8 +75,10 @@ export interface RefreshStats {
   /** True when the horizon could not advance because open transactions are invisible to this role. */
   stalled: boolean;
   durationMs: number;
-  /** The missions the applied rows changed (user, mission); null: too many to list (a catch-up). */
+  /** The missions' views the applied rows changed (user, mission); null: too many to list (a catch-up). */
   changed: { userId: string; missionId: string }[] | null;
+  /** The agents' views the applied rows changed (user, agent); null: too many to list. */
+  changedAgents: { userId: string; agentId: string }[] | null;
 }
 
 export interface ProjectionDeps {
@@ -195,15 +201,16 @@ export function createProjection(deps: ProjectionDeps): Projection {
       throw err;
     }
     const durationMs = performance.now() - started;
-    if (!outcome) return { ran: false, rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, horizon: '', stalled: false, durationMs, changed: [] };
+    if (!outcome) return { ran: false, rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, horizon: '', stalled: false, durationMs, changed: [], changedAgents: [] };
     // Committed: every row the snapshot shows is applied. Only our transactions since it are excused.
     probe.committed(outcome.snapshot, outcome.ownXids);
     const { rowsApplied, rowsSkipped, recordsWritten, rebuilds } = outcome.tally;
     if (rowsSkipped) deps.onMalformed?.(rowsSkipped);
     if (rowsApplied) deps.onApplied?.(rowsApplied);
-    const touched = outcome.tally.touched;
-    const changed = touched === null ? null : [...touched].map(splitKey);
-    return { ran: true, rowsApplied, rowsSkipped, recordsWritten, rebuilds, horizon: outcome.horizon, stalled: outcome.stalled, durationMs, changed };
+    const touched = outcome.tally.touched === null ? null : [...outcome.tally.touched].map(splitViewKey);
+    const changed = touched && touched.filter((v) => v.tableName === MISSIONS.tableName).map((v) => ({ userId: v.userId, missionId: v.recordId }));
+    const changedAgents = touched && touched.filter((v) => v.tableName === AGENTS.tableName).map((v) => ({ userId: v.userId, agentId: v.recordId }));
+    return { ran: true, rowsApplied, rowsSkipped, recordsWritten, rebuilds, horizon: outcome.horizon, stalled: outcome.stalled, durationMs, changed, changedAgents };
   }
 
   return { refresh, columns };

@@ -11,7 +11,8 @@
  */
 import type { Sql, TxSql } from '../db/pool.js';
 import type { RecordState } from './lww.js';
-import { keyOf, saveStates } from './snapshot-store.js';
+import { saveStates } from './snapshot-store.js';
+import { viewKey } from './views.js';
 import { fencedWrite } from './write-fence.js';
 
 /** Write-backs sent and not yet answered, at most (each up to FLUSH_CHUNK records of JSON). */
@@ -94,7 +95,7 @@ export function createWritePipeline(deps: WritePipelineDeps): WritePipeline {
   async function writeBack(states: RecordState[]): Promise<void> {
     if (states.length === 0) return;
     deps.onWritten(states.length);
-    const { sent } = await send(states.map((st) => keyOf(st.userId, st.recordId)), (db) => saveStates(db, states));
+    const { sent } = await send(states.map((st) => viewKey(st.tableName, st.userId, st.recordId)), (db) => saveStates(db, states));
     sent.then((w) => {
       wholeBytes += w.bytes;
       wholeRecords += w.records;

@@ -8,14 +8,18 @@ import type { Sql } from '../db/pool.js';
 export interface DueMission {
   userId: string;
   missionId: string;
-  /** The mission's nextRunAt, canonical UTC with microseconds. */
+  /** When the mission falls due (due-rule.ts dueInstant of its nextRunAt), canonical UTC with microseconds. */
   nextRunAt: string;
 }
 
 const TS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
-/** A mission that can fall due; must match the partial index predicate (mission_snapshots_due_idx). */
-const DUEABLE = `s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL`;
+/**
+ * A mission that can fall due (projection/due-rule.ts: what the webapp's
+ * runner would run, in its author's view); must match the partial index
+ * predicate (mission_snapshots_due_idx).
+ */
+const DUEABLE = `s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL AND s.listed AND s.author = s.user_id`;
 /** No occurrence exists for the mission's current nextRunAt. */
 const UNHANDLED = `NOT EXISTS (
   SELECT 1 FROM mana_ai.occurrences o

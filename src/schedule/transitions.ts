@@ -274,7 +274,7 @@ export async function settleFromSnapshots(
     : sql``;
   return sql`
     WITH open AS (
-      SELECT o.iteration_id, o.due_at, s.present, s.soft_deleted, s.state, s.next_run_at,
+      SELECT o.iteration_id, o.due_at, s.present, s.soft_deleted, s.state, s.next_run_at, s.listed, s.author = s.user_id AS authored,
              (s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)) AS has_iteration
       FROM mana_ai.occurrences o
       ${only}
@@ -286,7 +286,7 @@ export async function settleFromSnapshots(
     ), verdict AS (
       SELECT iteration_id, CASE
         WHEN coalesce(has_iteration, false) THEN 'completed'
-        WHEN present IS NOT TRUE OR soft_deleted OR state IS DISTINCT FROM 'active' THEN 'superseded'
+        WHEN present IS NOT TRUE OR soft_deleted OR state IS DISTINCT FROM 'active' OR NOT listed OR authored IS NOT TRUE THEN 'superseded'
         -- Moving past a dueAt still in the future (an occurrence created ahead) is a reschedule.
         WHEN next_run_at > due_at AND due_at <= now() THEN 'completed'
         ELSE 'superseded' END AS status,
@@ -294,11 +294,13 @@ export async function settleFromSnapshots(
         WHEN coalesce(has_iteration, false) THEN 'iteration appeared on the mission'
         WHEN present IS NOT TRUE OR soft_deleted THEN 'mission deleted'
         WHEN state IS DISTINCT FROM 'active' THEN 'mission ' || coalesce(state, 'without state')
+        WHEN NOT listed THEN 'mission without a createdAt the runner lists'
+        WHEN authored IS NOT TRUE THEN 'mission authored by another user'
         WHEN next_run_at > due_at AND due_at <= now() THEN 'nextRunAt moved past dueAt'
         ELSE 'mission rescheduled' END AS why
       FROM open
       WHERE coalesce(has_iteration, false) OR present IS NOT TRUE OR soft_deleted
-         OR state IS DISTINCT FROM 'active' OR next_run_at IS DISTINCT FROM due_at
+         OR state IS DISTINCT FROM 'active' OR NOT listed OR authored IS NOT TRUE OR next_run_at IS DISTINCT FROM due_at
     ), locked AS (
       -- Lock only the rows that change: locking every open occurrence on every pass
       -- wrote a row lock (and WAL) per open occurrence, 10,000 of them during a fan-out.

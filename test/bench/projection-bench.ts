@@ -75,33 +75,23 @@ async function ensureHistory(sql: Sql, rows: number): Promise<{ generatedMs: num
 }
 
 async function resetProjection(sql: Sql): Promise<void> {
-  await sql`TRUNCATE mana_ai.mission_snapshots, mana_ai.projection_cursor`;
+  await sql`TRUNCATE mana_ai.mission_snapshots, mana_ai.agent_snapshots, mana_ai.record_spaces, mana_ai.projection_cursor`;
 }
 
 // ---------------------------------------------------------------- verify
 
-/** Every snapshot against the test oracle's literal replay of the whole log (BENCH_VERIFY=1). */
+/** Every view against the test oracle's model of the devices, over the whole log (BENCH_VERIFY=1). */
 async function verify(sql: Sql): Promise<string> {
-  const { oracleReplay } = await import('../projection/oracle.js');
-  const rows = await sql<import('../../src/projection/lww.js').ChangeRow[]>`
-    SELECT id::text AS id, user_id AS "userId", record_id AS "recordId", op, data,
-           field_timestamps AS "fieldTimestamps", field_meta AS "fieldMeta",
-           to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "createdAt"
-    FROM sync_changes WHERE app_id = 'ai' AND table_name = 'aiMissions'`;
-  const expected = oracleReplay(rows);
-  rows.length = 0;
-  const actual = new Map<string, Record<string, unknown>>();
-  for (const r of await sql<{ userId: string; missionId: string; record: Record<string, unknown> }[]>`
-    SELECT user_id AS "userId", mission_id AS "missionId", jsonb_build_object('id', mission_id) || fields AS record
-    FROM mana_ai.mission_snapshots WHERE present`) {
-    actual.set(`${r.userId}\u0000${r.missionId}`, r.record);
-  }
+  const { oracleViews } = await import('../projection/oracle.js');
+  const { readLog, readViews } = await import('../projection/log-db.js');
+  const expected = oracleViews(await readLog(sql));
+  const actual = await readViews(sql);
   const { isDeepStrictEqual } = await import('node:util');
   let mismatches = 0;
-  for (const [k, rec] of expected) if (!isDeepStrictEqual(actual.get(k), JSON.parse(JSON.stringify(rec)))) mismatches++;
+  for (const [k, v] of expected) if (!isDeepStrictEqual(actual.get(k), JSON.parse(JSON.stringify(v)))) mismatches++;
   for (const k of actual.keys()) if (!expected.has(k)) mismatches++;
-  if (mismatches > 0) throw new Error(`verify: ${mismatches} snapshots differ from the oracle's full replay`);
-  return `all ${expected.size.toLocaleString('en-US')} live missions equal the oracle's full replay`;
+  if (mismatches > 0) throw new Error(`verify: ${mismatches} views differ from the oracle's model of the devices`);
+  return `all ${expected.size.toLocaleString('en-US')} present views equal the oracle's model of the devices`;
 }
 
 // ---------------------------------------------------------------- run

@@ -11,7 +11,7 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import { loadConfig } from '../../src/config.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
-import { insertRows } from '../projection/log-db.js';
+import { insertRows, rowMaker } from '../projection/log-db.js';
 import { freePort } from '../support/free-port.js';
 
 const KEY = 'ops-test-service-key-0123456789';
@@ -149,10 +149,11 @@ describe('tick and due missions', () => {
   it('POST /internal/tick → the stats of that pass; GET /internal/missions/due → [{userId, missionId, nextRunAt}]', async () => {
     const past = new Date(Date.now() - 60_000).toISOString();
     const createdAt = new Date(Date.now() + 10_000).toISOString();
+    const row = rowMaker((n) => ({ id: `00000000-0000-4000-8000-0000000000a${n}`, userId: 'ops-u1', op: 'insert', createdAt }));
     await insertRows(db.sql, [
-      { id: '00000000-0000-4000-8000-0000000000a1', userId: 'ops-u1', recordId: 'ops-m1', op: 'insert', data: { title: 'due', state: 'active', nextRunAt: past }, fieldMeta: {}, fieldTimestamps: {}, createdAt },
-      { id: '00000000-0000-4000-8000-0000000000a2', userId: 'ops-u1', recordId: 'ops-m2', op: 'insert', data: { title: 'not due', state: 'paused', nextRunAt: past }, fieldMeta: {}, fieldTimestamps: {}, createdAt },
-      { id: '00000000-0000-4000-8000-0000000000a3', userId: 'ops-u1', recordId: 'ops-m3', op: 'oops', data: {}, fieldMeta: {}, fieldTimestamps: {}, createdAt },
+      row({ recordId: 'ops-m1', data: { title: 'due', state: 'active', nextRunAt: past, createdAt: past } }),
+      row({ recordId: 'ops-m2', data: { title: 'not due', state: 'paused', nextRunAt: past, createdAt: past } }),
+      row({ recordId: 'ops-m3', op: 'oops', data: {} }),
     ]);
     const res = await post('/internal/tick', { 'x-service-key': KEY });
     expect(res.status).toBe(200);

@@ -1,374 +1,262 @@
 /**
- * The LWW rules of docs/contract.md §1, one by one, on the pure functions of
- * src/projection/lww.ts. Every case is checked three ways: the contract's
- * literal replay (oracle.ts), lww.ts in replay order, and lww.ts fed in
- * reverse arrival order (late commits) with the rebuild it may ask for.
+ * The rules of docs/contract.md §1, one by one, on the pure functions
+ * (wire.ts decodes, lww.ts applies). Every case is checked three ways: the
+ * devices' sequential model (oracle.ts), lww.ts in replay order, and lww.ts
+ * fed in reverse arrival order (late commits) with the rebuild it may ask for.
  */
 import { describe, expect, it } from 'vitest';
-import {
-  applyChange,
-  emptyState,
-  materialize,
-  MAX_DATA_DEPTH,
-  normalizeRow,
-  replay,
-  type Change,
-  type ChangeRow,
-} from '../../src/projection/lww.js';
-import { oracleReplay } from './oracle.js';
+import { applyChange, emptyState, materialize, replay } from '../../src/projection/lww.js';
+import { decodeRow, MAX_DATA_DEPTH, type Change } from '../../src/projection/wire.js';
+import { replayView, viewOf, type LogRow } from './oracle.js';
+import { toChangeRow } from './history.js';
+import { rowMaker } from './log-db.js';
 
 const U = 'u1';
 const M = 'm1';
-let seq = 0;
-
-/** A row of mission m1; ids increase with each call unless given. */
-function row(p: Partial<ChangeRow> & { createdAt: string }): ChangeRow {
-  seq++;
-  return {
-    id: p.id ?? `00000000-0000-4000-8000-${seq.toString(16).padStart(12, '0')}`,
-    userId: U,
-    recordId: M,
-    op: 'update',
-    data: {},
-    fieldTimestamps: {},
-    fieldMeta: {},
-    ...p,
-  };
-}
+const T = 'aiMissions';
 
 const t = (sec: number, ms = 0) => new Date(Date.UTC(2026, 0, 1, 10, 0, sec, ms)).toISOString();
+/** created_at in the projection's fixed-width form. */
+const c = (sec: number, ms = 0) => `${t(sec, ms).slice(0, 23)}000Z`;
+const row = rowMaker(() => ({ userId: U, recordId: M }));
 
-function changesOf(rows: ChangeRow[]): Change[] {
+type Meta = 'field_meta' | 'field_timestamps';
+
+function changesOf(rows: LogRow[], meta: Meta): Change[] {
   return rows.flatMap((r) => {
-    const n = normalizeRow(r);
-    return n.ok ? [n.change] : [];
+    const d = decodeRow(toChangeRow(r, meta));
+    return d.ok && d.change ? [d.change] : [];
   });
 }
 
 /** lww.ts fed in the given arrival order, rebuilding from all rows when it asks to. */
-function arrive(rows: ChangeRow[]): Record<string, unknown> | null {
-  let state = emptyState(U, M);
-  for (const c of changesOf(rows)) {
-    if (applyChange(state, c) === 'rebuild') state = replay(U, M, changesOf(rows));
+function arrive(rows: LogRow[], meta: Meta): Record<string, unknown> | null {
+  let state = emptyState(T, U, M);
+  for (const ch of changesOf(rows, meta)) {
+    if (applyChange(state, ch) === 'rebuild') state = replay(T, U, M, changesOf(rows, meta));
   }
   return materialize(state);
 }
 
-/** The record after the rows, asserted equal across the oracle, replay order and reverse arrival. */
-function project(rows: ChangeRow[]): Record<string, unknown> | null {
-  const oracle = oracleReplay(rows).get(`${U}\u0000${M}`) ?? null;
-  expect(materialize(replay(U, M, changesOf(rows)))).toEqual(oracle);
-  expect(arrive([...rows].reverse())).toEqual(oracle);
-  expect(arrive(rows)).toEqual(oracle);
-  return oracle;
+/** u1's record after the rows (its view), asserted equal across the model, replay order and reverse arrival. */
+function project(rows: LogRow[], meta: Meta = 'field_meta'): Record<string, unknown> | null {
+  const view = viewOf(rows, T, U, M);
+  const devices = replayView(view, M, meta)?.record ?? null;
+  expect(materialize(replay(T, U, M, changesOf(view, meta)))).toEqual(devices);
+  expect(arrive([...view].reverse(), meta)).toEqual(devices);
+  expect(arrive(view, meta)).toEqual(devices);
+  return devices;
 }
 
-describe('LWW rules (docs/contract.md §1)', () => {
-  it('a delete removes the record', () => {
-    expect(project([row({ op: 'insert', createdAt: t(1), data: { title: 'a' } }), row({ op: 'delete', createdAt: t(2), data: null })])).toBeNull();
-  });
-
-  it('a delete with data still removes (data of a delete is ignored)', () => {
-    expect(project([row({ op: 'insert', createdAt: t(1), data: { title: 'a' } }), row({ op: 'delete', createdAt: t(2), data: { title: 'z' } })])).toBeNull();
-  });
-
-  it('a delete of a record that never existed leaves nothing', () => {
-    expect(project([row({ op: 'delete', createdAt: t(1), data: null })])).toBeNull();
-  });
-
-  it('after a delete, a later row re-creates the record from its own data alone', () => {
-    const rec = project([
-      row({ op: 'insert', createdAt: t(1), data: { title: 'old', state: 'active', nextRunAt: t(100) } }),
-      row({ op: 'delete', createdAt: t(2), data: null }),
-      row({ op: 'update', createdAt: t(3), data: { title: 'new' } }),
-    ]);
-    expect(rec).toEqual({ id: M, title: 'new' });
-  });
-
-  it('a re-create wins even when its field stamps are older than the deleted ones', () => {
-    const rec = project([
-      row({ op: 'insert', createdAt: t(1), data: { title: 'old' }, fieldMeta: { title: t(50) } }),
-      row({ op: 'delete', createdAt: t(2), data: null }),
-      row({ op: 'insert', createdAt: t(3), data: { title: 'new' }, fieldMeta: { title: t(0) } }),
-    ]);
-    expect(rec).toEqual({ id: M, title: 'new' });
-  });
-
-  it('a row before the delete (in replay order) contributes nothing, whenever it arrives', () => {
-    const rec = project([
-      row({ op: 'update', createdAt: t(1), data: { objective: 'gone' }, fieldMeta: { objective: t(99) } }),
-      row({ op: 'delete', createdAt: t(2), data: null }),
-      row({ op: 'insert', createdAt: t(3), data: { title: 'x' } }),
-    ]);
-    expect(rec).toEqual({ id: M, title: 'x' });
-  });
-
-  it('a late delete (earlier created_at than rows already applied) asks for a rebuild', () => {
-    const ins = row({ op: 'insert', createdAt: t(1), data: { title: 'a' } });
-    const del = row({ op: 'delete', createdAt: t(2), data: null });
-    const upd = row({ op: 'update', createdAt: t(3), data: { state: 'active' } });
-    const state = emptyState(U, M);
-    for (const c of changesOf([ins, upd])) expect(applyChange(state, c)).toBe('applied');
-    expect(applyChange(state, changesOf([del])[0]!)).toBe('rebuild');
-    expect(materialize(replay(U, M, changesOf([ins, upd, del])))).toEqual({ id: M, state: 'active' });
-  });
-
-  it('the first row with data creates { id: record_id, ...data }', () => {
-    expect(project([row({ op: 'update', createdAt: t(1), data: { title: 'a', state: 'paused' } })])).toEqual({ id: M, title: 'a', state: 'paused' });
-  });
-
-  it('an insert with empty data creates { id } alone', () => {
-    expect(project([row({ op: 'insert', createdAt: t(1), data: {} })])).toEqual({ id: M });
-  });
-
-  it('the first row creates the record even when its stamps are older than nothing', () => {
-    expect(project([row({ op: 'insert', createdAt: t(5), data: { title: 'a' }, fieldMeta: { title: '1999-01-01T00:00:00Z' } })])).toEqual({ id: M, title: 'a' });
-  });
-
-  it('a field wins when its timestamp is greater than the stored one', () => {
-    const rec = project([
-      row({ op: 'insert', createdAt: t(1), data: { title: 'a', state: 'active' }, fieldMeta: { title: t(1), state: t(1) } }),
-      row({ op: 'update', createdAt: t(2), data: { title: 'b' }, fieldMeta: { title: t(2) } }),
-    ]);
-    expect(rec).toEqual({ id: M, title: 'b', state: 'active' });
-  });
-
-  it('a field wins when its timestamp equals the stored one (>=)', () => {
-    const rec = project([
-      row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: t(5) } }),
-      row({ op: 'update', createdAt: t(2), data: { title: 'b' }, fieldMeta: { title: t(5) } }),
-    ]);
-    expect(rec).toEqual({ id: M, title: 'b' });
-  });
-
-  it('a later row loses a field whose timestamp is older than the stored one, and wins the others', () => {
-    const rec = project([
-      row({ op: 'insert', createdAt: t(1), data: { title: 'a', state: 'active' }, fieldMeta: { title: t(9) } }),
-      row({ op: 'update', createdAt: t(2), data: { title: 'b', state: 'paused' }, fieldMeta: { title: t(3) } }),
-    ]);
-    expect(rec).toEqual({ id: M, title: 'a', state: 'paused' });
-  });
-
-  it('a field with no entry takes the row created_at as its timestamp', () => {
-    // Stored stamp of title: t(4) from field_meta. The later row has no entry:
-    // its stamp is its created_at t(3) < t(4), so it loses; at t(4) it wins.
-    const base = row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: t(4) } });
-    expect(project([base, row({ op: 'update', createdAt: t(3), data: { title: 'b' } })])).toEqual({ id: M, title: 'a' });
-    expect(project([base, row({ op: 'update', createdAt: t(4), data: { title: 'c' } })])).toEqual({ id: M, title: 'c' });
-  });
-
-  it('each field of one row keeps its own stamp when entries repeat around a field without one', () => {
-    // a and c share one entry text (parsed once), b between them has none (created_at t(2)).
-    const base = row({ op: 'insert', createdAt: t(1), data: { a: 0, b: 0, c: 0 }, fieldMeta: { a: t(5), b: t(5), c: t(5) } });
-    const mixed = row({ op: 'update', createdAt: t(2), data: { a: 1, b: 1, c: 1 }, fieldMeta: { a: { at: t(6) }, c: { at: t(6) } } });
-    expect(project([base, mixed])).toEqual({ id: M, a: 1, b: 0, c: 1 });
-    const n = normalizeRow(mixed);
-    expect(n.ok && n.change.kind === 'data' && n.change.fields.map(([k, , stamp]) => [k, stamp.split('|')[0]])).toEqual([
-      ['a', t(6).replace('Z', '000Z')],
-      ['b', t(2).replace('Z', '000Z')],
-      ['c', t(6).replace('Z', '000Z')],
-    ]);
-  });
-
-  it('an entry for another field does not stamp this one', () => {
-    const rec = project([
-      row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: t(4) } }),
-      row({ op: 'update', createdAt: t(3), data: { title: 'b' }, fieldMeta: { state: t(9) } }),
-    ]);
-    expect(rec).toEqual({ id: M, title: 'a' });
-  });
-
-  it('field_meta is read before field_timestamps', () => {
-    const base = row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: t(5) } });
-    // meta says older (loses) although field_timestamps says newer.
-    expect(project([base, row({ op: 'update', createdAt: t(2), data: { title: 'b' }, fieldMeta: { title: t(4) }, fieldTimestamps: { title: t(9) } })])).toEqual({ id: M, title: 'a' });
-    // meta says newer (wins) although field_timestamps says older.
-    expect(project([base, row({ op: 'update', createdAt: t(2), data: { title: 'c' }, fieldMeta: { title: t(6) }, fieldTimestamps: { title: t(0) } })])).toEqual({ id: M, title: 'c' });
-  });
-
-  it('field_timestamps is used when field_meta has no entry for the field (or is null)', () => {
-    const base = row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldTimestamps: { title: t(5) } });
-    expect(project([base, row({ op: 'update', createdAt: t(6), data: { title: 'b' }, fieldMeta: { state: t(9) }, fieldTimestamps: { title: t(4) } })])).toEqual({ id: M, title: 'a' });
-    expect(project([base, row({ op: 'update', createdAt: t(6), data: { title: 'c' }, fieldMeta: null, fieldTimestamps: { title: t(5) } })])).toEqual({ id: M, title: 'c' });
-    expect(project([base, row({ op: 'update', createdAt: t(6), data: { title: 'd' }, fieldMeta: { title: null }, fieldTimestamps: { title: t(4) } })])).toEqual({ id: M, title: 'a' });
-  });
-
-  it('an {at, actor, origin} entry uses its at', () => {
-    const rec = project([
-      row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: { at: t(5), actor: { kind: 'user' }, origin: 'user' } } }),
-      row({ op: 'update', createdAt: t(2), data: { title: 'b' }, fieldMeta: { title: { at: t(4), actor: { kind: 'ai' }, origin: 'agent' } } }),
-      row({ op: 'update', createdAt: t(3), data: { state: 'active' }, fieldMeta: { state: { at: t(0), origin: 'system' } } }),
-    ]);
+describe('an insert', () => {
+  it('of an absent record is the record: its data, with id the record id (id, __fieldMeta, _updatedAtIndex are not fields)', () => {
+    const rec = project([row({ op: 'insert', createdAt: c(1), data: { id: 'other', title: 'a', __fieldMeta: { x: 1 }, _updatedAtIndex: 'z', state: 'active' } })]);
     expect(rec).toEqual({ id: M, title: 'a', state: 'active' });
   });
 
-  it('string and {at} entries of the same instant compare equal (tie → replay order)', () => {
+  it('stamps every field with data.updatedAt, else data.createdAt, else the row’s created_at: a device clock 5 minutes fast wins over a later pause', () => {
+    const fast = t(300);
     const rec = project([
-      row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: { at: t(5) } } }),
-      row({ op: 'update', createdAt: t(2), data: { title: 'b' }, fieldTimestamps: { title: t(5) } }),
+      row({ op: 'insert', createdAt: c(1), data: { state: 'active', updatedAt: fast } }),
+      row({ op: 'update', createdAt: c(60), data: { state: 'paused' }, fieldMeta: { state: t(60) } }),
     ]);
-    expect(rec).toEqual({ id: M, title: 'b' });
+    expect(rec).toMatchObject({ state: 'active' });
+    expect(project([row({ op: 'insert', createdAt: c(1), data: { state: 'active', createdAt: fast } }), row({ op: 'update', createdAt: c(60), data: { state: 'paused' }, fieldMeta: { state: t(60) } })])).toMatchObject({ state: 'active' });
+    // Neither: the device's clock when it applies the row, taken as its created_at.
+    expect(project([row({ op: 'insert', createdAt: c(1), data: { state: 'active' } }), row({ op: 'update', createdAt: c(60), data: { state: 'paused' }, fieldMeta: { state: t(0) } })])).toMatchObject({ state: 'active' });
+    expect(project([row({ op: 'insert', createdAt: c(1), data: { state: 'active' } }), row({ op: 'update', createdAt: c(60), data: { state: 'paused' }, fieldMeta: { state: t(1) } })])).toMatchObject({ state: 'paused' });
   });
 
-  describe('instants are compared as instants, never as strings', () => {
-    it('"…10:00:00Z" equals "…10:00:00.000Z": the later row in replay order wins', () => {
-      // As strings "10:00:00Z" > "10:00:00.000Z"; as instants they tie.
-      const rec = project([
-        row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: '2026-01-01T10:00:00Z' } }),
-        row({ op: 'update', createdAt: t(2), data: { title: 'b' }, fieldMeta: { title: '2026-01-01T10:00:00.000Z' } }),
-      ]);
-      expect(rec).toEqual({ id: M, title: 'b' });
-    });
-
-    it('"+02:00" spelling equals the same instant in Z', () => {
-      // As strings "12:00:00+02:00" > "10:00:00.000Z"; as instants they tie.
-      const rec = project([
-        row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: '2026-01-01T12:00:00+02:00' } }),
-        row({ op: 'update', createdAt: t(2), data: { title: 'b' }, fieldMeta: { title: '2026-01-01T10:00:00.000Z' } }),
-      ]);
-      expect(rec).toEqual({ id: M, title: 'b' });
-    });
-
-    it('an offset spelling that sorts first as a string can be the later instant', () => {
-      // "2026-01-01T09:30:00-01:00" is 10:30Z: later than 10:00Z although it sorts before it.
-      const rec = project([
-        row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: '2026-01-01T09:30:00-01:00' } }),
-        row({ op: 'update', createdAt: t(2), data: { title: 'b' }, fieldMeta: { title: '2026-01-01T10:00:00Z' } }),
-      ]);
-      expect(rec).toEqual({ id: M, title: 'a' });
-    });
-
-    it('a microsecond is later than the whole second', () => {
-      const rec = project([
-        row({ op: 'insert', createdAt: t(1), data: { title: 'a' }, fieldMeta: { title: '2026-01-01T10:00:00.000001Z' } }),
-        row({ op: 'update', createdAt: t(2), data: { title: 'b' }, fieldMeta: { title: '2026-01-01T10:00:00Z' } }),
-      ]);
-      expect(rec).toEqual({ id: M, title: 'a' });
-    });
-
-    it('created_at spellings are instants too (replay order)', () => {
-      // Same instant spelled two ways: the tie on created_at falls to id.
-      const a = row({ id: '00000000-0000-4000-8000-00000000000b', op: 'insert', createdAt: '2026-01-01T12:00:00+02:00', data: { title: 'a' } });
-      const b = row({ id: '00000000-0000-4000-8000-00000000000a', op: 'update', createdAt: '2026-01-01T10:00:00.000000Z', data: { title: 'b' } });
-      expect(project([a, b])).toEqual({ id: M, title: 'a' });
-    });
+  it('ignores its field_meta (inserts carry none; the stamp is the record’s own)', () => {
+    const rec = project([
+      row({ op: 'insert', createdAt: c(1), data: { title: 'a', updatedAt: t(10) }, fieldMeta: { title: t(99) } }),
+      row({ op: 'update', createdAt: c(2), data: { title: 'b' }, fieldMeta: { title: t(20) } }),
+    ]);
+    expect(rec).toMatchObject({ title: 'b' });
   });
 
-  describe('ties fall to replay order: created_at, then id', () => {
-    it('equal field timestamps: the later created_at wins', () => {
-      const rec = project([
-        row({ op: 'update', createdAt: t(2), data: { title: 'late' }, fieldMeta: { title: t(9) } }),
-        row({ op: 'insert', createdAt: t(1), data: { title: 'early' }, fieldMeta: { title: t(9) } }),
-      ]);
-      expect(rec).toEqual({ id: M, title: 'late' });
-    });
-
-    it('equal field timestamps and created_at: the greater id wins', () => {
-      const hi = row({ id: 'ffffffff-0000-4000-8000-000000000000', op: 'update', createdAt: t(1), data: { title: 'hi' } });
-      const lo = row({ id: '00000000-0000-4000-8000-000000000000', op: 'update', createdAt: t(1), data: { title: 'lo' } });
-      expect(project([hi, lo])).toEqual({ id: M, title: 'hi' });
-      expect(project([lo, hi])).toEqual({ id: M, title: 'hi' });
-    });
-
-    it('a delete and an update at the same created_at: id decides which comes last', () => {
-      const del = row({ id: '00000000-0000-4000-8000-0000000000d0', op: 'delete', createdAt: t(2), data: null });
-      const updAfter = row({ id: '00000000-0000-4000-8000-0000000000e0', op: 'update', createdAt: t(2), data: { title: 'after' } });
-      const updBefore = row({ id: '00000000-0000-4000-8000-0000000000c0', op: 'update', createdAt: t(2), data: { title: 'before' } });
-      const ins = row({ op: 'insert', createdAt: t(1), data: { title: 'a', state: 'active' } });
-      expect(project([ins, del, updAfter])).toEqual({ id: M, title: 'after' });
-      expect(project([ins, del, updBefore])).toBeNull();
-    });
+  it('without data makes the record of the change envelope itself, as the webapp falls back to it', () => {
+    const rec = project([row({ id: '00000000-0000-4000-8000-0000000000e1', op: 'insert', createdAt: c(1), data: {}, spaceId: 'space-1', actor: { kind: 'user' }, origin: 'user', schemaVersion: 2 })]);
+    expect(rec).toEqual({ id: M, eventId: '00000000-0000-4000-8000-0000000000e1', schemaVersion: 2, table: T, op: 'insert', spaceId: 'space-1', actor: { kind: 'user' }, origin: 'user' });
+    expect(project([row({ op: 'insert', createdAt: c(1), data: null })])).toMatchObject({ op: 'insert', table: T });
   });
 
-  describe('soft delete', () => {
-    it('deletedAt is an ordinary LWW field: the record stays, carrying it', () => {
-      const rec = project([
-        row({ op: 'insert', createdAt: t(1), data: { title: 'a', state: 'active' } }),
-        row({ op: 'update', createdAt: t(2), data: { deletedAt: t(2) } }),
-      ]);
-      expect(rec).toEqual({ id: M, title: 'a', state: 'active', deletedAt: t(2) });
-    });
+  it('into a present record takes each field whose stamp is at least the stored one', () => {
+    const rec = project([
+      row({ op: 'insert', createdAt: c(1), data: { title: 'a', state: 'active', updatedAt: t(5) } }),
+      row({ op: 'update', createdAt: c(2), data: { title: 'b' }, fieldMeta: { title: t(9) } }),
+      row({ op: 'insert', createdAt: c(3), data: { title: 'c', state: 'paused', objective: 'o', updatedAt: t(5) } }),
+    ]);
+    expect(rec).toEqual({ id: M, title: 'b', state: 'paused', objective: 'o', updatedAt: t(5) });
+  });
+});
 
-    it('a later falsy deletedAt un-deletes; an older one does not', () => {
-      const base = [
-        row({ op: 'insert', createdAt: t(1), data: { title: 'a' } }),
-        row({ op: 'update', createdAt: t(3), data: { deletedAt: t(3) } }),
-      ];
-      expect(project([...base, row({ op: 'update', createdAt: t(4), data: { deletedAt: null } })])).toEqual({ id: M, title: 'a', deletedAt: null });
-      expect(project([...base, row({ op: 'update', createdAt: t(4), data: { deletedAt: null }, fieldMeta: { deletedAt: t(2) } })])).toEqual({
-        id: M,
-        title: 'a',
-        deletedAt: t(3),
-      });
-    });
+describe('an update', () => {
+  it('counts only fields with both a field_meta string and a data key; none: the row does nothing', () => {
+    expect(project([row({ op: 'update', createdAt: c(1), data: { title: 'a' }, fieldMeta: { state: t(1) } })])).toBeNull();
+    const rec = project([
+      row({ op: 'insert', createdAt: c(1), data: { title: 'a', state: 'active' } }),
+      row({ op: 'update', createdAt: c(2), data: { title: 'b', state: 'paused' }, fieldMeta: { title: t(2) } }),
+    ]);
+    expect(rec).toMatchObject({ title: 'b', state: 'active' });
   });
 
-  describe('malformed rows are skipped (never thrown)', () => {
-    const good = row({ op: 'insert', createdAt: t(1), data: { title: 'a' } });
-    const cases: [string, Partial<ChangeRow>][] = [
-      ['data null on insert', { op: 'insert', data: null }],
-      ['data an array', { data: [{ title: 'x' }] }],
-      ['data a string', { data: 'oops' }],
-      ['data a number', { data: 42 }],
-      ['unknown op', { op: 'upsert', data: { title: 'x' } }],
-      ['op not a string', { op: 3, data: { title: 'x' } }],
-      ['op in another case', { op: 'UPDATE', data: { title: 'x' } }],
-      ['field_meta string unparsable', { data: { title: 'x' }, fieldMeta: { title: 'yesterday' } }],
-      ['field_meta {at} unparsable', { data: { title: 'x' }, fieldMeta: { title: { at: 'nope' } } }],
-      ['field_meta {at} missing', { data: { title: 'x' }, fieldMeta: { title: { actor: 'a' } } }],
-      ['field_meta entry a number', { data: { title: 'x' }, fieldMeta: { title: 1767261600000 } }],
-      ['field_timestamps string unparsable', { data: { title: 'x' }, fieldTimestamps: { title: '2026-02-30T00:00:00Z' } }],
-      ['field_timestamps {at} unparsable', { data: { title: 'x' }, fieldTimestamps: { title: { at: '2026-01-01T25:00:00Z' } } }],
-      ['field_meta not an object', { data: { title: 'x' }, fieldMeta: 'x' }],
-      ['field_timestamps an array', { data: { title: 'x' }, fieldTimestamps: [] }],
-      ['huge timestamp string', { data: { title: 'x' }, fieldMeta: { title: `2026-01-01T10:00:00.${'1'.repeat(100_000)}Z` } }],
-      ['timestamp beyond year 9999', { data: { title: 'x' }, fieldMeta: { title: '+275760-09-13T00:00:00.000Z' } }],
-      ['created_at unparsable', { data: { title: 'x' }, createdAt: 'soon' }],
-    ];
-    for (const [name, patch] of cases) {
-      it(name, () => {
-        const bad = row({ createdAt: t(2), ...patch });
-        const n = normalizeRow(bad);
-        expect(n.ok).toBe(false);
-        if (!n.ok) expect(n.reason.length).toBeLessThan(300);
-        expect(project([good, bad])).toEqual({ id: M, title: 'a' });
-      });
-    }
-
-    it('a value that cannot be written back as read is skipped: a number beyond the double range, nesting deeper than MAX_DATA_DEPTH', () => {
-      // The oracle (the contract's replay) has no notion of these; lww.ts refuses them
-      // because 1e400 parses to Infinity (stored as null) and deep nesting breaks JSON.stringify.
-      let nested: unknown = 'x';
-      for (let i = 0; i < MAX_DATA_DEPTH; i++) nested = { a: nested };
-      for (const data of [{ title: Infinity }, { n: [1, { m: -Infinity }] }, { title: NaN }, { title: nested }]) {
-        const n = normalizeRow(row({ createdAt: t(2), data }));
-        expect(n.ok).toBe(false);
-      }
-      let shallow: unknown = 'x';
-      for (let i = 0; i < MAX_DATA_DEPTH - 1; i++) shallow = [shallow];
-      expect(normalizeRow(row({ createdAt: t(2), data: { title: shallow, big: 1.7976931348623157e308 } })).ok).toBe(true);
-    });
-
-    it('an unparsable entry for a field the row does not carry is ignored', () => {
-      const r = row({ createdAt: t(2), data: { title: 'x' }, fieldMeta: { state: 'garbage' } });
-      expect(normalizeRow(r).ok).toBe(true);
-    });
-
-    it('a malformed delete (unparsable created_at) is skipped; a delete with odd metadata is not', () => {
-      expect(normalizeRow(row({ op: 'delete', createdAt: 'x', data: null })).ok).toBe(false);
-      expect(normalizeRow(row({ op: 'delete', createdAt: t(1), data: 'junk', fieldMeta: 'junk' })).ok).toBe(true);
-    });
-  });
-
-  it('applying a change twice is idempotent', () => {
+  it('with stamps only in field_timestamps does nothing where the table has field_meta, and counts them where it has not', () => {
     const rows = [
-      row({ op: 'insert', createdAt: t(1), data: { title: 'a', state: 'active' } }),
-      row({ op: 'update', createdAt: t(2), data: { title: 'b' } }),
-      row({ op: 'delete', createdAt: t(3), data: null }),
-      row({ op: 'insert', createdAt: t(4), data: { title: 'c' } }),
+      row({ op: 'insert', createdAt: c(1), data: { state: 'active' } }),
+      row({ op: 'update', createdAt: c(2), data: { state: 'paused' }, fieldTimestamps: { state: t(2) } }),
     ];
-    const state = emptyState(U, M);
-    for (const c of [...changesOf(rows), ...changesOf(rows)]) expect(applyChange(state, c)).not.toBe('rebuild');
-    expect(materialize(state)).toEqual({ id: M, title: 'c' });
+    expect(project(rows, 'field_meta')).toMatchObject({ state: 'active' });
+    expect(project(rows, 'field_timestamps')).toMatchObject({ state: 'paused' });
+  });
+
+  it('reads a null metadata entry as the empty stamp: it loses to any stored field', () => {
+    const rec = project([
+      row({ op: 'insert', createdAt: c(1), data: { title: 'a' } }),
+      row({ op: 'update', createdAt: c(2), data: { title: 'b', objective: 'new' }, fieldMeta: { title: null, objective: null } }),
+    ]);
+    expect(rec).toEqual({ id: M, title: 'a', objective: 'new' });
+  });
+
+  it('of an absent record rebuilds it from its own fields alone', () => {
+    expect(project([row({ op: 'update', createdAt: c(1), data: { title: 'a', state: 'paused' }, fieldMeta: { title: t(1), state: t(1) } })])).toEqual({ id: M, title: 'a', state: 'paused' });
+  });
+});
+
+describe('a delete', () => {
+  const ins = (sec: number) => row({ op: 'insert', createdAt: c(sec), data: { title: 'a', state: 'active', nextRunAt: t(100) } });
+
+  it('with a deletedAt string soft-deletes: the record stays, carrying it', () => {
+    expect(project([ins(1), row({ op: 'delete', createdAt: c(2), data: { deletedAt: t(2) } })])).toMatchObject({ title: 'a', deletedAt: t(2) });
+  });
+
+  it('soft: an older update arriving later (an offline device) leaves it deleted', () => {
+    const rec = project([ins(1), row({ op: 'delete', createdAt: c(3), data: { deletedAt: t(3) } }), row({ op: 'update', createdAt: c(4), data: { state: 'paused' }, fieldMeta: { state: t(2) } })]);
+    expect(rec).toMatchObject({ deletedAt: t(3), state: 'paused' });
+  });
+
+  it('soft: a later insert of the same id keeps deletedAt; an update of deletedAt with a newer stamp clears it', () => {
+    expect(project([ins(1), row({ op: 'delete', createdAt: c(2), data: { deletedAt: t(2) } }), ins(3)])).toMatchObject({ deletedAt: t(2) });
+    const undeleted = project([ins(1), row({ op: 'delete', createdAt: c(2), data: { deletedAt: t(2) } }), row({ op: 'update', createdAt: c(3), data: { deletedAt: null }, fieldMeta: { deletedAt: t(3) } })]);
+    expect(undeleted).toMatchObject({ deletedAt: null });
+  });
+
+  it('soft: of an absent record does nothing, even when the record appears after it', () => {
+    expect(project([row({ op: 'delete', createdAt: c(1), data: { deletedAt: t(1) } })])).toBeNull();
+    expect(project([row({ op: 'delete', createdAt: c(1), data: { deletedAt: t(1) } }), ins(2)])).not.toHaveProperty('deletedAt');
+  });
+
+  it('soft: deletedAt is last-write-wins on its own stamp', () => {
+    expect(project([ins(1), row({ op: 'delete', createdAt: c(2), data: { deletedAt: t(9) } }), row({ op: 'delete', createdAt: c(3), data: { deletedAt: t(5) } })])).toMatchObject({ deletedAt: t(9) });
+  });
+
+  it('without a deletedAt string (none, empty, a number) removes the record; a later update rebuilds it from its fields alone', () => {
+    for (const data of [null, {}, { deletedAt: '' }, { deletedAt: 5 }]) {
+      expect(project([ins(1), row({ op: 'delete', createdAt: c(2), data })])).toBeNull();
+      const rec = project([ins(1), row({ op: 'delete', createdAt: c(2), data }), row({ op: 'update', createdAt: c(3), data: { state: 'paused' }, fieldMeta: { state: t(0) } })]);
+      expect(rec).toEqual({ id: M, state: 'paused' });
+    }
+  });
+
+  it('a late hard delete (before rows already applied) asks for a rebuild', () => {
+    const [a, del, upd] = [ins(1), row({ op: 'delete', createdAt: c(2), data: {} }), row({ op: 'update', createdAt: c(3), data: { state: 'paused' }, fieldMeta: { state: t(3) } })];
+    const state = emptyState(T, U, M);
+    for (const ch of changesOf([a!, upd!], 'field_meta')) expect(applyChange(state, ch)).toBe('applied');
+    expect(applyChange(state, changesOf([del!], 'field_meta')[0]!)).toBe('rebuild');
+  });
+});
+
+describe('stamps', () => {
+  it('compare as strings: "…:00Z" beats "…:00.500Z"', () => {
+    const rec = project([
+      row({ op: 'insert', createdAt: c(1), data: { title: 'a', updatedAt: t(0, 500) } }),
+      row({ op: 'update', createdAt: c(2), data: { title: 'b' }, fieldMeta: { title: t(0).replace('.000Z', 'Z') } }),
+      row({ op: 'update', createdAt: c(3), data: { title: 'c' }, fieldMeta: { title: t(0, 500) } }),
+    ]);
+    expect(rec).toMatchObject({ title: 'b' });
+  });
+
+  it('an insert’s numeric updatedAt compares as JavaScript does: an ISO string is never at least it, nor it at least one, nor "" when negative', () => {
+    expect(project([row({ op: 'insert', createdAt: c(1), data: { title: 'a', updatedAt: 5 } }), row({ op: 'update', createdAt: c(2), data: { title: 'b' }, fieldMeta: { title: t(2) } })])).toMatchObject({ title: 'a' });
+    expect(project([row({ op: 'insert', createdAt: c(1), data: { title: 'a' } }), row({ op: 'insert', createdAt: c(2), data: { title: 'b', objective: 'o', updatedAt: 7 } })])).toEqual({ id: M, title: 'a', objective: 'o', updatedAt: 7 });
+    expect(project([row({ op: 'update', createdAt: c(1), data: { title: 'a' }, fieldMeta: { title: '' } }), row({ op: 'insert', createdAt: c(2), data: { objective: 'o', updatedAt: -1 } })])).toEqual({ id: M, title: 'a' });
+  });
+
+  it('stamps that are not plain (astral or control characters, numbers) merge in replay order, late ones by a rebuild', () => {
+    const rows = [
+      row({ op: 'insert', createdAt: c(1), data: { title: 'a', updatedAt: '\u{1F600}' } }),
+      row({ op: 'update', createdAt: c(2), data: { title: 'b' }, fieldMeta: { title: '\uE000' } }),
+      row({ op: 'update', createdAt: c(3), data: { title: 'c' }, fieldMeta: { title: 'a\u0001' } }),
+    ];
+    // JavaScript compares UTF-16 units: U+E000 is above the surrogate that starts the emoji.
+    expect(project(rows)).toMatchObject({ title: 'b' });
+    const state = emptyState(T, U, M);
+    const [first, second, third] = changesOf(rows, 'field_meta');
+    expect(applyChange(state, third!)).toBe('applied');
+    expect(applyChange(state, first!)).toBe('rebuild');
+    expect(applyChange(emptyState(T, U, M), second!)).toBe('applied');
+  });
+});
+
+describe('rows a device never applies are skipped', () => {
+  it.each<[string, Partial<LogRow>]>([
+    ['data not an object (the pull fails)', { data: [1] }],
+    ['a metadata value that is not a string (the pull fails)', { fieldMeta: { title: { at: t(1) } } }],
+    ['an actor that is not an object (the device drops it)', { actor: 'user' }],
+    ['an empty record id (the device drops it)', { recordId: '' }],
+    ['an unknown op', { op: 'merge' }],
+    ['an insert stamp that cannot become a primitive', { op: 'insert', data: { title: 'x', updatedAt: { toString: 1 } } }],
+  ])('%s', (_name, p) => {
+    const d = decodeRow(toChangeRow(row({ op: 'update', createdAt: c(1), data: { title: 'x' }, fieldMeta: { title: t(1) }, ...p })));
+    expect(d.ok).toBe(false);
+  });
+
+  it('a value that cannot be stored as read: a number beyond the double range, nesting deeper than MAX_DATA_DEPTH', () => {
+    let deep: unknown = 'bottom';
+    for (let i = 0; i < MAX_DATA_DEPTH + 1; i++) deep = [deep];
+    for (const data of [{ title: Infinity }, { title: deep }]) {
+      expect(decodeRow(toChangeRow(row({ op: 'insert', createdAt: c(1), data }))).ok).toBe(false);
+    }
+  });
+
+  it('the same rows with odd but readable values are applied: unparsable stamps are strings like any other', () => {
+    const d = decodeRow(toChangeRow(row({ op: 'update', createdAt: c(1), data: { title: 'x' }, fieldMeta: { title: 'yesterday' } })));
+    expect(d.ok && d.change?.kind).toBe('data');
+  });
+});
+
+describe('views of a record shared in a space', () => {
+  const member = (p: Partial<LogRow>) => row({ userId: 'u2', ...p });
+
+  it('another member’s rows join the view when they carry a real space the viewer stamped on the record itself', () => {
+    const rows = [
+      row({ op: 'insert', createdAt: c(1), data: { title: 'a', state: 'active', spaceId: 'space-1' }, spaceId: 'space-1' }),
+      member({ op: 'update', createdAt: c(2), data: { title: 'by u2' }, fieldMeta: { title: t(2) }, spaceId: 'space-1' }),
+    ];
+    expect(project(rows)).toMatchObject({ title: 'by u2' });
+  });
+
+  it('sentinel, null and unstamped spaces keep another user’s rows out (a stranger who knows the id cannot write in)', () => {
+    for (const spaceId of [null, '_personal:u1', 'space-2']) {
+      const rows = [
+        row({ op: 'insert', createdAt: c(1), data: { title: 'a' }, spaceId: spaceId === 'space-2' ? 'space-1' : spaceId }),
+        member({ op: 'update', createdAt: c(2), data: { title: 'by a stranger' }, fieldMeta: { title: t(2) }, spaceId }),
+      ];
+      expect(project(rows)).toMatchObject({ title: 'a' });
+    }
+  });
+});
+
+describe('idempotence', () => {
+  it('applying a change twice changes nothing', () => {
+    const rows = [
+      row({ op: 'insert', createdAt: c(1), data: { title: 'a', state: 'active' } }),
+      row({ op: 'delete', createdAt: c(2), data: { deletedAt: t(2) } }),
+      row({ op: 'update', createdAt: c(3), data: { title: 'b' }, fieldMeta: { title: t(3) } }),
+    ];
+    const once = replay(T, U, M, changesOf(rows, 'field_meta'));
+    const twice = replay(T, U, M, changesOf(rows, 'field_meta'));
+    for (const ch of changesOf(rows, 'field_meta')) applyChange(twice, ch);
+    expect(materialize(twice)).toEqual(materialize(once));
   });
 });

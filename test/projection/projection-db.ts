@@ -8,6 +8,7 @@
 import { createTestDb, type TestDb } from '../support/db.js';
 import { createSql } from '../../src/db/pool.js';
 import { FAST_PATH_INDEX, fastPathIndexSql } from '../../src/projection/fast-path-index.js';
+import { PROJECTED_TABLES_SQL } from '../../src/projection/change-source.js';
 
 let indexed = false;
 
@@ -26,7 +27,7 @@ export async function createProjectionDb(): Promise<TestDb> {
   const sql = createSql(db.url, { max: 10 });
   const plan = await sql<{ 'QUERY PLAN': string }[]>`
     EXPLAIN SELECT id FROM sync_changes s
-    WHERE s.app_id = 'ai' AND s.table_name = 'aiMissions' AND s.created_at >= now() AND NOT (s.id = ANY('{}'::uuid[]))`;
+    WHERE s.app_id = 'ai' AND ${sql.unsafe(PROJECTED_TABLES_SQL)} AND s.created_at >= now() AND NOT (s.id = ANY('{}'::uuid[]))`;
   if (!plan.some((r) => r['QUERY PLAN'].includes(FAST_PATH_INDEX))) {
     throw new Error(`expected the window query to use ${FAST_PATH_INDEX}, got:\n${plan.map((r) => r['QUERY PLAN']).join('\n')}`);
   }

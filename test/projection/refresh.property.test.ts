@@ -1,12 +1,16 @@
 /**
- * The projection invariant against the real database: after any sequence of
- * incremental refreshes, mana_ai.mission_snapshots equals a full replay of
- * the whole log (oracle.ts, the contract read literally).
+ * The projection against the devices, on the real database: after any
+ * sequence of incremental refreshes, every view in mana_ai.mission_snapshots
+ * and mana_ai.agent_snapshots equals what the user's devices hold
+ * (oracle.ts), with its author and derived columns, and the due scan
+ * returns exactly the missions the runner on their author's device would
+ * run, at any instant.
  *
- * Random histories (history.ts) are inserted into sync_changes with explicit
- * ids, created_at and metadata, in a random permutation cut into batches —
+ * Random logs (history.ts) are inserted into sync_changes with explicit
+ * ids, created_at and columns, in a random permutation cut into batches —
  * rows "commit" out of created_at order — with a real projection.refresh()
- * after every batch, and the snapshots compared with the oracle each time.
+ * after every batch (the first a bulk read, the others incremental), and
+ * the snapshots compared with the oracle each time.
  *
  * created_at values must stay above the projection's horizon, or the
  * projection is right to treat them as already applied: a separate
@@ -20,12 +24,13 @@ import postgres from 'postgres';
 import type { TestDb } from '../support/db.js';
 import { createProjectionDb } from './projection-db.js';
 import { createProjection } from '../../src/projection/refresh.js';
-import { parseInstant } from '../../src/projection/instant.js';
-import type { ChangeRow } from '../../src/projection/lww.js';
+import { derivedOf } from '../../src/projection/due-rule.js';
+import { viewKey } from '../../src/projection/views.js';
+import { scanDue } from '../../src/schedule/due.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
-import { oracleReplay } from './oracle.js';
+import { oracleViews, runnerWouldRun, type LogRow, type ViewResult } from './oracle.js';
 import { rowArb, toRows } from './history.js';
-import { insertRows } from './log-db.js';
+import { insertRows, resetProjection } from './log-db.js';
 
 let db: TestDb;
 /**
@@ -61,32 +66,33 @@ afterAll(async () => {
 
 interface SnapshotView {
   record: Record<string, unknown>;
+  author: string | null;
   softDeleted: boolean;
   state: string | null;
   nextRunAt: string | null;
+  listed: boolean;
+  spaceId: string | null;
 }
+
+const TS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 async function snapshots(sql: Sql): Promise<Map<string, SnapshotView>> {
-  const rows = await sql<{ userId: string; missionId: string; record: Record<string, unknown>; softDeleted: boolean; state: string | null; nextRunAt: string | null }[]>`
-    SELECT user_id AS "userId", mission_id AS "missionId",
-           jsonb_build_object('id', mission_id) || fields AS record,
-           soft_deleted AS "softDeleted", state,
-           to_char(next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS "nextRunAt"
-    FROM mana_ai.mission_snapshots WHERE present`;
-  return new Map(rows.map(({ userId, missionId, ...view }) => [`${userId}\u0000${missionId}`, view]));
+  const cols = (id: string) => `jsonb_build_object('id', ${id}) || fields AS record, author, soft_deleted AS "softDeleted", state,
+    to_char(next_run_at AT TIME ZONE 'UTC', ${TS}) AS "nextRunAt", listed, space_id AS "spaceId"`;
+  const rows = await sql<(SnapshotView & { t: string; u: string; r: string })[]>`
+    SELECT 'aiMissions' AS t, user_id AS u, mission_id AS r, ${sql.unsafe(cols('mission_id'))} FROM mana_ai.mission_snapshots WHERE present
+    UNION ALL
+    SELECT 'agents', user_id, agent_id, ${sql.unsafe(cols('agent_id'))} FROM mana_ai.agent_snapshots WHERE present`;
+  return new Map(rows.map(({ t, u, r, ...view }) => [viewKey(t, u, r), view]));
 }
 
-/** What the snapshot columns must be for an oracle record. */
-function expectedView(record: Record<string, unknown>): SnapshotView {
-  return {
-    record,
-    softDeleted: Boolean(record['deletedAt']),
-    state: typeof record['state'] === 'string' ? record['state'] : null,
-    nextRunAt: parseInstant(record['nextRunAt']),
-  };
+/** What the snapshot columns must be for an oracle view (due-rule.ts read off the oracle's record). */
+function expectedView(v: ViewResult): SnapshotView {
+  const d = derivedOf((k) => v.record[k], null);
+  return { record: v.record, author: v.author, softDeleted: d.soft_deleted, state: d.state, nextRunAt: d.next_run_at, listed: d.listed, spaceId: d.space_id };
 }
 
-const historyArb = fc.array(rowArb, { minLength: 1, maxLength: 60, size: 'max' }).chain((specs) =>
+const historyArb = fc.array(rowArb, { minLength: 1, maxLength: 50, size: 'max' }).chain((specs) =>
   fc.record({
     specs: fc.constant(specs),
     order: fc.shuffledSubarray([...specs.keys()], { minLength: specs.length, maxLength: specs.length }),
@@ -95,26 +101,39 @@ const historyArb = fc.array(rowArb, { minLength: 1, maxLength: 60, size: 'max' }
     cacheRecords: fc.integer({ min: 1, max: 8 }),
     loadChunk: fc.integer({ min: 1, max: 4 }),
     pool: fc.constantFrom(1 as const, 2 as const, 10 as const),
+    nowSec: fc.array(fc.integer({ min: -3, max: 10 }), { minLength: 2, maxLength: 2 }),
   }),
 );
 
-describe('incremental refresh against the real database', () => {
-  it('after any sequence of incremental refreshes, the snapshots equal a full replay of the whole log', async () => {
+/** The due scan at an instant against the runner of each author's device. */
+async function checkDue(rows: LogRow[], atMs: number): Promise<number> {
+  const nowIso = new Date(atMs).toISOString();
+  const { due } = await scanDue(db.sql, { limit: 10_000, at: nowIso });
+  const expected = [...oracleViews(rows)]
+    .filter(([k, v]) => k.startsWith('aiMissions\u0000') && runnerWouldRun(v, k.split('\u0000')[1]!, nowIso))
+    .map(([k]) => k.split('\u0000').slice(1).join('/'))
+    .sort();
+  expect(due.map((m) => `${m.userId}/${m.missionId}`).sort()).toEqual(expected);
+  return expected.length;
+}
+
+describe('incremental refresh against the devices, on the real database', () => {
+  it('after any sequence of refreshes, every view equals what its devices hold, and exactly the runnable missions are due', async () => {
     const silent = pino({ level: 'silent' });
     let runs = 0;
+    let due = 0;
     await fc.assert(
-      fc.asyncProperty(historyArb, async ({ specs, order, cuts, batchRows, cacheRecords, loadChunk, pool }) => {
+      fc.asyncProperty(historyArb, async ({ specs, order, cuts, batchRows, cacheRecords, loadChunk, pool, nowSec }) => {
         runs++;
-        await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
+        await resetProjection(db.sql);
         const rows = toRows(specs, baseMs);
-        for (const r of rows) expect(Date.parse(r.createdAt)).toBeGreaterThan(baseMs - 1);
         // Small batches, a small cache and tiny load chunks force the cursor's batching, the
         // cache eviction and the pipelined loads and write-backs.
         const projection = createProjection({ sql: pools[pool], log: silent, batchRows, cacheRecords, loadChunk });
 
         const permuted = order.map((i) => rows[i]!);
         const points = [...new Set([0, ...cuts, permuted.length])].sort((a, b) => a - b);
-        const committed: ChangeRow[] = [];
+        const committed: LogRow[] = [];
         let read = 0;
         for (let i = 0; i + 1 < points.length; i++) {
           const batch = permuted.slice(points[i], points[i + 1]);
@@ -123,23 +142,23 @@ describe('incremental refresh against the real database', () => {
           const stats = await projection.refresh();
           expect(stats.ran).toBe(true);
           expect(stats.stalled).toBe(false);
-          // The first pass reads a backlog in bulk, by record in replay order: no delete comes late.
-          if (i === 0) expect(stats.rebuilds).toBe(0);
           // The horizon never passes the held transaction, so nothing generated is below it.
           expect(stats.horizon < new Date(baseMs).toISOString()).toBe(true);
           read += stats.rowsApplied + stats.rowsSkipped;
 
-          const expected = new Map([...oracleReplay(committed)].map(([k, rec]) => [k, expectedView(rec)]));
+          const expected = new Map([...oracleViews(committed)].map(([k, v]) => [k, expectedView(v)]));
           expect(await snapshots(db.sql)).toEqual(expected);
         }
+        for (const s of nowSec) due += await checkDue(committed, baseMs + s * 1000 + 250);
         // Every row was read exactly once: never skipped by the cursor, never re-read.
         expect(read).toBe(rows.length);
         const again = await projection.refresh();
         expect(again.rowsApplied + again.rowsSkipped).toBe(0);
         expect(again.recordsWritten).toBe(0);
       }),
-      { numRuns: 40, endOnFailure: false },
+      { numRuns: 60, endOnFailure: false },
     );
-    expect(runs).toBeGreaterThanOrEqual(40);
-  }, 120_000);
+    expect(runs).toBeGreaterThanOrEqual(60);
+    expect(due).toBeGreaterThan(10);
+  }, 240_000);
 });

@@ -9,8 +9,7 @@ import type { TxSql } from '../../src/db/pool.js';
 import { sleep } from '../support/wait.js';
 import { pino } from 'pino';
 import { createProjection } from '../../src/projection/refresh.js';
-import { insertRows, readLog, readRecords, rowMaker } from './log-db.js';
-import { oracleReplay } from './oracle.js';
+import { insertRows, readViews, resetProjection, rowMaker, viewsMatchOracle } from './log-db.js';
 
 let db: TestDb;
 
@@ -100,7 +99,7 @@ describe('fenced write-backs', () => {
 
 describe('a pass that fails after its write-backs landed', () => {
   it('leaves snapshots ahead of the cursor, and the next pass applies the same rows again to the same result', async () => {
-    await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
+    await resetProjection(db.sql);
     // Fails the cursor's write, the pass's last step, while fail_cursor has a row.
     await db.sql`CREATE TABLE IF NOT EXISTS fail_cursor (x int)`;
     await db.sql`CREATE OR REPLACE FUNCTION fail_cursor_write() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -108,7 +107,7 @@ describe('a pass that fails after its write-backs landed', () => {
     await db.sql`CREATE OR REPLACE TRIGGER fail_cursor_write BEFORE INSERT OR UPDATE ON mana_ai.projection_cursor
       FOR EACH ROW EXECUTE FUNCTION fail_cursor_write()`;
     try {
-      const row = rowMaker((n) => ({ recordId: `m${n % 4}`, data: { title: `t${n}`, state: 'active' } }));
+      const row = rowMaker((n) => ({ recordId: `m${n % 4}`, op: 'insert', data: { title: `t${n}`, state: 'active' } }));
       await insertRows(db.sql, Array.from({ length: 8 }, () => row()));
       const projection = createProjection({ sql: db.sql, log: pino({ level: 'silent' }), batchRows: 3, cacheRecords: 8, loadChunk: 1 });
       expect((await projection.refresh()).rowsApplied).toBe(8);
@@ -119,13 +118,14 @@ describe('a pass that fails after its write-backs landed', () => {
       await insertRows(db.sql, newer);
       await db.sql`INSERT INTO fail_cursor VALUES (1)`;
       await expect(projection.refresh()).rejects.toThrow(/injected cursor failure/);
-      const ahead = await readRecords(db.sql);
-      expect([...ahead.values()].some((r) => String(r['title']).startsWith('new')), 'the write-backs landed before the pass failed').toBe(true);
+      const ahead = await readViews(db.sql);
+      expect([...ahead.values()].some((v) => String(v.record['title']).startsWith('new')), 'the write-backs landed before the pass failed').toBe(true);
 
       await db.sql`DELETE FROM fail_cursor`;
       const again = await projection.refresh();
       expect(again.rowsApplied).toBe(newer.length);
-      expect(await readRecords(db.sql)).toEqual(oracleReplay(await readLog(db.sql)));
+      const { actual, expected } = await viewsMatchOracle(db.sql);
+      expect(actual).toEqual(expected);
     } finally {
       await db.sql`DROP TRIGGER IF EXISTS fail_cursor_write ON mana_ai.projection_cursor`;
     }

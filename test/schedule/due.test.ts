@@ -13,8 +13,8 @@ import { findDueMissions, nextDueAt, scanDue } from '../../src/schedule/due.js';
 import { createScheduler, type PassResult } from '../../src/schedule/scheduler.js';
 import { loadConfig } from '../../src/config.js';
 import { startCoordinator } from '../../src/coordinator.js';
-import type { ChangeRow } from '../../src/projection/lww.js';
-import { insertRows } from '../projection/log-db.js';
+import type { LogRow } from '../projection/oracle.js';
+import { insertRows, resetProjection, rowMaker } from '../projection/log-db.js';
 
 const silent = pino({ level: 'silent' });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -29,22 +29,17 @@ afterAll(async () => {
 });
 
 let n = 0;
-function row(userId: string, recordId: string, op: string, data: unknown, fieldMeta: unknown = {}): ChangeRow {
+/** A row written now; an update stamps each of its fields now, as a device does, unless given its metadata. */
+function row(userId: string, recordId: string, op: string, data: unknown, fieldMeta?: unknown): LogRow {
   n++;
-  return {
-    id: `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`,
-    userId,
-    recordId,
-    op,
-    data,
-    fieldMeta,
-    fieldTimestamps: {},
-    createdAt: new Date(Date.now() + n).toISOString(),
-  };
+  const at = new Date(Date.now() + n).toISOString();
+  const stamps = op === 'update' && data && typeof data === 'object' ? Object.fromEntries(Object.keys(data).map((k) => [k, at])) : {};
+  return makeRow({ id: `00000000-0000-4000-8000-${n.toString(16).padStart(12, '0')}`, userId, recordId, op, data, fieldMeta: fieldMeta ?? stamps, createdAt: at });
 }
+const makeRow = rowMaker(() => ({}));
 
-async function project(rows: ChangeRow[]): Promise<void> {
-  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
+async function project(rows: LogRow[]): Promise<void> {
+  await resetProjection(db.sql);
   await insertRows(db.sql, rows);
   const stats = await createProjection({ sql: db.sql, log: silent, batchRows: 1000, cacheRecords: 1000 }).refresh();
   expect(stats.rowsApplied).toBe(rows.length);
@@ -53,7 +48,8 @@ async function project(rows: ChangeRow[]): Promise<void> {
 describe('due scan semantics', () => {
   const past = (min: number) => new Date(Date.now() - min * 60_000).toISOString();
   const future = (min: number) => new Date(Date.now() + min * 60_000).toISOString();
-  const active = (nextRunAt: unknown, extra: Record<string, unknown> = {}) => ({ title: 't', state: 'active', nextRunAt, ...extra });
+  // createdAt: the runner lists missions through that index; the insert's fields are stamped with it.
+  const active = (nextRunAt: unknown, extra: Record<string, unknown> = {}) => ({ title: 't', state: 'active', nextRunAt, createdAt: past(600), ...extra });
 
   beforeEach(async () => {
     const offsetSpelled = new Date(Date.now() - 50 * 60_000 + 2 * 3600_000).toISOString().slice(0, 19) + '+02:00';
@@ -61,7 +57,6 @@ describe('due scan semantics', () => {
       row('u1', 'due-oldest', 'insert', active(past(120))),
       row('u1', 'due', 'insert', active(past(5))),
       row('u2', 'due-other-user', 'insert', active(past(30))),
-      row('u1', 'due-offset-spelling', 'insert', active(offsetSpelled)),
       row('u1', 'due-deletedAt-empty', 'insert', active(past(1), { deletedAt: '' })),
       row('u1', 'due-deletedAt-null', 'insert', active(past(1), { deletedAt: null })),
       row('u1', 'future', 'insert', active(future(10))),
@@ -86,26 +81,32 @@ describe('due scan semantics', () => {
       row('u1', 'recreated', 'update', active(past(3))),
       row('u1', 'resumed', 'insert', { ...active(past(4)), state: 'paused' }),
       row('u1', 'resumed', 'update', { state: 'active' }),
-      // An older field stamp loses: the mission stays paused.
-      row('u1', 'stale-resume', 'insert', { ...active(past(4)), state: 'paused' }, { state: future(60) }),
+      // An older field stamp loses: the mission stays paused (the creating device's clock ran an hour ahead).
+      row('u1', 'stale-resume', 'insert', { ...active(past(4)), state: 'paused', updatedAt: future(60) }),
       row('u1', 'stale-resume', 'update', { state: 'active' }),
+      // Stamps compare as strings: the same instant spelled with an offset sorts after now's toISOString().
+      row('u1', 'offset-spelling-is-later', 'insert', active(offsetSpelled)),
+      // The runner lists missions through Dexie's createdAt index: none, or one it cannot index, is never listed.
+      row('u1', 'no-createdAt', 'insert', { title: 't', state: 'active', nextRunAt: past(5) }),
+      row('u1', 'createdAt-object', 'insert', active(past(5), { createdAt: { at: past(600) } })),
+      // Another user's mission: planned for its author only.
+      row('u1', 'authored-elsewhere', 'insert', active(past(5), { authorId: 'u9' })),
     ]);
   });
 
-  it('finds exactly the active, present, not soft-deleted missions with nextRunAt <= now, oldest first', async () => {
+  it('finds exactly the missions the runner would run (listed, active, not deleted, nextRunAt <= now as strings, authored by the user), oldest first', async () => {
     const due = await findDueMissions(db.sql, { limit: 100 });
     expect(due.map((d) => d.missionId)).toEqual([
       'due-oldest',
-      'due-offset-spelling',
       'due-other-user',
       'due',
       'resumed',
       'recreated',
       // Same nextRunAt (past(1)) for these two: order between them is not specified.
-      ...due.slice(6).map((d) => d.missionId),
+      ...due.slice(5).map((d) => d.missionId),
     ]);
-    expect(new Set(due.slice(6).map((d) => d.missionId))).toEqual(new Set(['due-deletedAt-empty', 'due-deletedAt-null']));
-    expect(due).toHaveLength(8);
+    expect(new Set(due.slice(5).map((d) => d.missionId))).toEqual(new Set(['due-deletedAt-empty', 'due-deletedAt-null']));
+    expect(due).toHaveLength(7);
     for (const d of due) {
       expect(Object.keys(d).sort()).toEqual(['missionId', 'nextRunAt', 'userId']);
       expect(d.nextRunAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/);
@@ -115,7 +116,7 @@ describe('due scan semantics', () => {
   });
 
   it('respects the limit', async () => {
-    expect((await findDueMissions(db.sql, { limit: 2 })).map((d) => d.missionId)).toEqual(['due-oldest', 'due-offset-spelling']);
+    expect((await findDueMissions(db.sql, { limit: 2 })).map((d) => d.missionId)).toEqual(['due-oldest', 'due-other-user']);
   });
 
   it('nextDueAt is the earliest future nextRunAt of a due-able mission', async () => {
@@ -142,15 +143,16 @@ describe('the due queries use the partial index mission_snapshots_due_idx', () =
   let spy: postgres.Sql;
 
   beforeAll(async () => {
-    await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
+    await resetProjection(db.sql);
     // 20k snapshots: a fifth active, some soft-deleted or deleted, nextRunAt
     // spread over ±3 weeks. The planner decides on statistics (ANALYZE), with
     // every plan type allowed.
     await db.sql`
-      INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at)
+      INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author)
       SELECT 'user' || (g % 2000), 'mission' || g, '{}', '{}', g % 17 <> 0, g % 13 = 0,
              (ARRAY['active', 'paused', 'done', 'archived', 'paused'])[g % 5 + 1],
-             CASE WHEN g % 11 = 0 THEN NULL ELSE now() + ((g % 1000) - 500) * interval '1 hour' END
+             CASE WHEN g % 11 = 0 THEN NULL ELSE now() + ((g % 1000) - 500) * interval '1 hour' END,
+             g % 19 <> 0, CASE WHEN g % 23 = 0 THEN 'someone else' ELSE 'user' || (g % 2000) END
       FROM generate_series(1, 20000) g`;
     await db.sql`ANALYZE mana_ai.mission_snapshots`;
     spy = postgres(db.url, {
@@ -176,11 +178,14 @@ describe('the due queries use the partial index mission_snapshots_due_idx', () =
     return ours.at(-1)!;
   }
 
+  /** Every node of the plan; a bitmap index scan carries the relation of the heap scan it feeds. */
   function scansOf(plan: unknown): { node: string; relation?: string; index?: string }[] {
     const out: { node: string; relation?: string; index?: string }[] = [];
-    const walk = (p: Record<string, unknown>) => {
-      out.push({ node: String(p['Node Type']), relation: p['Relation Name'] as string | undefined, index: p['Index Name'] as string | undefined });
-      for (const child of (p['Plans'] as Record<string, unknown>[] | undefined) ?? []) walk(child);
+    const walk = (p: Record<string, unknown>, heap?: string) => {
+      const node = String(p['Node Type']);
+      const relation = (p['Relation Name'] as string | undefined) ?? (node === 'Bitmap Index Scan' ? heap : undefined);
+      out.push({ node, relation, index: p['Index Name'] as string | undefined });
+      for (const child of (p['Plans'] as Record<string, unknown>[] | undefined) ?? []) walk(child, node === 'Bitmap Heap Scan' ? relation : heap);
     };
     walk((plan as [{ Plan: Record<string, unknown> }])[0].Plan);
     return out;
@@ -219,7 +224,7 @@ describe('the due queries use the partial index mission_snapshots_due_idx', () =
         expect(scan.node, why).not.toBe('Seq Scan');
         if (scan.node !== 'Bitmap Heap Scan') expect(scan.index, why).toBe('mission_snapshots_due_idx');
       }
-      for (const bitmap of scans.filter((s) => s.node === 'Bitmap Index Scan')) expect(bitmap.index, why).toBe('mission_snapshots_due_idx');
+      for (const bitmap of onSnapshots.filter((s) => s.node === 'Bitmap Index Scan')) expect(bitmap.index, why).toBe('mission_snapshots_due_idx');
     }
   }
 
@@ -385,7 +390,8 @@ describe('scheduler', () => {
   });
 
   it('a real coordinator with TICK_INTERVAL_MS=60000 dispatches a mission due in 300 ms within about a second', async () => {
-    await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences`;
+    await resetProjection(db.sql);
+    await db.sql`TRUNCATE mana_ai.occurrences`;
     const config = loadConfig({ NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', DEV_MODE: '1', SYNC_DATABASE_URL: db.url, TICK_INTERVAL_MS: '60000', TICK_ENABLED: 'true' });
     const spy = createFallbackSpy();
     const coordinator = await startCoordinator({ config, sql: db.sql, log: silent, fallback: spy });
@@ -393,7 +399,7 @@ describe('scheduler', () => {
       await sleep(200); // the first pass at start has run and armed the 60 s timer
       const t0 = Date.now();
       const dueAt = new Date(t0 + 300);
-      await insertRows(db.sql, [row('u-wake', 'm-wake', 'insert', { title: 'wake', state: 'active', cadence: { kind: 'interval', everyMinutes: 60 }, nextRunAt: dueAt.toISOString() })]);
+      await insertRows(db.sql, [row('u-wake', 'm-wake', 'insert', { title: 'wake', state: 'active', cadence: { kind: 'interval', everyMinutes: 60 }, nextRunAt: dueAt.toISOString(), createdAt: new Date(t0).toISOString() })]);
       // A pass (as a write through the dev endpoint or /internal/tick would run) projects it; nothing is due yet.
       const stats = await coordinator.scheduler.runOnce();
       expect(stats.rowsApplied).toBe(1);

@@ -1,0 +1,85 @@
+/**
+ * The stamps of views.ts in mana_ai.record_spaces (migration 0007): which
+ * users stamped which real space on which record. A pass loads the stamps
+ * of the spaces its rows name, learns new ones as it routes, and writes
+ * them in its own transaction, so they commit with its cursor.
+ */
+import type { TxSql } from '../db/pool.js';
+import { routeRows, stampKey, stampKeysOf, type Routed, type RoutedRow, type Stamp, type StampBook } from './views.js';
+import type { Change } from './wire.js';
+
+async function loadStamps(db: TxSql, keys: string[]): Promise<Stamp[]> {
+  const parts = keys.map((k) => k.split('\u0000') as [string, string, string]);
+  return db<Stamp[]>`
+    SELECT r.table_name AS "tableName", r.record_id AS "recordId", r.space_id AS "spaceId", r.user_id AS "userId"
+    FROM unnest(${parts.map((p) => p[0])}::text[], ${parts.map((p) => p[1])}::text[], ${parts.map((p) => p[2])}::text[]) AS k(t, r, s)
+    JOIN mana_ai.record_spaces r ON r.table_name = k.t AND r.record_id = k.r AND r.space_id = k.s`;
+}
+
+async function saveStamps(tx: TxSql, stamps: Stamp[]): Promise<void> {
+  for (let i = 0; i < stamps.length; i += 5000) {
+    const chunk = stamps.slice(i, i + 5000);
+    await tx`
+      INSERT INTO mana_ai.record_spaces (table_name, record_id, space_id, user_id)
+      SELECT * FROM unnest(${chunk.map((s) => s.tableName)}::text[], ${chunk.map((s) => s.recordId)}::text[],
+                           ${chunk.map((s) => s.spaceId)}::text[], ${chunk.map((s) => s.userId)}::text[])
+      ON CONFLICT DO NOTHING`;
+  }
+}
+
+/** True when no stamp is stored yet (a cold start): there is nothing to load. */
+export async function stampsEmpty(tx: TxSql): Promise<boolean> {
+  const [row] = await tx<{ empty: boolean }[]>`SELECT NOT EXISTS (SELECT 1 FROM mana_ai.record_spaces) AS empty`;
+  return Boolean(row?.empty);
+}
+
+export interface ViewRouter {
+  /** Routes a batch of rows to their views (views.ts routeRows), loading the stamps it needs first. */
+  route(rows: RoutedRow[], changes: (Change | null)[]): Promise<Routed>;
+  /**
+   * Writes the stamps learned so far and forgets those of every record but
+   * `keep` (the one a bulk read may still be reading), so memory stays
+   * bounded; a later row of a forgotten record loads them again.
+   */
+  forget(keep?: { tableName: string; recordId: string }): Promise<void>;
+}
+
+/**
+ * A pass's router. Stamps are loaded and written through the pass's own
+ * transaction, so a load sees the stamps the pass wrote before it.
+ */
+export function createViewRouter(deps: {
+  tx: TxSql;
+  /** No stamp was stored when the pass began: nothing to load. */
+  storeEmpty: boolean;
+  /** Rows come grouped by record (a bulk read): a forgotten record's rows never come again, so its stamps need no load. */
+  groupedByRecord: boolean;
+}): ViewRouter {
+  const book: StampBook = new Map();
+  let learned: Stamp[] = [];
+  let storeEmpty = deps.storeEmpty;
+
+  async function route(rows: RoutedRow[], changes: (Change | null)[]): Promise<Routed> {
+    const missing = stampKeysOf(rows).filter((k) => !book.has(k));
+    if (missing.length > 0) {
+      for (const k of missing) book.set(k, new Set());
+      if (!storeEmpty) for (const s of await loadStamps(deps.tx, missing)) book.get(stampKey(s.tableName, s.recordId, s.spaceId))!.add(s.userId);
+    }
+    const routed = routeRows(rows, changes, book);
+    learned.push(...routed.added);
+    return routed;
+  }
+
+  async function forget(keep?: { tableName: string; recordId: string }): Promise<void> {
+    const stamps = learned;
+    learned = [];
+    if (stamps.length > 0) {
+      if (!deps.groupedByRecord) storeEmpty = false;
+      await saveStamps(deps.tx, stamps);
+    }
+    const kept = keep ? `${keep.tableName}\u0000${keep.recordId}\u0000` : undefined;
+    for (const k of book.keys()) if (kept === undefined || !k.startsWith(kept)) book.delete(k);
+  }
+
+  return { route, forget };
+}
