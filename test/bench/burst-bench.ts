@@ -122,7 +122,8 @@ async function generateMissions(sql: Sql, count: number, users: number, say: (s:
       SELECT 'ai', 'aiMissions', 'm' || i, 'u' || (i % ${users}), 'insert',
         jsonb_build_object('id', 'm' || i, 'title', 'Mission ' || i, 'objective', 'Keep the garden alive',
           'cadence', jsonb_build_object('kind', 'daily', 'atHour', 9, 'atMinute', 0), 'state', 'active',
-          'iterations', '[]'::jsonb, 'nextRunAt', to_char((now() + interval '365 days') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
+          'iterations', '[]'::jsonb, 'nextRunAt', to_char((now() + interval '365 days') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+          'createdAt', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')),
         'bench', 'user'
       FROM generate_series(${from}::int, ${to}::int) AS i`;
     say(`  wrote missions ${from}…${to}`);
@@ -132,8 +133,9 @@ async function generateMissions(sql: Sql, count: number, users: number, say: (s:
 /** Reschedules missions m0…m<due−1> to `at` with one 'update' row each. */
 async function reschedule(sql: Sql, due: number, at: string): Promise<void> {
   await sql`
-    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-    SELECT 'ai', 'aiMissions', 'm' || i, 'u' || i, 'update', jsonb_build_object('nextRunAt', ${at}::text), 'bench', 'user'
+    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_meta, client_id, origin)
+    SELECT 'ai', 'aiMissions', 'm' || i, 'u' || i, 'update', jsonb_build_object('nextRunAt', ${at}::text),
+      jsonb_build_object('nextRunAt', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), 'bench', 'user'
     FROM generate_series(0, ${due - 1}::int) AS i`;
 }
 

@@ -154,7 +154,7 @@ async function prepareLog(sql: Sql, size: Size, label: string): Promise<{ genera
     progress(`${label}: reusing the generated and projected log`);
     return { generatedS: null, catchUpS: null };
   }
-  await sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, bench_busy_log`;
+  await sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.agent_snapshots, mana_ai.record_spaces, mana_ai.projection_cursor, bench_busy_log`;
   let t = performance.now();
   await generateHistory(sql, { ...size, noiseEvery: 2, runsAheadYears: 100, progress: (l) => progress(`${label}: ${l}`) });
   const generatedS = (performance.now() - t) / 1000;

@@ -10,13 +10,18 @@
  *   (2,000 × 5), spread evenly (≈ 80 rows per mission): the first row of a
  *   mission is an insert with the whole record (docs/contract.md §2), later rows
  *   are updates (runner iterations + nextRunAt, reschedules, state changes,
- *   edits, cadence changes, soft deletes), about 1 % of the log is deletes and
- *   the row after a delete re-creates the mission;
- * - metadata: a quarter of the rows carry `field_timestamps` (older
- *   deployments, ISO strings), the rest `field_meta` (mostly `{at, actor,
- *   origin}`, some plain strings); a field's instant is a little before the
- *   row's created_at, sometimes days before (an offline device), so LWW
- *   really decides;
+ *   edits, cadence changes) and soft deletes (op delete with `deletedAt`), about
+ *   1 % of the log is hard deletes and the row after one re-creates the mission;
+ * - metadata as mana-sync stores it: an update's `field_meta` maps each field
+ *   to an ISO string, inserts and deletes carry `{}`; a tenth of the updates
+ *   carry `field_timestamps` instead (written before the column was renamed,
+ *   so devices ignore them); a field's instant is a little before the row's
+ *   created_at, sometimes days before (an offline device), so LWW really
+ *   decides;
+ * - spaces as the webapp stamps them: the first 15 % of the span no space_id,
+ *   then 10 % the `_personal:<user>` placeholder, then the user's personal
+ *   space; one mission in 40 lives in a shared space from its creation, and a
+ *   fifth of its updates are another member's;
  * - created_at spans 90 days ending 2025-04-01 with ±20 s of jitter and a few
  *   rows 10 minutes early, so heap order is not created_at order.
  */
@@ -38,7 +43,7 @@ export interface HistoryOptions {
 
 export const HISTORY_DEFAULTS = { rows: 1_000_000, users: 2_000, missionsPerUser: 5, seed: 20260401 } as const;
 /** Bumped whenever the generated rows change, so a kept bench database is regenerated. */
-export const HISTORY_VERSION = 2;
+export const HISTORY_VERSION = 3;
 
 const BASE = '2025-01-01T00:00:00Z';
 const SPAN_SECONDS = 90 * 24 * 3600;
@@ -128,8 +133,10 @@ const KINDS: { kind: string; data: string; keys: string[] }[] = [
       'iterations', '[]'::jsonb,
       'createdAt', v.at_iso,
       'updatedAt', v.at_iso,
-      'userId', v.user_id)`,
-    keys: ['id', 'title', 'conceptMarkdown', 'objective', 'inputs', 'cadence', 'state', 'nextRunAt', 'iterations', 'createdAt', 'updatedAt', 'userId'],
+      'userId', v.user_id,
+      'authorId', v.user_id,
+      'spaceId', coalesce(v.space_id, '_personal:' || v.user_id))`,
+    keys: ['id', 'title', 'conceptMarkdown', 'objective', 'inputs', 'cadence', 'state', 'nextRunAt', 'iterations', 'createdAt', 'updatedAt', 'userId', 'authorId', 'spaceId'],
   },
   {
     kind: 'runner',
@@ -170,7 +177,8 @@ const KINDS: { kind: string; data: string; keys: string[] }[] = [
     data: `jsonb_build_object('inputs', jsonb_build_array(jsonb_build_object('module', 'notes', 'table', 'notes', 'id', md5('in3:' || g.i)::uuid::text)), 'updatedAt', v.at_iso)`,
     keys: ['inputs', 'updatedAt'],
   },
-  { kind: 'softdelete', data: `jsonb_build_object('deletedAt', v.at_iso, 'updatedAt', v.at_iso)`, keys: ['deletedAt', 'updatedAt'] },
+  // A soft delete as mana-sync stores the webapp's: op delete, data.deletedAt (stamped by the op, not metadata).
+  { kind: 'softdelete', data: `jsonb_build_object('deletedAt', v.at_iso)`, keys: [] },
 ];
 
 /** Cumulative shares of the update kinds among mission updates. */
@@ -199,16 +207,14 @@ const metaOf = (entry: string) => byKind((k) => `jsonb_build_object(${k.keys.map
 function insertSql(): string {
   return `
 INSERT INTO sync_changes
-  (id, app_id, table_name, record_id, user_id, op, data, field_timestamps, field_meta, client_id, created_at, schema_version, actor, origin)
+  (id, app_id, table_name, record_id, user_id, op, data, field_timestamps, field_meta, client_id, created_at, schema_version, actor, origin, space_id)
 SELECT
   md5($seed::text || ':' || g.i)::uuid,
-  v.app_id, v.table_name, v.record_id, v.user_id, v.op,
-  CASE WHEN v.kind = 'delete' THEN NULL ELSE ${byKind((k) => k.data)} END,
-  CASE WHEN v.kind <> 'delete' AND v.legacy THEN ${metaOf('to_jsonb(v.at_iso)')} ELSE '{}'::jsonb END,
-  CASE WHEN v.kind <> 'delete' AND NOT v.legacy
-       THEN ${metaOf(`CASE WHEN v.meta_string THEN to_jsonb(v.at_iso) ELSE jsonb_build_object('at', v.at_iso, 'actor', jsonb_build_object('kind', v.actor->>'kind'), 'origin', v.origin) END`)}
-       ELSE '{}'::jsonb END,
-  v.client_id, v.created_at, 1, v.actor, v.origin
+  v.app_id, v.table_name, v.record_id, v.user_id, CASE WHEN v.kind = 'softdelete' THEN 'delete' ELSE v.op END,
+  CASE WHEN v.kind = 'delete' THEN '{}'::jsonb ELSE ${byKind((k) => k.data)} END,
+  CASE WHEN v.op = 'update' AND v.kind <> 'softdelete' AND v.legacy THEN ${metaOf('to_jsonb(v.at_iso)')} ELSE '{}'::jsonb END,
+  CASE WHEN v.op = 'update' AND v.kind <> 'softdelete' AND NOT v.legacy THEN ${metaOf('to_jsonb(v.at_iso)')} ELSE '{}'::jsonb END,
+  v.client_id, v.created_at, 1, v.actor, v.origin, v.space_id
 FROM generate_series($1::bigint, $2::bigint - 1) AS g(i)
 CROSS JOIN LATERAL (
   -- every 5th row is noise; the others are mission row j: mission m (a
@@ -229,7 +235,10 @@ CROSS JOIN LATERAL (
     timestamptz '${BASE}' + make_interval(secs => g.i * ${SPAN_SECONDS}::float8 / $3
       + (${rnd('g.i', 2)} - 0.5) * 40
       - CASE WHEN ${rnd('g.i', 3)} < 0.001 THEN 600 ELSE 0 END) AS created_at,
-    substr(md5('user:' || CASE WHEN mk.noise THEN floor(${rnd('g.i', 13)} * ($4 / $5))::bigint ELSE mk.m / $5 END), 1, 24) AS user_id,
+    substr(md5('user:' || CASE WHEN mk.noise THEN floor(${rnd('g.i', 13)} * ($4 / $5))::bigint
+      -- A shared mission's updates are partly another member's (the owner of a mission five further on).
+      WHEN mk.m % 40 = 0 AND mk.k % 5 = 2 THEN ((mk.m + 5) % $4) / $5
+      ELSE mk.m / $5 END), 1, 24) AS user_id,
     md5('mission:' || mk.m)::uuid::text AS mid
   OFFSET 0
 ) t
@@ -245,8 +254,12 @@ CROSS JOIN LATERAL (
     CASE WHEN mk.noise THEN (${arr(NOISE_APPS.map((a) => a[0]))})[1 + ${pick('g.i', 4, NOISE_APPS.length)}] ELSE 'ai' END AS app_id,
     CASE WHEN mk.noise THEN (${arr(NOISE_APPS.map((a) => a[1]))})[1 + ${pick('g.i', 4, NOISE_APPS.length)}] ELSE 'aiMissions' END AS table_name,
     CASE WHEN mk.noise THEN md5('noise:' || (g.i % 60000))::uuid::text ELSE t.mid END AS record_id,
-    ${rnd('g.i', 7)} < 0.25 AS legacy,
-    ${rnd('g.i', 8)} < 0.1 AS meta_string,
+    ${rnd('g.i', 7)} < 0.1 AS legacy,
+    CASE WHEN mk.noise THEN NULL
+         WHEN mk.m % 40 = 0 THEN 'team-' || (mk.m / 40 % 50)
+         WHEN g.i < $3 * 0.15 THEN NULL
+         WHEN g.i < $3 * 0.25 THEN '_personal:' || t.user_id
+         ELSE 'space-' || substr(md5('space:' || t.user_id), 1, 20) END AS space_id,
     -- the field instant: a little before created_at, sometimes days (an offline device)
     ${iso(`t.created_at - make_interval(secs => CASE WHEN ${rnd('g.i', 9)} < 0.02 THEN ${rnd('g.i', 10)} * 259200 ELSE ${rnd('g.i', 10)} * 300 END)`)} AS at_iso,
     CASE WHEN NOT mk.noise AND t.op = 'update' AND ${rnd('g.i', 6)} < 0.3
@@ -325,12 +338,12 @@ export async function appendUpdates(sql: Sql, opts: { count: number; round: numb
   const seed = (opts.seed ?? HISTORY_DEFAULTS.seed) + 7 * opts.round + 1;
   await sql.unsafe(
     `
-INSERT INTO sync_changes (id, app_id, table_name, record_id, user_id, op, data, field_meta, client_id, actor, origin)
+INSERT INTO sync_changes (id, app_id, table_name, record_id, user_id, op, data, field_meta, client_id, actor, origin, space_id)
 SELECT gen_random_uuid(), 'ai', 'aiMissions', md5('mission:' || m)::uuid::text, substr(md5('user:' || (m / 5)), 1, 24), 'update',
        d.data,
-       (SELECT jsonb_object_agg(k, jsonb_build_object('at', a.at_iso, 'actor', jsonb_build_object('kind', 'user'), 'origin', 'user'))
-          FROM jsonb_object_keys(d.data) k),
-       'client-bench', jsonb_build_object('kind', 'user'), 'user'
+       (SELECT jsonb_object_agg(k, a.at_iso) FROM jsonb_object_keys(d.data) k),
+       'client-bench', jsonb_build_object('kind', 'user'), 'user',
+       CASE WHEN m % 40 = 0 THEN 'team-' || (m / 40 % 50) ELSE 'space-' || substr(md5('space:' || substr(md5('user:' || (m / 5)), 1, 24)), 1, 20) END
 FROM generate_series(0, $1::int - 1) g(i)
 CROSS JOIN LATERAL (SELECT (hashint8extended(g.i, $3::bigint) & 2147483647) % $2::int AS m,
                            (hashint8extended(g.i, $3::bigint + 1) & 2147483647)::float8 / 2147483648 AS r) p

@@ -130,7 +130,7 @@ async function insertMissions(sql: Sql, rows: { userId: string; missionId: strin
   const payload = rows.map((r) => ({
     u: r.userId,
     r: r.missionId,
-    d: { id: r.missionId, title: `bench ${r.missionId}`, cadence: { kind: 'manual' }, state: 'active', iterations: [], nextRunAt: r.nextRunAt },
+    d: { id: r.missionId, title: `bench ${r.missionId}`, cadence: { kind: 'manual' }, state: 'active', iterations: [], nextRunAt: r.nextRunAt, createdAt: new Date().toISOString() },
   }));
   await sql`
     INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)

@@ -115,6 +115,7 @@ async function insertDueMissions(sql: Sql, n: number): Promise<void> {
       state: 'active',
       iterations: [],
       nextRunAt: due,
+      createdAt: new Date().toISOString(),
     },
   }));
   await sql`

@@ -111,7 +111,7 @@ export async function runSustainedWritesBench(): Promise<SustainedResult> {
   const writers = createSql(db.url, { max: WRITERS });
   try {
     await migrate(sql, pino({ level: 'silent' }), { devSyncChanges: true });
-    await sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor`;
+    await sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.agent_snapshots, mana_ai.record_spaces, mana_ai.projection_cursor`;
     // A fifth of the log another app's, as in the projection bench: 1.25 rows per mission, each mission's first an insert.
     await generateHistory(sql, { rows: Math.round(missions * 1.25), users: missions / MISSIONS_PER_USER, missionsPerUser: MISSIONS_PER_USER, runsAheadYears: 100, progress });
     await sql.unsafe(fastPathIndexSql('public'));

@@ -28,7 +28,7 @@ afterAll(async () => {
 
 it('creates, reads and writes sync.sync_changes only', async () => {
   const token = await c.token('sam');
-  const mission = { id: 'm1', title: 'schema mission', cadence: { kind: 'manual' }, state: 'active', iterations: [], nextRunAt: new Date().toISOString() };
+  const mission = { id: 'm1', title: 'schema mission', cadence: { kind: 'manual' }, state: 'active', iterations: [], nextRunAt: new Date().toISOString(), createdAt: new Date().toISOString() };
   const res = await fetch(`${c.url}/dev/sync/changes`, {
     method: 'POST',
     headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },

@@ -107,6 +107,7 @@ describe('the database failing under the coordinator', () => {
           state: 'active',
           iterations: [],
           nextRunAt: inMs(-1000),
+          createdAt: inMs(-60_000),
         })}, 'device-1')`;
       await sleep(300);
     } finally {

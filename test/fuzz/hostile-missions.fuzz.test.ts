@@ -1,9 +1,10 @@
 /**
  * Hostile but mergeable mission records through the whole coordinator: the
  * rows are well-formed for the projection (so they are not skipped), the
- * mission is active and due, and every other field a device could have
- * written is of the wrong type, huge, nested, empty or nonsense — title,
- * objective, concept, cadence, timezone, inputs, iterations.
+ * mission is active, listed (an indexable createdAt) and due, and every
+ * other field a device could have written is of the wrong type, huge,
+ * nested, empty or nonsense — title, objective, concept, cadence, timezone,
+ * inputs, iterations.
  *
  * The server planner (with a stub mana-llm) must turn each into exactly one
  * iteration — a plan, or a visible 'failed' one — without ever crashing a
@@ -91,12 +92,15 @@ const hostileMission = fc.record(
     timezone: fc.oneof(junk, fc.constantFrom('Mars/Olympus', 'UTC', 'utc', 'Europe/Berlin', '+05:00')),
     inputs,
     iterations,
-    createdAt: junk,
-    updatedAt: junk,
+    // The runner lists missions through Dexie's createdAt index: any key it can index (else not due, tested in test/projection).
+    createdAt: fc.oneof(fc.string({ unit: 'grapheme' }), fc.double({ noNaN: true, noDefaultInfinity: true }), fc.constantFrom<unknown>('', 'x'.repeat(200_000), [], ['a', 1], [[]])),
+    // The insert's stamp: one the server's later write wins over (the webapp compares stamps as strings; a
+    // stamp that sorts after every toISOString() freezes the record's fields on every device, tested in test/projection).
+    updatedAt: fc.oneof(fc.constantFrom('', '0', '1999-12-31', '(unknown)'), fc.date({ min: new Date('2000-01-01'), max: new Date('2020-01-01'), noInvalidDate: true }).map((d) => d.toISOString())),
     userId: junk,
     deletedAt: fc.constantFrom<unknown>(null, false, 0, '', undefined),
   },
-  { requiredKeys: [] },
+  { requiredKeys: ['createdAt', 'updatedAt'] },
 );
 
 describe('hostile mission records through the server planner', () => {

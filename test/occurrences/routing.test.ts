@@ -273,11 +273,14 @@ describe('routing a due occurrence', () => {
     expect((await occurrencesOf(db.sql, 'u10')).map((r) => r.missionId)).toEqual(['paused']);
   });
 
-  it('a nextRunAt with microseconds keeps them: the nudge carries it and the occurrence is not taken for a reschedule', async () => {
+  it('a nextRunAt with microseconds falls due when toISOString() reaches it as a string: the nudge carries that instant and the occurrence is not taken for a reschedule', async () => {
     const { c } = await start();
     const ws = await connect(c, 'u9', 'laptop');
-    const dueAt = `${new Date(Date.now() + 300).toISOString().slice(0, 23)}456Z`;
-    await insertMissions(db.sql, [{ userId: 'u9', missionId: 'm1', nextRunAt: dueAt }]);
+    const ms = new Date(Date.now() + 300).toISOString().slice(0, 23);
+    // "….123Z" >= "….123456Z" ('Z' sorts after the digits): the runner runs it at that millisecond.
+    const nextRunAt = `${ms}456Z`;
+    const dueAt = `${ms}000Z`;
+    await insertMissions(db.sql, [{ userId: 'u9', missionId: 'm1', nextRunAt }]);
     const nudge = await ws.next('mission-due');
     expect(nudge.dueAt).toBe(dueAt);
     expect(nudge.iterationId).toBe(iterationIdFor('u9', 'm1', dueAt));

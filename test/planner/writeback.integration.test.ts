@@ -187,7 +187,7 @@ describe('repairing a dropped write', () => {
     await db.sql`
       INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_meta, client_id, origin, actor)
       VALUES ('ai', 'aiMissions', 'm1', ${userId}, 'update', ${db.sql.json({ iterations, updatedAt: at } as never)},
-              ${db.sql.json({ iterations: { at, actor: { kind: 'user' }, origin: 'user' }, updatedAt: { at, actor: { kind: 'user' }, origin: 'user' } } as never)},
+              ${db.sql.json({ iterations: at, updatedAt: at } as never)},
               'device-1', 'user', ${db.sql.json({ kind: 'user' })})`;
   }
 
@@ -260,8 +260,9 @@ describe('merging with what a device wrote while the LLM was thinking', () => {
 
     const deviceIt = { id: 'device-it', startedAt: new Date().toISOString(), plan: [], overallStatus: 'awaiting-review', source: 'browser' };
     await db.sql`
-      INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-      VALUES ('ai', 'aiMissions', 'm1', 'dana', 'update', ${db.sql.json({ iterations: [old, deviceIt] } as never)}, 'device-1', 'user')`;
+      INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_meta, client_id, origin)
+      VALUES ('ai', 'aiMissions', 'm1', 'dana', 'update', ${db.sql.json({ iterations: [old, deviceIt] } as never)},
+              ${db.sql.json({ iterations: new Date().toISOString() })}, 'device-1', 'user')`;
     await waitFor(async () => (await projected(db.sql, 'dana', 'm1'))?.iterations?.length === 2, 5000, 'the device write projected');
 
     const occ = await waitFor(async () => (await occurrenceRows(db.sql, 'dana')).find((o) => o.status === status), 10_000, status);

@@ -41,7 +41,7 @@ function prodEnv(overrides: Record<string, string> = {}): Record<string, string>
 }
 
 async function insertMission(userId: string, missionId: string, dueInMs: number): Promise<void> {
-  const data = { id: missionId, title: `smoke ${missionId}`, objective: 'stay on track', cadence: { kind: 'manual' }, state: 'active', iterations: [], nextRunAt: new Date(Date.now() + dueInMs).toISOString() };
+  const data = { id: missionId, title: `smoke ${missionId}`, objective: 'stay on track', cadence: { kind: 'manual' }, state: 'active', iterations: [], nextRunAt: new Date(Date.now() + dueInMs).toISOString(), createdAt: new Date().toISOString() };
   // As mana-sync writes it: in the user's transaction, under the policy.
   await db.admin.begin(async (tx) => {
     await tx`SELECT set_config('app.current_user_id', ${userId}, true)`;

@@ -37,8 +37,9 @@ const iteration = (id: string, source: string) => ({ id, startedAt: new Date().t
 /** A device's iteration `deviceIterationId` lands in the log (no projection pass runs), then the server writes `id`. */
 async function deviceThenServer(missionId: string, id: string, deviceIterationId: string) {
   await db.sql`
-    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-    VALUES ('ai', 'aiMissions', ${missionId}, 'race-user', 'update', ${db.sql.json({ iterations: [iteration(deviceIterationId, 'device')] })}, 'laptop', 'user')`;
+    INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_meta, client_id, origin)
+    VALUES ('ai', 'aiMissions', ${missionId}, 'race-user', 'update', ${db.sql.json({ iterations: [iteration(deviceIterationId, 'device')] })},
+            ${db.sql.json({ iterations: new Date().toISOString() })}, 'laptop', 'user')`;
   return writeIteration(db.sql, target, {
     userId: 'race-user',
     missionId,

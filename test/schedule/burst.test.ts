@@ -29,7 +29,7 @@ afterAll(async () => {
 });
 
 it('a full due batch makes the next pass run at once, without the sweep; every due mission is dispatched exactly once', async () => {
-  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences`;
+  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.agent_snapshots, mana_ai.record_spaces, mana_ai.projection_cursor, mana_ai.occurrences`;
   const dueAt = inMs(-1000);
   await insertPlannable(db.sql, Array.from({ length: 7 }, (_, i) => ({ userId: `u${i % 3}`, missionId: `m${i}`, nextRunAt: dueAt })));
   const projection = createProjection({ sql: db.sql, log, batchRows: 1000, cacheRecords: 100 });
@@ -66,7 +66,7 @@ it('a full due batch makes the next pass run at once, without the sweep; every d
 });
 
 it('looks ahead only at missions of users with a presence row', async () => {
-  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences, mana_ai.presence`;
+  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.agent_snapshots, mana_ai.record_spaces, mana_ai.projection_cursor, mana_ai.occurrences, mana_ai.presence`;
   const soon = inMs(2000);
   await insertPlannable(db.sql, [
     { userId: 'with-socket', missionId: 'a', nextRunAt: soon },
@@ -108,7 +108,7 @@ it('with server planning off, a batch falls back to waiting in one statement, ea
 });
 
 it('a pass scans only past what the previous one saw, unless missions changed; a full scan still comes every fullScanMs', async () => {
-  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences`;
+  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.agent_snapshots, mana_ai.record_spaces, mana_ai.projection_cursor, mana_ai.occurrences`;
   const projection = createProjection({ sql: db.sql, log, batchRows: 1000, cacheRecords: 100 });
   const lifecycle = createLifecycle({ sql: db.sql, log, registry: new Registry(), instanceId: 'window-test', leaseMs: 60_000, fallback: { enabled: true, plan() {} } });
   const dispatched: string[] = [];
@@ -130,8 +130,8 @@ it('a pass scans only past what the previous one saw, unless missions changed; a
   // A mission that became due at an instant the last scan already passed, with no
   // projection change this instance saw (another instance projected it, then crashed):
   await db.sql`
-    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at)
-    VALUES ('w', 'behind-the-scan', '{}', '{}', true, false, 'active', now() - interval '1 minute')`;
+    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author)
+    VALUES ('w', 'behind-the-scan', '{}', '{}', true, false, 'active', now() - interval '1 minute', true, 'w')`;
   await runPass();
   expect(dispatched).toEqual(['through-the-log']);
   // A mission changed through the log makes the next scan a full one.
@@ -140,8 +140,8 @@ it('a pass scans only past what the previous one saw, unless missions changed; a
   expect(dispatched.sort()).toEqual(['behind-the-scan', 'changed', 'through-the-log']);
   // And without any change, the periodic full scan finds what only it can.
   await db.sql`
-    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at)
-    VALUES ('w', 'found-later', '{}', '{}', true, false, 'active', now() - interval '1 minute')`;
+    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author)
+    VALUES ('w', 'found-later', '{}', '{}', true, false, 'active', now() - interval '1 minute', true, 'w')`;
   await runPass();
   expect(dispatched).not.toContain('found-later');
   await new Promise((r) => setTimeout(r, 1600));
@@ -150,7 +150,7 @@ it('a pass scans only past what the previous one saw, unless missions changed; a
 });
 
 it('a refresh names the missions its rows changed, so settling reads only their occurrences', async () => {
-  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.projection_cursor, mana_ai.occurrences`;
+  await db.sql`TRUNCATE sync_changes, mana_ai.mission_snapshots, mana_ai.agent_snapshots, mana_ai.record_spaces, mana_ai.projection_cursor, mana_ai.occurrences`;
   const projection = createProjection({ sql: db.sql, log, batchRows: 1000, cacheRecords: 100 });
   await insertPlannable(db.sql, [
     { userId: 'r', missionId: 'r1', nextRunAt: inMs(60_000) },

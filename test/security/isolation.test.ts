@@ -85,7 +85,7 @@ describe('cross-user isolation', () => {
     // Writing "as Bob" through the dev sync endpoint writes as Mallory: the token decides, never the body.
     const write = await call('POST', '/dev/sync/changes', mallory, {
       userId: 'bob',
-      changes: [{ appId: 'ai', tableName: 'aiMissions', recordId: 'diary', op: 'update', data: { state: 'paused', userId: 'bob' } }],
+      changes: [{ appId: 'ai', tableName: 'aiMissions', recordId: 'diary', op: 'update', data: { state: 'paused', userId: 'bob' }, fieldMeta: { state: new Date().toISOString(), userId: new Date().toISOString() } }],
     });
     expect(write.status).toBe(200);
     const rows = await db.sql<{ userId: string }[]>`SELECT user_id AS "userId" FROM sync_changes WHERE record_id = 'diary' ORDER BY created_at`;

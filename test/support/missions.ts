@@ -65,11 +65,16 @@ export async function seedRecords(sql: Sql, rows: RawRecordRow[], opts: SeedOpti
   const clientId = opts.clientId ?? 'test';
   const origin = opts.origin === undefined ? 'user' : opts.origin;
   const op = opts.op ?? 'insert';
+  // An update carries each field's stamp, as mana-sync stores a device's update: now, as toISOString() writes it.
+  const at = op === 'update' ? new Date().toISOString() : null;
   for (let i = 0; i < rows.length; i += CHUNK) {
     const chunk = rows.slice(i, i + CHUNK).map((r) => ({ u: r.userId, r: r.recordId, d: r.data }));
     await sql`
-      INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, origin)
-      SELECT 'ai', 'aiMissions', r, u, ${op}, d, ${clientId}, ${origin}
+      INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_meta, client_id, origin)
+      SELECT 'ai', 'aiMissions', r, u, ${op}, d,
+             CASE WHEN ${at}::text IS NOT NULL AND jsonb_typeof(d) = 'object'
+                  THEN coalesce((SELECT jsonb_object_agg(k, ${at}::text) FROM jsonb_object_keys(d) k), '{}') ELSE '{}' END,
+             ${clientId}, ${origin}
       FROM jsonb_to_recordset(${sql.json(chunk as never)}::jsonb) AS x(u text, r text, d jsonb)`;
   }
 }

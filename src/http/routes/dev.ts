@@ -22,7 +22,8 @@ const ChangeSchema = z.object({
   op: z.enum(['insert', 'update', 'delete']),
   data: z.record(z.string(), z.unknown()).nullable().optional(),
   fieldTimestamps: z.record(z.string(), z.string()).optional(),
-  fieldMeta: z.record(z.string(), z.union([z.string(), z.object({ at: z.string() }).passthrough()])).optional(),
+  // Strings only, as mana-sync stores field_meta: any other value makes its read of the row fail.
+  fieldMeta: z.record(z.string(), z.string()).optional(),
 });
 
 export interface DevRouteDeps {

@@ -154,7 +154,7 @@ export function createFakeDevice(opts: DeviceOptions): FakeDevice {
           recordId: n.missionId,
           op: 'update',
           data: { iterations: [iteration], nextRunAt },
-          fieldTimestamps: { iterations: at, nextRunAt: at },
+          fieldMeta: { iterations: at, nextRunAt: at },
         },
       ],
     });

@@ -14,7 +14,8 @@ export interface SyncChange {
   recordId: string;
   op: 'insert' | 'update' | 'delete';
   data: Record<string, unknown> | null;
-  fieldTimestamps?: Record<string, string>;
+  /** Each updated field's stamp (an ISO string), as mana-sync stores it. */
+  fieldMeta?: Record<string, string>;
 }
 
 /** A dev token for `userId` (unauthenticated; dev default only). */

@@ -124,12 +124,13 @@ export async function planWithDemoPlanner(dev: DevApi, missionId: string, iterat
     const at = new Date().toISOString();
     const next = nextRunAfter(base.cadence, new Date());
     const data: Record<string, unknown> = { iterations: mergeIteration(base.iterations, iteration), updatedAt: at };
-    const fieldTimestamps: Record<string, string> = { iterations: at, updatedAt: at };
+    // Each field's stamp in field_meta, as mana-sync stores a device's update (an update without one is ignored).
+    const fieldMeta: Record<string, string> = { iterations: at, updatedAt: at };
     if (next) {
       data['nextRunAt'] = next;
-      fieldTimestamps['nextRunAt'] = at;
+      fieldMeta['nextRunAt'] = at;
     }
-    await dev.postChanges([{ appId: 'ai', tableName: 'aiMissions', recordId: missionId, op: 'update', data, fieldTimestamps }]);
+    await dev.postChanges([{ appId: 'ai', tableName: 'aiMissions', recordId: missionId, op: 'update', data, fieldMeta }]);
   };
   await write(mission);
 
