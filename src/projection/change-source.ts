@@ -140,22 +140,43 @@ export interface LogTable {
   tableName: string;
 }
 
+/** One view to read: a record of a table, as one user's devices get it. */
+export interface ViewRef {
+  table: LogTable;
+  userId: string;
+  recordId: string;
+}
+
 /**
- * Every row of one view of a record (views.ts): the viewer's own rows and
- * the others' rows in a real space the viewer stamped on the record, read
- * as the log has them right now.
+ * Every row of these views (views.ts): each viewer's own rows of the record
+ * and the others' rows in a real space the viewer stamped on the record,
+ * read as the log has them right now; `rows[i]` are views[i]'s. One
+ * statement for all (a pass rebuilds views in batches).
  */
-export async function viewRows(tx: Sql | TxSql, cols: SyncColumns, table: LogTable, userId: string, recordId: string): Promise<ChangeRow[]> {
-  const same = tx`o.table_name = ${table.tableName} AND o.record_id = ${recordId} AND o.app_id = ${table.appId}`;
-  const others = cols.spaceId
-    ? tx`OR (${tx.unsafe(realSpaceSql('s.space_id'))} AND s.space_id IN (
-        SELECT o.space_id FROM ${syncChanges(tx, cols.schema)} o WHERE ${same} AND o.user_id = ${userId}))`
+export async function viewRowsMany(tx: Sql | TxSql, cols: SyncColumns, views: ViewRef[]): Promise<ChangeRow[][]> {
+  const out: ChangeRow[][] = views.map(() => []);
+  if (views.length === 0) return out;
+  const log = syncChanges(tx, cols.schema);
+  // The viewer's real spaces on the record, once per view.
+  const spaces = cols.spaceId
+    ? tx`CROSS JOIN LATERAL (
+        SELECT coalesce(array_agg(DISTINCT o.space_id) FILTER (WHERE ${tx.unsafe(realSpaceSql('o.space_id'))}), '{}') AS ids
+        FROM ${log} o WHERE o.table_name = v.t AND o.record_id = v.r AND o.app_id = v.a AND o.user_id = v.u) sp`
     : tx``;
-  const rows = await tx<{ r: string }[]>`
-    SELECT ${tx.unsafe(rowJson(cols))} AS r FROM ${syncChanges(tx, cols.schema)} s
-    WHERE s.table_name = ${table.tableName} AND s.record_id = ${recordId} AND s.app_id = ${table.appId}
-      AND (s.user_id = ${userId} ${others})`;
-  return rows.map((r) => parseRowJson(r.r) as ChangeRow);
+  const rows = await tx<{ i: number; r: string }[]>`
+    SELECT v.i::int AS i, ${tx.unsafe(rowJson(cols))} AS r
+    FROM unnest(${views.map((v) => v.table.appId)}::text[], ${views.map((v) => v.table.tableName)}::text[],
+                ${views.map((v) => v.userId)}::text[], ${views.map((v) => v.recordId)}::text[]) WITH ORDINALITY AS v(a, t, u, r, i)
+    ${spaces}
+    JOIN ${log} s ON s.table_name = v.t AND s.record_id = v.r AND s.app_id = v.a
+    WHERE s.user_id = v.u ${cols.spaceId ? tx`OR s.space_id = ANY(sp.ids)` : tx``}`;
+  for (const row of rows) out[row.i - 1]!.push(parseRowJson(row.r) as ChangeRow);
+  return out;
+}
+
+/** Every row of one view of a record (viewRowsMany for one). */
+export async function viewRows(tx: Sql | TxSql, cols: SyncColumns, table: LogTable, userId: string, recordId: string): Promise<ChangeRow[]> {
+  return (await viewRowsMany(tx, cols, [{ table, userId, recordId }]))[0]!;
 }
 
 /** A view's rows decoded; the malformed ones passed to `onMalformed`. */

@@ -5,7 +5,7 @@
  */
 import type { TxSql } from '../db/pool.js';
 import { applyChange, emptyState, replay, type RecordState } from './lww.js';
-import { decodeView, viewRows, type SyncColumns } from './change-source.js';
+import { decodeView, viewRowsMany, type SyncColumns } from './change-source.js';
 import { loadStates } from './snapshot-store.js';
 import { projectedTable } from './tables.js';
 import { splitViewKey, viewKey } from './views.js';
@@ -15,6 +15,8 @@ import type { Change, ChangeRow } from './wire.js';
 
 /** Records' states written per statement by a flush; a bulk pass writes completed records in such chunks. */
 export const FLUSH_CHUNK = 1000;
+/** Views rebuilt from the log per statement. */
+const REBUILD_CHUNK = 200;
 
 /** Views (views.ts viewKey) whose changes merge together, with the load of their stored states (none: nothing stored). */
 export interface MergeChunk {
@@ -109,10 +111,15 @@ export function createRecordCache(deps: RecordCacheDeps): RecordCache {
     }
   }
 
-  async function replayFromLog(state: RecordState): Promise<RecordState> {
-    const { tableName, userId, recordId } = state;
-    const rows = await viewRows(tx, cols, projectedTable(tableName), userId, recordId);
-    return replay(tableName, userId, recordId, decodeView(rows, deps.reportMalformed));
+  /** These views replayed from the log, in chunks of REBUILD_CHUNK per statement. */
+  async function replayFromLog(states: RecordState[]): Promise<RecordState[]> {
+    const out: RecordState[] = [];
+    for (let i = 0; i < states.length; i += REBUILD_CHUNK) {
+      const chunk = states.slice(i, i + REBUILD_CHUNK);
+      const rows = await viewRowsMany(tx, cols, chunk.map((s) => ({ table: projectedTable(s.tableName), userId: s.userId, recordId: s.recordId })));
+      chunk.forEach(({ tableName, userId, recordId }, j) => out.push(replay(tableName, userId, recordId, decodeView(rows[j]!, deps.reportMalformed))));
+    }
+    return out;
   }
 
   /** Writes the dirty states, except those `kept`, and drops them from the cache. */
@@ -135,13 +142,14 @@ export function createRecordCache(deps: RecordCacheDeps): RecordCache {
       const v = splitViewKey(k);
       return v.tableName === keep.tableName && v.recordId === keep.recordId;
     };
-    for (const k of rebuild) {
-      if (kept(k)) continue;
-      cache.set(k, await replayFromLog(cache.get(k)!));
+    const due = [...rebuild].filter((k) => !kept(k));
+    const rebuilt = await replayFromLog(due.map((k) => cache.get(k)!));
+    due.forEach((k, i) => {
+      cache.set(k, rebuilt[i]!);
       dirty.add(k);
       rebuild.delete(k);
-      tally.rebuilds++;
-    }
+    });
+    tally.rebuilds += due.length;
     await flush(kept);
     for (const k of cache.keys()) if (!kept(k)) cache.delete(k);
   }
