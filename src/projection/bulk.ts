@@ -1,11 +1,12 @@
 /**
  * A bulk pass, for a backlog reaching far back (cold start, long outage):
- * the rows grouped by record, each user's in replay order. A record is
- * complete when the next one starts, so its views are written back in the
- * next chunk and forgotten, superseded values die young, and a user's
- * delete never arrives after that user's later rows. Rows a later hard
- * delete supersedes come back without their data. It holds about
- * FLUSH_CHUNK views at a time.
+ * the rows grouped by record, in replay order. A record is complete when
+ * the next one starts, so its views are written back in the next chunk and
+ * forgotten, superseded values die young, and a delete never arrives after
+ * rows that follow it (no rebuilds, but where a member's first row in a
+ * space comes in a later pass than the others'). Rows a later hard delete
+ * supersedes come back without their data. It holds about FLUSH_CHUNK views
+ * at a time.
  */
 import type { TxSql } from '../db/pool.js';
 import { streamChanges } from './change-stream.js';

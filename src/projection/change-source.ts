@@ -69,13 +69,16 @@ const CREATED_AT_JSON = `CASE WHEN s.created_at >= '1000-01-01T00:00:00Z' AND s.
  * schema_version for that envelope; else JSON null (and the actor reads
  * as SQL NULL, which decodes the same).
  */
-function extraJson(cols: SyncColumns): string {
+export function extraJson(cols: SyncColumns): string {
   const emptyInsert = `s.op = 'insert' AND (s.data IS NULL OR s.data = '{}'::jsonb OR s.data = 'null'::jsonb)`;
   const badActor = cols.actor ? `(s.actor IS NOT NULL AND jsonb_typeof(s.actor) NOT IN ('object', 'array'))` : 'false';
   return `CASE WHEN ${badActor} OR (${emptyInsert})
     THEN json_build_array(${cols.actor ? 's.actor IS NULL, s.actor' : 'true, NULL'}, ${cols.origin ? 's.origin' : 'NULL'}, ${cols.schemaVersion ? 's.schema_version' : 'NULL'})::text
     ELSE 'null' END`;
 }
+
+/** table_name: a projected table as its index in PROJECTED_TABLES (no string to allocate per row), any other as text. */
+const TABLE_JSON = `CASE s.table_name ${PROJECTED_TABLES.map((t, i) => `WHEN '${t.tableName}' THEN '${i}'`).join(' ')} ELSE coalesce(to_json(s.table_name)::text, 'null') END`;
 
 /**
  * One JSON text per row — [id, table_name, user_id, record_id, op, data,
@@ -86,12 +89,15 @@ function extraJson(cols: SyncColumns): string {
  * more), and created_at as to_json of the UTC timestamp rather than to_char
  * (~1 s more); parseRowJson() turns it into the fixed-width form.
  */
-export function rowJson(cols: SyncColumns): string {
+export function rowJson(cols: SyncColumns, from: 'table' | 'prepared' = 'table'): string {
   const json = (e: string) => `coalesce(${e}, 'null')`;
-  return `'[' || ${json('to_json(s.id)::text')} || ',' || ${json('to_json(s.table_name)::text')} || ',' || ${json('to_json(s.user_id)::text')}
+  // 'prepared': over bulkRowsSql's inner query, which has the metadata column as meta and extraJson as extra.
+  const meta = from === 'prepared' ? 's.meta' : metaColumn(cols);
+  const extra = from === 'prepared' ? 's.extra' : extraJson(cols);
+  return `'[' || ${json('to_json(s.id)::text')} || ',' || ${TABLE_JSON} || ',' || ${json('to_json(s.user_id)::text')}
     || ',' || ${json('to_json(s.record_id)::text')} || ',' || ${json('to_json(s.op)::text')} || ',' || ${json('s.data::text')}
-    || ',' || ${json(`${metaColumn(cols)}::text`)} || ',' || ${CREATED_AT_JSON}
-    || ',' || ${cols.spaceId ? json('to_json(s.space_id)::text') : "'null'"} || ',' || ${extraJson(cols)} || ']'`;
+    || ',' || ${json(`${meta}::text`)} || ',' || ${CREATED_AT_JSON}
+    || ',' || ${cols.spaceId ? json('to_json(s.space_id)::text') : "'null'"} || ',' || ${extra} || ']'`;
 }
 
 /** A row a later hard delete supersedes in every view that holds it, read in the same statement (bulk reads). */
@@ -116,7 +122,7 @@ export function parseRowJson(text: string): ChangeRow | SupersededRow {
   if (a.length === 2) return { id: a[0] as string, createdAt: fixedWidthCreatedAt(a[1] as string) };
   const row: ChangeRow = {
     id: a[0] as string,
-    tableName: a[1] as string,
+    tableName: typeof a[1] === 'number' ? PROJECTED_TABLES[a[1]]!.tableName : (a[1] as string),
     userId: a[2] as string,
     recordId: a[3] as string,
     op: a[4],
@@ -157,19 +163,23 @@ export async function viewRowsMany(tx: Sql | TxSql, cols: SyncColumns, views: Vi
   const out: ChangeRow[][] = views.map(() => []);
   if (views.length === 0) return out;
   const log = syncChanges(tx, cols.schema);
-  // The viewer's real spaces on the record, once per view.
+  // The viewer's real spaces on the record, once per view (OFFSET 0: Postgres would otherwise
+  // evaluate it again for every row of the record).
   const spaces = cols.spaceId
-    ? tx`CROSS JOIN LATERAL (
-        SELECT coalesce(array_agg(DISTINCT o.space_id) FILTER (WHERE ${tx.unsafe(realSpaceSql('o.space_id'))}), '{}') AS ids
-        FROM ${log} o WHERE o.table_name = v.t AND o.record_id = v.r AND o.app_id = v.a AND o.user_id = v.u) sp`
-    : tx``;
+    ? tx`(SELECT coalesce(array_agg(DISTINCT o.space_id) FILTER (WHERE ${tx.unsafe(realSpaceSql('o.space_id'))}), '{}')
+          FROM ${log} o WHERE o.table_name = v.t AND o.record_id = v.r AND o.app_id = v.a AND o.user_id = v.u)`
+    : tx`'{}'::text[]`;
+  // LATERAL: index lookups per view. As a join, Postgres hashed the keys against a scan of the whole log.
   const rows = await tx<{ i: number; r: string }[]>`
-    SELECT v.i::int AS i, ${tx.unsafe(rowJson(cols))} AS r
-    FROM unnest(${views.map((v) => v.table.appId)}::text[], ${views.map((v) => v.table.tableName)}::text[],
-                ${views.map((v) => v.userId)}::text[], ${views.map((v) => v.recordId)}::text[]) WITH ORDINALITY AS v(a, t, u, r, i)
-    ${spaces}
-    JOIN ${log} s ON s.table_name = v.t AND s.record_id = v.r AND s.app_id = v.a
-    WHERE s.user_id = v.u ${cols.spaceId ? tx`OR s.space_id = ANY(sp.ids)` : tx``}`;
+    SELECT v.i::int AS i, x.r
+    FROM (SELECT v.*, ${spaces} AS ids
+          FROM unnest(${views.map((v) => v.table.appId)}::text[], ${views.map((v) => v.table.tableName)}::text[],
+                      ${views.map((v) => v.userId)}::text[], ${views.map((v) => v.recordId)}::text[]) WITH ORDINALITY AS v(a, t, u, r, i)
+          OFFSET 0) v
+    CROSS JOIN LATERAL (
+      SELECT ${tx.unsafe(rowJson(cols))} AS r FROM ${log} s
+      WHERE s.table_name = v.t AND s.record_id = v.r AND s.app_id = v.a
+        AND (s.user_id = v.u ${cols.spaceId ? tx`OR s.space_id = ANY(v.ids)` : tx``})) x`;
   for (const row of rows) out[row.i - 1]!.push(parseRowJson(row.r) as ChangeRow);
   return out;
 }

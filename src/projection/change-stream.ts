@@ -4,7 +4,7 @@
  */
 import type { TxSql } from '../db/pool.js';
 import { syncChanges } from '../db/sync-table.js';
-import { metaColumn, parseRowJson, PROJECTED_TABLES_SQL, realSpaceSql, rowJson, SHORT_ROW_JSON, type SupersededRow, type SyncColumns } from './change-source.js';
+import { extraJson, metaColumn, parseRowJson, PROJECTED_TABLES_SQL, realSpaceSql, rowJson, SHORT_ROW_JSON, type SupersededRow, type SyncColumns } from './change-source.js';
 import { MAX_ID_BYTES, type ChangeRow } from './wire.js';
 
 /** What a pass reads: rows at or above the horizon whose ids it has not applied yet. */
@@ -16,9 +16,9 @@ export interface ChangeWindow {
 export interface StreamOptions {
   batchRows: number;
   /**
-   * A big backlog: rows grouped by record (table, record_id, then user_id),
-   * each user's in replay order, those a later hard delete supersedes
-   * without their data (see streamChanges).
+   * A big backlog: rows grouped by record (record_id and table), in replay
+   * order, those a later hard delete supersedes without their data (see
+   * streamChanges).
    */
   bulk?: boolean;
 }
@@ -41,14 +41,35 @@ export function hardDeleteSql(cols: SyncColumns): string {
 /**
  * The bulk read's shortcut: a row is sent as [id, created_at] only when a
  * later hard delete by the same user of the same record supersedes it in
- * every view that holds it — true when its space is not a real one (then
- * only its writer's view holds it, and the writer's view holds all the
- * writer's rows). A real-space row also sits in other members' views,
- * where that delete may not be: it comes whole.
+ * every view that holds it. Its writer's view holds all the writer's rows,
+ * so any such delete does when the row's space is not a real one (then only
+ * that view holds it); a row in a real space also sits in the views of the
+ * others who stamped that space, which hold the delete only when it is in
+ * the same space. Windows `w` (per user) and `ws` (per user and space)
+ * share one sort.
  */
 export function supersededSql(cols: SyncColumns): string {
-  if (!cols.spaceId) return `s.created_at < max(s.created_at) FILTER (WHERE ${hardDeleteSql(cols)}) OVER w`;
-  return `NOT ${realSpaceSql('s.space_id')} AND s.created_at < max(s.created_at) FILTER (WHERE ${hardDeleteSql(cols)}) OVER w`;
+  // s.hard: hardDeleteSql, computed below the sort (bulkRowsSql).
+  const lastHardDelete = (w: string) => `max(s.created_at) FILTER (WHERE s.hard) OVER ${w}`;
+  if (!cols.spaceId) return `s.created_at < ${lastHardDelete('w')}`;
+  return `CASE WHEN ${realSpaceSql('s.space_id')} THEN s.created_at < ${lastHardDelete('ws')} ELSE s.created_at < ${lastHardDelete('w')} END`;
+}
+
+/** The windows supersededSql uses. */
+function supersededWindows(cols: SyncColumns): string {
+  const w = 'w AS (PARTITION BY s.record_id, s.table_name, s.user_id)';
+  return cols.spaceId ? `${w}, ws AS (PARTITION BY s.record_id, s.table_name, s.user_id, s.space_id)` : w;
+}
+
+/**
+ * The bulk read's rows before the sort: what depends on a row alone — the
+ * metadata column mana-sync reads, extraJson, whether it is a hard delete —
+ * is worked out there, in the parallel scan, so the sort carries a flag and
+ * a mostly empty text instead of the actor, origin and schema_version.
+ */
+function preparedColumns(cols: SyncColumns): string {
+  return `s.id, s.table_name, s.user_id, s.record_id, s.op, s.data, ${metaColumn(cols)} AS meta, s.created_at,
+    ${cols.spaceId ? 's.space_id' : 'NULL::text AS space_id'}, ${extraJson(cols)} AS extra, ${hardDeleteSql(cols)} AS hard`;
 }
 
 let cursorSeq = 0;
@@ -62,15 +83,16 @@ const BULK_FETCHES_AHEAD = 6;
  * transaction's connection, and a query issued while a postgres.js cursor is
  * suspended waits behind it forever.
  *
- * Incremental: heap order, no sort. Bulk: grouped by record (table_name,
- * record_id, then user_id), each user's rows in replay order (created_at,
- * id), so the caller holds one record at a time and a user's delete never
- * arrives after that user's later rows. Rows a later hard delete supersedes
+ * Incremental: heap order, no sort. Bulk: grouped by record (record_id,
+ * table_name), in replay order (created_at, id), so the caller holds one
+ * record at a time and a delete never arrives after rows that follow it in
+ * any view. Rows a later hard delete supersedes
  * (supersededSql) come as [id, created_at] only: they cannot change anything
  * (everything before a record's last hard delete is gone), yet they still
  * count as read. Postgres sorts the window once (a seq scan and an external
  * sort; the record index would fetch the heap in random order, which
- * measured slower), and the per-user maximum needs no second scan.
+ * measured slower), then each record's rows in memory; the per-user maximum
+ * needs no second scan.
  */
 export async function streamChanges(
   tx: TxSql,
@@ -93,11 +115,15 @@ export async function streamChanges(
   const declared = opts.bulk
     ? tx`
       DECLARE ${name} NO SCROLL CURSOR FOR
-      SELECT CASE WHEN ${tx.unsafe(supersededSql(cols))} THEN ${tx.unsafe(SHORT_ROW_JSON)} ELSE ${row} END AS r
-      FROM ${syncChanges(tx, cols.schema)} s
-      WHERE ${where}
-      WINDOW w AS (PARTITION BY s.table_name, s.record_id, s.user_id)
-      ORDER BY s.table_name, s.record_id, s.user_id, s.created_at, s.id`
+      SELECT CASE WHEN ${tx.unsafe(supersededSql(cols))} THEN ${tx.unsafe(SHORT_ROW_JSON)} ELSE ${tx.unsafe(rowJson(cols, 'prepared'))} END AS r
+      FROM (SELECT ${tx.unsafe(preparedColumns(cols))} FROM ${syncChanges(tx, cols.schema)} s WHERE ${where}) s
+      -- record_id first: led by table_name, the order matches the (table_name, record_id, created_at)
+      -- index, and Postgres reads the heap through it in random order (twice the time of a seq scan and a sort).
+      -- A record's rows in replay order, whoever wrote them: each view gets its rows in order (members' rows
+      -- interleaved by user would arrive late in each other's views). Sorted for the windows, the rows need
+      -- only an in-memory sort per record for that.
+      WINDOW ${tx.unsafe(supersededWindows(cols))}
+      ORDER BY s.record_id, s.table_name, s.created_at, s.id`
     : tx`DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${row} AS r FROM ${syncChanges(tx, cols.schema)} s WHERE ${where}`;
   declared.catch(() => undefined); // awaited below, after the first FETCHes are sent behind it
   const fetch = () => {

@@ -5,7 +5,7 @@
  * them in its own transaction, so they commit with its cursor.
  */
 import type { TxSql } from '../db/pool.js';
-import { routeRows, stampKey, stampKeysOf, type Routed, type RoutedRow, type Stamp, type StampBook } from './views.js';
+import { emptyStampBook, freshEntry, routeRows, stampKey, stampKeysOf, type Routed, type RoutedRow, type Stamp } from './views.js';
 import type { Change } from './wire.js';
 
 async function loadStamps(db: TxSql, keys: string[]): Promise<Stamp[]> {
@@ -55,15 +55,25 @@ export function createViewRouter(deps: {
   /** Rows come grouped by record (a bulk read): a forgotten record's rows never come again, so its stamps need no load. */
   groupedByRecord: boolean;
 }): ViewRouter {
-  const book: StampBook = new Map();
+  const book = emptyStampBook(deps.groupedByRecord);
   let learned: Stamp[] = [];
   let storeEmpty = deps.storeEmpty;
 
   async function route(rows: RoutedRow[], changes: (Change | null)[]): Promise<Routed> {
-    const missing = stampKeysOf(rows).filter((k) => !book.has(k));
+    const missing = stampKeysOf(rows).filter((k) => !book.entries.has(k));
     if (missing.length > 0) {
-      for (const k of missing) book.set(k, new Set());
-      if (!storeEmpty) for (const s of await loadStamps(deps.tx, missing)) book.get(stampKey(s.tableName, s.recordId, s.spaceId))!.add(s.userId);
+      for (const k of missing) {
+        const [tableName, recordId] = k.split('\u0000') as [string, string];
+        book.entries.set(k, freshEntry(book, tableName, recordId));
+      }
+      if (!storeEmpty) {
+        for (const s of await loadStamps(deps.tx, missing)) {
+          // Stamped before this pass: its rows are not all here.
+          const entry = book.entries.get(stampKey(s.tableName, s.recordId, s.spaceId))!;
+          entry.users.add(s.userId);
+          entry.changes = null;
+        }
+      }
     }
     const routed = routeRows(rows, changes, book);
     learned.push(...routed.added);
@@ -78,7 +88,8 @@ export function createViewRouter(deps: {
       await saveStamps(deps.tx, stamps);
     }
     const kept = keep ? `${keep.tableName}\u0000${keep.recordId}\u0000` : undefined;
-    for (const k of book.keys()) if (kept === undefined || !k.startsWith(kept)) book.delete(k);
+    for (const k of book.entries.keys()) if (kept === undefined || !k.startsWith(kept)) book.entries.delete(k);
+    for (const k of book.holding.keys()) if (kept === undefined || `${k}\u0000` !== kept) book.holding.delete(k);
   }
 
   return { route, forget };

@@ -17,10 +17,11 @@
  * stamped (and then V's own devices receive them too). Only the view whose
  * record names its viewer as author is due (due-rule.ts).
  *
- * A pass learns stamps as it reads rows (`route`): each row joins its
+ * A pass learns stamps as it reads rows (`routeRows`): each row joins its
  * writer's view and the views of the others who stamped its space on the
  * record; a user's first stamp of a space others already stamped brings
- * their earlier rows into its view, so that view is rebuilt from the log.
+ * their earlier rows into its view — from memory when the pass read all of
+ * them, else by a rebuild of that view from the log.
  */
 import type { Change } from './wire.js';
 
@@ -50,8 +51,61 @@ export interface Stamp {
 
 export const stampKey = (tableName: string, recordId: string, spaceId: string): string => `${tableName}\u0000${recordId}\u0000${spaceId}`;
 
+/** What a pass knows of one (table, record, space): who stamped it, and its rows, when the pass holds all of them. */
+export interface StampEntry {
+  users: Set<string>;
+  /**
+   * Every change of the record in this space, when each of them came in
+   * this pass (no stamp of it was stored before): a user's first row in the
+   * space then takes the others' rows from here instead of a rebuild from
+   * the log. Null when some came earlier, or the pass keeps too many.
+   */
+  changes: Change[] | null;
+}
+
 /** Who stamped each (table, record, space), as far as a pass knows: every key it routes must be loaded first. */
-export type StampBook = Map<string, Set<string>>;
+export interface StampBook {
+  entries: Map<string, StampEntry>;
+  /**
+   * Rows come grouped by record (a bulk read): the book holds the changes of
+   * the record being read only, and lets them go when the next one starts
+   * (held longer, they would outlive the young generation). Otherwise it
+   * holds none, and a view that gains a space others stamped is rebuilt.
+   */
+  grouped: boolean;
+  /** The record being read. */
+  current: { tableName: string; recordId: string } | null;
+  /** The entries holding changes, by record. */
+  holding: Map<string, StampEntry[]>;
+}
+
+export function emptyStampBook(grouped: boolean): StampBook {
+  return { entries: new Map(), grouped, current: null, holding: new Map() };
+}
+
+/** A new entry for a key of this record no stamp was stored for: it holds the changes when the book does. */
+export function freshEntry(book: StampBook, tableName: string, recordId: string): StampEntry {
+  const entry: StampEntry = { users: new Set(), changes: book.grouped ? [] : null };
+  if (book.grouped) {
+    const record = `${tableName}\u0000${recordId}`;
+    const list = book.holding.get(record);
+    if (list) list.push(entry);
+    else book.holding.set(record, [entry]);
+  }
+  return entry;
+}
+
+/** In a grouped book, a row of another record: the previous one is complete, its changes go. */
+function enterRecord(book: StampBook, tableName: string, recordId: string): void {
+  const current = book.current;
+  if (!book.grouped || (current !== null && current.recordId === recordId && current.tableName === tableName)) return;
+  if (current !== null) {
+    const record = `${current.tableName}\u0000${current.recordId}`;
+    for (const e of book.holding.get(record) ?? []) e.changes = null;
+    book.holding.delete(record);
+  }
+  book.current = { tableName, recordId };
+}
 
 /** The part of a row routing needs (a row that decodes to nothing still stamps its space). */
 export interface RoutedRow {
@@ -64,7 +118,7 @@ export interface RoutedRow {
 export interface Routed {
   /** Each view's changes, in arrival order. */
   byKey: Map<string, Change[]>;
-  /** Views that gained a space others had stamped: to rebuild from the log. */
+  /** Views that gained a space others had stamped before this pass: to rebuild from the log. */
   rebuild: Set<string>;
   /** Stamps learned from these rows. */
   added: Stamp[];
@@ -73,13 +127,22 @@ export interface Routed {
 /** The stamp keys these rows need loaded before they are routed. */
 export function stampKeysOf(rows: RoutedRow[]): string[] {
   const keys = new Set<string>();
-  for (const r of rows) if (isRealSpace(r.spaceId)) keys.add(stampKey(r.tableName, r.recordId, r.spaceId));
+  let last: RoutedRow | undefined;
+  for (const r of rows) {
+    if (!isRealSpace(r.spaceId)) continue;
+    // Rows of one record and space mostly come together (a bulk read): one key for the run.
+    if (last && last.spaceId === r.spaceId && last.recordId === r.recordId && last.tableName === r.tableName) continue;
+    keys.add(stampKey(r.tableName, r.recordId, r.spaceId));
+    last = r;
+  }
   return [...keys];
 }
 
 /**
  * Routes rows, in arrival order, to the views they belong to, adding their
  * stamps to the book. `changes[i]` is row i decoded (null: it does nothing).
+ * A user's first row in a space others stamped brings their rows into its
+ * view: from the book when it holds them all, else by a rebuild.
  */
 export function routeRows(rows: RoutedRow[], changes: (Change | null)[], book: StampBook): Routed {
   const byKey = new Map<string, Change[]>();
@@ -90,23 +153,41 @@ export function routeRows(rows: RoutedRow[], changes: (Change | null)[], book: S
     if (list) list.push(c);
     else byKey.set(key, [c]);
   };
+  // The keys of the previous row, reused while rows of one view and space follow each other.
+  let prev: RoutedRow | undefined;
+  let prevView = '';
+  let prevEntry: StampEntry | undefined;
   rows.forEach((row, i) => {
     const { tableName, userId, recordId, spaceId } = row;
-    let stampers: Set<string> | undefined;
+    const change = changes[i];
+    const sameView = prev !== undefined && prev.userId === userId && prev.recordId === recordId && prev.tableName === tableName;
+    const own = sameView ? prevView : viewKey(tableName, userId, recordId);
+    let entry: StampEntry | undefined;
     if (isRealSpace(spaceId)) {
-      const k = stampKey(tableName, recordId, spaceId);
-      stampers = book.get(k);
-      if (!stampers) book.set(k, (stampers = new Set()));
-      if (!stampers.has(userId)) {
-        if (stampers.size > 0) rebuild.add(viewKey(tableName, userId, recordId));
-        stampers.add(userId);
+      enterRecord(book, tableName, recordId);
+      if (sameView && prev!.spaceId === spaceId && prevEntry) {
+        entry = prevEntry;
+      } else {
+        const k = stampKey(tableName, recordId, spaceId);
+        entry = book.entries.get(k);
+        if (!entry) book.entries.set(k, (entry = freshEntry(book, tableName, recordId)));
+      }
+      if (!entry.users.has(userId)) {
+        if (entry.users.size > 0) {
+          if (entry.changes) for (const earlier of entry.changes) push(own, earlier);
+          else rebuild.add(own);
+        }
+        entry.users.add(userId);
         added.push({ tableName, recordId, spaceId, userId });
       }
+      if (change) entry.changes?.push(change);
     }
-    const change = changes[i];
+    prev = row;
+    prevView = own;
+    prevEntry = entry;
     if (!change) return;
-    push(viewKey(tableName, userId, recordId), change);
-    if (stampers) for (const other of stampers) if (other !== userId) push(viewKey(tableName, other, recordId), change);
+    push(own, change);
+    if (entry && entry.users.size > 1) for (const other of entry.users) if (other !== userId) push(viewKey(tableName, other, recordId), change);
   });
   return { byKey, rebuild, added };
 }

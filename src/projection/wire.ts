@@ -94,8 +94,17 @@ function unrepresentable(value: unknown, depth: number): string | null {
   if (typeof value === 'number') return Number.isFinite(value) ? null : 'a number beyond the double range';
   if (typeof value !== 'object' || value === null) return null;
   if (depth >= MAX_DATA_DEPTH) return `nested deeper than ${MAX_DATA_DEPTH} levels`;
-  for (const v of Array.isArray(value) ? value : Object.values(value)) {
-    const why = unrepresentable(v, depth + 1);
+  // Plain loops: this runs on every value of every row, and Object.values would allocate.
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) {
+      const why = unrepresentable(value[i], depth + 1);
+      if (why) return why;
+    }
+    return null;
+  }
+  const o = value as Record<string, unknown>;
+  for (const k in o) {
+    const why = unrepresentable(o[k], depth + 1);
     if (why) return why;
   }
   return null;
@@ -116,13 +125,16 @@ function pullFailure(row: ChangeRow): string | null {
   if (row.data !== null && row.data !== undefined && !isPlainObject(row.data)) return `data: expected an object or null, got ${kindOf(row.data)}`;
   if (row.meta !== null && row.meta !== undefined) {
     if (!isPlainObject(row.meta)) return `field metadata: expected an object of strings, got ${kindOf(row.meta)}`;
-    for (const [k, v] of Object.entries(row.meta)) {
+    const meta = row.meta;
+    for (const k in meta) {
+      const v = meta[k];
       if (v !== null && typeof v !== 'string') return `field metadata of "${k.slice(0, 80)}": expected a string, got ${kindOf(v)}`;
     }
   }
   if (isPlainObject(row.data)) {
-    for (const [k, v] of Object.entries(row.data)) {
-      const why = unrepresentable(v, 1);
+    const data = row.data;
+    for (const k in data) {
+      const why = unrepresentable(data[k], 1);
       if (why) return `data field "${k.slice(0, 80)}": ${why}`;
     }
   }
@@ -167,7 +179,7 @@ function insertOf(row: ChangeRow, base: ChangeBase, createdAt: string): Decoded 
   if (!comparable(stamp)) return { ok: false, reason: 'updatedAt/createdAt: cannot be compared (devices fail to apply the change)' };
   const version = versionOf(stamp, base.pos);
   const fields: FieldWrite[] = [];
-  for (const key of Object.keys(source)) {
+  for (const key in source) {
     if (!INTERNAL_KEYS.has(key)) fields.push([key, source[key], version]);
   }
   return { ok: true, change: { kind: 'data', ...base, plain: isPlainStamp(stamp), fields } };
@@ -182,7 +194,9 @@ function updateOf(row: ChangeRow, base: ChangeBase): Decoded {
   // A row's fields mostly share one stamp: build each distinct version once.
   let lastAt: string | undefined;
   let lastVersion = '';
-  for (const [key, entry] of Object.entries(row.meta)) {
+  const meta = row.meta;
+  for (const key in meta) {
+    const entry = meta[key];
     if (!Object.hasOwn(data, key)) continue;
     counted++;
     if (INTERNAL_KEYS.has(key)) continue;
@@ -206,9 +220,12 @@ export function decodeRow(row: ChangeRow): Decoded {
   if (typeof row.id !== 'string' || typeof row.recordId !== 'string' || typeof row.userId !== 'string') {
     return { ok: false, reason: 'id, record_id and user_id: expected strings' };
   }
-  for (const [name, value] of [['user_id', row.userId], ['record_id', row.recordId]] as const) {
-    const bytes = Buffer.byteLength(value);
-    if (bytes > MAX_ID_BYTES) return { ok: false, reason: `${name}: expected at most ${MAX_ID_BYTES} bytes, got ${bytes}` };
+  // A UTF-16 unit is at most 3 UTF-8 bytes: most ids need no count.
+  if (row.userId.length * 3 > MAX_ID_BYTES || row.recordId.length * 3 > MAX_ID_BYTES) {
+    for (const [name, value] of [['user_id', row.userId], ['record_id', row.recordId]] as const) {
+      const bytes = Buffer.byteLength(value);
+      if (bytes > MAX_ID_BYTES) return { ok: false, reason: `${name}: expected at most ${MAX_ID_BYTES} bytes, got ${bytes}` };
+    }
   }
   const why = pullFailure(row) ?? deviceDrop(row);
   if (why) return { ok: false, reason: why };

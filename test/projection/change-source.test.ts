@@ -1,6 +1,6 @@
 /**
  * streamChanges against a real database: both reads (incremental, heap
- * order; bulk, by record, each user's rows in replay order) yield exactly
+ * order; bulk, by record, in replay order whoever wrote them) yield exactly
  * the rows of both projected tables as readLog() has them — created_at in
  * the same fixed-width form whatever its precision or year, and the columns
  * decodeRow needs (the actor only when it matters, as the same decoding
@@ -93,7 +93,7 @@ describe('streamChanges', () => {
     const bulk = await read('bulk');
     // Older than m1's (hard) delete by the same user, in no real space: the 27.0 row comes as [id, created_at].
     expect(bulk.superseded).toEqual([{ id: rows[2]!.id, createdAt: expected.get(rows[2]!.id)!.createdAt }]);
-    const order = [11, 8, 3, 1, 4, 7, 0, 5, 6, 9, 10].map((i) => rows[i]!.id);
+    const order = [11, 8, 3, 1, 4, 0, 7, 5, 6, 9, 10].map((i) => rows[i]!.id);
     expect(bulk.rows.map((r) => r.id)).toEqual(order);
     for (const r of bulk.rows) expectSameRow(r, expected.get(r.id)!);
   });
