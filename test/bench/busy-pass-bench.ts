@@ -214,10 +214,10 @@ export async function runBusyPassBench(): Promise<BusyPassResult> {
 
 /** How the pass gets there; kept with the figures. */
 const WHY = [
-  '**Why.** Without the index the window query (`app_id = \'ai\' AND table_name = \'aiMissions\' AND created_at >= horizon AND NOT id = ANY(applied)`) ' +
+  '**Why.** Without the index the window query (`app_id = \'ai\' AND table_name IN (\'aiMissions\', \'agents\') AND created_at >= horizon AND NOT id = ANY(applied)`) ' +
     'can only use `sync_changes`\' own indexes, each led by `user_id` or `record_id`: one index descent per user, or a scan of the table once the planner gives up, ' +
-    'so a busy pass grows with the users and the log. The partial index `sync_changes_ai_missions_created_idx ON sync_changes (created_at) WHERE app_id = \'ai\' AND table_name = \'aiMissions\'` ' +
-    '(`src/db/sync-index.sql`, README "Fast path index") holds the aiMissions rows only, in created_at order, so the same query reads just the newest entries, whatever the size. ' +
+    'so a busy pass grows with the users and the log. The partial index `sync_changes_ai_projection_created_idx ON sync_changes (created_at) WHERE app_id = \'ai\' AND table_name IN (\'aiMissions\', \'agents\')` ' +
+    '(`src/db/sync-index.sql`, README "Fast path index") holds the rows of the two projected tables only, in created_at order, so the same query reads just the newest entries, whatever the size; one index for both tables, so agents cost the busy pass no second search. ' +
     'The rest of a busy no-op pass is round trips, so the pass sends the statements that do not wait for each other at once (postgres.js pipelines them on the transaction\'s connection): ' +
     'the cursor, the horizon and the snapshot probe; the applied set and the write fence; the window\'s DECLARE and its first FETCH; the CLOSE behind the cursor write. ' +
     'The refresh of a busy no-op pass waits for 6 round trips, a quiet one\'s for 4. The rest of the pass is one statement (`scanDue` in `src/schedule/due.ts`: the due missions, the look-ahead, the next wake-up, and whether any claim deadline, lease or retry is due, so the sweep skips the scans with nothing to take), plus settling every 2 s. ' +

@@ -282,8 +282,9 @@ export function formatProjectionBench(r: ProjectionBenchResult): string {
     '',
     `**Data.** ${f0(r.logRows)} \`sync_changes\` rows from \`test/bench/gen-history.ts\` (deterministic, seed ${HISTORY_DEFAULTS.seed}): ` +
       `${f0(r.missionRows)} aiMissions rows of ${f0(HISTORY_DEFAULTS.users)} users × ${HISTORY_DEFAULTS.missionsPerUser} missions ` +
-      '(an insert with the whole record, then updates: runner iterations, reschedules, state changes, edits; ~1 % deletes, each followed by a re-create), ' +
-      `the rest other apps' rows of the same users. ¾ of the rows carry \`field_meta\` (\`{at, actor, origin}\`), ¼ \`field_timestamps\`; ` +
+      '(an insert with the whole record, then updates: runner iterations, reschedules, state changes, edits, soft deletes; ~1 % hard deletes, each followed by a re-create; ' +
+      'space ids as the webapp stamps them over time, one mission in 40 in a space shared with another member who writes a fifth of its updates), ' +
+      `the rest other apps' rows of the same users. Updates carry \`field_meta\` as mana-sync stores it (a string per field), a tenth \`field_timestamps\` instead; ` +
       `data and metadata average ${f0(r.avgRowBytes)} bytes of JSON per aiMissions row. ` +
       (r.generatedMs ? `Generated in SQL in ${f1(r.generatedMs / 1000)} s.` : ''),
     '',
