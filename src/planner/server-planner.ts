@@ -15,6 +15,7 @@ import { serverHolder, type Occurrence } from '../schedule/occurrence.js';
 import { markWaiting } from '../schedule/transitions.js';
 import type { FallbackPlanner, SweepInfo } from '../schedule/interfaces.js';
 import { waitBackoffMs } from '../schedule/waiting.js';
+import { reason as reasonOf } from '../schedule/reasons.js';
 import { nextRunAt, resolveTimeZone } from './cadence.js';
 import { createSemaphore } from '../lib/semaphore.js';
 import { isConnectionError } from '../db/errors.js';
@@ -28,6 +29,8 @@ import { findDroppedWrites, rewriteDropped, writeIteration, type WriteTarget } f
 
 /** Default waits before re-planning after a failure: 1 min, 5 min, 30 min. */
 export const DEFAULT_RETRY_BACKOFF_MS = [60_000, 300_000, 1_800_000];
+
+const REASON_RETRY = reasonOf('plan-retry').code;
 
 export interface ServerPlannerDeps {
   sql: Sql;
@@ -127,7 +130,8 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       // whichever instance finds it expired then plans it again.
       const wait = backoff[Math.min(attempts - 1, backoff.length - 1)] ?? 60_000;
       await sql`
-        UPDATE mana_ai.occurrences SET lease_expires_at = now() + make_interval(secs => ${wait / 1000}), last_error = ${reason}, updated_at = now()
+        UPDATE mana_ai.occurrences SET lease_expires_at = now() + make_interval(secs => ${wait / 1000}), last_error = ${reason},
+          reason = ${REASON_RETRY}, updated_at = now()
         WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}`;
       log.warn({ iterationId: occ.iterationId, attempts, retryInMs: wait, reason: withoutQuotes(reason) }, 'server planning failed; will retry');
       return 'retry';
@@ -180,7 +184,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       await markWaiting(sql, occ.iterationId, {
         from: ['planning'],
         holder,
-        reason: `mission is end-to-end encrypted (${encrypted.join(', ')}): only a device can plan it`,
+        reason: reasonOf('encrypted', `mission is end-to-end encrypted (${encrypted.join(', ')}): only a device can plan it`),
         retryInMs: waitBackoffMs(counted.attempts - 1),
       });
       return 'encrypted';

@@ -105,7 +105,8 @@ export async function writeIteration(sql: Sql, target: WriteTarget, input: Write
   return (await sql.begin(async (tx) => {
     const settle = async (status: 'completed' | 'superseded', why: string | null): Promise<WriteResult> => {
       const [own] = await tx`
-        UPDATE mana_ai.occurrences SET status = ${status}, lease_expires_at = NULL, last_error = coalesce(${why}, last_error), updated_at = now()
+        UPDATE mana_ai.occurrences SET status = ${status}, lease_expires_at = NULL, last_error = coalesce(${why}, last_error),
+          reason = CASE WHEN ${status} = 'superseded' THEN 'mission-deleted' ELSE reason END, updated_at = now()
         WHERE iteration_id = ${input.iterationId} AND status = 'planning' AND claimed_by = ${input.holder}
         RETURNING iteration_id`;
       return own ? (status === 'completed' ? 'present' : 'gone') : 'lost';
@@ -118,7 +119,8 @@ export async function writeIteration(sql: Sql, target: WriteTarget, input: Write
     if (!current || current['deletedAt']) return settle('superseded', 'mission deleted while the server planned it');
     const [own] = await tx`
       UPDATE mana_ai.occurrences SET status = ${input.finalStatus}, lease_expires_at = NULL, plan = ${tx.json(input.iteration as never)},
-        written_at = ${instantOf(input.at)}, last_error = ${input.lastError ?? null}, updated_at = now()
+        written_at = ${instantOf(input.at)}, last_error = ${input.lastError ?? null},
+        reason = ${input.finalStatus === 'failed' ? 'plan-failed' : null}, updated_at = now()
       WHERE iteration_id = ${input.iterationId} AND status = 'planning' AND claimed_by = ${input.holder}
       RETURNING iteration_id`;
     if (!own) return 'lost';

@@ -29,6 +29,7 @@ import {
   takeWaitingDue,
 } from './transitions.js';
 import { WAIT_REASON, waitBackoffMs } from './waiting.js';
+import { reason, type Reason } from './reasons.js';
 
 /** Due missions per INSERT when a pass creates many occurrences at once. */
 export const CREATE_CHUNK = 1000;
@@ -38,7 +39,7 @@ export const SCAN_BATCH = 5000;
 const SCAN_ROUNDS = 4;
 
 /** Why an occurrence went to the server planner when it was created. */
-export const NO_DEVICE = 'no reachable device';
+export const NO_DEVICE = reason('no-device', 'no reachable device');
 
 /** Settling runs at least this often even when this instance's passes saw no mission change. */
 export const SETTLE_EVERY_MS = 2_000;
@@ -92,7 +93,7 @@ export interface Lifecycle {
   /** Counts nudges sent for occurrences created already nudged. */
   countNudged(channel: 'ws' | 'push', n: number): void;
   /** → planning (server planner) or → waiting when server planning is off. */
-  toFallback(occs: Occurrence[], from: OccurrenceStatus[], reason: string): Promise<void>;
+  toFallback(occs: Occurrence[], from: OccurrenceStatus[], why: Reason): Promise<void>;
   /** Per-pass upkeep: settle, expire, retry waiting, rescue stale 'created'. */
   sweep(info: SweepInfo | undefined, hooks: SweepHooks): Promise<void>;
 }
@@ -115,16 +116,16 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
   let lastSettleMs = 0;
   let lastStaleCheck = 0;
 
-  async function toWaiting(occs: Occurrence[], from: OccurrenceStatus[], reason: string, holderOnly?: string): Promise<void> {
+  async function toWaiting(occs: Occurrence[], from: OccurrenceStatus[], why: Reason, holderOnly?: string): Promise<void> {
     const items = occs.map((o) => ({ iterationId: o.iterationId, retryInMs: waitBackoffMs(o.attempts) }));
-    const moved = await markWaitingMany(sql, items, { from, reason, ...(holderOnly ? { holder: holderOnly } : {}) });
+    const moved = await markWaitingMany(sql, items, { from, reason: why, ...(holderOnly ? { holder: holderOnly } : {}) });
     routed.inc({ channel: 'wait' }, moved.length);
   }
 
-  async function toFallback(occs: Occurrence[], from: OccurrenceStatus[], reason: string): Promise<void> {
+  async function toFallback(occs: Occurrence[], from: OccurrenceStatus[], why: Reason): Promise<void> {
     if (occs.length === 0) return;
     if (!deps.fallback.enabled) return toWaiting(occs, from, WAIT_REASON);
-    const taken = await takeForServer(sql, occs.map((o) => o.iterationId), from, holder, deps.leaseMs, reason);
+    const taken = await takeForServer(sql, occs.map((o) => o.iterationId), from, holder, deps.leaseMs, why);
     routed.inc({ channel: 'server' }, taken.length);
     for (const occ of taken) deps.fallback.plan(occ);
   }

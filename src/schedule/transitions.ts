@@ -10,6 +10,7 @@ import type { Sql } from '../db/pool.js';
 import type { DueMission } from './due.js';
 import { iterationIdFor } from './occurrence-id.js';
 import { COLUMNS, ts, type Occurrence, type OccurrenceStatus } from './occurrence.js';
+import { reason as reasonOf, type Reason } from './reasons.js';
 
 /**
  * Where an occurrence starts. A burst routes at creation: 'ws' rows start
@@ -27,9 +28,9 @@ export interface CreateOptions {
   /** Claim deadline of 'ws' rows, counted from the later of now and dueAt. */
   wsDeadlineMs?: number;
   /** Holder, lease and reason of 'server' rows (as takeForServer sets them). */
-  server?: { holder: string; leaseMs: number; reason: string };
+  server?: { holder: string; leaseMs: number; reason: Reason };
   /** Reason and retry delay of 'wait' rows (as markWaitingMany sets them). */
-  wait?: { reason: string; retryInMs: number };
+  wait?: { reason: Reason; retryInMs: number };
 }
 
 /**
@@ -74,14 +75,15 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
     ),
     ins AS (
       INSERT INTO mana_ai.occurrences
-        (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at, claimed_by, lease_expires_at, last_error, next_attempt_at)
+        (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at, claimed_by, lease_expires_at, last_error, reason, next_attempt_at)
       SELECT x.i, x.u, x.m, x.d,
         CASE x.s WHEN 'ws' THEN 'nudged' WHEN 'server' THEN 'planning' WHEN 'wait' THEN 'waiting' ELSE 'created' END,
         CASE x.s WHEN 'ws' THEN 'ws' WHEN 'server' THEN 'server' END,
         CASE WHEN x.s = 'ws' THEN greatest(t.now, x.d) + make_interval(secs => ${(opts.wsDeadlineMs ?? 0) / 1000}) END,
         CASE WHEN x.s = 'server' THEN ${server.holder}::text END,
         CASE WHEN x.s = 'server' THEN t.lease END,
-        CASE x.s WHEN 'server' THEN ${server.reason}::text WHEN 'wait' THEN ${wait.reason}::text END,
+        CASE x.s WHEN 'server' THEN ${server.reason?.detail ?? null}::text WHEN 'wait' THEN ${wait.reason?.detail ?? null}::text END,
+        CASE x.s WHEN 'server' THEN ${server.reason?.code ?? null}::text WHEN 'wait' THEN ${wait.reason?.code ?? null}::text END,
         CASE WHEN x.s = 'wait' THEN t.retry_at END
       FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${starts}::text[]) AS x(i, u, m, d, s), t
       ON CONFLICT DO NOTHING
@@ -108,12 +110,15 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
       attempts: 0,
       nextAttemptAt: null,
       lastError: null,
+      reason: null,
       createdAt: r.at,
       updatedAt: r.at,
     };
     if (r.status === 'nudged') return { ...base, channel: 'ws' };
-    if (r.status === 'planning') return { ...base, channel: 'server', claimedBy: server.holder, leaseExpiresAt: r.lease, lastError: server.reason };
-    if (r.status === 'waiting') return { ...base, nextAttemptAt: r.retryAt, lastError: wait.reason };
+    if (r.status === 'planning') {
+      return { ...base, channel: 'server', claimedBy: server.holder, leaseExpiresAt: r.lease, lastError: server.reason?.detail ?? null, reason: server.reason?.code ?? null };
+    }
+    if (r.status === 'waiting') return { ...base, nextAttemptAt: r.retryAt, lastError: wait.reason?.detail ?? null, reason: wait.reason?.code ?? null };
     return base;
   });
 }
@@ -129,7 +134,7 @@ export async function markNudged(sql: Sql, iterationIds: string[], channel: 'ws'
   return sql<Occurrence[]>`
     UPDATE mana_ai.occurrences o SET status = 'nudged', channel = ${channel},
       deadline_at = now() + make_interval(secs => ${deadlineMs / 1000}), claimed_by = NULL, lease_expires_at = NULL,
-      last_error = NULL, updated_at = now()
+      last_error = NULL, reason = NULL, updated_at = now()
     WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status IN ('created', 'waiting')
     RETURNING ${sql.unsafe(COLUMNS)}`;
 }
@@ -141,13 +146,13 @@ export async function takeForServer(
   from: readonly OccurrenceStatus[],
   holder: string,
   leaseMs: number,
-  reason?: string,
+  why?: Reason,
 ): Promise<Occurrence[]> {
   if (iterationIds.length === 0) return [];
   return sql<Occurrence[]>`
     UPDATE mana_ai.occurrences o SET status = 'planning', channel = 'server', claimed_by = ${holder},
       lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
-      last_error = coalesce(${reason ?? null}, last_error), updated_at = now()
+      last_error = coalesce(${why?.detail ?? null}, last_error), reason = coalesce(${why?.code ?? null}, reason), updated_at = now()
     WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status = ANY(${from as string[]})
     RETURNING ${sql.unsafe(COLUMNS)}`;
 }
@@ -156,7 +161,7 @@ export async function takeForServer(
 export async function markWaiting(
   sql: Sql,
   iterationId: string,
-  opts: { from: readonly OccurrenceStatus[]; reason: string; retryInMs: number; holder?: string },
+  opts: { from: readonly OccurrenceStatus[]; reason: Reason; retryInMs: number; holder?: string },
 ): Promise<Occurrence | null> {
   const [row] = await markWaitingMany(sql, [{ iterationId, retryInMs: opts.retryInMs }], opts);
   return row ?? null;
@@ -169,14 +174,14 @@ export async function markWaiting(
 export async function markWaitingMany(
   sql: Sql,
   items: { iterationId: string; retryInMs: number }[],
-  opts: { from: readonly OccurrenceStatus[]; reason: string; holder?: string },
+  opts: { from: readonly OccurrenceStatus[]; reason: Reason; holder?: string },
 ): Promise<Occurrence[]> {
   if (items.length === 0) return [];
   const ids = items.map((i) => i.iterationId);
   const secs = items.map((i) => i.retryInMs / 1000);
   return sql<Occurrence[]>`
     UPDATE mana_ai.occurrences o SET status = 'waiting', claimed_by = NULL, lease_expires_at = NULL, deadline_at = NULL,
-      last_error = ${opts.reason}, next_attempt_at = now() + make_interval(secs => x.secs), updated_at = now()
+      last_error = ${opts.reason.detail}, reason = ${opts.reason.code}, next_attempt_at = now() + make_interval(secs => x.secs), updated_at = now()
     FROM unnest(${ids}::uuid[], ${secs}::float8[]) AS x(id, secs)
     WHERE o.iteration_id = x.id AND o.status = ANY(${opts.from as string[]})
       AND (${opts.holder ?? null}::text IS NULL OR o.claimed_by = ${opts.holder ?? null})
@@ -192,10 +197,12 @@ export async function takeExpired(sql: Sql, holder: string, leaseMs: number, lim
   return sql<Occurrence[]>`
     WITH deadline AS (
       -- A device's release sets its reason and a deadline of now; keep that reason for operators.
-      SELECT iteration_id, coalesce(last_error, 'no claim before the deadline') AS why FROM mana_ai.occurrences
+      SELECT iteration_id, coalesce(last_error, 'no claim before the deadline') AS why, coalesce(reason, 'no-claim') AS code
+      FROM mana_ai.occurrences
       WHERE status = 'nudged' AND deadline_at <= now() ORDER BY deadline_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
     ), lease AS (
-      SELECT iteration_id, 'lease of ' || coalesce(claimed_by, '?') || ' expired' AS why FROM mana_ai.occurrences
+      SELECT iteration_id, 'lease of ' || coalesce(claimed_by, '?') || ' expired' AS why, 'lease-expired' AS code
+      FROM mana_ai.occurrences
       WHERE status IN ('claimed', 'planning') AND lease_expires_at <= now() ORDER BY lease_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
     ), expired AS (
       SELECT * FROM deadline UNION ALL SELECT * FROM lease
@@ -204,6 +211,7 @@ export async function takeExpired(sql: Sql, holder: string, leaseMs: number, lim
       lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
       -- A planner retry keeps its failure reason visible; anything else says what expired.
       last_error = CASE WHEN o.status = 'planning' AND o.last_error IS NOT NULL THEN o.last_error ELSE expired.why END,
+      reason = CASE WHEN o.status = 'planning' AND o.reason IS NOT NULL THEN o.reason ELSE expired.code END,
       updated_at = now()
     FROM expired WHERE o.iteration_id = expired.iteration_id
     RETURNING ${sql.unsafe(COLUMNS)}`;
@@ -295,7 +303,11 @@ export async function settleFromSnapshots(
         WHEN present IS NOT TRUE OR soft_deleted THEN 'mission deleted'
         WHEN state IS DISTINCT FROM 'active' THEN 'mission ' || coalesce(state, 'without state')
         WHEN next_run_at > due_at AND due_at <= now() THEN 'nextRunAt moved past dueAt'
-        ELSE 'mission rescheduled' END AS why
+        ELSE 'mission rescheduled' END AS why,
+        CASE
+        WHEN present IS NOT TRUE OR soft_deleted THEN 'mission-deleted'
+        WHEN state IS DISTINCT FROM 'active' THEN 'mission-inactive'
+        ELSE 'mission-rescheduled' END AS code
       FROM open
       WHERE coalesce(has_iteration, false) OR present IS NOT TRUE OR soft_deleted
          OR state IS DISTINCT FROM 'active' OR next_run_at IS DISTINCT FROM due_at
@@ -307,7 +319,8 @@ export async function settleFromSnapshots(
       FOR UPDATE OF o SKIP LOCKED
     )
     UPDATE mana_ai.occurrences o SET status = verdict.status, lease_expires_at = NULL, deadline_at = NULL,
-      last_error = CASE WHEN verdict.status = 'superseded' THEN verdict.why ELSE o.last_error END, updated_at = now()
+      last_error = CASE WHEN verdict.status = 'superseded' THEN verdict.why ELSE o.last_error END,
+      reason = CASE WHEN verdict.status = 'superseded' THEN verdict.code ELSE o.reason END, updated_at = now()
     FROM verdict JOIN locked ON locked.iteration_id = verdict.iteration_id
     WHERE o.iteration_id = verdict.iteration_id
     RETURNING o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.status`;
@@ -357,7 +370,8 @@ export async function completeForDevice(sql: Sql, c: DeviceClaim): Promise<boole
 export async function releaseForDevice(sql: Sql, c: DeviceClaim, reason?: string): Promise<boolean> {
   const rows = await sql`
     UPDATE mana_ai.occurrences SET status = 'nudged', claimed_by = NULL, lease_expires_at = NULL,
-      deadline_at = now(), last_error = ${`released by ${c.deviceId}${reason ? `: ${reason.slice(0, 200)}` : ''}`}, updated_at = now()
+      deadline_at = now(), last_error = ${`released by ${c.deviceId}${reason ? `: ${reason.slice(0, 200)}` : ''}`},
+      reason = ${reasonOf('device-released').code}, updated_at = now()
     WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
     RETURNING iteration_id`;
   return rows.length > 0;

@@ -187,6 +187,7 @@ describe('bad replies and LLM failures', () => {
     const after = new Date();
     expect(failed.attempts).toBe(4);
     expect(failed.lastError).toMatch(/^unusable plan: missing rationale in step 1/);
+    expect(failed.reason).toBe('plan-failed');
     expect(stub!.requestsFor('Doomed')).toHaveLength(4);
     // The good mission was not held up by the bad one.
     expect((await occurrenceRows(db.sql, 'erin'))[0]).toMatchObject({ status: 'planned', attempts: 1 });
@@ -297,7 +298,7 @@ describe('privacy', () => {
     expect(stub!.requestsFor('Concept secret')).toHaveLength(0);
     expect(stub!.requests.some((r) => r.user.includes('enc:1:') || r.system.includes('enc:1:'))).toBe(false);
     expect(await runnerRows(db.sql, 'jane')).toHaveLength(0);
-    for (const o of waiting) expect(o.lastError).toMatch(/end-to-end encrypted/);
+    for (const o of waiting) expect(o).toMatchObject({ lastError: expect.stringMatching(/end-to-end encrypted/), reason: 'encrypted' });
 
     const res = await fetch(`${c.url}/internal/occurrences?userId=jane`, { headers: { 'x-service-key': SERVICE_KEY } });
     expect(res.status).toBe(200);
@@ -323,7 +324,7 @@ describe('without MANA_LLM_URL', () => {
       const r = await occurrenceRows(db.sql, 'lena');
       return r.length === 2 && r.every((o) => o.status === 'waiting') ? r : undefined;
     }, 10_000, 'occurrences waiting');
-    for (const o of rows) expect(o.lastError).toBe(WAIT_REASON);
+    for (const o of rows) expect(o).toMatchObject({ lastError: WAIT_REASON.detail, reason: 'no-planner' });
     // Several passes later: still one warning, nothing written.
     await sleep(500);
     expect(c.warnings('MANA_LLM_URL is not set')).toHaveLength(1);

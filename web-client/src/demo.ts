@@ -183,7 +183,7 @@ async function refreshMissions(): Promise<void> {
 
 async function refreshOccurrences(): Promise<void> {
   if (!dev) return;
-  renderOccurrences(await dev.occurrences());
+  renderOccurrences(await dev.occurrences(deviceId));
 }
 
 async function refresh(): Promise<void> {

@@ -13,26 +13,73 @@ import { CLAIM_HTTP_STATUS, type ClaimOutcome, type ClaimService } from '../../s
 import { listOccurrences } from '../../schedule/occurrences.js';
 import type { Occurrence } from '../../schedule/occurrence.js';
 import { DeviceId } from '../../nudge/protocol.js';
+import { publicReason, REASONS, type ReasonCode } from '../../schedule/reasons.js';
 import type { RateLimiter } from '../rate-limit.js';
 import { ErrorSchema } from './schemas.js';
 
+const Status = z.enum(['created', 'nudged', 'claimed', 'planning', 'waiting', 'planned', 'completed', 'superseded', 'failed']);
+const Reason = z.object({ code: z.enum(Object.keys(REASONS) as [ReasonCode, ...ReasonCode[]]), message: z.string() });
+
+/**
+ * An occurrence as its user sees it: who holds it only as a kind of party,
+ * and why it is where it is as a code with a fixed message (the operators'
+ * detail can name hosts, devices or an LLM reply).
+ */
 export const OccurrenceSchema = z
   .object({
     iterationId: z.string().uuid(),
     userId: z.string(),
     missionId: z.string(),
     dueAt: z.string(),
-    status: z.enum(['created', 'nudged', 'claimed', 'planning', 'waiting', 'planned', 'completed', 'superseded', 'failed']),
+    status: Status,
+    channel: z.enum(['ws', 'push', 'server']).nullable(),
+    claimedBy: z.enum(['device', 'server']).nullable(),
+    /** True when the device named in the request's `deviceId` holds it. */
+    mine: z.boolean(),
+    deadlineAt: z.string().nullable(),
+    leaseExpiresAt: z.string().nullable(),
+    attempts: z.number().int(),
+    reason: Reason.nullable(),
+  })
+  .openapi('Occurrence');
+
+/** The operators' view: every column, the detail included. */
+export const OperatorOccurrenceSchema = z
+  .object({
+    iterationId: z.string().uuid(),
+    userId: z.string(),
+    missionId: z.string(),
+    dueAt: z.string(),
+    status: Status,
     channel: z.enum(['ws', 'push', 'server']).nullable(),
     claimedBy: z.string().nullable(),
     deadlineAt: z.string().nullable(),
     leaseExpiresAt: z.string().nullable(),
     attempts: z.number().int(),
+    reason: z.string().nullable(),
     lastError: z.string().nullable(),
   })
-  .openapi('Occurrence');
+  .openapi('OperatorOccurrence');
 
-const toPublic = (o: Occurrence) => ({
+const partyOf = (claimedBy: string | null): 'device' | 'server' | null =>
+  claimedBy === null ? null : claimedBy.startsWith('server:') ? 'server' : 'device';
+
+const toPublic = (o: Occurrence, deviceId: string | undefined) => ({
+  iterationId: o.iterationId,
+  userId: o.userId,
+  missionId: o.missionId,
+  dueAt: o.dueAt,
+  status: o.status,
+  channel: o.channel,
+  claimedBy: partyOf(o.claimedBy),
+  mine: deviceId !== undefined && o.claimedBy === deviceId,
+  deadlineAt: o.deadlineAt,
+  leaseExpiresAt: o.leaseExpiresAt,
+  attempts: o.attempts,
+  reason: publicReason(o.reason),
+});
+
+const toOperator = (o: Occurrence) => ({
   iterationId: o.iterationId,
   userId: o.userId,
   missionId: o.missionId,
@@ -43,6 +90,7 @@ const toPublic = (o: Occurrence) => ({
   deadlineAt: o.deadlineAt,
   leaseExpiresAt: o.leaseExpiresAt,
   attempts: o.attempts,
+  reason: o.reason,
   lastError: o.lastError,
 });
 
@@ -145,10 +193,18 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
       path: '/v1/occurrences',
       summary: "The caller's own occurrences, newest first",
       security: [{ bearer: [] }],
-      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }) },
-      responses: { 200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OccurrenceSchema) } } }, 401: errorResponses[401] },
+      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50), deviceId: DeviceId.optional() }) },
+      responses: {
+        200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OccurrenceSchema) } } },
+        400: errorResponses[400],
+        401: errorResponses[401],
+      },
     }),
-    async (c) => c.json((await listOccurrences(deps.sql, { userId: c.get('userId'), limit: c.req.valid('query').limit })).map(toPublic), 200),
+    async (c) => {
+      const q = c.req.valid('query');
+      const rows = await listOccurrences(deps.sql, { userId: c.get('userId'), limit: q.limit });
+      return c.json(rows.map((o) => toPublic(o, q.deviceId)), 200);
+    },
   );
 
   const internal = createRouteGroup();
@@ -159,11 +215,11 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
       path: '/internal/occurrences',
       summary: 'Occurrences for operators, optionally of one user',
       request: { query: z.object({ userId: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(10_000).default(500), open: z.enum(['true', 'false']).optional() }) },
-      responses: { 200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OccurrenceSchema) } } }, 401: errorResponses[401] },
+      responses: { 200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OperatorOccurrenceSchema) } } }, 401: errorResponses[401] },
     }),
     async (c) => {
       const q = c.req.valid('query');
-      return c.json((await listOccurrences(deps.sql, { userId: q.userId, limit: q.limit, openOnly: q.open === 'true' })).map(toPublic), 200);
+      return c.json((await listOccurrences(deps.sql, { userId: q.userId, limit: q.limit, openOnly: q.open === 'true' })).map(toOperator), 200);
     },
   );
 

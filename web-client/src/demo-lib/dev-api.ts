@@ -42,7 +42,8 @@ export interface DevApi {
   postChanges(changes: SyncChange[]): Promise<void>;
   missions(): Promise<Mission[]>;
   mission(id: string): Promise<Mission | undefined>;
-  occurrences(): Promise<OccurrenceRow[]>;
+  /** The user's occurrences, `mine` set for those `deviceId` holds. */
+  occurrences(deviceId: string): Promise<OccurrenceRow[]>;
 }
 
 /** A row of `GET /v1/occurrences`. */
@@ -52,11 +53,14 @@ export interface OccurrenceRow {
   dueAt: string;
   status: string;
   channel?: string | null;
-  claimedBy?: string | null;
+  /** The kind of party that holds it. */
+  claimedBy?: 'device' | 'server' | null;
+  /** This device holds it. */
+  mine?: boolean;
   deadlineAt?: string | null;
   leaseExpiresAt?: string | null;
   attempts?: number;
-  lastError?: string | null;
+  reason?: { code: string; message: string } | null;
 }
 
 export function createDevApi(baseUrl: string, getToken: () => Promise<string>): DevApi {
@@ -76,8 +80,8 @@ export function createDevApi(baseUrl: string, getToken: () => Promise<string>): 
     async mission(id) {
       return (await missions()).find((m) => m.id === id);
     },
-    async occurrences() {
-      const body = await api.json<unknown>('GET', '/v1/occurrences');
+    async occurrences(deviceId) {
+      const body = await api.json<unknown>('GET', `/v1/occurrences?deviceId=${encodeURIComponent(deviceId)}`);
       const list = Array.isArray(body) ? body : (body as { occurrences?: unknown } | undefined)?.occurrences;
       return Array.isArray(list) ? (list as OccurrenceRow[]) : [];
     },

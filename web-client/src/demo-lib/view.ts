@@ -86,7 +86,7 @@ export function proposalCard(p: Proposal, decide: (p: Proposal, status: 'approve
 
 /** A row of the occurrences table; `mine` when this device holds the claim. */
 export function occurrenceRow(o: OccurrenceRow, deviceId: string, missionName: (missionId: string) => string): HTMLTableRowElement {
-  const mine = o.claimedBy === deviceId;
+  const mine = o.mine === true;
   return h(
     'tr',
     {
@@ -102,9 +102,9 @@ export function occurrenceRow(o: OccurrenceRow, deviceId: string, missionName: (
     h('td', { title: o.dueAt }, relative(o.dueAt)),
     h('td', {}, h('span', { class: 'pill' }, o.status)),
     h('td', {}, o.channel ?? '—'),
-    h('td', { class: 'mono' }, o.claimedBy ? (mine ? `${o.claimedBy} (this device)` : o.claimedBy) : '—'),
+    h('td', { class: 'mono' }, o.claimedBy ? (mine ? `${deviceId} (this device)` : `a ${o.claimedBy}`) : '—'),
     h('td', {}, String(o.attempts ?? 0)),
-    h('td', {}, o.lastError ?? ''),
+    h('td', {}, o.reason?.message ?? ''),
   );
 }
 
