@@ -59,5 +59,7 @@ describe('urls', () => {
     expect(webSocketUrl('https://x.example/mana-ai/')).toBe('wss://x.example/mana-ai/v1/ws');
     expect(joinUrl('https://x.example/mana-ai', '/v1/occurrences')).toBe('https://x.example/mana-ai/v1/occurrences');
     expect(joinUrl('http://localhost:3066/?q=1#h', 'v1/x')).toBe('http://localhost:3066/v1/x');
+    // A query on the path stays a query (assigned to pathname, its ? was escaped into the path).
+    expect(joinUrl('https://x.example/mana-ai/', '/v1/occurrences?deviceId=a%2Fb')).toBe('https://x.example/mana-ai/v1/occurrences?deviceId=a%2Fb');
   });
 });
