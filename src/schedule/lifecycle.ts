@@ -117,7 +117,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
   let lastStaleCheck = 0;
 
   async function toWaiting(occs: Occurrence[], from: OccurrenceStatus[], why: Reason, holderOnly?: string): Promise<void> {
-    const items = occs.map((o) => ({ iterationId: o.iterationId, retryInMs: waitBackoffMs(o.attempts) }));
+    const items = occs.map((o) => ({ iterationId: o.iterationId, retryInMs: waitBackoffMs(o.routeAttempts) }));
     const moved = await markWaitingMany(sql, items, { from, reason: why, ...(holderOnly ? { holder: holderOnly } : {}) });
     routed.inc({ channel: 'wait' }, moved.length);
   }
