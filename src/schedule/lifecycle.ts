@@ -48,6 +48,15 @@ export const SETTLE_EVERY_MS = 2_000;
 const SETTLE_DUTY = 10;
 const SETTLE_CHEAP_MS = 100;
 
+/**
+ * The lease an occurrence is handed to the server planner with. The planner
+ * extends it to CLAIM_LEASE_MS as it takes the occurrence (within
+ * milliseconds); until then nobody is working on it, so a crash (or a lost
+ * connection after the commit) between the hand-over and the planner's start
+ * must cost seconds, not the full lease.
+ */
+export const HANDOVER_LEASE_MS = 10_000;
+
 /** A pass routes what it creates within milliseconds; 'created' this long past due means it never will (routing it twice is harmless: every step is a compare-and-set). */
 export const STALE_CREATED_MS = 10_000;
 
@@ -101,6 +110,7 @@ export interface Lifecycle {
 export function createLifecycle(deps: LifecycleDeps): Lifecycle {
   const { sql, log } = deps;
   const holder = serverHolder(deps.instanceId);
+  const handoverMs = Math.min(deps.leaseMs, HANDOVER_LEASE_MS);
   const routed = new Counter({
     name: 'mana_ai_occurrences_routed_total',
     help: 'Occurrences routed, by channel (ws, push, server, wait)',
@@ -125,7 +135,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
   async function toFallback(occs: Occurrence[], from: OccurrenceStatus[], why: Reason): Promise<void> {
     if (occs.length === 0) return;
     if (!deps.fallback.enabled) return toWaiting(occs, from, WAIT_REASON);
-    const taken = await takeForServer(sql, occs.map((o) => o.iterationId), from, holder, deps.leaseMs, why);
+    const taken = await takeForServer(sql, occs.map((o) => o.iterationId), from, holder, handoverMs, why);
     routed.inc({ channel: 'server' }, taken.length);
     for (const occ of taken) deps.fallback.plan(occ);
   }
@@ -141,7 +151,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
 
   async function expire(): Promise<void> {
     await scan(
-      () => takeExpired(sql, holder, deps.leaseMs, SCAN_BATCH),
+      () => takeExpired(sql, holder, handoverMs, SCAN_BATCH),
       async (taken) => {
         expired.inc(taken.length);
         const sample = taken.slice(0, 20).map((o) => ({ iterationId: o.iterationId, reason: withoutQuotes(o.lastError) }));
@@ -167,7 +177,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
           return route === 'ws' ? 'ws' : route === 'push' ? 'created' : fallbackStart;
         },
         wsDeadlineMs: wsClaimMs,
-        server: { holder, leaseMs: deps.leaseMs, reason: NO_DEVICE },
+        server: { holder, leaseMs: handoverMs, reason: NO_DEVICE },
         wait: { reason: WAIT_REASON, retryInMs: waitBackoffMs(0) },
       };
       const chunks: DueMission[][] = [];
