@@ -243,7 +243,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     const mounts: Mount[] = [
       // Before every route that checks a credential, so it sees their refusals.
       (a) => {
-        const throttle = throttleFailedServiceKeys(limiter, config.serviceKey);
+        const throttle = throttleFailedServiceKeys(limiter, { serviceKey: config.serviceKey, metricsToken: config.metrics.token, trustProxy: config.trustProxy });
         for (const path of ['/internal/*', '/health', '/ready', '/metrics']) a.use(path, throttle);
       },
       (a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, scheduler, serviceKey: config.serviceKey, isReady: createReadinessProbe(sql, degraded) }),
