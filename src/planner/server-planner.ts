@@ -201,9 +201,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
 
   async function run(occ: Occurrence, signal: AbortSignal): Promise<Outcome> {
     const mission = await getMission(sql, occ.userId, occ.missionId);
-    // Deleted meanwhile: the next settle marks the occurrence superseded.
-    if (!mission) return 'gone';
-    if (hasIteration(mission.iterations, occ.iterationId)) {
+    if (mission && hasIteration(mission.iterations, occ.iterationId)) {
       // A previous run wrote it (or a device did): never a second iteration.
       await markAlreadyPlanned(sql, occ.iterationId, holder);
       return 'already';
@@ -213,6 +211,8 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     // mission, before anything is spent on it.
     const settled = await settleFromSnapshots(sql, [{ userId: occ.userId, missionId: occ.missionId }]);
     if (settled.some((s) => s.iterationId === occ.iterationId)) return 'superseded';
+    // Not projected (yet): a settle closes it once the projection has the mission.
+    if (!mission) return 'gone';
     const encrypted = encryptedFields(mission);
     if (encrypted.length > 0) {
       // Ciphertext never goes to the LLM: wait for a device (re-nudged with backoff).
