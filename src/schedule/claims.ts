@@ -94,7 +94,8 @@ export function createClaimService(deps: { sql: Sql; leaseMs: number; onReleased
 
     async complete(input) {
       const c = canonical(input);
-      if (await completeForDevice(sql, c)) return { kind: 'granted', occurrence: (await getOccurrence(sql, c.iterationId))!, leaseExpiresAt: '' };
+      const completed = await completeForDevice(sql, c);
+      if (completed) return { kind: 'granted', occurrence: completed, leaseExpiresAt: '' };
       const occ = await getOccurrence(sql, c.iterationId);
       // Completing twice is fine for the device that did it.
       if (occ && occ.userId === c.userId && occ.status === 'completed' && occ.claimedBy === c.deviceId) {
@@ -105,9 +106,11 @@ export function createClaimService(deps: { sql: Sql; leaseMs: number; onReleased
 
     async release({ reason, ...input }) {
       const c = canonical(input);
-      if (await releaseForDevice(sql, c, reason)) {
+      // Answered from the release itself: the pass it wakes may hand the occurrence on before a second read.
+      const released = await releaseForDevice(sql, c, reason);
+      if (released) {
         deps.onReleased?.(c.iterationId);
-        return { kind: 'granted', occurrence: (await getOccurrence(sql, c.iterationId))!, leaseExpiresAt: '' };
+        return { kind: 'granted', occurrence: released, leaseExpiresAt: '' };
       }
       return explain(sql, c);
     },

@@ -70,22 +70,26 @@ export async function claimForDevices(sql: Sql, claims: DeviceClaim[], leaseMs: 
   );
 }
 
-/** claimed by this device → completed. */
-export async function completeForDevice(sql: Sql, c: DeviceClaim): Promise<boolean> {
-  const rows = await sql`
-    UPDATE mana_ai.occurrences SET status = 'completed', lease_expires_at = NULL, updated_at = now()
+/** claimed by this device → completed; the row as it is now, or null when the device does not hold it. */
+export async function completeForDevice(sql: Sql, c: DeviceClaim): Promise<Occurrence | null> {
+  const [row] = await sql<Occurrence[]>`
+    UPDATE mana_ai.occurrences o SET status = 'completed', lease_expires_at = NULL, updated_at = now()
     WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
-    RETURNING iteration_id`;
-  return rows.length > 0;
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+  return row ?? null;
 }
 
-/** claimed by this device → nudged with a deadline of now: the next pass hands it to the fallback at once. */
-export async function releaseForDevice(sql: Sql, c: DeviceClaim, reason?: string): Promise<boolean> {
-  const rows = await sql`
-    UPDATE mana_ai.occurrences SET status = 'nudged', claimed_by = NULL, lease_expires_at = NULL,
+/**
+ * claimed by this device → nudged with a deadline of now: the next pass hands
+ * it to the fallback at once. Returns the row as this statement left it (a
+ * pass may move it on right after), or null when the device does not hold it.
+ */
+export async function releaseForDevice(sql: Sql, c: DeviceClaim, reason?: string): Promise<Occurrence | null> {
+  const [row] = await sql<Occurrence[]>`
+    UPDATE mana_ai.occurrences o SET status = 'nudged', claimed_by = NULL, lease_expires_at = NULL,
       deadline_at = now(), last_error = ${`released by ${c.deviceId}${reason ? `: ${reason.slice(0, 200)}` : ''}`},
       reason = ${reasonOf('device-released').code}, updated_at = now()
     WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
-    RETURNING iteration_id`;
-  return rows.length > 0;
+    RETURNING ${sql.unsafe(COLUMNS)}`;
+  return row ?? null;
 }
