@@ -243,7 +243,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     const mounts: Mount[] = [
       // Before every route that checks a credential, so it sees their refusals.
       (a) => {
-        const throttle = throttleFailedServiceKeys(limiter, config.serviceKey);
+        const throttle = throttleFailedServiceKeys(limiter, { serviceKey: config.serviceKey, metricsToken: config.metrics.token, trustProxy: config.trustProxy });
         for (const path of ['/internal/*', '/health', '/ready', '/metrics']) a.use(path, throttle);
       },
       (a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, scheduler, serviceKey: config.serviceKey, isReady: createReadinessProbe(sql, degraded) }),
@@ -277,7 +277,12 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     releasers.add(startPresenceTimer(presence, config.presenceTtlMs, log));
     // Runs after the scheduler stopped (last in, first out): no pass arms anything after it.
     releasers.add(() => router.stop());
-    releasers.add(() => scheduler.stop());
+    // First of all, beside the scheduler: a pass in flight can wait on the database for longer
+    // than the shutdown grace, and the planner's leases must be handed back before the process
+    // is ended (an occurrence handed over meanwhile keeps only its short hand-over lease).
+    releasers.add(async () => {
+      await Promise.all([planner?.stop(), scheduler.stop()]);
+    });
 
     const port = (server.address() as AddressInfo).port;
     const url = `http://127.0.0.1:${port}`;

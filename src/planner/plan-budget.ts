@@ -31,7 +31,7 @@ export function overBudgetReason(maxPerDay: number): Reason {
  */
 export async function takePlanBudget(
   sql: Sql,
-  occ: { iterationId: string; userId: string; attempts: number },
+  occ: { iterationId: string; userId: string; routeAttempts: number },
   opts: { holder: string; maxPerDay: number },
 ): Promise<BudgetTake> {
   return sql.begin(async (tx) => {
@@ -51,7 +51,7 @@ export async function takePlanBudget(
     if ((used?.n ?? 0) >= opts.maxPerDay) {
       const reason = overBudgetReason(opts.maxPerDay);
       // Devices are nudged again on the usual backoff; the server retries once the budget frees.
-      const retryInMs = Math.max(1000, Math.min(waitBackoffMs(occ.attempts), used?.freesInMs ?? PLAN_BUDGET_WINDOW_MS));
+      const retryInMs = Math.max(1000, Math.min(waitBackoffMs(occ.routeAttempts), used?.freesInMs ?? PLAN_BUDGET_WINDOW_MS));
       await markWaiting(tx as unknown as Sql, occ.iterationId, { from: ['planning'], holder: opts.holder, reason, retryInMs });
       return { kind: 'over-budget', reason } as const;
     }

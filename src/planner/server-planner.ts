@@ -12,14 +12,16 @@ import { withoutQuotes, type Logger } from '../log.js';
 import { getMission } from '../projection/missions.js';
 import { iterationsOf, type Mission, type MissionIteration } from '../projection/mission.js';
 import { serverHolder, type Occurrence } from '../schedule/occurrence.js';
-import { markWaiting } from '../schedule/transitions.js';
+import { markWaiting, settleFromSnapshots } from '../schedule/transitions.js';
 import type { FallbackPlanner, SweepInfo } from '../schedule/interfaces.js';
 import { waitBackoffMs } from '../schedule/waiting.js';
 import { reason as reasonOf } from '../schedule/reasons.js';
 import { nextRunAt, resolveTimeZone } from './cadence.js';
 import { createSemaphore } from '../lib/semaphore.js';
 import { isConnectionError } from '../db/errors.js';
+import { jsonbSafe, textSafe } from '../lib/db-safe.js';
 import { failedIteration, hasIteration, planIteration } from './iteration.js';
+import { failUnwritten, handBack, keepReply, markAlreadyPlanned, renewLeases, retryLater, startAttempt, type Attempt } from './attempts.js';
 import { resolveInputs } from './inputs.js';
 import { takePlanBudget } from './plan-budget.js';
 import type { LlmClient } from './llm-client.js';
@@ -29,8 +31,6 @@ import { findDroppedWrites, rewriteDropped, writeIteration, type WriteTarget } f
 
 /** Default waits before re-planning after a failure: 1 min, 5 min, 30 min. */
 export const DEFAULT_RETRY_BACKOFF_MS = [60_000, 300_000, 1_800_000];
-
-const REASON_RETRY = reasonOf('plan-retry').code;
 
 export interface ServerPlannerDeps {
   sql: Sql;
@@ -69,13 +69,28 @@ export interface ServerPlanner extends FallbackPlanner {
   stop(): Promise<void>;
 }
 
-type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'lost' | 'already' | 'gone' | 'error';
+type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'lost' | 'already' | 'gone' | 'superseded' | 'error';
 
 /** Default of PLANNER_MAX_PLANS_PER_USER_PER_DAY: several missions a day each, far below a runaway backlog. */
 export const DEFAULT_MAX_PLANS_PER_USER_PER_DAY = 50;
 
 /** How often the sweep looks for dropped server iterations when this instance's passes saw no mission change. */
 export const DROPPED_CHECK_MS = 2_000;
+
+/** How long stop() waits for aborted runs to unwind before it hands their leases back anyway. */
+export const STOP_WAIT_MS = 2_000;
+
+const messageOf = (err: unknown): string => textSafe(err instanceof Error ? err.message : String(err));
+
+/** Runs one phase of planning; a thrown error (other than a lost connection) is wrapped to name the phase. */
+async function phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err: unknown) {
+    if (isConnectionError(err)) throw err;
+    throw new Error(`${name}: ${messageOf(err)}`, { cause: err });
+  }
+}
 
 export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const { sql, log } = deps;
@@ -91,18 +106,29 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   let stopped = false;
 
   // One renewal for every lease this instance holds while planning.
-  const renewal = setInterval(() => void renewLeases(), Math.max(200, Math.floor(deps.leaseMs / 3)));
+  const renewal = setInterval(() => void renew([...inFlight.keys()]), Math.max(200, Math.floor(deps.leaseMs / 3)));
   renewal.unref();
 
-  async function renewLeases(): Promise<void> {
-    const ids = [...inFlight.keys()];
+  // Occurrences are handed over with a short lease (a crash before the planner starts costs
+  // seconds): the ones taken in one turn get the full lease in one statement, at once.
+  const taken = new Set<string>();
+  let extending = false;
+  function extendSoon(iterationId: string): void {
+    taken.add(iterationId);
+    if (extending) return;
+    extending = true;
+    setImmediate(() => {
+      extending = false;
+      const ids = [...taken].filter((id) => inFlight.has(id));
+      taken.clear();
+      void renew(ids);
+    });
+  }
+
+  async function renew(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
     try {
-      const kept = await sql<{ id: string }[]>`
-        UPDATE mana_ai.occurrences SET lease_expires_at = now() + make_interval(secs => ${deps.leaseMs / 1000}), updated_at = now()
-        WHERE iteration_id = ANY(${ids}::uuid[]) AND status = 'planning' AND claimed_by = ${holder}
-        RETURNING iteration_id::text AS id`;
-      const keptIds = new Set(kept.map((r) => r.id));
+      const keptIds = await renewLeases(sql, ids, holder, deps.leaseMs);
       for (const id of ids) {
         // Superseded, completed, or taken over: stop spending LLM time on it.
         if (!keptIds.has(id)) inFlight.get(id)?.controller.abort(new Error('lease lost'));
@@ -124,21 +150,31 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     return r.next ? r.next.toISOString() : null;
   }
 
-  async function fail(occ: Occurrence, mission: Mission, attempts: number, reason: string, startedAt: string): Promise<Outcome> {
+  /**
+   * A failed planning attempt: retried after the backoff while attempts are
+   * left, else a visible 'failed' iteration (which moves nextRunAt like any
+   * write-back). When even that cannot be written, the occurrence ends
+   * 'failed' without one.
+   */
+  async function fail(occ: Occurrence, mission: Mission, attempts: number, why: string, startedAt: string): Promise<Outcome> {
+    const reason = textSafe(why);
     if (attempts < deps.maxAttempts) {
-      // Stay 'planning' under our name with the lease set to the retry time:
-      // whichever instance finds it expired then plans it again.
       const wait = backoff[Math.min(attempts - 1, backoff.length - 1)] ?? 60_000;
-      await sql`
-        UPDATE mana_ai.occurrences SET lease_expires_at = now() + make_interval(secs => ${wait / 1000}), last_error = ${reason},
-          reason = ${REASON_RETRY}, updated_at = now()
-        WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}`;
+      await retryLater(sql, occ.iterationId, holder, wait, reason);
       log.warn({ iterationId: occ.iterationId, attempts, retryInMs: wait, reason: withoutQuotes(reason) }, 'server planning failed; will retry');
       return 'retry';
     }
-    const outcome = await writeFinal(occ, mission, failedIteration(occ.iterationId, reason, startedAt, now().toISOString()), 'failed', reason);
-    log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
-    return outcome;
+    try {
+      const outcome = await writeFinal(occ, mission, failedIteration(occ.iterationId, reason, startedAt, now().toISOString()), 'failed', reason);
+      log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
+      return outcome;
+    } catch (err: unknown) {
+      if (isConnectionError(err)) throw err;
+      const detail = `${reason}; the failed iteration could not be written either: ${messageOf(err)}`;
+      if (!(await failUnwritten(sql, occ.iterationId, holder, detail))) return 'lost';
+      log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(detail) }, 'server planning failed for good and its failed iteration could not be written');
+      return 'failed';
+    }
   }
 
   /**
@@ -164,20 +200,19 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   }
 
   async function run(occ: Occurrence, signal: AbortSignal): Promise<Outcome> {
-    const [counted] = await sql<{ attempts: number }[]>`
-      UPDATE mana_ai.occurrences SET attempts = attempts + 1, updated_at = now()
-      WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}
-      RETURNING attempts`;
-    if (!counted) return 'lost';
     const mission = await getMission(sql, occ.userId, occ.missionId);
-    // Deleted meanwhile: the next settle marks the occurrence superseded.
-    if (!mission) return 'gone';
-    if (hasIteration(mission.iterations, occ.iterationId)) {
+    if (mission && hasIteration(mission.iterations, occ.iterationId)) {
       // A previous run wrote it (or a device did): never a second iteration.
-      await sql`UPDATE mana_ai.occurrences SET status = 'planned', lease_expires_at = NULL, updated_at = now()
-                WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}`;
+      await markAlreadyPlanned(sql, occ.iterationId, holder);
       return 'already';
     }
+    // Paused, deleted or rescheduled since it was handed over, and not settled yet (a settle
+    // held back during a backlog, or a run queued for a slot): the settle's own rule, for this
+    // mission, before anything is spent on it.
+    const settled = await settleFromSnapshots(sql, [{ userId: occ.userId, missionId: occ.missionId }]);
+    if (settled.some((s) => s.iterationId === occ.iterationId)) return 'superseded';
+    // Not projected (yet): a settle closes it once the projection has the mission.
+    if (!mission) return 'gone';
     const encrypted = encryptedFields(mission);
     if (encrypted.length > 0) {
       // Ciphertext never goes to the LLM: wait for a device (re-nudged with backoff).
@@ -185,7 +220,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
         from: ['planning'],
         holder,
         reason: reasonOf('encrypted', `mission is end-to-end encrypted (${encrypted.join(', ')}): only a device can plan it`),
-        retryInMs: waitBackoffMs(counted.attempts - 1),
+        retryInMs: waitBackoffMs(occ.routeAttempts),
       });
       return 'encrypted';
     }
@@ -195,28 +230,53 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       log.info({ iterationId: occ.iterationId, userId: occ.userId }, 'server plan budget used up; waiting for a device');
       return 'over_budget';
     }
-    const startedAt = now().toISOString();
-    const { resolved, skipped } = await resolveInputs(sql, deps.target.cols, occ.userId, mission.inputs);
-    const messages = buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, now: now() });
-    let content: string;
+    // Only now is it a planning attempt: waiting (budget, encryption, a device) spends none.
+    const attempt = await startAttempt(sql, occ.iterationId, holder);
+    if (!attempt) return 'lost';
+    const startedAt = attempt.kept?.startedAt ?? now().toISOString();
     try {
-      content = (await deps.llm!.complete(messages, { signal })).content;
+      return await plan(occ, mission, attempt, startedAt, signal);
     } catch (err: unknown) {
       if (signal.aborted) return 'lost';
-      return fail(occ, mission, counted.attempts, `LLM call failed: ${(err as Error).message}`, startedAt);
+      // The database is gone: nothing can be recorded; the lease runs out and any instance takes it over.
+      if (isConnectionError(err)) throw err;
+      return fail(occ, mission, attempt.attempts, messageOf(err), startedAt);
     }
-    const parsed = parsePlan(content);
-    if (!parsed.ok) return fail(occ, mission, counted.attempts, `unusable plan: ${parsed.reason}`, startedAt);
+  }
 
-    const outcome = await writeFinal(occ, mission, planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()), 'planned');
-    if (outcome === 'planned') log.info({ iterationId: occ.iterationId, steps: parsed.plan.steps.length }, 'planned on the server');
+  /** One planning attempt: the LLM (unless an earlier attempt's reply is kept), then the write-back. */
+  async function plan(occ: Occurrence, mission: Mission, attempt: Attempt, startedAt: string, signal: AbortSignal): Promise<Outcome> {
+    let iteration = attempt.kept;
+    if (!iteration) {
+      const messages = await phase('preparing the prompt', async () => {
+        const { resolved, skipped } = await resolveInputs(sql, deps.target.cols, occ.userId, mission.inputs);
+        return buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, now: now() });
+      });
+      let content: string;
+      try {
+        content = (await deps.llm!.complete(messages, { signal })).content;
+      } catch (err: unknown) {
+        if (signal.aborted) return 'lost';
+        return fail(occ, mission, attempt.attempts, `LLM call failed: ${messageOf(err)}`, startedAt);
+      }
+      const parsed = parsePlan(content);
+      if (!parsed.ok) return fail(occ, mission, attempt.attempts, `unusable plan: ${parsed.reason}`, startedAt);
+      iteration = jsonbSafe(planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()));
+      // Paid for: kept before the write-back, so a write-back that fails is retried from here, not from the LLM.
+      if (!(await phase('keeping the reply', () => keepReply(sql, occ.iterationId, holder, iteration!)))) return 'lost';
+    }
+    const planned = iteration;
+    const outcome = await phase('write-back failed', () => writeFinal(occ, mission, planned, 'planned'));
+    if (outcome === 'planned') log.info({ iterationId: occ.iterationId, steps: planned.plan.length }, 'planned on the server');
     return outcome;
   }
 
   return {
     enabled: deps.llm !== null,
     plan(occ) {
-      if (stopped || inFlight.has(occ.iterationId)) return;
+      if (stopped) return;
+      // Taken again while still in flight here (its lease ran out during an outage): keep it, with the full lease.
+      if (inFlight.has(occ.iterationId)) return extendSoon(occ.iterationId);
       const controller = new AbortController();
       // Keyed by user: one user's backlog delays another user's plan by at most one slot.
       const done = slots
@@ -238,6 +298,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
         })
         .finally(() => inFlight.delete(occ.iterationId));
       inFlight.set(occ.iterationId, { controller, done });
+      extendSoon(occ.iterationId);
     },
     async sweep(info) {
       const t = Date.now();
@@ -259,12 +320,16 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       clearInterval(renewal);
       const ids = [...inFlight.keys()];
       for (const f of inFlight.values()) f.controller.abort(new Error('shutting down'));
-      await Promise.allSettled([...inFlight.values()].map((f) => f.done));
-      if (ids.length > 0) {
-        // Hand our leases back now so another instance (or our restart) takes over at once.
-        await sql`UPDATE mana_ai.occurrences SET lease_expires_at = now(), updated_at = now()
-                  WHERE iteration_id = ANY(${ids}::uuid[]) AND status = 'planning' AND claimed_by = ${holder}`.catch(() => undefined);
-      }
+      // Aborted runs unwind at once unless a statement holds them: wait a little, never the
+      // whole shutdown grace, then hand every lease back (a run still writing keeps its row
+      // lock, and its compare-and-set still holds, so handing back never makes two plans).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...inFlight.values()].map((f) => f.done)),
+        new Promise<void>((r) => (timer = setTimeout(r, STOP_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
+      await handBack(sql, ids, holder).catch((err: unknown) => log.warn({ err }, 'could not hand leases back; they expire by themselves'));
     },
   };
 }

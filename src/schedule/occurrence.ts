@@ -28,7 +28,10 @@ export interface Occurrence {
   claimedBy: string | null;
   deadlineAt: string | null;
   leaseExpiresAt: string | null;
+  /** Planning attempts: the server planner's runs that reached planning (PLANNER_MAX_ATTEMPTS bounds these). */
   attempts: number;
+  /** How often it was routed again after waiting for a device (its wait grows with these). */
+  routeAttempts: number;
   nextAttemptAt: string | null;
   /** Operators' detail (may name hosts, devices, replies): never shown to users. */
   lastError: string | null;
@@ -45,7 +48,7 @@ export const COLUMNS = `
   o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.mission_id AS "missionId",
   ${ts('o.due_at')} AS "dueAt", o.status, o.channel, o.claimed_by AS "claimedBy",
   ${ts('o.deadline_at')} AS "deadlineAt", ${ts('o.lease_expires_at')} AS "leaseExpiresAt",
-  o.attempts, ${ts('o.next_attempt_at')} AS "nextAttemptAt", o.last_error AS "lastError", o.reason,
+  o.attempts, o.route_attempts AS "routeAttempts", ${ts('o.next_attempt_at')} AS "nextAttemptAt", o.last_error AS "lastError", o.reason,
   ${ts('o.created_at')} AS "createdAt", ${ts('o.updated_at')} AS "updatedAt"`;
 
 export function serverHolder(instanceId: string): string {

@@ -15,6 +15,7 @@ export const REASONS = {
   'plan-budget': "Today's server plans for your account are used up; waiting for a device or a free slot.",
   'plan-retry': 'Server planning failed; it will try again.',
   'plan-failed': 'Server planning failed; the mission shows a failed iteration.',
+  'plan-unwritable': 'Server planning failed and its result could not be saved; one of your devices can plan the mission.',
   'mission-deleted': 'The mission was deleted.',
   'mission-inactive': 'The mission was paused, finished or archived.',
   'mission-rescheduled': 'The mission was rescheduled.',

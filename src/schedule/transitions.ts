@@ -10,7 +10,7 @@ import type { Sql } from '../db/pool.js';
 import type { DueMission } from './due.js';
 import { iterationIdFor } from './occurrence-id.js';
 import { COLUMNS, ts, type Occurrence, type OccurrenceStatus } from './occurrence.js';
-import { reason as reasonOf, type Reason } from './reasons.js';
+import type { Reason } from './reasons.js';
 
 /**
  * Where an occurrence starts. A burst routes at creation: 'ws' rows start
@@ -108,6 +108,7 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
       deadlineAt: r.deadline,
       leaseExpiresAt: null,
       attempts: 0,
+      routeAttempts: 0,
       nextAttemptAt: null,
       lastError: null,
       reason: null,
@@ -225,7 +226,7 @@ export async function takeWaitingDue(sql: Sql, limit: number): Promise<Occurrenc
       WHERE status = 'waiting' AND next_attempt_at <= now()
       ORDER BY next_attempt_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
     )
-    UPDATE mana_ai.occurrences o SET status = 'created', attempts = o.attempts + 1, updated_at = now()
+    UPDATE mana_ai.occurrences o SET status = 'created', route_attempts = o.route_attempts + 1, updated_at = now()
     FROM due WHERE o.iteration_id = due.iteration_id
     RETURNING ${sql.unsafe(COLUMNS)}`;
 }
@@ -324,55 +325,4 @@ export async function settleFromSnapshots(
     FROM verdict JOIN locked ON locked.iteration_id = verdict.iteration_id
     WHERE o.iteration_id = verdict.iteration_id
     RETURNING o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.status`;
-}
-
-export interface DeviceClaim {
-  iterationId: string;
-  userId: string;
-  deviceId: string;
-}
-
-const LEASE_TS = `to_char(o.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-
-/**
- * created|nudged|waiting → claimed by a device (first claim wins); the same
- * device re-claiming renews its lease. Many claims, each for another
- * occurrence, in one statement; returns the granted ones by iterationId, the
- * row as it is now and its lease.
- */
-export async function claimForDevices(sql: Sql, claims: DeviceClaim[], leaseMs: number): Promise<Map<string, { occurrence: Occurrence; lease: string }>> {
-  const granted = new Map<string, { occurrence: Occurrence; lease: string }>();
-  if (claims.length === 0) return granted;
-  const rows = await sql<(Occurrence & { lease: string })[]>`
-    UPDATE mana_ai.occurrences o SET status = 'claimed', claimed_by = x.d,
-      -- A claim on 'created' answers a frame sent over the socket before its ledger
-      -- write landed (a nudge readied ahead, or a pending list on reconnect): record that channel.
-      channel = CASE WHEN o.status = 'created' THEN coalesce(o.channel, 'ws') ELSE o.channel END,
-      lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL, updated_at = now()
-    FROM unnest(${claims.map((c) => c.iterationId)}::uuid[], ${claims.map((c) => c.userId)}::text[], ${claims.map((c) => c.deviceId)}::text[]) AS x(i, u, d)
-    WHERE o.iteration_id = x.i AND o.user_id = x.u
-      AND (o.status IN ('created', 'nudged', 'waiting') OR (o.status = 'claimed' AND o.claimed_by = x.d))
-    RETURNING ${sql.unsafe(COLUMNS)}, ${sql.unsafe(LEASE_TS)} AS lease`;
-  for (const { lease, ...occurrence } of rows) granted.set(occurrence.iterationId, { occurrence, lease });
-  return granted;
-}
-
-/** claimed by this device → completed. */
-export async function completeForDevice(sql: Sql, c: DeviceClaim): Promise<boolean> {
-  const rows = await sql`
-    UPDATE mana_ai.occurrences SET status = 'completed', lease_expires_at = NULL, updated_at = now()
-    WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
-    RETURNING iteration_id`;
-  return rows.length > 0;
-}
-
-/** claimed by this device → nudged with a deadline of now: the next pass hands it to the fallback at once. */
-export async function releaseForDevice(sql: Sql, c: DeviceClaim, reason?: string): Promise<boolean> {
-  const rows = await sql`
-    UPDATE mana_ai.occurrences SET status = 'nudged', claimed_by = NULL, lease_expires_at = NULL,
-      deadline_at = now(), last_error = ${`released by ${c.deviceId}${reason ? `: ${reason.slice(0, 200)}` : ''}`},
-      reason = ${reasonOf('device-released').code}, updated_at = now()
-    WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
-    RETURNING iteration_id`;
-  return rows.length > 0;
 }

@@ -179,7 +179,7 @@ describe('operators and the contract', () => {
     expect(list.length).toBeGreaterThanOrEqual(1);
     for (const o of list) {
       expect(Object.keys(o).sort()).toEqual(
-        ['attempts', 'channel', 'claimedBy', 'deadlineAt', 'dueAt', 'iterationId', 'lastError', 'leaseExpiresAt', 'missionId', 'reason', 'status', 'userId'],
+        ['attempts', 'channel', 'claimedBy', 'deadlineAt', 'dueAt', 'iterationId', 'lastError', 'leaseExpiresAt', 'missionId', 'reason', 'routeAttempts', 'status', 'userId'],
       );
       expect(o['userId']).toBe('u1');
     }
@@ -191,6 +191,7 @@ describe('operators and the contract', () => {
       deadlineAt: expect.stringMatching(/Z$/),
       leaseExpiresAt: null,
       attempts: 0,
+      routeAttempts: 0,
       reason: null,
       lastError: null,
     });

@@ -55,7 +55,10 @@ export const OperatorOccurrenceSchema = z
     claimedBy: z.string().nullable(),
     deadlineAt: z.string().nullable(),
     leaseExpiresAt: z.string().nullable(),
+    /** Planning attempts (PLANNER_MAX_ATTEMPTS bounds these). */
     attempts: z.number().int(),
+    /** Times it was routed again after waiting for a device. */
+    routeAttempts: z.number().int(),
     reason: z.string().nullable(),
     lastError: z.string().nullable(),
   })
@@ -90,6 +93,7 @@ const toOperator = (o: Occurrence) => ({
   deadlineAt: o.deadlineAt,
   leaseExpiresAt: o.leaseExpiresAt,
   attempts: o.attempts,
+  routeAttempts: o.routeAttempts,
   reason: o.reason,
   lastError: o.lastError,
 });
