@@ -62,6 +62,8 @@ export interface WsHubDeps {
   maxSockets?: number;
   /** Called for every socket refused by a cap. */
   onCapRefused?: (cap: 'ws_per_user' | 'ws_total') => void;
+  /** Called after auth-ok with the time zone the device sent in its auth frame, if any (not awaited). */
+  onTimeZone?: (report: { userId: string; deviceId: string; timeZone: string }) => void;
 }
 
 export interface WsHub {
@@ -107,7 +109,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     closeWith(conn, CLOSE_CODES.authFailed, reason);
   }
 
-  async function authenticate(conn: Conn, token: string, deviceId: string): Promise<void> {
+  async function authenticate(conn: Conn, token: string, deviceId: string, timeZone?: string): Promise<void> {
     let userId: string;
     try {
       ({ userId } = await deps.auth.verify(token));
@@ -134,6 +136,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     clearTimeout(conn.authTimer);
     conn.authTimer = undefined;
     gauge.set(++authenticated);
+    if (timeZone !== undefined) deps.onTimeZone?.({ userId, deviceId, timeZone });
     // The socket is authenticated whatever happens below: a database blip must not
     // look like a bad token to the client. Local delivery works without the presence
     // row, and the ledger's deadlines cover a pending nudge not sent now.
@@ -168,7 +171,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     framesIn.inc({ outcome: frame.type });
     if (!conn.userId) {
       if (frame.type !== 'auth') return refuseAuth(conn, 'missing', `expected {type:'auth'} first, got ${frame.type}`, 'expected an auth frame first');
-      return authenticate(conn, frame.token, frame.deviceId);
+      return authenticate(conn, frame.token, frame.deviceId, frame.timeZone);
     }
     switch (frame.type) {
       case 'auth':
