@@ -47,6 +47,7 @@ import { createVapidHeaders } from './nudge/vapid.js';
 import { mountPush } from './http/routes/push.js';
 import { findWebClientDir, mountStatic } from './http/routes/static.js';
 import { createServerPlanner, type ServerPlanner } from './planner/server-planner.js';
+import { detectSpaceColumn } from './planner/writeback.js';
 import { closeServer, listen } from './start/listen.js';
 import { vapidKeys } from './start/vapid-keys.js';
 import { startPresenceTimer } from './start/presence-timer.js';
@@ -119,7 +120,7 @@ async function buildPush(deps: CoordinatorDeps, subscriptions: ReturnType<typeof
   return { push, allowlist, vapid, close: () => sender.close() };
 }
 
-function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Metrics, log: Logger, cols: Awaited<ReturnType<Projection['columns']>>, timeZones: TimeZoneStore) {
+function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Metrics, log: Logger, cols: Awaited<ReturnType<Projection['columns']>>, timeZones: TimeZoneStore, spaceColumn: boolean) {
   const { config, sql } = deps;
   if (deps.fallback) return undefined;
   const llm = config.llm.url
@@ -148,7 +149,7 @@ function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Me
     maxPlansPerUserPerDay: config.limits.plansPerUserPerDay,
     defaultTimeZone: config.defaultTimeZone,
     timeZoneOf: timeZones.zoneOf,
-    target: { cols, writerRole: config.syncWriterRole },
+    target: { cols, spaceColumn, writerRole: config.syncWriterRole },
   });
 }
 
@@ -215,7 +216,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       onTimeZone: (r) => void timeZones.report(r).catch((err: unknown) => log.warn({ err, userId: r.userId }, 'reported time zone not stored')),
     });
     const bus = createNudgeBus({ sql, instanceId: config.instanceId, log: log.child({ component: 'nudge-bus' }), onNudge: (n) => hub.deliver(n.userId, n.frame) });
-    const planner = buildPlanner(deps, projection, metrics, log, cols, timeZones);
+    const planner = buildPlanner(deps, projection, metrics, log, cols, timeZones, await detectSpaceColumn(sql, config.syncSchema));
     if (planner) releasers.add(() => planner.stop());
     if (planner && !planner.enabled) log.warn('MANA_LLM_URL is not set: server fallback planning is off; occurrences wait for a device');
     const fallback = deps.fallback ?? planner ?? logOnlyFallback(log.child({ component: 'fallback' }));
