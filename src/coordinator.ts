@@ -26,6 +26,7 @@ import { pendingNudgesFor } from './schedule/occurrences.js';
 import { createPresenceStore } from './devices/presence.js';
 import { createWsHub, type WsHub } from './nudge/ws-hub.js';
 import { createNudgeBus } from './nudge/nudge-bus.js';
+import { createMissionChangeNotifier, type MissionChangeNotifier } from './nudge/mission-changes.js';
 import { createRouter, frameOf, logOnlyFallback, type FallbackPlanner, type PushChannel } from './nudge/router.js';
 import { createApp, type Mount } from './http/app.js';
 import { mountOps } from './http/routes/ops.js';
@@ -120,7 +121,7 @@ async function buildPush(deps: CoordinatorDeps, subscriptions: ReturnType<typeof
   return { push, allowlist, vapid, close: () => sender.close() };
 }
 
-function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Metrics, log: Logger, cols: Awaited<ReturnType<Projection['columns']>>, timeZones: TimeZoneStore, spaceColumn: boolean) {
+function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Metrics, log: Logger, cols: Awaited<ReturnType<Projection['columns']>>, timeZones: TimeZoneStore, spaceColumn: boolean, changes: MissionChangeNotifier) {
   const { config, sql } = deps;
   if (deps.fallback) return undefined;
   const llm = config.llm.url
@@ -150,6 +151,7 @@ function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Me
     defaultTimeZone: config.defaultTimeZone,
     timeZoneOf: timeZones.zoneOf,
     target: { cols, spaceColumn, writerRole: config.syncWriterRole },
+    onWritten: changes.notify,
   });
 }
 
@@ -215,8 +217,17 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       onCapRefused: (cap) => metrics.capRefused.inc({ cap }),
       onTimeZone: (r) => void timeZones.report(r).catch((err: unknown) => log.warn({ err, userId: r.userId }, 'reported time zone not stored')),
     });
-    const bus = createNudgeBus({ sql, instanceId: config.instanceId, log: log.child({ component: 'nudge-bus' }), onNudge: (n) => hub.deliver(n.userId, n.frame) });
-    const planner = buildPlanner(deps, projection, metrics, log, cols, timeZones, await detectSpaceColumn(sql, config.syncSchema));
+    const bus = createNudgeBus({
+      sql,
+      instanceId: config.instanceId,
+      log: log.child({ component: 'nudge-bus' }),
+      onNudge: (n) => hub.deliver(n.userId, n.frame),
+      onMissionChanged: (c) => hub.deliver(c.userId, c.frame),
+    });
+    const changes = createMissionChangeNotifier({ deliverLocal: hub.deliver, elsewhere: presence.elsewhere, publish: bus.publishChanges, log: log.child({ component: 'mission-changes' }) });
+    const planner = buildPlanner(deps, projection, metrics, log, cols, timeZones, await detectSpaceColumn(sql, config.syncSchema), changes);
+    // Released after the planner stopped (last in, first out): its last writes' news still goes out.
+    releasers.add(() => changes.drain());
     if (planner) releasers.add(() => planner.stop());
     if (planner && !planner.enabled) log.warn('MANA_LLM_URL is not set: server fallback planning is off; occurrences wait for a device');
     const fallback = deps.fallback ?? planner ?? logOnlyFallback(log.child({ component: 'fallback' }));

@@ -52,6 +52,8 @@ export interface ServerPlannerDeps {
   /** The zone the user's devices last reported (cadences advance there); null: none reported. */
   timeZoneOf?: (userId: string) => Promise<string | null>;
   target: WriteTarget;
+  /** Called after each committed write to a mission (plan, failed iteration, repair): devices are told at once. */
+  onWritten?: (w: { userId: string; missionId: string; iterationId: string }) => void;
   now?: () => Date;
 }
 
@@ -166,6 +168,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       lastError,
       at,
     });
+    if (written === 'written') deps.onWritten?.({ userId: occ.userId, missionId: occ.missionId, iterationId: occ.iterationId });
     return written === 'written' ? finalStatus : written === 'present' ? 'already' : written;
   }
 
@@ -252,6 +255,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       for (const d of await findDroppedWrites(sql)) {
         if (await rewriteDropped(sql, deps.target, d, now())) {
           repairs.inc();
+          deps.onWritten?.({ userId: d.userId, missionId: d.missionId, iterationId: d.iterationId });
           log.warn({ iterationId: d.iterationId, missionId: d.missionId }, 'a concurrent write dropped the server iteration; wrote it again');
         }
       }

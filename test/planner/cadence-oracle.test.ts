@@ -115,12 +115,12 @@ function ours(zone: string, c: Case): number {
 
 function casesFor(rnd: Seeded, zone: string, transitions: number[]): Case[] {
   const cases: Case[] = [];
-  for (let i = 0; i < 500 && transitions.length > 0; i++) {
+  for (let i = 0; i < 400 && transitions.length > 0; i++) {
     const t = pick(rnd, transitions);
     cases.push({ cadence: cadenceNear(rnd, zone, t), from: near(rnd, t, 3 * DAY) });
   }
   // Consecutive runs, each from the previous one's result, as the server advances a mission after each plan.
-  for (let chain = 0; chain < 40; chain++) {
+  for (let chain = 0; chain < 30; chain++) {
     const start = transitions.length > 0 ? pick(rnd, transitions) - rnd.int(0, 8 * DAY) : rnd.int(FROM, TO);
     const cadence = transitions.length > 0 ? cadenceNear(rnd, zone, start) : randomCadence(rnd);
     let from = near(rnd, start, DAY);
@@ -129,7 +129,7 @@ function casesFor(rnd: Seeded, zone: string, transitions: number[]): Case[] {
       from = ours(zone, { cadence, from }) + pick(rnd, [0, 0, 1, 1500, 40_000]);
     }
   }
-  for (let i = 0; i < 200; i++) cases.push({ cadence: randomCadence(rnd), from: rnd.int(FROM, TO) });
+  for (let i = 0; i < 100; i++) cases.push({ cadence: randomCadence(rnd), from: rnd.int(FROM, TO) });
   return cases;
 }
 
@@ -139,6 +139,9 @@ describe('nextRunAt for interval, daily and weekly equals Date in a process whos
     const { zone: oracleZone, transitions } = askOracle(zone, []);
     // The child really ran in that zone (a TZ Node did not know would be UTC); ICU may name it by an alias.
     expect(oracleZone).toBe(canonicalTimeZone(zone));
+    // The cases are built around the zone's offset changes: every zone here has several in the window but Kathmandu.
+    if (zone === 'Asia/Kathmandu') expect(transitions).toEqual([]);
+    else expect(transitions.length).toBeGreaterThan(5);
     const cases = casesFor(rnd, zone, transitions);
     const { results } = askOracle(zone, cases);
     const mismatches = cases
@@ -146,12 +149,6 @@ describe('nextRunAt for interval, daily and weekly equals Date in a process whos
       .filter((m) => m.mine !== m.theirs)
       .map((m) => `${JSON.stringify(m.c.cadence)} from ${new Date(m.c.from).toISOString()}: ours ${new Date(m.mine).toISOString()}, Date ${new Date(m.theirs).toISOString()}`);
     expect(mismatches.slice(0, 5), `${mismatches.length} of ${cases.length} cases differ`).toEqual([]);
-    expect(cases.length).toBeGreaterThan(400);
-  });
-
-  it('the zones have the transitions the cases are built around', () => {
-    const counts = Object.fromEntries(ZONES.map((z) => [z, askOracle(z, []).transitions.length]));
-    expect(counts['Asia/Kathmandu']).toBe(0);
-    for (const zone of ZONES.filter((z) => z !== 'Asia/Kathmandu')) expect(counts[zone], zone).toBeGreaterThan(5);
+    expect(cases.length).toBeGreaterThan(250);
   });
 });
