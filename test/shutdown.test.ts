@@ -183,8 +183,8 @@ describe('the embedded Postgres (no database URL)', () => {
     const sql = postgres(pgUrl(), { max: 1, onnotice: () => {} });
     try {
       await sql`
-        INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, created_at)
-        VALUES ('ai', 'aiMissions', 'kept', 'u1', 'insert', ${sql.json({ title: 'survives restarts', state: 'paused' })}, now() + interval '1 minute')`;
+        INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, created_at)
+        VALUES ('ai', 'aiMissions', 'kept', 'u1', 'insert', ${sql.json({ title: 'survives restarts', state: 'paused' })}, 'device-1', now() + interval '1 minute')`;
     } finally {
       await sql.end({ timeout: 5 });
     }

@@ -19,7 +19,7 @@ import type { Logger } from '../log.js';
 import { AuthError, type UserAuth } from '../auth/user-auth.js';
 import type { ClaimService } from '../schedule/claims.js';
 import type { PresenceStore } from '../devices/presence.js';
-import { AUTH_TIMEOUT_MS, CLOSE_CODES, ClientFrame, MAX_FRAME_BYTES, type MissionDue, type ServerFrame } from './protocol.js';
+import { AUTH_TIMEOUT_MS, CLOSE_CODES, ClientFrame, MAX_FRAME_BYTES, type MissionChanged, type MissionDue, type ServerFrame } from './protocol.js';
 
 export const WS_PATH = '/v1/ws';
 /** A socket sending this many invalid frames is closed. */
@@ -62,12 +62,14 @@ export interface WsHubDeps {
   maxSockets?: number;
   /** Called for every socket refused by a cap. */
   onCapRefused?: (cap: 'ws_per_user' | 'ws_total') => void;
+  /** Called after auth-ok with the time zone the device sent in its auth frame, if any (not awaited). */
+  onTimeZone?: (report: { userId: string; deviceId: string; timeZone: string }) => void;
 }
 
 export interface WsHub {
   attach(server: Server): void;
-  /** Sends a frame to every local socket of the user; returns how many got it. */
-  deliver(userId: string, frame: MissionDue): number;
+  /** Sends a nudge, or news of a server write to a mission, to every local socket of the user; returns how many got it. */
+  deliver(userId: string, frame: MissionDue | MissionChanged): number;
   /** True when this instance holds a socket of the user. */
   hasLocal(userId: string): boolean;
   connections(): number;
@@ -83,6 +85,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
   const gauge = new Gauge({ name: 'mana_ai_ws_connections', help: 'Authenticated WebSocket connections on this instance', registers });
   const framesIn = new Counter({ name: 'mana_ai_ws_frames_total', help: 'Client frames by outcome', labelNames: ['outcome'] as const, registers });
   const nudgesSent = new Counter({ name: 'mana_ai_ws_nudges_sent_total', help: 'mission-due frames sent', registers });
+  const changesSent = new Counter({ name: 'mana_ai_ws_mission_changed_sent_total', help: 'mission-changed frames sent', registers });
   const closes = new Counter({ name: 'mana_ai_ws_closed_total', help: 'Sockets closed by the server, by reason', labelNames: ['reason'] as const, registers });
 
   function send(conn: Conn, frame: ServerFrame): void {
@@ -107,7 +110,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     closeWith(conn, CLOSE_CODES.authFailed, reason);
   }
 
-  async function authenticate(conn: Conn, token: string, deviceId: string): Promise<void> {
+  async function authenticate(conn: Conn, token: string, deviceId: string, timeZone?: string): Promise<void> {
     let userId: string;
     try {
       ({ userId } = await deps.auth.verify(token));
@@ -134,6 +137,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     clearTimeout(conn.authTimer);
     conn.authTimer = undefined;
     gauge.set(++authenticated);
+    if (timeZone !== undefined) deps.onTimeZone?.({ userId, deviceId, timeZone });
     // The socket is authenticated whatever happens below: a database blip must not
     // look like a bad token to the client. Local delivery works without the presence
     // row, and the ledger's deadlines cover a pending nudge not sent now.
@@ -168,7 +172,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     framesIn.inc({ outcome: frame.type });
     if (!conn.userId) {
       if (frame.type !== 'auth') return refuseAuth(conn, 'missing', `expected {type:'auth'} first, got ${frame.type}`, 'expected an auth frame first');
-      return authenticate(conn, frame.token, frame.deviceId);
+      return authenticate(conn, frame.token, frame.deviceId, frame.timeZone);
     }
     switch (frame.type) {
       case 'auth':
@@ -295,7 +299,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
           n++;
         }
       }
-      nudgesSent.inc(n);
+      (frame.type === 'mission-due' ? nudgesSent : changesSent).inc(n);
       return n;
     },
     hasLocal(userId) {

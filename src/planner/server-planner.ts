@@ -52,7 +52,11 @@ export interface ServerPlannerDeps {
   /** Server plans one user may cause in 24 h; past it, occurrences wait for a device. */
   maxPlansPerUserPerDay?: number;
   defaultTimeZone: string;
+  /** The zone the user's devices last reported (cadences advance there); null: none reported. */
+  timeZoneOf?: (userId: string) => Promise<string | null>;
   target: WriteTarget;
+  /** Called after each committed write to a mission (plan, failed iteration, repair): devices are told at once. */
+  onWritten?: (w: { userId: string; missionId: string; iterationId: string }) => void;
   now?: () => Date;
 }
 
@@ -140,9 +144,15 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     }
   }
 
-  function nextRunFor(mission: Mission, dueAt: string): string | null {
-    const after = new Date(Math.max(now().getTime(), Date.parse(dueAt)));
-    const r = nextRunAt(mission.cadence ?? { kind: 'manual' }, after, resolveTimeZone(mission, deps.defaultTimeZone));
+  /**
+   * The next run after this plan, from the moment it finished, as the webapp
+   * advances a mission at the end of its own run. The server only plans an
+   * occurrence once it is due, so `at` is past `dueAt`; the max only keeps a
+   * clock behind the database's from handing back the same due time.
+   */
+  function nextRunFor(mission: Mission, dueAt: string, at: Date, userTz: string | null): string | null {
+    const after = new Date(Math.max(at.getTime(), Date.parse(dueAt)));
+    const r = nextRunAt(mission.cadence ?? { kind: 'manual' }, after, resolveTimeZone(mission, deps.defaultTimeZone, userTz));
     if (!r.ok) {
       log.warn({ missionId: mission.id, reason: r.reason }, 'cannot compute the next run; leaving nextRunAt unset');
       return null;
@@ -184,6 +194,8 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
    */
   async function writeFinal(occ: Occurrence, mission: Mission, iteration: MissionIteration, finalStatus: 'planned' | 'failed', lastError?: string): Promise<Outcome> {
     const fresh = (await getMission(sql, occ.userId, occ.missionId)) ?? mission;
+    const userTz = (await deps.timeZoneOf?.(occ.userId)) ?? null;
+    const at = now();
     const written = await writeIteration(sql, deps.target, {
       userId: occ.userId,
       missionId: occ.missionId,
@@ -191,11 +203,12 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       holder,
       iteration,
       baseIterations: iterationsOf(fresh),
-      nextRunAt: nextRunFor(fresh, occ.dueAt),
+      nextRunAt: nextRunFor(fresh, occ.dueAt, at, userTz),
       finalStatus,
       lastError,
-      at: now(),
+      at,
     });
+    if (written === 'written') deps.onWritten?.({ userId: occ.userId, missionId: occ.missionId, iterationId: occ.iterationId });
     return written === 'written' ? finalStatus : written === 'present' ? 'already' : written;
   }
 
@@ -307,6 +320,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       for (const d of await findDroppedWrites(sql)) {
         if (await rewriteDropped(sql, deps.target, d, now())) {
           repairs.inc();
+          deps.onWritten?.({ userId: d.userId, missionId: d.missionId, iterationId: d.iterationId });
           log.warn({ iterationId: d.iterationId, missionId: d.missionId }, 'a concurrent write dropped the server iteration; wrote it again');
         }
       }

@@ -88,13 +88,17 @@ describe('a valid plan', () => {
     const rows = await runnerRows(db.sql);
     expect(rows).toHaveLength(1);
     const row = rows[0]!;
-    expect(row).toMatchObject({ userId: 'alice', recordId: 'm1', op: 'update', clientId: 'mana-ai-runner', origin: 'system' });
-    expect(row.actor).toEqual({ kind: 'system', source: 'mission-runner' });
-    expect(Object.keys(row.data).sort()).toEqual(['iterations', 'nextRunAt', 'updatedAt']);
-    expect(Object.keys(row.fieldMeta).sort()).toEqual(['iterations', 'nextRunAt', 'updatedAt']);
-    for (const meta of Object.values(row.fieldMeta)) {
-      expect(meta).toEqual({ at: row.data.updatedAt, actor: { kind: 'system', source: 'mission-runner' }, origin: 'system' });
-    }
+    expect(row).toMatchObject({ userId: 'alice', recordId: 'm1', op: 'update', clientId: 'mana-ai-runner', origin: 'agent' });
+    // The webapp's AI actor, for the default agent (the mission names none); the rationale is the objective.
+    expect(row.actor).toEqual({ kind: 'ai', principalId: 'legacy:ai-default', displayName: 'Mana', missionId: 'm1', iterationId: occ.iterationId, rationale: 'Finish the quarterly report' });
+    // Exactly the fields written, each stamped with one toISOString() string.
+    expect(Object.keys(row.data).sort()).toEqual(['iterations', 'nextRunAt']);
+    expect(Object.keys(row.fieldMeta).sort()).toEqual(['iterations', 'nextRunAt']);
+    const stamp = row.fieldMeta['iterations']!;
+    expect(new Date(stamp).toISOString()).toBe(stamp);
+    expect(Date.parse(stamp)).toBeGreaterThanOrEqual(before.getTime());
+    expect(Date.parse(stamp)).toBeLessThanOrEqual(after.getTime());
+    expect(row.fieldMeta['nextRunAt']).toBe(stamp);
     expect(row.data.iterations).toHaveLength(1);
     const it0 = row.data.iterations[0]!;
     expect(it0).toMatchObject({ id: occ.iterationId, source: 'server', overallStatus: 'awaiting-review', summary: 'Move the mission forward' });

@@ -55,8 +55,9 @@ export interface RunnerRow {
   userId: string;
   recordId: string;
   op: string;
-  data: { iterations: MissionIteration[]; nextRunAt?: string | null; updatedAt: string };
-  fieldMeta: Record<string, { at: string; actor: unknown; origin: string }>;
+  data: { iterations: MissionIteration[]; nextRunAt?: string | null };
+  /** Field → the ISO stamp it was written with (mana-sync's string map). */
+  fieldMeta: Record<string, string>;
   actor: unknown;
   origin: string | null;
   clientId: string;

@@ -15,27 +15,33 @@ export const LOGIN = 'mana_ai';
 export const SYNC_OWNER = 'mana_sync_owner';
 
 /**
- * mana-sync's table per its contract. One column is the test's own:
- * `written_by` defaults to current_user, so a test sees which role inserted
- * a row (the writer role, whose inserts RLS checks, or the login itself).
+ * mana-sync's table as its own migration creates it (docs/contract.md §1):
+ * no field_timestamps, op CHECKed, client_id and schema_version NOT NULL,
+ * the space index, RLS forced with both policies. One column is the test's
+ * own: `written_by` defaults to current_user, so a test sees which role
+ * inserted a row (the writer role, whose inserts RLS checks, or the login
+ * itself).
  */
 const MANA_SYNC_DDL = `
 CREATE TABLE public.sync_changes (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   app_id text NOT NULL, table_name text NOT NULL, record_id text NOT NULL, user_id text NOT NULL,
-  op text NOT NULL, data jsonb, field_timestamps jsonb DEFAULT '{}', field_meta jsonb DEFAULT '{}',
-  client_id text, created_at timestamptz NOT NULL DEFAULT now(), schema_version int DEFAULT 1,
+  op text NOT NULL CHECK (op IN ('insert', 'update', 'delete')), data jsonb, field_meta jsonb DEFAULT '{}',
+  client_id text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), schema_version int NOT NULL DEFAULT 1,
   actor jsonb, origin text, space_id text,
   written_by text NOT NULL DEFAULT current_user
 );
 CREATE INDEX sync_changes_user_app_created_idx ON public.sync_changes (user_id, app_id, created_at);
 CREATE INDEX sync_changes_table_record_created_idx ON public.sync_changes (table_name, record_id, created_at);
 CREATE INDEX sync_changes_user_app_table_created_idx ON public.sync_changes (user_id, app_id, table_name, created_at);
+CREATE INDEX sync_changes_user_space_app_created_idx ON public.sync_changes (user_id, space_id, app_id, created_at) WHERE space_id IS NOT NULL;
 ALTER TABLE public.sync_changes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.sync_changes FORCE ROW LEVEL SECURITY;
 CREATE POLICY sync_changes_user_isolation ON public.sync_changes
   USING (user_id = current_setting('app.current_user_id', true))
   WITH CHECK (user_id = current_setting('app.current_user_id', true));
+CREATE POLICY sync_changes_space_member_read ON public.sync_changes FOR SELECT
+  USING (space_id IS NOT NULL AND space_id = ANY(string_to_array(coalesce(current_setting('app.current_user_space_ids', true), ''), ',')));
 ALTER TABLE public.sync_changes OWNER TO ${SYNC_OWNER};
 `;
 

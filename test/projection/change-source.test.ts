@@ -19,7 +19,7 @@ import { oracleReplay } from './oracle.js';
 let db: TestDb;
 
 beforeAll(async () => {
-  db = await createTestDb();
+  db = await createTestDb({ acceptRowsManaSyncRefuses: true });
 });
 
 afterAll(async () => {

@@ -282,6 +282,8 @@ async function signIn(userId: string, token?: string): Promise<void> {
     // A nudge for a mission created elsewhere, or a plan that moved nextRunAt and added an
     // iteration: show the missions now, not at the next missions poll.
     if ((e.type === 'nudge' && !missions.has(e.missionId)) || e.type === 'planned') void refreshMissions().catch(() => undefined);
+    // The server wrote to a mission (its plan): pull it now, as the webapp pulls from mana-sync.
+    if (e.type === 'mission-changed') void Promise.all([refreshMissions(), refreshOccurrences()]).catch(() => undefined);
   });
   window.manaDemo = { client, deviceId, userId, refresh };
   setSignedIn(userId);

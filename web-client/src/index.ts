@@ -30,6 +30,7 @@ import { runNudge, type NudgeOutcome, type PlanFn } from './lib/run-nudge.js';
 import { stageServerIterations, type MissionLike, type StageFn } from './lib/stage.js';
 import { toError } from './lib/timeout.js';
 import { webSocketUrl } from './lib/url.js';
+import { localTimeZone } from './lib/time-zone.js';
 
 export type { DedupState, DedupEntry, DedupStore } from './dedup.js';
 export type { MissionClientEvent, MissionClientEventType, MissionClientListener, ErrorStage, NudgeSource } from './lib/events.js';
@@ -37,7 +38,7 @@ export type { NudgeOutcome } from './lib/run-nudge.js';
 export type { MissionLike, MissionIteration } from './lib/stage.js';
 export type { PushManagerLike, PushSubscriptionLike, PushErrorCode, EnablePushResult } from './lib/push.js';
 export type { ConnectionStatus, WebSocketLike, WebSocketCtor } from './lib/connection.js';
-export type { MissionDue, ServerFrame, ClientFrame, ClaimResult } from './protocol.js';
+export type { MissionDue, MissionChanged, ServerFrame, ClientFrame, ClaimResult } from './protocol.js';
 export { PushError } from './lib/push.js';
 export { ApiError } from './lib/http.js';
 export { TimeoutError } from './lib/timeout.js';
@@ -69,6 +70,12 @@ export interface MissionClientOptions {
   log?: LogFn;
   /** After each (re)connect, pick up occurrences still waiting for a device (default true). */
   catchUp?: boolean;
+  /**
+   * The device's IANA time zone, sent with the socket auth and the push
+   * subscription (the server advances missions it planned there). Default:
+   * the browser's (`Intl.DateTimeFormat().resolvedOptions().timeZone`).
+   */
+  timeZone?: () => string | undefined;
   /** Advanced / tests: replace the browser's primitives. */
   WebSocket?: WebSocketCtor;
   fetch?: FetchLike;
@@ -145,6 +152,7 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
       : openDedupStore({ ...(options.dedupMaxAgeMs ? { maxAgeMs: options.dedupMaxAgeMs } : {}) }));
   const locks = options.locks === undefined ? defaultLocks() : options.locks;
   const inFlight = new Set<string>();
+  const timeZone = options.timeZone ?? localTimeZone;
   const doc: Document | undefined = typeof document === 'undefined' ? undefined : document;
   let running = false;
   let hiddenTimer: ReturnType<typeof setTimeout> | undefined;
@@ -159,6 +167,7 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
       url: webSocketUrl(baseUrl),
       deviceId,
       getToken,
+      timeZone,
       WebSocket: WS,
       ...(options.pingIntervalMs ? { pingIntervalMs: options.pingIntervalMs } : {}),
       ...(options.pongTimeoutMs ? { pongTimeoutMs: options.pongTimeoutMs } : {}),
@@ -184,6 +193,10 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
     switch (frame.type) {
       case 'mission-due':
         void handleNudge(frame, 'ws');
+        break;
+      case 'mission-changed':
+        // The server wrote to the mission: the app pulls it now rather than at its next lazy pull.
+        emit({ type: 'mission-changed', missionId: frame.missionId, ...(frame.iterationId ? { iterationId: frame.iterationId } : {}) });
         break;
       case 'error': {
         const error = new Error(`${frame.code}: ${frame.message}`);
@@ -307,6 +320,7 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
           api,
           deviceId,
           pushManager,
+          timeZone: timeZone(),
           ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
         });
         push = 'enabled';

@@ -23,6 +23,7 @@ import { defaultLocks, type LockManagerLike } from './lib/locks.js';
 import { parsePushNudges } from './lib/nudge.js';
 import { createOccurrenceApi } from './lib/occurrences.js';
 import { fetchVapidKey, registerSubscription } from './lib/push.js';
+import { localTimeZone } from './lib/time-zone.js';
 import { runNudge, type NudgeOutcome } from './lib/run-nudge.js';
 import { toError } from './lib/timeout.js';
 
@@ -276,7 +277,7 @@ export function handlePushSubscriptionChange(
         if (key === null) return;
         sub = await sw.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: base64UrlToBytes(key) });
       }
-      await registerSubscription(api, opts.deviceId, sub);
+      await registerSubscription(api, opts.deviceId, sub, localTimeZone());
     })().catch((e: unknown) => {
       console.warn('mana-ai: re-registering the push subscription failed', toError(e));
     }),

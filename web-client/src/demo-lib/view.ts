@@ -45,6 +45,8 @@ export function describeEvent(e: MissionClientEvent, missionName: (missionId: st
       return `iteration ${short(e.iterationId)} is handled elsewhere (HTTP ${e.status} ${e.code})`;
     case 'staged':
       return `staged ${e.steps} server-planned proposals for ${missionName(e.missionId)}`;
+    case 'mission-changed':
+      return `the server wrote to ${missionName(e.missionId)}${e.iterationId ? ` (iteration ${short(e.iterationId)})` : ''}; pulling it now`;
     case 'push-enabled':
       return `push enabled (${e.endpointOrigin})${e.renewed ? ', subscription renewed for a new key' : ''}`;
     case 'push-disabled':

@@ -28,6 +28,8 @@ export interface ConnectionDeps {
   deviceId: string;
   getToken: () => Promise<string>;
   WebSocket: WebSocketCtor;
+  /** The device's IANA time zone, sent with the auth frame (the server plans in it); undefined sends none. */
+  timeZone?: () => string | undefined;
   /** Every frame after auth-ok, except pongs. */
   onFrame: (frame: ServerFrame) => void;
   onConnected: (info: { userId: string; deviceId: string }) => void;
@@ -166,7 +168,8 @@ export function createConnection(deps: ConnectionDeps): Connection {
 
     s.onopen = () => {
       status = 'authenticating';
-      send({ type: 'auth', token, deviceId: deps.deviceId });
+      const timeZone = deps.timeZone?.();
+      send({ type: 'auth', token, deviceId: deps.deviceId, ...(timeZone ? { timeZone } : {}) });
       authTimer = setTimeout(() => fail(CLIENT_CLOSE.authGuard, 'no auth-ok'), authTimeoutMs);
     };
     s.onerror = () => {

@@ -30,6 +30,8 @@ export type MissionClientEventBody =
   /** The server refused the claim: 409 held by another party, 410 done/superseded, 404 unknown. */
   | { type: 'elsewhere'; missionId: string; iterationId: string; status: number; code: string }
   | { type: 'staged'; missionId: string; iterationId: string; steps: number }
+  /** The server wrote to this mission (a plan, a failed run, a repair): pull it from mana-sync now. */
+  | { type: 'mission-changed'; missionId: string; iterationId?: string }
   | { type: 'push-enabled'; renewed: boolean; endpointOrigin: string }
   | { type: 'push-disabled' }
   | { type: 'error'; stage: ErrorStage; message: string; iterationId?: string; error: Error };

@@ -85,6 +85,11 @@ export function parseServerFrame(text: string): ServerFrame | null {
         : null;
     case 'mission-due':
       return parseNudge(value);
+    case 'mission-changed': {
+      const { missionId, iterationId } = value;
+      if (!nonEmptyString(missionId)) return null;
+      return { type: 'mission-changed', missionId, ...(isUuid(iterationId) ? { iterationId } : {}) };
+    }
     case 'claim-result': {
       const { iterationId, granted, leaseExpiresAt, reason } = value;
       if (typeof iterationId !== 'string' || typeof granted !== 'boolean') return null;

@@ -48,14 +48,17 @@ export async function fetchVapidKey(api: Api): Promise<string | null> {
   return key;
 }
 
-/** The JSON body the server stores; throws when the browser's subscription lacks keys. */
-export function subscriptionBody(sub: PushSubscriptionLike): { endpoint: string; expirationTime: number | null; keys: { p256dh: string; auth: string } } {
+/** The JSON body the server stores (with the device's time zone when known); throws when the browser's subscription lacks keys. */
+export function subscriptionBody(
+  sub: PushSubscriptionLike,
+  timeZone?: string,
+): { endpoint: string; expirationTime: number | null; keys: { p256dh: string; auth: string }; timeZone?: string } {
   const json = sub.toJSON();
   const p256dh = json.keys?.['p256dh'];
   const auth = json.keys?.['auth'];
   const endpoint = json.endpoint ?? sub.endpoint;
   if (!endpoint || !p256dh || !auth) throw new PushError('bad-subscription', 'push subscription has no endpoint or keys');
-  return { endpoint, expirationTime: json.expirationTime ?? null, keys: { p256dh, auth } };
+  return { endpoint, expirationTime: json.expirationTime ?? null, keys: { p256dh, auth }, ...(timeZone ? { timeZone } : {}) };
 }
 
 /** True when the subscription was made for another key (rotation). Unknown (null) counts as the same. */
@@ -69,6 +72,8 @@ export interface EnablePushDeps {
   deviceId: string;
   pushManager: PushManagerLike;
   timeoutMs?: number;
+  /** The device's IANA time zone, registered with the subscription. */
+  timeZone?: string;
 }
 
 export interface EnablePushResult {
@@ -110,7 +115,7 @@ export async function enablePushSubscription(deps: EnablePushDeps): Promise<Enab
       throw new PushError('subscribe-failed', `pushManager.subscribe() failed: ${err.message}`, { cause: err });
     }
   }
-  const body = subscriptionBody(sub);
+  const body = subscriptionBody(sub, deps.timeZone);
   try {
     await api.json('PUT', subscriptionPath(deviceId), body);
   } catch (e: unknown) {
@@ -136,6 +141,6 @@ export async function disablePushSubscription(deps: Omit<EnablePushDeps, 'timeou
 }
 
 /** Registers a subscription the browser handed over (pushsubscriptionchange). */
-export async function registerSubscription(api: Api, deviceId: string, sub: PushSubscriptionLike): Promise<void> {
-  await api.json('PUT', subscriptionPath(deviceId), subscriptionBody(sub));
+export async function registerSubscription(api: Api, deviceId: string, sub: PushSubscriptionLike, timeZone?: string): Promise<void> {
+  await api.json('PUT', subscriptionPath(deviceId), subscriptionBody(sub, timeZone));
 }
