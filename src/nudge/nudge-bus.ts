@@ -19,7 +19,8 @@ export interface Nudge {
 
 interface Envelope {
   from: string;
-  nudges: [userId: string, missionId: string, iterationId: string, dueAt: string][];
+  /** `attempt` last, optional: an instance without it sends four-element entries. */
+  nudges: [userId: string, missionId: string, iterationId: string, dueAt: string, attempt?: number][];
 }
 
 export interface NudgeBus {
@@ -42,8 +43,10 @@ export function createNudgeBus(deps: { sql: Sql; instanceId: string; log: Logger
     }
     // Our own nudges were delivered locally already.
     if (env.from === instanceId || !Array.isArray(env.nudges)) return;
-    for (const [userId, missionId, iterationId, dueAt] of env.nudges) {
-      deps.onNudge({ userId, frame: { type: 'mission-due', missionId, iterationId, dueAt } });
+    for (const [userId, missionId, iterationId, dueAt, attempt] of env.nudges) {
+      const frame: MissionDue = { type: 'mission-due', missionId, iterationId, dueAt };
+      if (typeof attempt === 'number') frame.attempt = attempt;
+      deps.onNudge({ userId, frame });
     }
   }
 
@@ -63,7 +66,10 @@ export function createNudgeBus(deps: { sql: Sql; instanceId: string; log: Logger
         size = 0;
       };
       for (const n of nudges) {
-        const entry: Envelope['nudges'][number] = [n.userId, n.frame.missionId, n.frame.iterationId, n.frame.dueAt];
+        const f = n.frame;
+        const entry: Envelope['nudges'][number] = f.attempt === undefined
+          ? [n.userId, f.missionId, f.iterationId, f.dueAt]
+          : [n.userId, f.missionId, f.iterationId, f.dueAt, f.attempt];
         const len = Buffer.byteLength(JSON.stringify(entry)) + 1;
         if (size + len > MAX_PAYLOAD) flush();
         batch.push(entry);

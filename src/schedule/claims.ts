@@ -9,6 +9,7 @@ import type { Sql } from '../db/pool.js';
 import { createBatcher } from '../lib/batcher.js';
 import { DONE_STATUSES, type Occurrence } from './occurrence.js';
 import { getOccurrence } from './occurrences.js';
+import { RELEASE_CODES, type ReleaseCode } from './reasons.js';
 import { claimForDevices, completeForDevice, releaseForDevice, type DeviceClaim } from './transitions.js';
 
 export type ClaimOutcome =
@@ -43,7 +44,8 @@ async function explain(sql: Sql, iterationId: string, userId: string, deviceId: 
 export interface ClaimService {
   claim(input: { iterationId: string; userId: string; deviceId: string }): Promise<ClaimOutcome>;
   complete(input: { iterationId: string; userId: string; deviceId: string }): Promise<ClaimOutcome>;
-  release(input: { iterationId: string; userId: string; deviceId: string; reason?: string }): Promise<ClaimOutcome>;
+  /** `code` is what the device says (a fixed set), `reason` a short note for operators. */
+  release(input: { iterationId: string; userId: string; deviceId: string; reason?: string; code?: ReleaseCode }): Promise<ClaimOutcome>;
 }
 
 /** The routes' own check (protocol.ts, routes/occurrences.ts). */
@@ -88,8 +90,9 @@ export function createClaimService(deps: { sql: Sql; leaseMs: number; onReleased
       return explain(sql, c.iterationId, c.userId, c.deviceId);
     },
 
-    async release({ reason, ...c }) {
-      if (await releaseForDevice(sql, c, reason)) {
+    async release({ reason, code, ...c }) {
+      const detail = code === undefined ? reason : reason ? `${code}: ${reason}` : code;
+      if (await releaseForDevice(sql, c, detail, code === undefined ? 'device-released' : RELEASE_CODES[code])) {
         deps.onReleased?.(c.iterationId);
         return { kind: 'granted', occurrence: (await getOccurrence(sql, c.iterationId))!, leaseExpiresAt: '' };
       }
