@@ -100,7 +100,7 @@ describe('tokens', () => {
 
   it('the dev token is accepted (control)', async () => {
     const ws = await connect('control', 'd1');
-    expect(ws.frames[0]).toEqual({ type: 'auth-ok', userId: 'control', deviceId: 'd1' });
+    expect(ws.frames[0]).toEqual({ type: 'auth-ok', userId: 'control', deviceId: 'd1', expiresAt: expect.stringMatching(/Z$/), expiresInMs: expect.any(Number) });
   });
 });
 
