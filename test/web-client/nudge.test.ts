@@ -59,5 +59,7 @@ describe('urls', () => {
     expect(webSocketUrl('https://x.example/mana-ai/')).toBe('wss://x.example/mana-ai/v1/ws');
     expect(joinUrl('https://x.example/mana-ai', '/v1/occurrences')).toBe('https://x.example/mana-ai/v1/occurrences');
     expect(joinUrl('http://localhost:3066/?q=1#h', 'v1/x')).toBe('http://localhost:3066/v1/x');
+    // A query in the path stays a query (it was escaped into the path as %3F).
+    expect(joinUrl('https://x.example/mana-ai', '/v1/occurrences?deviceId=d&contextId=t')).toBe('https://x.example/mana-ai/v1/occurrences?deviceId=d&contextId=t');
   });
 });

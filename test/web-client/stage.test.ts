@@ -4,9 +4,10 @@ import type { MissionClientEventBody } from '../../web-client/src/lib/events.js'
 import { serverIterations, stageServerIterations, type MissionIteration } from '../../web-client/src/lib/stage.js';
 import { fakeLocks } from './fakes.js';
 
-const it1: MissionIteration = { id: 'i-1', startedAt: 'a', plan: [], overallStatus: 'awaiting-review', source: 'server' };
-const it2: MissionIteration = { id: 'i-2', startedAt: 'b', plan: [], overallStatus: 'awaiting-review', source: 'browser' };
-const it3: MissionIteration = { id: 'i-3', startedAt: 'c', plan: [], overallStatus: 'awaiting-review', source: 'server' };
+const startedAt = new Date().toISOString();
+const it1: MissionIteration = { id: 'i-1', startedAt, plan: [], overallStatus: 'awaiting-review', source: 'server' };
+const it2: MissionIteration = { id: 'i-2', startedAt, plan: [], overallStatus: 'awaiting-review', source: 'browser' };
+const it3: MissionIteration = { id: 'i-3', startedAt, plan: [], overallStatus: 'awaiting-review', source: 'server' };
 const mission = { id: 'm-1', iterations: [it1, it2, it3, null, 'junk', { source: 'server' }] };
 
 describe.each([
@@ -44,8 +45,8 @@ describe.each([
 
   it('does not stage what this device planned itself, but does stage after a release', async () => {
     const dedup = createMemoryDedupStore();
-    await dedup.set('i-1', 'planned');
-    await dedup.set('i-3', 'elsewhere');
+    await dedup.set('i-1', { state: 'planned' });
+    await dedup.set('i-3', { state: 'elsewhere' });
     const deps = { dedup, locks: locks(), emit: () => undefined, stageIteration: async () => undefined };
     expect(await stageServerIterations(mission, deps)).toEqual(['i-3']);
   });

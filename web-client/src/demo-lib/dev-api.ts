@@ -4,7 +4,7 @@
  * projected missions.
  */
 import type { Mission } from '../../../src/projection/mission.js';
-import { createApi, type Api } from '../lib/http.js';
+import { createApi, jwtClaims, type Api } from '../lib/http.js';
 
 export type { Mission };
 
@@ -27,14 +27,8 @@ export async function fetchDevToken(baseUrl: string, userId: string): Promise<st
 
 /** Seconds-since-epoch `exp` of a JWT, without verifying it (only to refresh early). */
 export function tokenExpiry(token: string): number | undefined {
-  const payload = token.split('.')[1];
-  if (!payload) return undefined;
-  try {
-    const json = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown };
-    return typeof json.exp === 'number' ? json.exp : undefined;
-  } catch {
-    return undefined;
-  }
+  const exp = jwtClaims(token)?.exp;
+  return typeof exp === 'number' ? exp : undefined;
 }
 
 export interface DevApi {

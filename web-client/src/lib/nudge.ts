@@ -26,9 +26,12 @@ export function isUuid(value: unknown): value is string {
  */
 export function parseNudge(value: unknown): MissionDue | null {
   if (!isRecord(value) || value['type'] !== 'mission-due') return null;
-  const { missionId, iterationId, dueAt } = value;
+  const { missionId, iterationId, dueAt, attempt } = value;
   if (!nonEmptyString(missionId) || !isUuid(iterationId) || !nonEmptyString(dueAt)) return null;
-  return { type: 'mission-due', missionId, iterationId, dueAt };
+  // The offer count: a higher one than a device answered is the server offering it again.
+  return Number.isInteger(attempt) && (attempt as number) >= 1
+    ? { type: 'mission-due', missionId, iterationId, dueAt, attempt: attempt as number }
+    : { type: 'mission-due', missionId, iterationId, dueAt };
 }
 
 /**
@@ -69,6 +72,15 @@ export function parseNudgeText(text: string): MissionDue | null {
   }
 }
 
+/** When a socket's token expires, as auth-ok and reauth-ok say it. */
+function expiry(value: Record<string, unknown>): { expiresAt?: string; expiresInMs?: number } {
+  const { expiresAt, expiresInMs } = value;
+  return {
+    ...(typeof expiresAt === 'string' ? { expiresAt } : {}),
+    ...(typeof expiresInMs === 'number' && expiresInMs >= 0 ? { expiresInMs } : {}),
+  };
+}
+
 /** A server WebSocket frame from its text, or `null` when it is not one we know. */
 export function parseServerFrame(text: string): ServerFrame | null {
   let value: unknown;
@@ -81,8 +93,10 @@ export function parseServerFrame(text: string): ServerFrame | null {
   switch (value['type']) {
     case 'auth-ok':
       return typeof value['userId'] === 'string' && typeof value['deviceId'] === 'string'
-        ? { type: 'auth-ok', userId: value['userId'], deviceId: value['deviceId'] }
+        ? { type: 'auth-ok', userId: value['userId'], deviceId: value['deviceId'], ...expiry(value) }
         : null;
+    case 'reauth-ok':
+      return { type: 'reauth-ok', ...expiry(value) };
     case 'mission-due':
       return parseNudge(value);
     case 'claim-result': {

@@ -119,9 +119,9 @@ export async function enablePushSubscription(deps: EnablePushDeps): Promise<Enab
   return { endpoint: body.endpoint, renewed, created };
 }
 
-/** Unsubscribes in the browser and deletes the server's copy (both attempted). */
-export async function disablePushSubscription(deps: Omit<EnablePushDeps, 'timeoutMs'>): Promise<void> {
-  const sub = await deps.pushManager.getSubscription();
+/** Unsubscribes in the browser (when there is a PushManager) and deletes the server's copy (both attempted). */
+export async function disablePushSubscription(deps: Omit<EnablePushDeps, 'timeoutMs' | 'pushManager'> & { pushManager: PushManagerLike | null }): Promise<void> {
+  const sub = await deps.pushManager?.getSubscription();
   let unsubscribeError: unknown;
   if (sub) {
     try {
@@ -138,4 +138,17 @@ export async function disablePushSubscription(deps: Omit<EnablePushDeps, 'timeou
 /** Registers a subscription the browser handed over (pushsubscriptionchange). */
 export async function registerSubscription(api: Api, deviceId: string, sub: PushSubscriptionLike): Promise<void> {
   await api.json('PUT', subscriptionPath(deviceId), subscriptionBody(sub));
+}
+
+/**
+ * The PushManager to use: the one given, else the given registration's,
+ * else the page's registration's; a PushError when there is none.
+ */
+export async function pushManagerOf(opts: { pushManager?: PushManagerLike; serviceWorker?: ServiceWorkerRegistration }): Promise<PushManagerLike> {
+  if (opts.pushManager) return opts.pushManager;
+  const registration =
+    opts.serviceWorker ??
+    (typeof navigator !== 'undefined' && navigator.serviceWorker ? await navigator.serviceWorker.getRegistration() : undefined);
+  if (!registration) throw new PushError('no-service-worker', 'no service worker registration for this page: pass { serviceWorker }');
+  return registration.pushManager as unknown as PushManagerLike;
 }

@@ -2,12 +2,14 @@
 
 /**
  * `path` (starting with `/`) under `baseUrl`, keeping any path prefix of the
- * base: `joinUrl('https://x/mana-ai/', '/v1/ws')` → `https://x/mana-ai/v1/ws`.
+ * base: `joinUrl('https://x/mana-ai/', '/v1/ws')` → `https://x/mana-ai/v1/ws`; a query in `path` is kept.
  */
 export function joinUrl(baseUrl: string, path: string): string {
   const url = new URL(baseUrl);
-  url.pathname = url.pathname.replace(/\/+$/, '') + (path.startsWith('/') ? path : `/${path}`);
-  url.search = '';
+  // A query in `path` stays a query: set as the pathname, its `?` would be escaped into the path.
+  const [p = '', query] = path.split('?', 2);
+  url.pathname = url.pathname.replace(/\/+$/, '') + (p.startsWith('/') ? p : `/${p}`);
+  url.search = query ? `?${query}` : '';
   url.hash = '';
   return url.toString();
 }
