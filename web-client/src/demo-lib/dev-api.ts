@@ -17,10 +17,10 @@ export interface SyncChange {
   fieldTimestamps?: Record<string, string>;
 }
 
-/** A dev token for `userId` (unauthenticated; dev default only). */
-export async function fetchDevToken(baseUrl: string, userId: string): Promise<string> {
+/** A dev token for `userId` (unauthenticated; dev default only), living `ttlSec` when given (tests of expiring sessions). */
+export async function fetchDevToken(baseUrl: string, userId: string, ttlSec?: number): Promise<string> {
   const api = createApi({ baseUrl });
-  const body = await api.json<{ token?: unknown }>('POST', '/dev/token', { userId }, { auth: false });
+  const body = await api.json<{ token?: unknown }>('POST', '/dev/token', ttlSec ? { userId, ttlSec } : { userId }, { auth: false });
   if (typeof body?.token !== 'string') throw new Error('POST /dev/token returned no token');
   return body.token;
 }
