@@ -23,7 +23,7 @@ import { createOccurrenceApi, newContextId } from './lib/occurrences.js';
 import { disablePushSubscription, enablePushSubscription, pushManagerOf, type EnablePushResult, type PushManagerLike } from './lib/push.js';
 import { runNudge, suppresses, type NudgeOutcome, type PlanFn } from './lib/run-nudge.js';
 import { stageServerIterations, type MissionLike, type StageFn } from './lib/stage.js';
-import { toError } from './lib/timeout.js';
+import { errorEvent, toError } from './lib/timeout.js';
 import { webSocketUrl } from './lib/url.js';
 
 export type { DedupState, DedupEntry, DedupMark, DedupStore } from './dedup.js';
@@ -181,7 +181,7 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
       },
       onError(stage, error) {
         log('warn', 'socket error', { stage, err: error.message });
-        emit({ type: 'error', stage, message: error.message, error });
+        emit(errorEvent(stage, error));
       },
     });
     return connection;
@@ -193,8 +193,7 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
         void handleNudge(frame, 'ws');
         break;
       case 'error': {
-        const error = new Error(`${frame.code}: ${frame.message}`);
-        emit({ type: 'error', stage: 'socket', message: error.message, error });
+        emit(errorEvent('socket', new Error(`${frame.code}: ${frame.message}`)));
         break;
       }
       default:
@@ -243,8 +242,7 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
         void handleNudge(nudge, 'catch-up');
       }
     } catch (e: unknown) {
-      const error = toError(e);
-      emit({ type: 'error', stage: 'catch-up', message: error.message, error });
+      emit(errorEvent('catch-up', e));
     }
   }
 
@@ -314,8 +312,7 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
         push = 'disabled';
         emit({ type: 'push-disabled' });
       } catch (e: unknown) {
-        const error = toError(e);
-        emit({ type: 'error', stage: 'push', message: error.message, error });
+        emit(errorEvent('push', e));
       }
       emit({ type: 'signed-out', cleared: await dedup.clear(who).catch(() => 0) });
     },
@@ -333,9 +330,8 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
         emit({ type: 'push-enabled', renewed: result.renewed, endpointOrigin: new URL(result.endpoint).origin });
         return result;
       } catch (e: unknown) {
-        const error = toError(e);
-        emit({ type: 'error', stage: 'push', message: error.message, error });
-        throw error;
+        emit(errorEvent('push', e));
+        throw toError(e);
       }
     },
 
@@ -345,9 +341,8 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
         push = 'disabled';
         emit({ type: 'push-disabled' });
       } catch (e: unknown) {
-        const error = toError(e);
-        emit({ type: 'error', stage: 'push', message: error.message, error });
-        throw error;
+        emit(errorEvent('push', e));
+        throw toError(e);
       }
     },
 

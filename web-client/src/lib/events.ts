@@ -70,3 +70,4 @@ export function createEmitter(onListenerError: (err: unknown) => void = () => un
     },
   };
 }
+

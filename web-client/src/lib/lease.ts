@@ -14,7 +14,7 @@ export type PlanStop = 'lost' | 'timeout' | 'cancelled';
 export class PlanAborted extends Error {
   readonly code: PlanStop;
   constructor(code: PlanStop) {
-    super(`planning stopped: ${code === 'lost' ? 'the lease was lost' : code === 'timeout' ? 'time limit reached' : 'cancelled'}`);
+    super(`planning stopped: ${code}`);
     this.name = 'AbortError';
     this.code = code;
   }

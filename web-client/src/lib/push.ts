@@ -102,7 +102,7 @@ export async function enablePushSubscription(deps: EnablePushDeps): Promise<Enab
       sub = await withTimeout(
         pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: serverKey }),
         timeoutMs,
-        `pushManager.subscribe() did not answer within ${timeoutMs} ms (is the browser offline? offline Chromium cannot reach its push service)`,
+        `pushManager.subscribe() did not answer within ${timeoutMs} ms (offline?)`,
       );
     } catch (e: unknown) {
       const err = toError(e);

@@ -17,7 +17,7 @@ import type { MissionClientEventBody } from './events.js';
 import { PlanAborted, leaseLeft, underLease, untilAnswered } from './lease.js';
 import { LOCK_PREFIX, withLockIfAvailable, type LockManagerLike } from './locks.js';
 import type { OccurrenceApi, ReleaseCode } from './occurrences.js';
-import { toError } from './timeout.js';
+import { errorEvent, toError } from './timeout.js';
 
 /**
  * The webapp's planner. `signal` aborts when this context lost the lease,
@@ -88,7 +88,7 @@ export async function runNudge(nudge: MissionDue, deps: RunNudgeDeps): Promise<N
     const user = deps.user?.();
     return dedup.set(iterationId, { state, attempt, ...(user === undefined ? {} : { user }) }).catch(() => undefined);
   };
-  const fail = (stage: 'claim' | 'plan' | 'complete' | 'release', error: Error) => emit({ type: 'error', stage, message: error.message, iterationId, error });
+  const fail = (stage: 'claim' | 'plan' | 'complete' | 'release', error: Error) => emit(errorEvent(stage, error, iterationId));
 
   async function handle(): Promise<NudgeOutcome> {
     const entry = await dedup.get(iterationId).catch(() => undefined);
@@ -153,8 +153,7 @@ export async function runNudge(nudge: MissionDue, deps: RunNudgeDeps): Promise<N
     }
     return result.value;
   } catch (e: unknown) {
-    const error = toError(e);
-    emit({ type: 'error', stage: 'dedup', message: error.message, iterationId, error });
-    return { kind: 'failed', error };
+    emit(errorEvent('dedup', e, iterationId));
+    return { kind: 'failed', error: toError(e) };
   }
 }

@@ -10,7 +10,7 @@ import type { MissionIteration } from '../../../src/projection/mission.js';
 import { DEFAULT_DEDUP_MAX_AGE_MS, type DedupEntry, type DedupStore } from '../dedup.js';
 import type { MissionClientEventBody } from './events.js';
 import { LOCK_PREFIX, withLockIfAvailable, type LockManagerLike } from './locks.js';
-import { toError } from './timeout.js';
+import { errorEvent } from './timeout.js';
 
 export type { MissionIteration };
 
@@ -105,8 +105,7 @@ async function stageOne(missionId: string, iteration: MissionIteration, deps: St
     });
     if (!result.acquired || !result.value) return false;
   } catch (e: unknown) {
-    const error = toError(e);
-    emit({ type: 'error', stage: 'stage', message: error.message, iterationId, error });
+    emit(errorEvent('stage', e, iterationId));
     return false;
   }
   emit({ type: 'staged', missionId, iterationId, steps: Array.isArray(iteration.plan) ? iteration.plan.length : 0 });
