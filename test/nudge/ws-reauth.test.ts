@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signDevToken } from '../../src/auth/user-auth.js';
 import { CLOSE_CODES } from '../../src/nudge/protocol.js';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { connectClient, createFallbackSpy, sleep, startTestCoordinator, waitFor, type TestCoordinator, type WsClient } from '../support/coordinator.js';
+import { connectClient, createFallbackSpy, devSecretOf, sleep, startTestCoordinator, waitFor, type TestCoordinator, type WsClient } from '../support/coordinator.js';
 
 let db: TestDb;
 let c: TestCoordinator;
@@ -22,8 +22,7 @@ const clients: WsClient[] = [];
 beforeAll(async () => {
   db = await createTestDb();
   c = await startTestCoordinator(db.sql, {}, { fallback: createFallbackSpy() });
-  const [row] = await db.sql<{ value: string }[]>`SELECT value FROM mana_ai.settings WHERE key = 'dev_jwt_secret'`;
-  devSecret = Buffer.from(row!.value, 'base64');
+  devSecret = await devSecretOf(db.sql);
 });
 
 afterAll(async () => {
