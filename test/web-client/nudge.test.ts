@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isUuid, parseNudge, parseNudgeText, parseServerFrame } from '../../web-client/src/lib/nudge.js';
+import { parseServerFrame } from '../../web-client/src/lib/frames.js';
+import { isUuid, parseNudge, parseNudgeText } from '../../web-client/src/lib/nudge.js';
 import { joinUrl, webSocketUrl } from '../../web-client/src/lib/url.js';
 
 const ITERATION = '6a061268-1c1b-5d2e-a3f4-0123456789ab';

@@ -13,7 +13,7 @@
  */
 import type { ClientFrame, ServerFrame } from '../protocol.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
-import { parseServerFrame } from './nudge.js';
+import { parseServerFrame } from './frames.js';
 import { toError } from './timeout.js';
 
 /** The part of the browser WebSocket this uses (so tests can pass a fake). */
