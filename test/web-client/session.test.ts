@@ -119,6 +119,20 @@ describe('a socket is live only while it can claim', () => {
     expect(t.c.state().connection).not.toBe('open');
     t.c.stop();
   });
+
+  it('closes the socket when the server refuses the token a claim carried (401)', async () => {
+    const server = fakeCoordinator();
+    const refusing: FetchLike = async (input, init) =>
+      new URL(input).pathname.endsWith('/claim') ? Response.json({ error: { code: 'expired', message: 'token expired' } }, { status: 401 }) : server.fetch(input, init);
+    const t = client({ fetch: refusing });
+    t.c.start();
+    const ws = await connect();
+    ws.receive(nudge);
+    await vi.advanceTimersByTimeAsync(10_000);
+    expect(ws.closed).toEqual({ code: 4002, reason: 'token refused' });
+    expect(t.planned).toEqual([]);
+    t.c.stop();
+  });
 });
 
 describe('catch-up', () => {
