@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createConnection, type ConnectionDeps } from '../../web-client/src/lib/connection.js';
-import { FakeWebSocket } from './fakes.js';
+import { FakeWebSocket, authenticateFake } from './fakes.js';
 
 function setup(overrides: Partial<ConnectionDeps> = {}) {
   const log: string[] = [];
@@ -19,13 +19,7 @@ function setup(overrides: Partial<ConnectionDeps> = {}) {
   return { conn, log };
 }
 
-async function authenticate(): Promise<FakeWebSocket> {
-  await vi.advanceTimersByTimeAsync(0);
-  const ws = FakeWebSocket.last();
-  ws.open();
-  ws.receive({ type: 'auth-ok', userId: 'u-1', deviceId: 'dev-1' });
-  return ws;
-}
+const authenticate = () => authenticateFake();
 
 beforeEach(() => {
   vi.useFakeTimers();

@@ -1,4 +1,5 @@
 /** Fakes shared by the web-client tests (node has no Web Locks, IndexedDB or browser WebSocket). */
+import { vi } from 'vitest';
 import type { LockManagerLike } from '../../web-client/src/lib/locks.js';
 import type { OccurrenceApi, ClaimOutcome } from '../../web-client/src/lib/occurrences.js';
 
@@ -91,4 +92,18 @@ export class FakeWebSocket {
 export function fakeJwt(sub: string, exp = Math.floor(Date.now() / 1000) + 900): string {
   const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
   return `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp })}.sig`;
+}
+
+/**
+ * With fake timers: lets the client open its socket, opens it and answers
+ * auth-ok (`extra` adds fields, e.g. the token's expiry); `given` picks a
+ * socket other than the last one opened.
+ */
+export async function authenticateFake(extra: Record<string, unknown> = {}, given?: FakeWebSocket): Promise<FakeWebSocket> {
+  await vi.advanceTimersByTimeAsync(0);
+  const ws = given ?? FakeWebSocket.last();
+  ws.open();
+  ws.receive({ type: 'auth-ok', userId: 'u-1', deviceId: 'dev-1', ...extra });
+  await vi.advanceTimersByTimeAsync(0);
+  return ws;
 }

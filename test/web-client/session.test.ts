@@ -12,7 +12,7 @@ import { createMemoryDedupStore, type DedupStore } from '../../web-client/src/de
 import { createMissionClient, type MissionClientEvent, type MissionClientOptions } from '../../web-client/src/index.js';
 import type { FetchLike } from '../../web-client/src/lib/http.js';
 import type { PushManagerLike } from '../../web-client/src/lib/push.js';
-import { FakeWebSocket, fakeJwt } from './fakes.js';
+import { FakeWebSocket, authenticateFake, fakeJwt } from './fakes.js';
 
 const ID = '6a061268-1c1b-5d2e-a3f4-0123456789ab';
 const nudge = { type: 'mission-due', missionId: 'm-1', iterationId: ID, dueAt: '2026-11-25T10:00:00Z' };
@@ -68,14 +68,7 @@ function client(overrides: Partial<MissionClientOptions> & { fetch: FetchLike })
   return { c, events, planned, types: () => events.map((e) => e.type) };
 }
 
-async function connect(given?: FakeWebSocket): Promise<FakeWebSocket> {
-  await vi.advanceTimersByTimeAsync(0);
-  const ws = given ?? FakeWebSocket.last();
-  ws.open();
-  ws.receive({ type: 'auth-ok', userId: 'u-1', deviceId: 'dev-1', expiresInMs: 900_000 });
-  await vi.advanceTimersByTimeAsync(0);
-  return ws;
-}
+const connect = (given?: FakeWebSocket) => authenticateFake({ expiresInMs: 900_000 }, given);
 
 beforeEach(() => {
   vi.useFakeTimers();
