@@ -27,7 +27,8 @@ export interface MissionChange {
 
 interface Envelope {
   from: string;
-  nudges?: [userId: string, missionId: string, iterationId: string, dueAt: string][];
+  /** `attempt` last, optional: an instance without it sends four-element entries. */
+  nudges?: [userId: string, missionId: string, iterationId: string, dueAt: string, attempt?: number][];
   changed?: [userId: string, missionId: string, iterationId: string | null][];
 }
 
@@ -58,8 +59,10 @@ export function createNudgeBus(deps: {
     }
     // Our own were delivered locally already.
     if (env.from === instanceId) return;
-    for (const [userId, missionId, iterationId, dueAt] of Array.isArray(env.nudges) ? env.nudges : []) {
-      deps.onNudge({ userId, frame: { type: 'mission-due', missionId, iterationId, dueAt } });
+    for (const [userId, missionId, iterationId, dueAt, attempt] of Array.isArray(env.nudges) ? env.nudges : []) {
+      const frame: MissionDue = { type: 'mission-due', missionId, iterationId, dueAt };
+      if (typeof attempt === 'number') frame.attempt = attempt;
+      deps.onNudge({ userId, frame });
     }
     for (const [userId, missionId, iterationId] of Array.isArray(env.changed) ? env.changed : []) {
       deps.onMissionChanged?.({ userId, frame: { type: 'mission-changed', missionId, ...(iterationId ? { iterationId } : {}) } });
@@ -96,7 +99,10 @@ export function createNudgeBus(deps: {
       unlisten = listener.unlisten;
     },
     async publish(nudges) {
-      const entries = nudges.map((n): NonNullable<Envelope['nudges']>[number] => [n.userId, n.frame.missionId, n.frame.iterationId, n.frame.dueAt]);
+      const entries = nudges.map((n): NonNullable<Envelope['nudges']>[number] => {
+        const f = n.frame;
+        return f.attempt === undefined ? [n.userId, f.missionId, f.iterationId, f.dueAt] : [n.userId, f.missionId, f.iterationId, f.dueAt, f.attempt];
+      });
       await send(entries, (batch) => ({ from: instanceId, nudges: batch }));
     },
     async publishChanges(changes) {

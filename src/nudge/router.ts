@@ -75,11 +75,13 @@ export interface Router {
   sweep(info?: SweepInfo): Promise<void>;
 }
 
-export const frameOf = (o: Pick<Occurrence, 'missionId' | 'iterationId' | 'dueAt'>): MissionDue => ({
+/** The nudge frame of an occurrence; `attempt` is its offer count, so a device tells a re-offer from a repeat. */
+export const frameOf = (o: Pick<Occurrence, 'missionId' | 'iterationId' | 'dueAt' | 'offers'>): MissionDue => ({
   type: 'mission-due',
   missionId: o.missionId,
   iterationId: o.iterationId,
   dueAt: o.dueAt,
+  attempt: Math.max(1, o.offers),
 });
 
 export function createRouter(deps: RouterDeps): Router {

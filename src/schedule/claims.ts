@@ -9,6 +9,7 @@ import type { Sql } from '../db/pool.js';
 import { createBatcher } from '../lib/batcher.js';
 import { DONE_STATUSES, type Occurrence } from './occurrence.js';
 import { getOccurrence } from './occurrences.js';
+import { RELEASE_CODES, type ReleaseCode } from './reasons.js';
 import { claimForDevices, completeForDevice, releaseForDevice, type ClaimResult, type DeviceClaim } from './device-transitions.js';
 
 export type ClaimOutcome =
@@ -55,7 +56,8 @@ const canonical = <T extends { iterationId: string }>(c: T): T => ({ ...c, itera
 export interface ClaimService {
   claim(input: { iterationId: string; userId: string; deviceId: string }): Promise<ClaimOutcome>;
   complete(input: { iterationId: string; userId: string; deviceId: string }): Promise<ClaimOutcome>;
-  release(input: { iterationId: string; userId: string; deviceId: string; reason?: string }): Promise<ClaimOutcome>;
+  /** `code` is what the device says (a fixed set), `reason` a short note for operators. */
+  release(input: { iterationId: string; userId: string; deviceId: string; reason?: string; code?: ReleaseCode }): Promise<ClaimOutcome>;
 }
 
 /** The routes' own check (protocol.ts, routes/occurrences.ts). */
@@ -104,10 +106,11 @@ export function createClaimService(deps: { sql: Sql; leaseMs: number; onReleased
       return refusal(occ, c.userId, c.deviceId);
     },
 
-    async release({ reason, ...input }) {
+    async release({ reason, code, ...input }) {
       const c = canonical(input);
+      const detail = code === undefined ? reason : reason ? `${code}: ${reason}` : code;
       // Answered from the release itself: the pass it wakes may hand the occurrence on before a second read.
-      const released = await releaseForDevice(sql, c, reason);
+      const released = await releaseForDevice(sql, c, detail, code === undefined ? 'device-released' : RELEASE_CODES[code]);
       if (released) {
         deps.onReleased?.(c.iterationId);
         return { kind: 'granted', occurrence: released, leaseExpiresAt: '' };

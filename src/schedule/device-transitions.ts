@@ -6,7 +6,7 @@
  */
 import type { Sql } from '../db/pool.js';
 import { COLUMNS, type Occurrence, type OccurrenceStatus } from './occurrence.js';
-import { reason as reasonOf } from './reasons.js';
+import { reason as reasonOf, type ReasonCode } from './reasons.js';
 
 export interface DeviceClaim {
   iterationId: string;
@@ -84,11 +84,11 @@ export async function completeForDevice(sql: Sql, c: DeviceClaim): Promise<Occur
  * it to the fallback at once. Returns the row as this statement left it (a
  * pass may move it on right after), or null when the device does not hold it.
  */
-export async function releaseForDevice(sql: Sql, c: DeviceClaim, reason?: string): Promise<Occurrence | null> {
+export async function releaseForDevice(sql: Sql, c: DeviceClaim, detail?: string, code: ReasonCode = 'device-released'): Promise<Occurrence | null> {
   const [row] = await sql<Occurrence[]>`
     UPDATE mana_ai.occurrences o SET status = 'nudged', claimed_by = NULL, lease_expires_at = NULL,
-      deadline_at = now(), last_error = ${`released by ${c.deviceId}${reason ? `: ${reason.slice(0, 200)}` : ''}`},
-      reason = ${reasonOf('device-released').code}, updated_at = now()
+      deadline_at = now(), last_error = ${`released by ${c.deviceId}${detail ? `: ${detail.slice(0, 200)}` : ''}`},
+      reason = ${reasonOf(code).code}, updated_at = now()
     WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
     RETURNING ${sql.unsafe(COLUMNS)}`;
   return row ?? null;

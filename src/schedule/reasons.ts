@@ -9,6 +9,9 @@ export const REASONS = {
   'no-device': 'None of your devices could be reached, so the server plans it.',
   'no-claim': 'No device took it in time, so the server plans it.',
   'device-released': 'Your device gave it back, so the server plans it.',
+  'device-plan-failed': 'Planning on your device failed, so the server plans it.',
+  'device-plan-timeout': 'Planning on your device took too long, so the server plans it.',
+  'device-cancelled': 'Your device stopped planning it (signed out or closed), so the server plans it.',
   'lease-expired': 'The device that took it stopped answering.',
   'no-planner': 'No device answered and the server does not plan; waiting for one of your devices.',
   encrypted: 'The mission is end-to-end encrypted: only one of your devices can plan it.',
@@ -36,3 +39,16 @@ export function publicReason(code: string | null): { code: ReasonCode; message: 
   if (code === null || !Object.hasOwn(REASONS, code)) return null;
   return { code: code as ReasonCode, message: REASONS[code as ReasonCode] };
 }
+
+/**
+ * What a device may say when it gives an occurrence back: a code from this
+ * fixed set, never its planner's error text (for an encrypted mission that
+ * text may hold decrypted content). Each maps to the reason its user sees.
+ */
+export const RELEASE_CODES = {
+  'plan-failed': 'device-plan-failed',
+  'plan-timeout': 'device-plan-timeout',
+  cancelled: 'device-cancelled',
+} as const satisfies Record<string, ReasonCode>;
+
+export type ReleaseCode = keyof typeof RELEASE_CODES;

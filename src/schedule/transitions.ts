@@ -75,7 +75,7 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
     ),
     ins AS (
       INSERT INTO mana_ai.occurrences
-        (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at, claimed_by, lease_expires_at, last_error, reason, next_attempt_at)
+        (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at, claimed_by, lease_expires_at, last_error, reason, next_attempt_at, offers)
       SELECT x.i, x.u, x.m, x.d,
         CASE x.s WHEN 'ws' THEN 'nudged' WHEN 'server' THEN 'planning' WHEN 'wait' THEN 'waiting' ELSE 'created' END,
         CASE x.s WHEN 'ws' THEN 'ws' WHEN 'server' THEN 'server' END,
@@ -84,7 +84,9 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
         CASE WHEN x.s = 'server' THEN t.lease END,
         CASE x.s WHEN 'server' THEN ${server.reason?.detail ?? null}::text WHEN 'wait' THEN ${wait.reason?.detail ?? null}::text END,
         CASE x.s WHEN 'server' THEN ${server.reason?.code ?? null}::text WHEN 'wait' THEN ${wait.reason?.code ?? null}::text END,
-        CASE WHEN x.s = 'wait' THEN t.retry_at END
+        CASE WHEN x.s = 'wait' THEN t.retry_at END,
+        -- Nudged over the socket or waiting for a device: offered to devices once.
+        CASE WHEN x.s IN ('ws', 'wait') THEN 1 ELSE 0 END
       FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${starts}::text[]) AS x(i, u, m, d, s), t
       ON CONFLICT DO NOTHING
       RETURNING iteration_id, status, deadline_at
@@ -109,6 +111,7 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
       leaseExpiresAt: null,
       attempts: 0,
       routeAttempts: 0,
+      offers: r.status === 'nudged' || r.status === 'waiting' ? 1 : 0,
       nextAttemptAt: null,
       lastError: null,
       reason: null,
@@ -133,7 +136,7 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
 export async function markNudged(sql: Sql, iterationIds: string[], channel: 'ws' | 'push', deadlineMs: number): Promise<Occurrence[]> {
   if (iterationIds.length === 0) return [];
   return sql<Occurrence[]>`
-    UPDATE mana_ai.occurrences o SET status = 'nudged', channel = ${channel},
+    UPDATE mana_ai.occurrences o SET status = 'nudged', channel = ${channel}, offers = o.offers + 1,
       deadline_at = now() + make_interval(secs => ${deadlineMs / 1000}), claimed_by = NULL, lease_expires_at = NULL,
       last_error = NULL, reason = NULL, updated_at = now()
     WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status IN ('created', 'waiting')
@@ -181,7 +184,7 @@ export async function markWaitingMany(
   const ids = items.map((i) => i.iterationId);
   const secs = items.map((i) => i.retryInMs / 1000);
   return sql<Occurrence[]>`
-    UPDATE mana_ai.occurrences o SET status = 'waiting', claimed_by = NULL, lease_expires_at = NULL, deadline_at = NULL,
+    UPDATE mana_ai.occurrences o SET status = 'waiting', offers = o.offers + 1, claimed_by = NULL, lease_expires_at = NULL, deadline_at = NULL,
       last_error = ${opts.reason.detail}, reason = ${opts.reason.code}, next_attempt_at = now() + make_interval(secs => x.secs), updated_at = now()
     FROM unnest(${ids}::uuid[], ${secs}::float8[]) AS x(id, secs)
     WHERE o.iteration_id = x.id AND o.status = ANY(${opts.from as string[]})

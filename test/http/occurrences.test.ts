@@ -59,7 +59,10 @@ describe('claim / complete / release', () => {
     const id = await dueOccurrence('m-claim');
     const first = await act(id, 'claim', 'laptop');
     expect(first.status).toBe(200);
-    expect(first.body).toEqual({ granted: true, leaseExpiresAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/) });
+    expect(first.body).toEqual({ granted: true, leaseExpiresAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/), leaseMs: expect.any(Number) });
+    // The lease left by the server's clock: the default lease (10 min), less the time the answer took.
+    expect(first.body['leaseMs']).toBeGreaterThan(590_000);
+    expect(first.body['leaseMs']).toBeLessThanOrEqual(600_000);
 
     const renewed = await act(id, 'claim', 'laptop');
     expect(renewed.status).toBe(200);
@@ -179,7 +182,7 @@ describe('operators and the contract', () => {
     expect(list.length).toBeGreaterThanOrEqual(1);
     for (const o of list) {
       expect(Object.keys(o).sort()).toEqual(
-        ['attempts', 'channel', 'claimedBy', 'deadlineAt', 'dueAt', 'iterationId', 'lastError', 'leaseExpiresAt', 'missionId', 'reason', 'routeAttempts', 'status', 'userId'],
+        ['attempts', 'channel', 'claimedBy', 'deadlineAt', 'dueAt', 'iterationId', 'lastError', 'leaseExpiresAt', 'missionId', 'offers', 'reason', 'routeAttempts', 'status', 'userId'],
       );
       expect(o['userId']).toBe('u1');
     }
@@ -192,6 +195,7 @@ describe('operators and the contract', () => {
       leaseExpiresAt: null,
       attempts: 0,
       routeAttempts: 0,
+      offers: 1,
       reason: null,
       lastError: null,
     });

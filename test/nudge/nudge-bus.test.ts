@@ -82,4 +82,18 @@ describe('nudge bus', () => {
     expect(nudgesAtB).toHaveLength(1);
     expect(changedAtA).toHaveLength(0);
   });
+
+  it("carries a nudge's attempt (the offer count), and a nudge without one as it came", async () => {
+    const got: Nudge[] = [];
+    const a = createNudgeBus({ sql: db.sql, instanceId: 'attempt-a', log, onNudge: () => undefined });
+    const b = createNudgeBus({ sql: sqlB, instanceId: 'attempt-b', log, onNudge: (n) => got.push(n) });
+    buses.push(a, b);
+    await a.start();
+    await b.start();
+    const offered = { ...nudge('offered', 1), frame: { ...nudge('offered', 1).frame, attempt: 3 } };
+    const plain = nudge('plain', 2);
+    await a.publish([offered, plain]);
+    await waitFor(() => got.length >= 2, 5000, 'both nudges at B');
+    expect(got).toEqual([offered, plain]);
+  });
 });

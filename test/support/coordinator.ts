@@ -140,3 +140,10 @@ export async function occurrencesOf(
     SELECT iteration_id::text AS "iterationId", mission_id AS "missionId", status, channel, claimed_by AS "claimedBy", last_error AS "lastError", reason
     FROM mana_ai.occurrences WHERE user_id = ${userId} ORDER BY created_at, iteration_id`;
 }
+
+/** The dev-mode HS256 secret the coordinators on this database sign tokens with (to mint odd tokens in tests). */
+export async function devSecretOf(sql: Sql): Promise<Uint8Array> {
+  const [row] = await sql<{ value: string }[]>`SELECT value FROM mana_ai.settings WHERE key = 'dev_jwt_secret'`;
+  if (!row) throw new Error('no dev_jwt_secret setting: start a dev-mode coordinator on this database first');
+  return Buffer.from(row.value, 'base64');
+}

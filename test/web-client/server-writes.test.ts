@@ -7,7 +7,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createMemoryDedupStore } from '../../web-client/src/dedup.js';
 import { createMissionClient, type MissionClientEvent, type MissionClientOptions } from '../../web-client/src/index.js';
-import { parseServerFrame } from '../../web-client/src/lib/nudge.js';
+import { parseServerFrame } from '../../web-client/src/lib/frames.js';
 import { subscriptionBody } from '../../web-client/src/lib/push.js';
 import { localTimeZone } from '../../web-client/src/lib/time-zone.js';
 import { FakeWebSocket, fakeLocks } from './fakes.js';
@@ -82,7 +82,7 @@ describe('the time zone', () => {
     c.start();
     const ws = await connect();
     expect(localTimeZone()).toBe(Intl.DateTimeFormat().resolvedOptions().timeZone);
-    expect(ws.sent[0]).toEqual({ type: 'auth', token: 'tok', deviceId: 'dev-1', timeZone: localTimeZone() });
+    expect(ws.sent[0]).toEqual({ type: 'auth', token: 'tok', deviceId: 'dev-1', contextId: expect.any(String), timeZone: localTimeZone() });
     c.stop();
   });
 
@@ -93,7 +93,7 @@ describe('the time zone', () => {
     berlin.c.stop();
     const none = client({ timeZone: () => undefined });
     none.c.start();
-    expect((await connect()).sent[0]).toEqual({ type: 'auth', token: 'tok', deviceId: 'dev-1' });
+    expect((await connect()).sent[0]).toEqual({ type: 'auth', token: 'tok', deviceId: 'dev-1', contextId: expect.any(String) });
     none.c.stop();
   });
 

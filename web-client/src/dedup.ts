@@ -1,23 +1,34 @@
 /**
- * Dedup of due occurrences by `iterationId`, in IndexedDB so every tab and
- * the service worker of the origin share it (db `mana-ai-client`, store
- * `iterations`, key = iterationId, value = `{ state, at }`).
+ * What this browser knows about occurrences and staged iterations, in
+ * IndexedDB so every tab and the service worker of the origin share it (db
+ * `mana-ai-client`, store `iterations`, value `{ state, at, attempt?, user? }`).
+ * Keys: an iteration id holds the nudge mark (`claimed`, `planned`,
+ * `elsewhere` with the offer it answered); `stage:<iterationId>` holds the
+ * staging record of a server iteration, apart, so no nudge mark overwrites it.
  *
- * Each mark is one read-write IndexedDB transaction (read, decide, put);
- * read-write transactions on one store never overlap, across tabs and
- * workers too, so "first one wins" holds without any other coordination.
- * Entries older than `maxAgeMs` count as absent and are purged now and then.
+ * Each conditional mark is one read-write IndexedDB transaction (read,
+ * decide, put); read-write transactions on one store never overlap, across
+ * tabs and workers too. Entries older than `maxAgeMs` count as absent and are
+ * purged now and then.
  */
 
-export type DedupState = 'seen' | 'claimed' | 'planned' | 'staged' | 'elsewhere';
+/** `seen` is only read (older versions wrote it before claiming); it blocks nothing. */
+export type DedupState = 'seen' | 'claimed' | 'planned' | 'elsewhere' | 'staging' | 'staged';
 
 export interface DedupEntry {
   state: DedupState;
   /** Epoch ms of the last mark. */
   at: number;
+  /** The offer (a nudge's `attempt`) the mark answered. */
+  attempt?: number;
+  /** The user whose occurrence it is (sign-out forgets that user's entries). */
+  user?: string;
 }
 
-export const DEDUP_STATES: readonly DedupState[] = ['seen', 'claimed', 'planned', 'staged', 'elsewhere'];
+/** What a caller writes; `at` is the store's clock. */
+export type DedupMark = Omit<DedupEntry, 'at'>;
+
+export const DEDUP_STATES: readonly DedupState[] = ['seen', 'claimed', 'planned', 'elsewhere', 'staging', 'staged'];
 export const DEDUP_DB_NAME = 'mana-ai-client';
 export const DEDUP_STORE_NAME = 'iterations';
 /** Default age after which an entry is forgotten: 7 days. */
@@ -27,15 +38,15 @@ const PURGE_EVERY_MS = 60 * 60 * 1000;
 
 export interface DedupStore {
   /** The live (unexpired) entry, if any. */
-  get(iterationId: string): Promise<DedupEntry | undefined>;
-  /** Marks `state` only when no live entry exists; true when this call marked it. */
-  markIfNew(iterationId: string, state: DedupState): Promise<boolean>;
-  /** Marks `state` unless a live entry is in one of `blockers`; true when this call marked it. */
-  markUnless(iterationId: string, state: DedupState, blockers: readonly DedupState[]): Promise<boolean>;
-  /** Sets the state unconditionally. */
-  set(iterationId: string, state: DedupState): Promise<void>;
-  /** Removes the entry (so a later nudge may try again). */
-  forget(iterationId: string): Promise<void>;
+  get(key: string): Promise<DedupEntry | undefined>;
+  /** Writes `mark` unless `blocks` says no of the live entry; true when this call wrote it. */
+  markUnless(key: string, mark: DedupMark, blocks: (live: DedupEntry) => boolean): Promise<boolean>;
+  /** Writes unconditionally. */
+  set(key: string, mark: DedupMark): Promise<void>;
+  /** Removes the entry. */
+  forget(key: string): Promise<void>;
+  /** Deletes the entries of `user`, and those that name no user; resolves to how many. */
+  clear(user: string | undefined): Promise<number>;
   /** Deletes expired entries; resolves to how many. */
   purge(): Promise<number>;
   close(): void;
@@ -62,10 +73,18 @@ export function liveEntry(stored: unknown, now: number, maxAgeMs: number): Dedup
 }
 
 /** Whether a mark may be written over `stored` (pure; the decision inside the transaction). */
-export function mayMark(stored: unknown, now: number, maxAgeMs: number, blockers: readonly DedupState[]): boolean {
+export function mayMark(stored: unknown, now: number, maxAgeMs: number, blocks: (live: DedupEntry) => boolean): boolean {
   const entry = liveEntry(stored, now, maxAgeMs);
-  return entry === undefined || !blockers.includes(entry.state);
+  return entry === undefined || !blocks(entry);
 }
+
+/** Whether sign-out as `user` forgets this stored value: that user's, or no one's (pure). */
+export const clearedFor = (stored: unknown, user: string | undefined): boolean => {
+  const owner = (stored as { user?: unknown } | null)?.user;
+  return typeof owner !== 'string' || owner === user;
+};
+
+const entryOf = (mark: DedupMark, at: number): DedupEntry => ({ ...mark, at });
 
 function requestDone<T>(req: IDBRequest<T>): Promise<T> {
   return new Promise((resolve, reject) => {
@@ -135,69 +154,66 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
     });
   }
 
-  async function get(iterationId: string): Promise<DedupEntry | undefined> {
+  async function get(key: string): Promise<DedupEntry | undefined> {
     const db = await open();
     const tx = db.transaction(DEDUP_STORE_NAME, 'readonly');
-    const stored: unknown = await requestDone(tx.objectStore(DEDUP_STORE_NAME).get(iterationId));
+    const stored: unknown = await requestDone(tx.objectStore(DEDUP_STORE_NAME).get(key));
     return liveEntry(stored, now(), maxAgeMs);
   }
 
-  async function markUnless(iterationId: string, state: DedupState, blockers: readonly DedupState[]): Promise<boolean> {
+  /** One read-write transaction; `fn` runs in it with the store. */
+  async function write<T>(fn: (store: IDBObjectStore) => () => T): Promise<T> {
     const db = await open();
     const tx = db.transaction(DEDUP_STORE_NAME, 'readwrite');
-    const store = tx.objectStore(DEDUP_STORE_NAME);
     const done = transactionDone(tx);
-    let marked = false;
+    // Handled here too, in case fn throws before the await below.
+    done.catch(() => undefined);
+    const result = fn(tx.objectStore(DEDUP_STORE_NAME));
+    await done;
+    return result();
+  }
+
+  async function markUnless(key: string, mark: DedupMark, blocks: (live: DedupEntry) => boolean): Promise<boolean> {
     // Read and write in the same transaction: no other tab or worker can
     // interleave between the decision and the put.
-    const req = store.get(iterationId);
-    req.onsuccess = () => {
-      const t = now();
-      if (mayMark(req.result, t, maxAgeMs, blockers)) {
-        store.put({ state, at: t } satisfies DedupEntry, iterationId);
-        marked = true;
-      }
-    };
-    await done;
+    const marked = await write((store) => {
+      let ok = false;
+      const req = store.get(key);
+      req.onsuccess = () => {
+        const t = now();
+        if (mayMark(req.result, t, maxAgeMs, blocks)) {
+          store.put(entryOf(mark, t), key);
+          ok = true;
+        }
+      };
+      return () => ok;
+    });
     purgeSoon();
     return marked;
   }
 
-  function markIfNew(iterationId: string, state: DedupState): Promise<boolean> {
-    return markUnless(iterationId, state, DEDUP_STATES);
+  /** Deletes, in one cursor pass over `source`, every value `doomed` picks. */
+  function sweep(doomed: (value: unknown) => boolean, index?: string, range?: IDBKeyRange): Promise<number> {
+    return write((store) => {
+      let deleted = 0;
+      const req = (index ? store.index(index) : store).openCursor(range);
+      req.onsuccess = () => {
+        const cursor = req.result;
+        if (!cursor) return;
+        if (doomed(cursor.value)) {
+          cursor.delete();
+          deleted++;
+        }
+        cursor.continue();
+      };
+      return () => deleted;
+    });
   }
 
-  async function set(iterationId: string, state: DedupState): Promise<void> {
-    const db = await open();
-    const tx = db.transaction(DEDUP_STORE_NAME, 'readwrite');
-    tx.objectStore(DEDUP_STORE_NAME).put({ state, at: now() } satisfies DedupEntry, iterationId);
-    await transactionDone(tx);
-  }
-
-  async function forget(iterationId: string): Promise<void> {
-    const db = await open();
-    const tx = db.transaction(DEDUP_STORE_NAME, 'readwrite');
-    tx.objectStore(DEDUP_STORE_NAME).delete(iterationId);
-    await transactionDone(tx);
-  }
-
-  async function purge(): Promise<number> {
-    const db = await open();
-    const tx = db.transaction(DEDUP_STORE_NAME, 'readwrite');
-    const done = transactionDone(tx);
-    let deleted = 0;
-    const cutoff = now() - maxAgeMs;
-    const cursorReq = tx.objectStore(DEDUP_STORE_NAME).index('at').openCursor(IDBKeyRange.upperBound(cutoff, true));
-    cursorReq.onsuccess = () => {
-      const cursor = cursorReq.result;
-      if (!cursor) return;
-      cursor.delete();
-      deleted++;
-      cursor.continue();
-    };
-    await done;
-    return deleted;
-  }
+  const set = (key: string, mark: DedupMark) => write((store) => (store.put(entryOf(mark, now()), key), () => undefined));
+  const forget = (key: string) => write((store) => (store.delete(key), () => undefined));
+  const clear = (user: string | undefined) => sweep((v) => clearedFor(v, user));
+  const purge = () => sweep(() => true, 'at', IDBKeyRange.upperBound(now() - maxAgeMs, true));
 
   function close(): void {
     const pending = dbPromise;
@@ -205,45 +221,67 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
     pending?.then((db) => db.close()).catch(() => undefined);
   }
 
-  return { get, markIfNew, markUnless, set, forget, purge, close };
+  return { get, markUnless, set, forget, clear, purge, close };
 }
 
 /**
- * The same contract in memory, for tests and for contexts without IndexedDB
- * (then dedup is per page only).
+ * The same contract in memory: for tests, for contexts without IndexedDB,
+ * and where IndexedDB fails (then it holds for this context only).
  */
 export function createMemoryDedupStore(options: Pick<DedupOptions, 'maxAgeMs' | 'now'> = {}): DedupStore {
   const maxAgeMs = options.maxAgeMs ?? DEFAULT_DEDUP_MAX_AGE_MS;
   const now = options.now ?? (() => Date.now());
   const entries = new Map<string, DedupEntry>();
 
-  async function markUnless(iterationId: string, state: DedupState, blockers: readonly DedupState[]): Promise<boolean> {
-    const t = now();
-    if (!mayMark(entries.get(iterationId), t, maxAgeMs, blockers)) return false;
-    entries.set(iterationId, { state, at: t });
-    return true;
-  }
+  const sweep = async (doomed: (entry: DedupEntry) => boolean) => {
+    let deleted = 0;
+    for (const [key, entry] of entries) if (doomed(entry) && entries.delete(key)) deleted++;
+    return deleted;
+  };
 
   return {
-    get: async (iterationId) => liveEntry(entries.get(iterationId), now(), maxAgeMs),
-    markIfNew: (iterationId, state) => markUnless(iterationId, state, DEDUP_STATES),
-    markUnless,
-    set: async (iterationId, state) => {
-      entries.set(iterationId, { state, at: now() });
+    get: async (key) => liveEntry(entries.get(key), now(), maxAgeMs),
+    async markUnless(key, mark, blocks) {
+      const t = now();
+      if (!mayMark(entries.get(key), t, maxAgeMs, blocks)) return false;
+      entries.set(key, entryOf(mark, t));
+      return true;
     },
-    forget: async (iterationId) => {
-      entries.delete(iterationId);
-    },
-    purge: async () => {
-      let deleted = 0;
-      for (const [id, entry] of entries) {
-        if (liveEntry(entry, now(), maxAgeMs) === undefined) {
-          entries.delete(id);
-          deleted++;
-        }
-      }
-      return deleted;
-    },
+    set: async (key, mark) => void entries.set(key, entryOf(mark, now())),
+    forget: async (key) => void entries.delete(key),
+    clear: (user) => sweep((e) => clearedFor(e, user)),
+    purge: () => sweep((e) => liveEntry(e, now(), maxAgeMs) === undefined),
     close: () => undefined,
+  };
+}
+
+/**
+ * `primary` until it fails once, then an in-memory store for the rest of this
+ * context's life (quota, private mode, a connection Safari lost, a database
+ * that will not open): a failing store must neither drop nudges nor stop
+ * staging. `onFallback` hears the first failure.
+ */
+export function withMemoryFallback(primary: DedupStore, onFallback: (error: unknown) => void, options: Pick<DedupOptions, 'maxAgeMs' | 'now'> = {}): DedupStore {
+  let memory: DedupStore | undefined;
+  async function via<T>(use: (store: DedupStore) => Promise<T>): Promise<T> {
+    if (!memory) {
+      try {
+        return await use(primary);
+      } catch (e: unknown) {
+        memory = createMemoryDedupStore(options);
+        primary.close();
+        onFallback(e);
+      }
+    }
+    return use(memory);
+  }
+  return {
+    get: (key) => via((s) => s.get(key)),
+    markUnless: (key, mark, blocks) => via((s) => s.markUnless(key, mark, blocks)),
+    set: (key, mark) => via((s) => s.set(key, mark)),
+    forget: (key) => via((s) => s.forget(key)),
+    clear: (user) => via((s) => s.clear(user)),
+    purge: () => via((s) => s.purge()),
+    close: () => (memory ?? primary).close(),
   };
 }

@@ -12,8 +12,9 @@ import type { UserAuth } from '../../auth/user-auth.js';
 import { CLAIM_HTTP_STATUS, type ClaimOutcome, type ClaimService } from '../../schedule/claims.js';
 import { listOccurrences } from '../../schedule/occurrences.js';
 import type { Occurrence } from '../../schedule/occurrence.js';
-import { DeviceId } from '../../nudge/protocol.js';
-import { publicReason, REASONS, type ReasonCode } from '../../schedule/reasons.js';
+import { ContextId, DeviceId } from '../../nudge/protocol.js';
+import { claimantOf, isHeldBy } from '../../schedule/claimant.js';
+import { publicReason, REASONS, RELEASE_CODES, type ReasonCode, type ReleaseCode } from '../../schedule/reasons.js';
 import type { RateLimiter } from '../rate-limit.js';
 import { ErrorSchema } from './schemas.js';
 
@@ -34,11 +35,13 @@ export const OccurrenceSchema = z
     status: Status,
     channel: z.enum(['ws', 'push', 'server']).nullable(),
     claimedBy: z.enum(['device', 'server']).nullable(),
-    /** True when the device named in the request's `deviceId` holds it. */
+    /** True when the claimant named in the request holds it: `deviceId` and `contextId`, or the device in any context. */
     mine: z.boolean(),
     deadlineAt: z.string().nullable(),
     leaseExpiresAt: z.string().nullable(),
     attempts: z.number().int(),
+    /** Times it was offered to devices; nudges carry it as `attempt` (a higher one is a re-offer). */
+    offers: z.number().int(),
     reason: Reason.nullable(),
   })
   .openapi('Occurrence');
@@ -59,6 +62,7 @@ export const OperatorOccurrenceSchema = z
     attempts: z.number().int(),
     /** Times it was routed again after waiting for a device. */
     routeAttempts: z.number().int(),
+    offers: z.number().int(),
     reason: z.string().nullable(),
     lastError: z.string().nullable(),
   })
@@ -67,7 +71,7 @@ export const OperatorOccurrenceSchema = z
 const partyOf = (claimedBy: string | null): 'device' | 'server' | null =>
   claimedBy === null ? null : claimedBy.startsWith('server:') ? 'server' : 'device';
 
-const toPublic = (o: Occurrence, deviceId: string | undefined) => ({
+const toPublic = (o: Occurrence, deviceId: string | undefined, contextId: string | undefined) => ({
   iterationId: o.iterationId,
   userId: o.userId,
   missionId: o.missionId,
@@ -75,10 +79,11 @@ const toPublic = (o: Occurrence, deviceId: string | undefined) => ({
   status: o.status,
   channel: o.channel,
   claimedBy: partyOf(o.claimedBy),
-  mine: deviceId !== undefined && o.claimedBy === deviceId,
+  mine: deviceId !== undefined && isHeldBy(o.claimedBy, deviceId, contextId),
   deadlineAt: o.deadlineAt,
   leaseExpiresAt: o.leaseExpiresAt,
   attempts: o.attempts,
+  offers: o.offers,
   reason: publicReason(o.reason),
 });
 
@@ -94,14 +99,22 @@ const toOperator = (o: Occurrence) => ({
   leaseExpiresAt: o.leaseExpiresAt,
   attempts: o.attempts,
   routeAttempts: o.routeAttempts,
+  offers: o.offers,
   reason: o.reason,
   lastError: o.lastError,
 });
 
 const IterationParam = z.object({ iterationId: z.string().uuid().openapi({ param: { name: 'iterationId', in: 'path' } }) });
-const DeviceBody = z.object({ deviceId: DeviceId });
-const ReleaseBody = z.object({ deviceId: DeviceId, reason: z.string().max(500).optional() });
-const ClaimGranted = z.object({ granted: z.literal(true), leaseExpiresAt: z.string() }).openapi('ClaimGranted');
+/** `contextId` names the tab or worker claiming: another context of the same device is refused like another device. */
+const DeviceBody = z.object({ deviceId: DeviceId, contextId: ContextId.optional() });
+const ReleaseBody = DeviceBody.extend({
+  /** Why, from a fixed set (never the planner's text); its user sees the matching reason. */
+  code: z.enum(Object.keys(RELEASE_CODES) as [ReleaseCode, ...ReleaseCode[]]).optional(),
+  /** A short note for operators. */
+  reason: z.string().max(500).optional(),
+});
+/** `leaseMs`: the lease left, by the server's clock, so a device with a skewed clock renews in time. */
+const ClaimGranted = z.object({ granted: z.literal(true), leaseExpiresAt: z.string(), leaseMs: z.number().int() }).openapi('ClaimGranted');
 const Done = z.object({ ok: z.literal(true), status: z.string() });
 
 const errorResponses = {
@@ -152,9 +165,11 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
       responses: { 200: { description: 'granted', content: { 'application/json': { schema: ClaimGranted } } }, ...errorResponses },
     }),
     async (c) => {
-      const out = await deps.claims.claim({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: c.req.valid('json').deviceId });
+      const body = c.req.valid('json');
+      const out = await deps.claims.claim({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: claimantOf(body.deviceId, body.contextId) });
       if (out.kind !== 'granted') refuse(out);
-      return c.json({ granted: true as const, leaseExpiresAt: out.leaseExpiresAt }, 200);
+      const leaseMs = Math.max(0, Date.parse(out.leaseExpiresAt) - Date.now());
+      return c.json({ granted: true as const, leaseExpiresAt: out.leaseExpiresAt, leaseMs }, 200);
     },
   );
 
@@ -168,7 +183,8 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
       responses: { 200: { description: 'completed', content: { 'application/json': { schema: Done } } }, ...errorResponses },
     }),
     async (c) => {
-      const out = await deps.claims.complete({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: c.req.valid('json').deviceId });
+      const body = c.req.valid('json');
+      const out = await deps.claims.complete({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: claimantOf(body.deviceId, body.contextId) });
       if (out.kind !== 'granted') refuse(out);
       return c.json({ ok: true as const, status: out.occurrence.status }, 200);
     },
@@ -185,7 +201,13 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
     }),
     async (c) => {
       const body = c.req.valid('json');
-      const out = await deps.claims.release({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: body.deviceId, reason: body.reason });
+      const out = await deps.claims.release({
+        iterationId: c.req.valid('param').iterationId,
+        userId: c.get('userId'),
+        deviceId: claimantOf(body.deviceId, body.contextId),
+        ...(body.reason === undefined ? {} : { reason: body.reason }),
+        ...(body.code === undefined ? {} : { code: body.code }),
+      });
       if (out.kind !== 'granted') refuse(out);
       return c.json({ ok: true as const, status: out.occurrence.status }, 200);
     },
@@ -197,7 +219,7 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
       path: '/v1/occurrences',
       summary: "The caller's own occurrences, newest first",
       security: [{ bearer: [] }],
-      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50), deviceId: DeviceId.optional() }) },
+      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50), deviceId: DeviceId.optional(), contextId: ContextId.optional() }) },
       responses: {
         200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OccurrenceSchema) } } },
         400: errorResponses[400],
@@ -207,7 +229,7 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
     async (c) => {
       const q = c.req.valid('query');
       const rows = await listOccurrences(deps.sql, { userId: c.get('userId'), limit: q.limit });
-      return c.json(rows.map((o) => toPublic(o, q.deviceId)), 200);
+      return c.json(rows.map((o) => toPublic(o, q.deviceId, q.contextId)), 200);
     },
   );
 

@@ -4,7 +4,7 @@
  * projected missions.
  */
 import type { Mission } from '../../../src/projection/mission.js';
-import { createApi, type Api } from '../lib/http.js';
+import { createApi, jwtClaims, type Api } from '../lib/http.js';
 
 export type { Mission };
 
@@ -17,24 +17,18 @@ export interface SyncChange {
   fieldTimestamps?: Record<string, string>;
 }
 
-/** A dev token for `userId` (unauthenticated; dev default only). */
-export async function fetchDevToken(baseUrl: string, userId: string): Promise<string> {
+/** A dev token for `userId` (unauthenticated; dev default only), living `ttlSec` when given (tests of expiring sessions). */
+export async function fetchDevToken(baseUrl: string, userId: string, ttlSec?: number): Promise<string> {
   const api = createApi({ baseUrl });
-  const body = await api.json<{ token?: unknown }>('POST', '/dev/token', { userId }, { auth: false });
+  const body = await api.json<{ token?: unknown }>('POST', '/dev/token', ttlSec ? { userId, ttlSec } : { userId }, { auth: false });
   if (typeof body?.token !== 'string') throw new Error('POST /dev/token returned no token');
   return body.token;
 }
 
 /** Seconds-since-epoch `exp` of a JWT, without verifying it (only to refresh early). */
 export function tokenExpiry(token: string): number | undefined {
-  const payload = token.split('.')[1];
-  if (!payload) return undefined;
-  try {
-    const json = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown };
-    return typeof json.exp === 'number' ? json.exp : undefined;
-  } catch {
-    return undefined;
-  }
+  const exp = jwtClaims(token)?.exp;
+  return typeof exp === 'number' ? exp : undefined;
 }
 
 export interface DevApi {

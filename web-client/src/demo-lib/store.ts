@@ -107,6 +107,11 @@ export async function addProposals(proposals: readonly Proposal[]): Promise<void
   });
 }
 
+/** Drops every local proposal (sign-out: the next user of this browser must not see them). */
+export async function clearProposals(): Promise<void> {
+  await run<undefined>(PROPOSALS, 'readwrite', (s) => void s.clear());
+}
+
 export async function listProposals(): Promise<Proposal[]> {
   const all = (await run<unknown[]>(PROPOSALS, 'readonly', (s) => s.getAll())) ?? [];
   return (all as Proposal[]).sort((a, b) => b.createdAt.localeCompare(a.createdAt) || a.id.localeCompare(b.id, 'en', { numeric: true }));

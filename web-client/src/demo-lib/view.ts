@@ -40,7 +40,7 @@ export function describeEvent(e: MissionClientEvent, missionName: (missionId: st
     case 'planned':
       return `planned ${e.steps ?? '?'} steps for ${missionName(e.missionId)}; occurrence ${e.completed ? 'completed' : 'NOT completed (see error)'}`;
     case 'released':
-      return `planning failed (${e.reason}); released, so the server plans it now`;
+      return `planning stopped (${e.reason}); given back to the server`;
     case 'elsewhere':
       return `iteration ${short(e.iterationId)} is handled elsewhere (HTTP ${e.status} ${e.code})`;
     case 'staged':
@@ -51,6 +51,10 @@ export function describeEvent(e: MissionClientEvent, missionName: (missionId: st
       return `push enabled (${e.endpointOrigin})${e.renewed ? ', subscription renewed for a new key' : ''}`;
     case 'push-disabled':
       return 'push disabled';
+    case 'warning':
+      return `[${e.code}] ${e.message}`;
+    case 'signed-out':
+      return `signed out: push unsubscribed, socket closed, ${e.cleared} local records forgotten`;
     case 'error':
       return `[${e.stage}] ${e.message}`;
   }

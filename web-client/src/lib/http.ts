@@ -1,7 +1,9 @@
 /**
  * The coordinator's HTTP API as the browser and the service worker call it:
- * Bearer token from `getToken`, JSON in and out, a timeout on every call.
+ * Bearer token from `getToken` (time-boxed: a hung token source must not
+ * hang a push event), JSON in and out, a timeout on every call.
  */
+import { withTimeout } from './timeout.js';
 import { joinUrl } from './url.js';
 
 export type FetchLike = (input: string, init?: RequestInit) => Promise<Response>;
@@ -12,6 +14,10 @@ export interface ApiDeps {
   fetch?: FetchLike;
   /** Per-request timeout (default 15 s). */
   timeoutMs?: number;
+  /** How long `getToken` may take (default 10 s). */
+  tokenTimeoutMs?: number;
+  /** Told when no usable token could be had: getToken failed or timed out, or the server answered 401. */
+  onAuthLost?: (reason: string) => void;
 }
 
 export interface ApiResponse<T = unknown> {
@@ -42,7 +48,18 @@ export function errorOf(body: unknown): { code: string; message: string } | unde
   return { code: typeof code === 'string' ? code : 'unknown', message: typeof message === 'string' ? message : '' };
 }
 
+/** The claims of a JWT, unverified (only to key local records and to refresh early); undefined when it is not one. */
+export function jwtClaims(token: string): { sub?: unknown; exp?: unknown } | undefined {
+  try {
+    return JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/'))) as { sub?: unknown; exp?: unknown };
+  } catch {
+    return undefined;
+  }
+}
+
 export interface Api {
+  /** The user of the last token getToken gave (its `sub`), if it was a JWT. */
+  user(): string | undefined;
   /** Any status is returned; only a network failure or timeout throws (ApiError, status 0). */
   request<T = unknown>(method: string, path: string, body?: unknown, options?: { auth?: boolean }): Promise<ApiResponse<T>>;
   /** Like request, but a non-2xx status throws an ApiError with the server's error code. */
@@ -52,11 +69,25 @@ export interface Api {
 export function createApi(deps: ApiDeps): Api {
   const doFetch: FetchLike = deps.fetch ?? ((input, init) => fetch(input, init));
   const timeoutMs = deps.timeoutMs ?? 15_000;
+  const tokenTimeoutMs = deps.tokenTimeoutMs ?? 10_000;
+  let user: string | undefined;
+
+  async function token(getToken: () => Promise<string>): Promise<string> {
+    try {
+      const t = await withTimeout(Promise.resolve().then(getToken), tokenTimeoutMs, `getToken did not answer within ${tokenTimeoutMs} ms`);
+      const sub = jwtClaims(t)?.sub;
+      if (typeof sub === 'string') user = sub;
+      return t;
+    } catch (e: unknown) {
+      deps.onAuthLost?.('no token');
+      throw new ApiError('no token: getToken failed', 0, 'no_token', { cause: e });
+    }
+  }
 
   async function request<T>(method: string, path: string, body?: unknown, options: { auth?: boolean } = {}): Promise<ApiResponse<T>> {
     const headers: Record<string, string> = { accept: 'application/json' };
     if (body !== undefined) headers['content-type'] = 'application/json';
-    if (options.auth !== false && deps.getToken) headers['authorization'] = `Bearer ${await deps.getToken()}`;
+    if (options.auth !== false && deps.getToken) headers['authorization'] = `Bearer ${await token(deps.getToken)}`;
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), timeoutMs);
     let res: Response;
@@ -84,6 +115,7 @@ export function createApi(deps: ApiDeps): Api {
         parsed = undefined;
       }
     }
+    if (res.status === 401 && options.auth !== false) deps.onAuthLost?.('token refused');
     return { status: res.status, ok: res.ok, body: parsed };
   }
 
@@ -96,5 +128,5 @@ export function createApi(deps: ApiDeps): Api {
     return res.body as T;
   }
 
-  return { request, json };
+  return { user: () => user, request, json };
 }

@@ -3,15 +3,15 @@
  * stays dependency-free). Anything malformed yields `null`: a nudge is only a
  * hint, so a bad one is dropped, never thrown.
  */
-import type { MissionDue, ServerFrame } from '../protocol.js';
+import type { MissionDue } from '../protocol.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function nonEmptyString(value: unknown): value is string {
+export function nonEmptyString(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0;
 }
 
@@ -26,9 +26,12 @@ export function isUuid(value: unknown): value is string {
  */
 export function parseNudge(value: unknown): MissionDue | null {
   if (!isRecord(value) || value['type'] !== 'mission-due') return null;
-  const { missionId, iterationId, dueAt } = value;
+  const { missionId, iterationId, dueAt, attempt } = value;
   if (!nonEmptyString(missionId) || !isUuid(iterationId) || !nonEmptyString(dueAt)) return null;
-  return { type: 'mission-due', missionId, iterationId, dueAt };
+  // The offer count: a higher one than a device answered is the server offering it again.
+  return Number.isInteger(attempt) && (attempt as number) >= 1
+    ? { type: 'mission-due', missionId, iterationId, dueAt, attempt: attempt as number }
+    : { type: 'mission-due', missionId, iterationId, dueAt };
 }
 
 /**
@@ -66,50 +69,5 @@ export function parseNudgeText(text: string): MissionDue | null {
     return parseNudge(JSON.parse(text));
   } catch {
     return null;
-  }
-}
-
-/** A server WebSocket frame from its text, or `null` when it is not one we know. */
-export function parseServerFrame(text: string): ServerFrame | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!isRecord(value)) return null;
-  switch (value['type']) {
-    case 'auth-ok':
-      return typeof value['userId'] === 'string' && typeof value['deviceId'] === 'string'
-        ? { type: 'auth-ok', userId: value['userId'], deviceId: value['deviceId'] }
-        : null;
-    case 'mission-due':
-      return parseNudge(value);
-    case 'mission-changed': {
-      const { missionId, iterationId } = value;
-      if (!nonEmptyString(missionId)) return null;
-      return { type: 'mission-changed', missionId, ...(isUuid(iterationId) ? { iterationId } : {}) };
-    }
-    case 'claim-result': {
-      const { iterationId, granted, leaseExpiresAt, reason } = value;
-      if (typeof iterationId !== 'string' || typeof granted !== 'boolean') return null;
-      return {
-        type: 'claim-result',
-        iterationId,
-        granted,
-        ...(typeof leaseExpiresAt === 'string' ? { leaseExpiresAt } : {}),
-        ...(typeof reason === 'string' ? { reason } : {}),
-      };
-    }
-    case 'pong':
-      return { type: 'pong' };
-    case 'error':
-      return {
-        type: 'error',
-        code: typeof value['code'] === 'string' ? value['code'] : 'unknown',
-        message: typeof value['message'] === 'string' ? value['message'] : '',
-      };
-    default:
-      return null;
   }
 }

@@ -1,4 +1,5 @@
-/** Time-boxing promises that may never settle (offline `pushManager.subscribe`). */
+/** Time-boxing promises that may never settle (offline `pushManager.subscribe`), and caught values as errors. */
+import type { ErrorStage, MissionClientEventBody } from './events.js';
 
 /** Error raised by {@link withTimeout}; `code` is stable for callers to test. */
 export class TimeoutError extends Error {
@@ -32,4 +33,10 @@ export function withTimeout<T>(promise: Promise<T>, ms: number, message: string)
 /** A caught value as an Error (normalised once, never mutated). */
 export function toError(e: unknown): Error {
   return e instanceof Error ? e : new Error(typeof e === 'string' ? e : JSON.stringify(e));
+}
+
+/** An `error` event for whatever was caught at `stage`. */
+export function errorEvent(stage: ErrorStage, e: unknown, iterationId?: string): MissionClientEventBody {
+  const error = toError(e);
+  return { type: 'error', stage, message: error.message, error, ...(iterationId === undefined ? {} : { iterationId }) };
 }
