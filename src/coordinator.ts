@@ -118,7 +118,7 @@ async function buildPush(deps: CoordinatorDeps, subscriptions: ReturnType<typeof
   return { push, allowlist, vapid, close: () => sender.close() };
 }
 
-function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Metrics, log: Logger, cols: Awaited<ReturnType<Projection['columns']>>) {
+function buildPlanner(deps: CoordinatorDeps, metrics: Metrics, log: Logger, cols: Awaited<ReturnType<Projection['columns']>>, requestPass: () => void) {
   const { config, sql } = deps;
   if (deps.fallback) return undefined;
   const llm = config.llm.url
@@ -147,6 +147,8 @@ function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Me
     maxPlansPerUserPerDay: config.limits.plansPerUserPerDay,
     defaultTimeZone: config.defaultTimeZone,
     target: { cols, writerRole: config.syncWriterRole },
+    // Occurrences woken for a freed agent slot are routed by the next pass: run it now.
+    onAgentSlotFreed: requestPass,
   });
 }
 
@@ -211,7 +213,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       onCapRefused: (cap) => metrics.capRefused.inc({ cap }),
     });
     const bus = createNudgeBus({ sql, instanceId: config.instanceId, log: log.child({ component: 'nudge-bus' }), onNudge: (n) => hub.deliver(n.userId, n.frame) });
-    const planner = buildPlanner(deps, projection, metrics, log, cols);
+    const planner = buildPlanner(deps, metrics, log, cols, passRequests.request);
     if (planner) releasers.add(() => planner.stop());
     if (planner && !planner.enabled) log.warn('MANA_LLM_URL is not set: server fallback planning is off; occurrences wait for a device');
     const fallback = deps.fallback ?? planner ?? logOnlyFallback(log.child({ component: 'fallback' }));

@@ -22,8 +22,12 @@ import { isConnectionError } from '../db/errors.js';
 import { failedIteration, hasIteration, planIteration } from './iteration.js';
 import { resolveInputs } from './inputs.js';
 import { takePlanBudget } from './plan-budget.js';
-import type { LlmClient } from './llm-client.js';
+import type { LlmClient, LlmCompletion } from './llm-client.js';
 import { parsePlan } from './parse.js';
+import { TOOL_CATALOG } from './tools.js';
+import { createAgentGate, type Admission } from './agent-gate.js';
+import { createLogAgentSource, type AgentSource } from '../agents/agent-source.js';
+import { tokensSpent } from '../agents/bounds.js';
 import { buildPlannerMessages, encryptedFields } from './prompt.js';
 import { findDroppedWrites, rewriteDropped, writeIteration, type WriteTarget } from './writeback.js';
 
@@ -53,6 +57,10 @@ export interface ServerPlannerDeps {
   maxPlansPerUserPerDay?: number;
   defaultTimeZone: string;
   target: WriteTarget;
+  /** Where missions' agents are read; default: replayed from the change log. */
+  agents?: AgentSource;
+  /** Called when a plan's end woke occurrences waiting for their agent's slot. */
+  onAgentSlotFreed?: () => void;
   now?: () => Date;
 }
 
@@ -69,7 +77,7 @@ export interface ServerPlanner extends FallbackPlanner {
   stop(): Promise<void>;
 }
 
-type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'lost' | 'already' | 'gone' | 'error';
+type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'agent_wait' | 'lost' | 'already' | 'gone' | 'error';
 
 /** Default of PLANNER_MAX_PLANS_PER_USER_PER_DAY: several missions a day each, far below a runaway backlog. */
 export const DEFAULT_MAX_PLANS_PER_USER_PER_DAY = 50;
@@ -89,6 +97,14 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const runs = new Counter({ name: 'mana_ai_planner_runs_total', help: 'Server planning runs by outcome', labelNames: ['outcome'] as const, registers });
   const repairs = new Counter({ name: 'mana_ai_writeback_repairs_total', help: 'Server iterations written again after a concurrent write dropped them', registers });
   let stopped = false;
+  const agents = createAgentGate({
+    sql,
+    log,
+    registry: deps.registry,
+    source: deps.agents ?? createLogAgentSource({ sql, cols: deps.target.cols }),
+    holder,
+    ...(deps.onAgentSlotFreed ? { onWoken: deps.onAgentSlotFreed } : {}),
+  });
 
   // One renewal for every lease this instance holds while planning.
   const renewal = setInterval(() => void renewLeases(), Math.max(200, Math.floor(deps.leaseMs / 3)));
@@ -189,6 +205,17 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       });
       return 'encrypted';
     }
+    const admission = await agents.admit(occ, mission, counted.attempts);
+    if (admission.kind !== 'admitted') return admission.kind === 'lost' ? 'lost' : 'agent_wait';
+    try {
+      return await planAdmitted(occ, mission, counted.attempts, admission, signal);
+    } finally {
+      await admission.release().catch((err: unknown) => log.warn({ err, iterationId: occ.iterationId }, "could not give back the agent's slot; it stops counting with the lease"));
+    }
+  }
+
+  /** A run the mission's agent admitted: the user's budget, then the prompt, mana-llm, the parse and the write. */
+  async function planAdmitted(occ: Occurrence, mission: Mission, attempts: number, agent: Extract<Admission, { kind: 'admitted' }>, signal: AbortSignal): Promise<Outcome> {
     const budget = await takePlanBudget(sql, occ, { holder, maxPerDay: deps.maxPlansPerUserPerDay ?? DEFAULT_MAX_PLANS_PER_USER_PER_DAY });
     if (budget.kind === 'lost') return 'lost';
     if (budget.kind === 'over-budget') {
@@ -197,16 +224,19 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     }
     const startedAt = now().toISOString();
     const { resolved, skipped } = await resolveInputs(sql, deps.target.cols, occ.userId, mission.inputs);
-    const messages = buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, now: now() });
-    let content: string;
+    const messages = buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, tools: agent.tools, agent: agent.prompt, now: now() });
+    let completion: LlmCompletion;
     try {
-      content = (await deps.llm!.complete(messages, { signal })).content;
+      completion = await deps.llm!.complete(messages, { signal });
     } catch (err: unknown) {
       if (signal.aborted) return 'lost';
-      return fail(occ, mission, counted.attempts, `LLM call failed: ${(err as Error).message}`, startedAt);
+      return fail(occ, mission, attempts, `LLM call failed: ${(err as Error).message}`, startedAt);
     }
-    const parsed = parsePlan(content);
-    if (!parsed.ok) return fail(occ, mission, counted.attempts, `unusable plan: ${parsed.reason}`, startedAt);
+    // Spent whatever the reply is worth: an unusable plan cost the same tokens.
+    await agent.spend(tokensSpent(completion.usage, messages, completion.content).tokens);
+    const parsed = parsePlan(completion.content, TOOL_CATALOG, { denied: agent.denied });
+    if (!parsed.ok) return fail(occ, mission, attempts, `unusable plan: ${parsed.reason}`, startedAt);
+    if (parsed.dropped) agents.dropped(occ, parsed.dropped);
 
     const outcome = await writeFinal(occ, mission, planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()), 'planned');
     if (outcome === 'planned') log.info({ iterationId: occ.iterationId, steps: parsed.plan.steps.length }, 'planned on the server');
