@@ -17,8 +17,8 @@ import { readPolicy, type AgentPolicy } from './policy.js';
 /** The default agent's id in the webapp (also the principal of AI writes made before agents existed). */
 export const DEFAULT_AGENT_ID = 'legacy:ai-default';
 
-/** Longest agent id looked up; a longer `agentId` is as good as none. */
-export const MAX_AGENT_ID_LENGTH = 1024;
+/** Longest agent id looked up, in UTF-8 bytes (as record ids are bounded); a longer `agentId` is as good as none. */
+export const MAX_AGENT_ID_BYTES = 1024;
 
 /** The webapp's default for `maxConcurrentMissions` (one mission at a time). */
 export const DEFAULT_MAX_CONCURRENT = 1;
@@ -117,7 +117,7 @@ export function readAgent(id: string, record: Record<string, unknown>): Agent {
 /** The agent id a mission names, or null when it names none usable (it then belongs to the default agent). */
 export function missionAgentId(mission: Record<string, unknown>): string | null {
   const id = mission['agentId'];
-  if (typeof id !== 'string' || id === '' || id.length > MAX_AGENT_ID_LENGTH) return null;
+  if (typeof id !== 'string' || id === '' || Buffer.byteLength(id) > MAX_AGENT_ID_BYTES) return null;
   return id;
 }
 

@@ -11,7 +11,7 @@ import {
   builtInDefaultAgent,
   DEFAULT_AGENT_ID,
   DEFAULT_MAX_CONCURRENT,
-  MAX_AGENT_ID_LENGTH,
+  MAX_AGENT_ID_BYTES,
   missionAgentId,
   readAgent,
   resolveMissionAgent,
@@ -113,7 +113,7 @@ describe("a mission's agent", () => {
 
   it('reads the agentId it names, when usable', () => {
     expect(missionAgentId({ agentId: 'a-1' })).toBe('a-1');
-    for (const bad of [undefined, null, '', 42, { id: 'a-1' }, 'x'.repeat(MAX_AGENT_ID_LENGTH + 1)]) expect(missionAgentId({ agentId: bad })).toBeNull();
+    for (const bad of [undefined, null, '', 42, { id: 'a-1' }, 'x'.repeat(MAX_AGENT_ID_BYTES + 1), 'é'.repeat(MAX_AGENT_ID_BYTES / 2 + 1)]) expect(missionAgentId({ agentId: bad })).toBeNull();
   });
 
   it('looks up its own agent and the default agent, once each', () => {
