@@ -59,13 +59,14 @@ export async function takeAgentSlot(
   opts: { holder: string },
 ): Promise<SlotTake> {
   return sql.begin(async (tx) => {
-    await tx`SELECT pg_advisory_xact_lock(hashtext('mana_ai:agent-budget'), hashtext(${lockKey(agent)}))`;
-    const [own] = await tx`
+    // Sent together (postgres.js pipelines a transaction's queries; Postgres runs them in
+    // order): the lock is held before the counts are read, at one round trip instead of three.
+    const lock = tx`SELECT pg_advisory_xact_lock(hashtext('mana_ai:agent-budget'), hashtext(${lockKey(agent)}))`;
+    const mine = tx`
       SELECT 1 FROM mana_ai.occurrences
       WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${opts.holder}
       FOR UPDATE`;
-    if (!own) return { kind: 'lost' } as const;
-    const [use] = await tx<{ running: number; tokensUsed: number; freesInMs: number | null }[]>`
+    const counts = tx<{ running: number; tokensUsed: number; freesInMs: number | null }[]>`
       WITH stale_slots AS (
         -- Housekeeping: rows that no longer count, so the agent's rows stay few.
         DELETE FROM mana_ai.agent_slots s
@@ -84,6 +85,8 @@ export async function takeAgentSlot(
           WHERE user_id = ${agent.userId} AND agent_id = ${agent.agentId} AND spent_at > now() - make_interval(secs => ${TOKEN_WINDOW_MS / 1000})) AS "tokensUsed",
         (SELECT (extract(epoch FROM min(spent_at) - now()) * 1000)::float8 + ${TOKEN_WINDOW_MS} FROM mana_ai.agent_tokens
           WHERE user_id = ${agent.userId} AND agent_id = ${agent.agentId} AND spent_at > now() - make_interval(secs => ${TOKEN_WINDOW_MS / 1000})) AS "freesInMs"`;
+    const [, [own], [use]] = await Promise.all([lock, mine, counts]);
+    if (!own) return { kind: 'lost' } as const;
     const verdict = checkBounds(use!, agent);
     if (verdict === 'ok') {
       await upsertSlot(tx, occ.iterationId, agent, opts.holder);
