@@ -103,7 +103,7 @@ export function createAgentGate(deps: AgentGateDeps): AgentGate {
     if (agent.policy.kind === 'encrypted') {
       // Which tools it allows is only readable on a device; offering any could offer a denied one.
       decisions.inc({ decision: 'encrypted-policy' });
-      return { kind: await wait(occ, reason('encrypted', `agent ${agent.id}: its policy is end-to-end encrypted, only a device can plan for it`), attempts) };
+      return { kind: await wait(occ, reason('agent-encrypted', `agent ${agent.id}: its policy is end-to-end encrypted, only a device can plan for it`), attempts) };
     }
     const counted: CountedAgent | null = agent.recorded
       ? { userId: occ.userId, agentId: agent.id, maxConcurrentMissions: agent.maxConcurrentMissions, maxTokensPerDay: agent.maxTokensPerDay }

@@ -16,6 +16,7 @@ export const REASONS = {
   'agent-paused': "The mission's agent is paused.",
   'agent-archived': "The mission's agent is archived.",
   'agent-deleted': "The mission's agent was deleted.",
+  'agent-encrypted': "The mission's agent keeps its rules end-to-end encrypted: only one of your devices can plan it.",
   'agent-concurrency': "The mission's agent is already running as many server plans as it may at once; waiting for one to finish or for a device.",
   'agent-tokens': "The mission's agent has used its daily token budget; waiting for a device or for the budget to free up.",
   'plan-retry': 'Server planning failed; it will try again.',

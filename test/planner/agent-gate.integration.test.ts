@@ -172,7 +172,7 @@ describe('the policy', () => {
     await seedAgents(db.sql, [{ userId: 'kim', agentId: 'a-1', policy: 'enc:1:CCCCpolicy' }]);
     await dueMission('kim', 'm1', 'a-1');
     const occ = await occurrenceOf('kim', 'waiting');
-    expect(occ.reason).toBe('encrypted');
+    expect(occ.reason).toBe('agent-encrypted');
     expect(occ.lastError).toContain('policy is end-to-end encrypted');
     expect(stub.requests).toHaveLength(0);
   });
