@@ -17,6 +17,9 @@ import { readPolicy, type AgentPolicy } from './policy.js';
 /** The default agent's id in the webapp (also the principal of AI writes made before agents existed). */
 export const DEFAULT_AGENT_ID = 'legacy:ai-default';
 
+/** The default agent's display name in the webapp (the user may rename it). */
+export const DEFAULT_AGENT_NAME = 'Mana';
+
 /** Longest agent id looked up, in UTF-8 bytes (as record ids are bounded); a longer `agentId` is as good as none. */
 export const MAX_AGENT_ID_BYTES = 1024;
 
@@ -112,6 +115,15 @@ export function readAgent(id: string, record: Record<string, unknown>): Agent {
     maxConcurrentMissions: bound(record['maxConcurrentMissions'], DEFAULT_MAX_CONCURRENT),
     maxTokensPerDay: bound(record['maxTokensPerDay'], null),
   };
+}
+
+/**
+ * Who a server plan is made as, in the webapp's terms: the agent's id as the
+ * AI actor's principal and its name to show (the default agent's when it has
+ * no plaintext one). What the write-back stamps on the rows it writes.
+ */
+export function principalOf(agent: Agent): { agentId: string; displayName: string } {
+  return { agentId: agent.id, displayName: agent.prompt.name ?? DEFAULT_AGENT_NAME };
 }
 
 /** The agent id a mission names, or null when it names none usable (it then belongs to the default agent). */

@@ -13,6 +13,7 @@ import {
   DEFAULT_MAX_CONCURRENT,
   MAX_AGENT_ID_BYTES,
   missionAgentId,
+  principalOf,
   readAgent,
   resolveMissionAgent,
 } from '../../src/agents/agent.js';
@@ -136,6 +137,12 @@ describe("a mission's agent", () => {
   it('is the built-in default agent when the user has no record for either: active, unbounded, no policy', () => {
     expect(resolveMissionAgent({ agentId: 'gone' }, records([]))).toEqual(builtInDefaultAgent());
     expect(builtInDefaultAgent()).toMatchObject({ status: 'active', recorded: false, maxConcurrentMissions: null, maxTokensPerDay: null, policy: { kind: 'none' }, prompt: {} });
+  });
+
+  it("is planned as its principal: the agent's id and name, the default agent's name when it has no plaintext one", () => {
+    expect(principalOf(readAgent('a-1', record()))).toEqual({ agentId: 'a-1', displayName: 'Cashflow Watcher' });
+    expect(principalOf(readAgent('a-1', record({ name: 'enc:1:x' })))).toEqual({ agentId: 'a-1', displayName: 'Mana' });
+    expect(principalOf(builtInDefaultAgent())).toEqual({ agentId: DEFAULT_AGENT_ID, displayName: 'Mana' });
   });
 
   it('skips a found value that is not a record', () => {
