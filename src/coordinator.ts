@@ -121,7 +121,16 @@ async function buildPush(deps: CoordinatorDeps, subscriptions: ReturnType<typeof
   return { push, allowlist, vapid, close: () => sender.close() };
 }
 
-function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Metrics, log: Logger, cols: Awaited<ReturnType<Projection['columns']>>, timeZones: TimeZoneStore, spaceColumn: boolean, changes: MissionChangeNotifier) {
+function buildPlanner(
+  deps: CoordinatorDeps,
+  metrics: Metrics,
+  log: Logger,
+  cols: Awaited<ReturnType<Projection['columns']>>,
+  timeZones: TimeZoneStore,
+  spaceColumn: boolean,
+  changes: MissionChangeNotifier,
+  requestPass: () => void,
+) {
   const { config, sql } = deps;
   if (deps.fallback) return undefined;
   const llm = config.llm.url
@@ -152,6 +161,8 @@ function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Me
     timeZoneOf: timeZones.zoneOf,
     target: { cols, spaceColumn, writerRole: config.syncWriterRole },
     onWritten: changes.notify,
+    // Occurrences woken for a freed agent slot are routed by the next pass: run it now.
+    onAgentSlotFreed: requestPass,
   });
 }
 
@@ -225,7 +236,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       onMissionChanged: (c) => hub.deliver(c.userId, c.frame),
     });
     const changes = createMissionChangeNotifier({ deliverLocal: hub.deliver, elsewhere: presence.elsewhere, publish: bus.publishChanges, log: log.child({ component: 'mission-changes' }) });
-    const planner = buildPlanner(deps, projection, metrics, log, cols, timeZones, await detectSpaceColumn(sql, config.syncSchema), changes);
+    const planner = buildPlanner(deps, metrics, log, cols, timeZones, await detectSpaceColumn(sql, config.syncSchema), changes, passRequests.request);
     // Released after the planner stopped (last in, first out): its last writes' news still goes out.
     releasers.add(() => changes.drain());
     if (planner) releasers.add(() => planner.stop());

@@ -24,10 +24,17 @@ import { failedIteration, hasIteration, planIteration } from './iteration.js';
 import { failUnwritten, handBack, keepReply, markAlreadyPlanned, renewLeases, retryLater, startAttempt, type Attempt } from './attempts.js';
 import { resolveInputs } from './inputs.js';
 import { takePlanBudget } from './plan-budget.js';
-import type { LlmClient } from './llm-client.js';
+import type { LlmClient, LlmCompletion } from './llm-client.js';
 import { parsePlan } from './parse.js';
+import { TOOL_CATALOG } from './tools.js';
+import { createAgentGate, type Admission } from './agent-gate.js';
+import { createLogAgentSource, type AgentSource } from '../agents/agent-source.js';
+import { tokensSpent } from '../agents/bounds.js';
+import { principalOf } from '../agents/agent.js';
 import { buildPlannerMessages, encryptedFields } from './prompt.js';
 import { findDroppedWrites, rewriteDropped, writeIteration, type WriteTarget } from './writeback.js';
+
+type Admitted = Extract<Admission, { kind: 'admitted' }>;
 
 /** Default waits before re-planning after a failure: 1 min, 5 min, 30 min. */
 export const DEFAULT_RETRY_BACKOFF_MS = [60_000, 300_000, 1_800_000];
@@ -57,6 +64,10 @@ export interface ServerPlannerDeps {
   target: WriteTarget;
   /** Called after each committed write to a mission (plan, failed iteration, repair): devices are told at once. */
   onWritten?: (w: { userId: string; missionId: string; iterationId: string }) => void;
+  /** Where missions' agents are read; default: replayed from the change log. */
+  agents?: AgentSource;
+  /** Called when a plan's end woke occurrences waiting for their agent's slot. */
+  onAgentSlotFreed?: () => void;
   now?: () => Date;
 }
 
@@ -73,7 +84,7 @@ export interface ServerPlanner extends FallbackPlanner {
   stop(): Promise<void>;
 }
 
-type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'lost' | 'already' | 'gone' | 'superseded' | 'error';
+type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'agent_wait' | 'lost' | 'already' | 'gone' | 'superseded' | 'error';
 
 /** Default of PLANNER_MAX_PLANS_PER_USER_PER_DAY: several missions a day each, far below a runaway backlog. */
 export const DEFAULT_MAX_PLANS_PER_USER_PER_DAY = 50;
@@ -108,6 +119,14 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const runs = new Counter({ name: 'mana_ai_planner_runs_total', help: 'Server planning runs by outcome', labelNames: ['outcome'] as const, registers });
   const repairs = new Counter({ name: 'mana_ai_writeback_repairs_total', help: 'Server iterations written again after a concurrent write dropped them', registers });
   let stopped = false;
+  const agents = createAgentGate({
+    sql,
+    log,
+    registry: deps.registry,
+    source: deps.agents ?? createLogAgentSource({ sql, cols: deps.target.cols }),
+    holder,
+    ...(deps.onAgentSlotFreed ? { onWoken: deps.onAgentSlotFreed } : {}),
+  });
 
   // One renewal for every lease this instance holds while planning.
   const renewal = setInterval(() => void renew([...inFlight.keys()]), Math.max(200, Math.floor(deps.leaseMs / 3)));
@@ -166,7 +185,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
    * write-back). When even that cannot be written, the occurrence ends
    * 'failed' without one.
    */
-  async function fail(occ: Occurrence, mission: Mission, attempts: number, why: string, startedAt: string): Promise<Outcome> {
+  async function fail(occ: Occurrence, mission: Mission, attempts: number, why: string, startedAt: string, agent?: Admitted): Promise<Outcome> {
     const reason = textSafe(why);
     if (attempts < deps.maxAttempts) {
       const wait = backoff[Math.min(attempts - 1, backoff.length - 1)] ?? 60_000;
@@ -175,7 +194,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       return 'retry';
     }
     try {
-      const outcome = await writeFinal(occ, mission, failedIteration(occ.iterationId, reason, startedAt, now().toISOString()), 'failed', reason);
+      const outcome = await writeFinal(occ, mission, failedIteration(occ.iterationId, reason, startedAt, now().toISOString()), 'failed', reason, agent);
       log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
       return outcome;
     } catch (err: unknown) {
@@ -192,7 +211,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
    * first: `mission` is from before the LLM call, and a device may have
    * appended an iteration since; writing the stale array would drop it.
    */
-  async function writeFinal(occ: Occurrence, mission: Mission, iteration: MissionIteration, finalStatus: 'planned' | 'failed', lastError?: string): Promise<Outcome> {
+  async function writeFinal(occ: Occurrence, mission: Mission, iteration: MissionIteration, finalStatus: 'planned' | 'failed', lastError?: string, agent?: Admitted): Promise<Outcome> {
     const fresh = (await getMission(sql, occ.userId, occ.missionId)) ?? mission;
     const userTz = (await deps.timeZoneOf?.(occ.userId)) ?? null;
     const at = now();
@@ -207,6 +226,8 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       finalStatus,
       lastError,
       at,
+      // Made as the mission's agent when one admitted it (the default agent otherwise).
+      ...(agent ? { principal: principalOf(agent.agent) } : {}),
     });
     if (written === 'written') deps.onWritten?.({ userId: occ.userId, missionId: occ.missionId, iterationId: occ.iterationId });
     return written === 'written' ? finalStatus : written === 'present' ? 'already' : written;
@@ -237,49 +258,64 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       });
       return 'encrypted';
     }
+    // The mission's agent: not active, or at one of its bounds, and the occurrence waits.
+    const admission = await agents.admit(occ, mission);
+    if (admission.kind !== 'admitted') return admission.kind === 'lost' ? 'lost' : 'agent_wait';
+    try {
+      return await runAdmitted(occ, mission, admission, signal);
+    } finally {
+      await admission.release().catch((err: unknown) => log.warn({ err, iterationId: occ.iterationId }, "could not give back the agent's slot; it stops counting with the lease"));
+    }
+  }
+
+  /** A run the mission's agent admitted: the user's budget, then one planning attempt. */
+  async function runAdmitted(occ: Occurrence, mission: Mission, agent: Admitted, signal: AbortSignal): Promise<Outcome> {
     const budget = await takePlanBudget(sql, occ, { holder, maxPerDay: deps.maxPlansPerUserPerDay ?? DEFAULT_MAX_PLANS_PER_USER_PER_DAY });
     if (budget.kind === 'lost') return 'lost';
     if (budget.kind === 'over-budget') {
       log.info({ iterationId: occ.iterationId, userId: occ.userId }, 'server plan budget used up; waiting for a device');
       return 'over_budget';
     }
-    // Only now is it a planning attempt: waiting (budget, encryption, a device) spends none.
+    // Only now is it a planning attempt: waiting (budget, encryption, an agent, a device) spends none.
     const attempt = await startAttempt(sql, occ.iterationId, holder);
     if (!attempt) return 'lost';
     const startedAt = attempt.kept?.startedAt ?? now().toISOString();
     try {
-      return await plan(occ, mission, attempt, startedAt, signal);
+      return await plan(occ, mission, attempt, agent, startedAt, signal);
     } catch (err: unknown) {
       if (signal.aborted) return 'lost';
       // The database is gone: nothing can be recorded; the lease runs out and any instance takes it over.
       if (isConnectionError(err)) throw err;
-      return fail(occ, mission, attempt.attempts, messageOf(err), startedAt);
+      return fail(occ, mission, attempt.attempts, messageOf(err), startedAt, agent);
     }
   }
 
   /** One planning attempt: the LLM (unless an earlier attempt's reply is kept), then the write-back. */
-  async function plan(occ: Occurrence, mission: Mission, attempt: Attempt, startedAt: string, signal: AbortSignal): Promise<Outcome> {
+  async function plan(occ: Occurrence, mission: Mission, attempt: Attempt, agent: Admitted, startedAt: string, signal: AbortSignal): Promise<Outcome> {
     let iteration = attempt.kept;
     if (!iteration) {
       const messages = await phase('preparing the prompt', async () => {
         const { resolved, skipped } = await resolveInputs(sql, deps.target.cols, occ.userId, mission.inputs);
-        return buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, now: now() });
+        return buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, tools: agent.tools, agent: agent.prompt, now: now() });
       });
-      let content: string;
+      let completion: LlmCompletion;
       try {
-        content = (await deps.llm!.complete(messages, { signal })).content;
+        completion = await deps.llm!.complete(messages, { signal });
       } catch (err: unknown) {
         if (signal.aborted) return 'lost';
-        return fail(occ, mission, attempt.attempts, `LLM call failed: ${messageOf(err)}`, startedAt);
+        return fail(occ, mission, attempt.attempts, `LLM call failed: ${messageOf(err)}`, startedAt, agent);
       }
-      const parsed = parsePlan(content);
-      if (!parsed.ok) return fail(occ, mission, attempt.attempts, `unusable plan: ${parsed.reason}`, startedAt);
+      // Spent whatever the reply is worth: an unusable plan cost the same tokens.
+      await agent.spend(tokensSpent(completion.usage, messages, completion.content).tokens);
+      const parsed = parsePlan(completion.content, TOOL_CATALOG, { denied: agent.denied });
+      if (!parsed.ok) return fail(occ, mission, attempt.attempts, `unusable plan: ${parsed.reason}`, startedAt, agent);
+      if (parsed.dropped) agents.dropped(occ, parsed.dropped);
       iteration = jsonbSafe(planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()));
       // Paid for: kept before the write-back, so a write-back that fails is retried from here, not from the LLM.
       if (!(await phase('keeping the reply', () => keepReply(sql, occ.iterationId, holder, iteration!)))) return 'lost';
     }
     const planned = iteration;
-    const outcome = await phase('write-back failed', () => writeFinal(occ, mission, planned, 'planned'));
+    const outcome = await phase('write-back failed', () => writeFinal(occ, mission, planned, 'planned', undefined, agent));
     if (outcome === 'planned') log.info({ iterationId: occ.iterationId, steps: planned.plan.length }, 'planned on the server');
     return outcome;
   }

@@ -17,6 +17,7 @@
 import type { SyncColumns } from '../projection/change-source.js';
 import { MISSIONS } from '../projection/change-source.js';
 import { isEncrypted } from '../projection/mission.js';
+import { DEFAULT_AGENT_ID, DEFAULT_AGENT_NAME } from '../agents/agent.js';
 
 /** The coordinator's client id on every row it writes (devices pull rows of every other client id). */
 export const RUNNER_CLIENT_ID = 'mana-ai-runner';
@@ -35,7 +36,7 @@ export interface WritePrincipal {
  * The webapp's default agent, which it attributes a mission's AI writes to
  * when the mission names no agent of its own.
  */
-export const DEFAULT_AGENT: WritePrincipal = Object.freeze({ id: 'legacy:ai-default', displayName: 'Mana' });
+export const DEFAULT_AGENT: WritePrincipal = Object.freeze({ id: DEFAULT_AGENT_ID, displayName: DEFAULT_AGENT_NAME });
 
 /** The webapp's AI actor shape (`kind: 'ai'`), as its own mission runner stamps it. */
 export interface AiActor {

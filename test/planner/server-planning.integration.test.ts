@@ -154,8 +154,7 @@ describe('bad replies and LLM failures', () => {
   const BAD: [string, () => StubReply, RegExp][] = [
     ['prose', reply.prose, /no JSON object found/],
     ['invalid JSON', reply.invalidJson, /invalid JSON/],
-    // Logged reasons show quoted model output as "…" (log.ts withoutQuotes).
-    ['an unknown tool', reply.unknownTool, /unknown tool "…"/],
+    ['a step without its required parameter', reply.missingParam, /title: missing/],
     ['a missing rationale', reply.missingRationale, /missing rationale/],
   ];
 
@@ -177,7 +176,7 @@ describe('bad replies and LLM failures', () => {
   });
 
   it("after PLANNER_MAX_ATTEMPTS bad replies writes a 'failed' iteration with the reason and advances nextRunAt; other missions are planned meanwhile", async () => {
-    const bad = [reply.prose(), reply.invalidJson(), reply.unknownTool(), reply.missingRationale()];
+    const bad = [reply.prose(), reply.invalidJson(), reply.missingParam(), reply.missingRationale()];
     let badCalls = 0;
     const c = await start({ PLANNER_MAX_ATTEMPTS: '4' }, (req) => (req.user.includes('Doomed') ? bad[badCalls++ % bad.length]! : reply.plan()));
     const before = new Date();
@@ -216,7 +215,7 @@ describe('bad replies and LLM failures', () => {
     expect(c.warnings('will retry').map((l) => l.reason)).toEqual([
       expect.stringMatching(/no JSON object found/),
       expect.stringMatching(/invalid JSON/),
-      expect.stringMatching(/unknown tool/),
+      expect.stringMatching(/title: missing/),
     ]);
     expect(c.warnings('failed for good')).toHaveLength(1);
     expect(await metricValue(c, 'mana_ai_planner_runs_total', { outcome: 'retry' })).toBe(3);
