@@ -14,7 +14,7 @@ let db: TestDb;
 let source: AgentSource;
 
 beforeAll(async () => {
-  db = await createTestDb();
+  db = await createTestDb({ acceptRowsManaSyncRefuses: true });
   source = createLogAgentSource({ sql: db.sql, cols: await detectSyncColumns(db.sql) });
 });
 
