@@ -11,7 +11,7 @@
  *
  * Dependency-free at runtime; frame types come from the server (type-only).
  */
-import { openDedupStore, createMemoryDedupStore, withMemoryFallback, type DedupStore } from './dedup.js';
+import { openDedupStore, createMemoryDedupStore, withMemoryFallback, type DedupStore } from './lib/dedup.js';
 import type { MissionDue, ServerFrame } from './protocol.js';
 import { createConnection, type Connection, type ConnectionStatus, type WebSocketCtor } from './lib/connection.js';
 import { createEmitter, type MissionClientListener, type NudgeSource } from './lib/events.js';
@@ -28,7 +28,7 @@ import { errorEvent, toError } from './lib/timeout.js';
 import { webSocketUrl } from './lib/url.js';
 import { localTimeZone } from './lib/time-zone.js';
 
-export type { DedupState, DedupEntry, DedupMark, DedupStore } from './dedup.js';
+export type { DedupState, DedupEntry, DedupMark, DedupStore } from './lib/dedup.js';
 export type { MissionClientEvent, MissionClientEventType, MissionClientListener, ErrorStage, NudgeSource } from './lib/events.js';
 export type { NudgeOutcome, PlanFn } from './lib/run-nudge.js';
 export type { ReleaseCode } from './lib/occurrences.js';
@@ -41,7 +41,7 @@ export type { MissionDue, MissionChanged, ServerFrame, ClientFrame, ClaimResult 
 export { PushError } from './lib/push.js';
 export { ApiError } from './lib/http.js';
 export { TimeoutError } from './lib/timeout.js';
-export { openDedupStore, createMemoryDedupStore, withMemoryFallback } from './dedup.js';
+export { openDedupStore, createMemoryDedupStore, withMemoryFallback } from './lib/dedup.js';
 export { CLOSE_CODES, AUTH_TIMEOUT_MS, MAX_FRAME_BYTES } from './protocol.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';

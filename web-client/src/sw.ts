@@ -18,7 +18,7 @@
  * hangs: the options source, getToken and the planner are each time-boxed,
  * and planning still running then is stopped and given back.
  */
-import { openDedupStore, createMemoryDedupStore, withMemoryFallback, type DedupStore, type DedupState } from './dedup.js';
+import { openDedupStore, createMemoryDedupStore, withMemoryFallback, type DedupStore, type DedupState } from './lib/dedup.js';
 import type { MissionDue } from './protocol.js';
 import { base64UrlToBytes } from './lib/base64url.js';
 import { createApi, type FetchLike } from './lib/http.js';
