@@ -23,7 +23,7 @@ import type { MissionDue } from './protocol.js';
 import { base64UrlToBytes } from './lib/base64url.js';
 import { createApi, type FetchLike } from './lib/http.js';
 import { defaultLocks, type LockManagerLike } from './lib/locks.js';
-import { parsePushNudges } from './lib/nudge.js';
+import { parsePushNudges } from './lib/push-payload.js';
 import { PlanAborted } from './lib/lease.js';
 import { createOccurrenceApi, newContextId } from './lib/occurrences.js';
 import { fetchVapidKey, registerSubscription } from './lib/push.js';
@@ -32,7 +32,8 @@ import { runNudge, type NudgeOutcome, type PlanFn } from './lib/run-nudge.js';
 import { toError, withTimeout } from './lib/timeout.js';
 
 export type { NudgeOutcome } from './lib/run-nudge.js';
-export { parseNudge, parseNudgeText, parsePushNudges } from './lib/nudge.js';
+export { parseNudge } from './lib/nudge.js';
+export { parseNudgeText, parsePushNudges } from './lib/push-payload.js';
 
 export interface PushHandlerOptions {
   /** The coordinator (default: this worker's origin). */
