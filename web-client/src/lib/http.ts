@@ -3,6 +3,8 @@
  * Bearer token from `getToken` (time-boxed: a hung token source must not
  * hang a push event), JSON in and out, a timeout on every call.
  */
+import { base64UrlToBytes } from './base64url.js';
+import { parseJson } from './nudge.js';
 import { withTimeout } from './timeout.js';
 import { joinUrl } from './url.js';
 
@@ -51,7 +53,7 @@ export function errorOf(body: unknown): { code: string; message: string } | unde
 /** The claims of a JWT, unverified (only to key local records and to refresh early); undefined when it is not one. */
 export function jwtClaims(token: string): { sub?: unknown; exp?: unknown } | undefined {
   try {
-    return JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/'))) as { sub?: unknown; exp?: unknown };
+    return JSON.parse(new TextDecoder().decode(base64UrlToBytes(token.split('.')[1]!))) as { sub?: unknown; exp?: unknown };
   } catch {
     return undefined;
   }
@@ -107,16 +109,8 @@ export function createApi(deps: ApiDeps): Api {
       clearTimeout(timer);
     }
     const text = await res.text().catch(() => '');
-    let parsed: T | undefined;
-    if (text) {
-      try {
-        parsed = JSON.parse(text) as T;
-      } catch {
-        parsed = undefined;
-      }
-    }
     if (res.status === 401 && options.auth !== false) deps.onAuthLost?.('token refused');
-    return { status: res.status, ok: res.ok, body: parsed };
+    return { status: res.status, ok: res.ok, body: parseJson(text) as T | undefined };
   }
 
   async function json<T>(method: string, path: string, body?: unknown, options?: { auth?: boolean }): Promise<T> {

@@ -4,7 +4,7 @@
  * malformed is dropped, never thrown.
  */
 import type { MissionDue } from '../protocol.js';
-import { isRecord, parseNudge } from './nudge.js';
+import { isRecord, parseJson, parseNudge } from './nudge.js';
 
 /**
  * Every nudge a push message names: the `missions` list when the server
@@ -13,12 +13,7 @@ import { isRecord, parseNudge } from './nudge.js';
  * non-JSON payloads.
  */
 export function parsePushNudges(text: string): MissionDue[] {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return [];
-  }
+  const value = parseJson(text);
   const single = parseNudge(value);
   const list = isRecord(value) && Array.isArray(value['missions']) ? value['missions'] : null;
   if (single === null || list === null) return single === null ? [] : [single];
@@ -37,9 +32,5 @@ export function parsePushNudges(text: string): MissionDue[] {
 
 /** A push message's data as a nudge: tolerates non-JSON payloads (→ null). */
 export function parseNudgeText(text: string): MissionDue | null {
-  try {
-    return parseNudge(JSON.parse(text));
-  } catch {
-    return null;
-  }
+  return parseNudge(parseJson(text));
 }
