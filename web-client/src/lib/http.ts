@@ -41,13 +41,16 @@ export class ApiError extends Error {
   }
 }
 
-/** The `{ error: { code, message } }` shape of the coordinator's errors. */
-export function errorOf(body: unknown): { code: string; message: string } | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const error = (body as { error?: unknown }).error;
-  if (typeof error !== 'object' || error === null) return undefined;
-  const { code, message } = error as { code?: unknown; message?: unknown };
-  return { code: typeof code === 'string' ? code : 'unknown', message: typeof message === 'string' ? message : '' };
+/**
+ * An answer to `what` we did not expect, as an ApiError with the code and
+ * message of the coordinator's `{ error: { code, message } }` when it sent one.
+ */
+export function unexpected(what: string, res: ApiResponse): ApiError {
+  const body = (res.body as { error?: unknown } | undefined)?.error;
+  const error = typeof body === 'object' && body !== null ? (body as { code?: unknown; message?: unknown }) : undefined;
+  const code = !error ? `http_${res.status}` : typeof error.code === 'string' ? error.code : 'unknown';
+  const detail = error ? ` ${code}: ${typeof error.message === 'string' ? error.message : ''}` : '';
+  return new ApiError(`${what}: ${res.status}${detail}`, res.status, code);
 }
 
 /** The claims of a JWT, unverified (only to key local records and to refresh early); undefined when it is not one. */
@@ -115,10 +118,7 @@ export function createApi(deps: ApiDeps): Api {
 
   async function json<T>(method: string, path: string, body?: unknown, options?: { auth?: boolean }): Promise<T> {
     const res = await request<T>(method, path, body, options);
-    if (!res.ok) {
-      const err = errorOf(res.body);
-      throw new ApiError(`${method} ${path}: ${res.status}${err ? ` ${err.code}: ${err.message}` : ''}`, res.status, err?.code ?? `http_${res.status}`);
-    }
+    if (!res.ok) throw unexpected(`${method} ${path}`, res);
     return res.body as T;
   }
 

@@ -4,7 +4,7 @@
  * server's key no longer matches the subscription's (key rotation); and the
  * way back (unsubscribe + DELETE), which sign-out uses.
  */
-import { ApiError, type Api } from './http.js';
+import { unexpected, type Api } from './http.js';
 import { base64UrlToBytes } from './base64url.js';
 import { fetchVapidKey, PushError, subscriptionBody, subscriptionPath, type PushManagerLike, type PushSubscriptionLike } from './push.js';
 import { toError, withTimeout } from './timeout.js';
@@ -95,7 +95,7 @@ export async function disablePushSubscription(deps: Omit<EnablePushDeps, 'timeou
     }
   }
   const res = await deps.api.request('DELETE', subscriptionPath(deps.deviceId));
-  if (!res.ok && res.status !== 404) throw new ApiError(`DELETE push-subscription: ${res.status}`, res.status, `http_${res.status}`);
+  if (!res.ok && res.status !== 404) throw unexpected('DELETE push-subscription', res);
   if (unsubscribeError !== undefined) throw toError(unsubscribeError);
 }
 
