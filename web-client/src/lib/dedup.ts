@@ -86,13 +86,6 @@ export const clearedFor = (stored: unknown, user: string | undefined): boolean =
 
 const entryOf = (mark: DedupMark, at: number): DedupEntry => ({ ...mark, at });
 
-function requestDone<T>(req: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error ?? new Error('IndexedDB request failed'));
-  });
-}
-
 function transactionDone(tx: IDBTransaction): Promise<void> {
   return new Promise((resolve, reject) => {
     tx.oncomplete = () => resolve();
@@ -154,17 +147,10 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
     });
   }
 
-  async function get(key: string): Promise<DedupEntry | undefined> {
+  /** One transaction; `fn` runs in it with the store and returns what to read once it completed. */
+  async function inTransaction<T>(fn: (store: IDBObjectStore) => () => T, mode: IDBTransactionMode = 'readwrite'): Promise<T> {
     const db = await open();
-    const tx = db.transaction(DEDUP_STORE_NAME, 'readonly');
-    const stored: unknown = await requestDone(tx.objectStore(DEDUP_STORE_NAME).get(key));
-    return liveEntry(stored, now(), maxAgeMs);
-  }
-
-  /** One read-write transaction; `fn` runs in it with the store. */
-  async function write<T>(fn: (store: IDBObjectStore) => () => T): Promise<T> {
-    const db = await open();
-    const tx = db.transaction(DEDUP_STORE_NAME, 'readwrite');
+    const tx = db.transaction(DEDUP_STORE_NAME, mode);
     const done = transactionDone(tx);
     // Handled here too, in case fn throws before the await below.
     done.catch(() => undefined);
@@ -176,7 +162,7 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
   async function markUnless(key: string, mark: DedupMark, blocks: (live: DedupEntry) => boolean): Promise<boolean> {
     // Read and write in the same transaction: no other tab or worker can
     // interleave between the decision and the put.
-    const marked = await write((store) => {
+    const marked = await inTransaction((store) => {
       let ok = false;
       const req = store.get(key);
       req.onsuccess = () => {
@@ -194,7 +180,7 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
 
   /** Deletes, in one cursor pass over `source`, every value `doomed` picks. */
   function sweep(doomed: (value: unknown) => boolean, index?: string, range?: IDBKeyRange): Promise<number> {
-    return write((store) => {
+    return inTransaction((store) => {
       let deleted = 0;
       const req = (index ? store.index(index) : store).openCursor(range);
       req.onsuccess = () => {
@@ -210,8 +196,13 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
     });
   }
 
-  const set = (key: string, mark: DedupMark) => write((store) => (store.put(entryOf(mark, now()), key), () => undefined));
-  const forget = (key: string) => write((store) => (store.delete(key), () => undefined));
+  const get = (key: string) =>
+    inTransaction((store) => {
+      const req = store.get(key);
+      return () => liveEntry(req.result, now(), maxAgeMs);
+    }, 'readonly');
+  const set = (key: string, mark: DedupMark) => inTransaction((store) => (store.put(entryOf(mark, now()), key), () => undefined));
+  const forget = (key: string) => inTransaction((store) => (store.delete(key), () => undefined));
   const clear = (user: string | undefined) => sweep((v) => clearedFor(v, user));
   const purge = () => sweep(() => true, 'at', IDBKeyRange.upperBound(now() - maxAgeMs, true));
 
