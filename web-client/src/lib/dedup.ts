@@ -86,14 +86,6 @@ export const clearedFor = (stored: unknown, user: string | undefined): boolean =
 
 const entryOf = (mark: DedupMark, at: number): DedupEntry => ({ ...mark, at });
 
-function transactionDone(tx: IDBTransaction): Promise<void> {
-  return new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error ?? new Error('IndexedDB transaction failed'));
-    tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
-  });
-}
-
 /**
  * Opens (lazily) the shared IndexedDB dedup store. Works in windows and
  * service workers alike.
@@ -151,7 +143,10 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
   async function inTransaction<T>(fn: (store: IDBObjectStore) => () => T, mode: IDBTransactionMode = 'readwrite'): Promise<T> {
     const db = await open();
     const tx = db.transaction(DEDUP_STORE_NAME, mode);
-    const done = transactionDone(tx);
+    const done = new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
+    });
     // Handled here too, in case fn throws before the await below.
     done.catch(() => undefined);
     const result = fn(tx.objectStore(DEDUP_STORE_NAME));
