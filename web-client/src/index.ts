@@ -11,7 +11,7 @@
  *
  * Dependency-free at runtime; frame types come from the server (type-only).
  */
-import { openDedupStore, createMemoryDedupStore, withMemoryFallback, type DedupStore } from './lib/dedup.js';
+import { contextDedupStore, type DedupStore } from './lib/dedup.js';
 import type { MissionDue, ServerFrame } from './protocol.js';
 import { createConnection, type Connection, type ConnectionStatus, type WebSocketCtor } from './lib/connection.js';
 import { createEmitter, type MissionClientEventBody, type MissionClientListener, type NudgeSource } from './lib/events.js';
@@ -147,8 +147,8 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
   const api = createApi({ baseUrl, getToken, fetch: options.fetch, onAuthLost: (reason) => connection?.drop(reason) });
   const occurrences = createOccurrenceApi(api, deviceId, contextId);
   const maxAge = { maxAgeMs: options.dedupMaxAgeMs };
-  const dedup = withMemoryFallback(
-    options.dedup ?? (typeof indexedDB === 'undefined' ? createMemoryDedupStore(maxAge) : openDedupStore(maxAge)),
+  const dedup = contextDedupStore(
+    options.dedup,
     (e) => {
       const message = `IndexedDB failed (${toError(e).message}); this tab keeps its records in memory`;
       log('warn', message);

@@ -18,7 +18,7 @@
  * hangs: the options source, getToken and the planner are each time-boxed,
  * and planning still running then is stopped and given back.
  */
-import { openDedupStore, createMemoryDedupStore, withMemoryFallback, type DedupStore, type DedupState } from './lib/dedup.js';
+import { contextDedupStore, type DedupStore, type DedupState } from './lib/dedup.js';
 import type { MissionDue } from './protocol.js';
 import { base64UrlToBytes } from './lib/base64url.js';
 import { createApi, type FetchLike } from './lib/http.js';
@@ -173,9 +173,7 @@ async function planAll(nudges: MissionDue[], opts: PushHandlerOptions, outcomes:
     getToken: opts.getToken,
     ...(opts.fetch ? { fetch: opts.fetch } : {}),
   });
-  const maxAge = opts.dedupMaxAgeMs ? { maxAgeMs: opts.dedupMaxAgeMs } : {};
-  const store = opts.dedup ?? (typeof indexedDB === 'undefined' ? createMemoryDedupStore(maxAge) : openDedupStore(maxAge));
-  const dedup = withMemoryFallback(store, (e) => console.warn('mana-ai: IndexedDB failed; this push keeps its records in memory', toError(e)), maxAge);
+  const dedup = contextDedupStore(opts.dedup, (e) => console.warn('mana-ai: IndexedDB failed; this push keeps its records in memory', toError(e)), { maxAgeMs: opts.dedupMaxAgeMs });
   // This push event's own context: the server grants it or an open tab, never both.
   const occurrences = createOccurrenceApi(api, opts.deviceId, newContextId('sw'));
   const locks = opts.locks === undefined ? defaultLocks() : opts.locks;

@@ -242,6 +242,15 @@ export function createMemoryDedupStore(options: Pick<DedupOptions, 'maxAgeMs' | 
 }
 
 /**
+ * A context's store: the one given, else IndexedDB (memory where a context
+ * has none), falling back to memory when it fails (see withMemoryFallback).
+ */
+export function contextDedupStore(given: DedupStore | undefined, onFallback: (error: unknown) => void, options: Pick<DedupOptions, 'maxAgeMs'>): DedupStore {
+  const primary = given ?? (typeof indexedDB === 'undefined' ? createMemoryDedupStore(options) : openDedupStore(options));
+  return withMemoryFallback(primary, onFallback, options);
+}
+
+/**
  * `primary` until it fails once, then an in-memory store for the rest of this
  * context's life (quota, private mode, a connection Safari lost, a database
  * that will not open): a failing store must neither drop nudges nor stop
