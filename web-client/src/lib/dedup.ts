@@ -12,6 +12,8 @@
  * purged now and then.
  */
 
+import { lazyDatabase } from './idb.js';
+
 /** `seen` is only read (older versions wrote it before claiming); it blocks nothing. */
 export type DedupState = 'seen' | 'claimed' | 'planned' | 'elsewhere' | 'staging' | 'staged';
 
@@ -93,42 +95,8 @@ const entryOf = (mark: DedupMark, at: number): DedupEntry => ({ ...mark, at });
 export function openDedupStore(options: DedupOptions = {}): DedupStore {
   const maxAgeMs = options.maxAgeMs ?? DEFAULT_DEDUP_MAX_AGE_MS;
   const now = options.now ?? (() => Date.now());
-  const dbName = options.dbName ?? DEDUP_DB_NAME;
-  let dbPromise: Promise<IDBDatabase> | null = null;
+  const db = lazyDatabase(options.dbName ?? DEDUP_DB_NAME, (d) => d.createObjectStore(DEDUP_STORE_NAME).createIndex('at', 'at'), options.indexedDB);
   let lastPurge = 0;
-
-  function open(): Promise<IDBDatabase> {
-    if (dbPromise) return dbPromise;
-    const factory = options.indexedDB ?? globalThis.indexedDB;
-    if (!factory) return Promise.reject(new Error('IndexedDB is not available'));
-    const attempt = new Promise<IDBDatabase>((resolve, reject) => {
-      const req = factory.open(dbName, 1);
-      req.onupgradeneeded = () => {
-        const store = req.result.createObjectStore(DEDUP_STORE_NAME);
-        store.createIndex('at', 'at');
-      };
-      req.onsuccess = () => {
-        const db = req.result;
-        // Let a newer version of this code upgrade the schema from another tab.
-        db.onversionchange = () => {
-          db.close();
-          dbPromise = null;
-        };
-        // The browser may close a connection (storage pressure); reopen on next use.
-        db.onclose = () => {
-          dbPromise = null;
-        };
-        resolve(db);
-      };
-      req.onerror = () => reject(req.error ?? new Error('cannot open IndexedDB'));
-      req.onblocked = () => reject(new Error(`IndexedDB ${dbName} upgrade blocked by another tab`));
-    });
-    dbPromise = attempt;
-    attempt.catch(() => {
-      if (dbPromise === attempt) dbPromise = null;
-    });
-    return attempt;
-  }
 
   function purgeSoon(): void {
     const t = now();
@@ -141,8 +109,7 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
 
   /** One transaction; `fn` runs in it with the store and returns what to read once it completed. */
   async function inTransaction<T>(fn: (store: IDBObjectStore) => () => T, mode: IDBTransactionMode = 'readwrite'): Promise<T> {
-    const db = await open();
-    const tx = db.transaction(DEDUP_STORE_NAME, mode);
+    const tx = (await db.open()).transaction(DEDUP_STORE_NAME, mode);
     const done = new Promise((resolve, reject) => {
       tx.oncomplete = resolve;
       tx.onerror = tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
@@ -201,13 +168,7 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
   const clear = (user: string | undefined) => sweep((v) => clearedFor(v, user));
   const purge = () => sweep(() => true, 'at', IDBKeyRange.upperBound(now() - maxAgeMs, true));
 
-  function close(): void {
-    const pending = dbPromise;
-    dbPromise = null;
-    pending?.then((db) => db.close()).catch(() => undefined);
-  }
-
-  return { get, markUnless, set, forget, clear, purge, close };
+  return { get, markUnless, set, forget, clear, purge, close: db.close };
 }
 
 /**
