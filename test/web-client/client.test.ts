@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createMemoryDedupStore } from '../../web-client/src/dedup.js';
+import { createMemoryDedupStore } from '../../web-client/src/lib/dedup.js';
 import { createMissionClient, type MissionClientEvent } from '../../web-client/src/index.js';
 import type { FetchLike } from '../../web-client/src/lib/http.js';
 import { FakeWebSocket, authenticateFake, fakeLocks } from './fakes.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { clearedFor, createMemoryDedupStore, liveEntry, mayMark, openDedupStore, withMemoryFallback, type DedupEntry, type DedupStore } from '../../web-client/src/dedup.js';
+import { clearedFor, createMemoryDedupStore, liveEntry, mayMark, openDedupStore, withMemoryFallback, type DedupEntry, type DedupStore } from '../../web-client/src/lib/dedup.js';
 
 const blocksAll = () => true;
 const blocksDone = (e: DedupEntry) => e.state === 'staged' || e.state === 'planned';

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseServerFrame } from '../../web-client/src/lib/frames.js';
-import { isUuid, parseNudge, parseNudgeText } from '../../web-client/src/lib/nudge.js';
+import { isUuid, parseNudge } from '../../web-client/src/lib/nudge.js';
+import { parseNudgeText } from '../../web-client/src/lib/push-payload.js';
 import { joinUrl, webSocketUrl } from '../../web-client/src/lib/url.js';
 
 const ITERATION = '6a061268-1c1b-5d2e-a3f4-0123456789ab';

@@ -7,7 +7,7 @@
  * the planner's text.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createMemoryDedupStore } from '../../web-client/src/dedup.js';
+import { createMemoryDedupStore } from '../../web-client/src/lib/dedup.js';
 import type { MissionClientEventBody } from '../../web-client/src/lib/events.js';
 import { PlanAborted } from '../../web-client/src/lib/lease.js';
 import { classifyClaim, type ClaimOutcome } from '../../web-client/src/lib/occurrences.js';

@@ -5,7 +5,7 @@
  * browser's IANA zone with its socket auth and its push subscription.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createMemoryDedupStore } from '../../web-client/src/dedup.js';
+import { createMemoryDedupStore } from '../../web-client/src/lib/dedup.js';
 import { createMissionClient, type MissionClientEvent, type MissionClientOptions } from '../../web-client/src/index.js';
 import { parseServerFrame } from '../../web-client/src/lib/frames.js';
 import { subscriptionBody } from '../../web-client/src/lib/push.js';

@@ -8,7 +8,7 @@
  * to memory, and signOut leaves nothing of the user behind.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createMemoryDedupStore, type DedupStore } from '../../web-client/src/dedup.js';
+import { createMemoryDedupStore, type DedupStore } from '../../web-client/src/lib/dedup.js';
 import { createMissionClient, type MissionClientEvent, type MissionClientOptions } from '../../web-client/src/index.js';
 import type { FetchLike } from '../../web-client/src/lib/http.js';
 import type { PushManagerLike } from '../../web-client/src/lib/push.js';

@@ -1,5 +1,5 @@
 import { describe, expect, it, vi } from 'vitest';
-import { createMemoryDedupStore, withMemoryFallback, type DedupStore } from '../../web-client/src/dedup.js';
+import { createMemoryDedupStore, withMemoryFallback, type DedupStore } from '../../web-client/src/lib/dedup.js';
 import { runNudge } from '../../web-client/src/lib/run-nudge.js';
 import type { MissionClientEventBody } from '../../web-client/src/lib/events.js';
 import { serverIterations, stageServerIterations, type MissionIteration } from '../../web-client/src/lib/stage.js';

@@ -8,7 +8,7 @@
  * signal aborted and the occurrence given back.
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createMemoryDedupStore } from '../../web-client/src/dedup.js';
+import { createMemoryDedupStore } from '../../web-client/src/lib/dedup.js';
 import type { FetchLike } from '../../web-client/src/lib/http.js';
 import { PlanAborted } from '../../web-client/src/lib/lease.js';
 import { handlePush, type PushHandlerOptions } from '../../web-client/src/sw.js';

@@ -11,10 +11,10 @@
  *
  * Dependency-free at runtime; frame types come from the server (type-only).
  */
-import { openDedupStore, createMemoryDedupStore, withMemoryFallback, type DedupStore } from './dedup.js';
+import { contextDedupStore, type DedupStore } from './lib/dedup.js';
 import type { MissionDue, ServerFrame } from './protocol.js';
 import { createConnection, type Connection, type ConnectionStatus, type WebSocketCtor } from './lib/connection.js';
-import { createEmitter, type MissionClientListener, type NudgeSource } from './lib/events.js';
+import { createEmitter, type MissionClientEventBody, type MissionClientListener, type NudgeSource } from './lib/events.js';
 import { catchUpNudges } from './lib/catch-up.js';
 import { createApi, type FetchLike } from './lib/http.js';
 import { PlanAborted } from './lib/lease.js';
@@ -28,7 +28,7 @@ import { errorEvent, toError } from './lib/timeout.js';
 import { webSocketUrl } from './lib/url.js';
 import { localTimeZone } from './lib/time-zone.js';
 
-export type { DedupState, DedupEntry, DedupMark, DedupStore } from './dedup.js';
+export type { DedupState, DedupEntry, DedupMark, DedupStore } from './lib/dedup.js';
 export type { MissionClientEvent, MissionClientEventType, MissionClientListener, ErrorStage, NudgeSource } from './lib/events.js';
 export type { NudgeOutcome, PlanFn } from './lib/run-nudge.js';
 export type { ReleaseCode } from './lib/occurrences.js';
@@ -41,7 +41,7 @@ export type { MissionDue, MissionChanged, ServerFrame, ClientFrame, ClaimResult 
 export { PushError } from './lib/push.js';
 export { ApiError } from './lib/http.js';
 export { TimeoutError } from './lib/timeout.js';
-export { openDedupStore, createMemoryDedupStore, withMemoryFallback } from './dedup.js';
+export { openDedupStore, createMemoryDedupStore, withMemoryFallback } from './lib/dedup.js';
 export { CLOSE_CODES, AUTH_TIMEOUT_MS, MAX_FRAME_BYTES } from './protocol.js';
 
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
@@ -144,11 +144,11 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
   // Claims are granted per context: this tab's own, unique among the browser's tabs and its worker.
   const contextId = newContextId('tab');
   // A socket that cannot claim must not stay open: the server would keep choosing it over push.
-  const api = createApi({ baseUrl, getToken, ...(options.fetch ? { fetch: options.fetch } : {}), onAuthLost: (reason) => connection?.drop(reason) });
+  const api = createApi({ baseUrl, getToken, fetch: options.fetch, onAuthLost: (reason) => connection?.drop(reason) });
   const occurrences = createOccurrenceApi(api, deviceId, contextId);
-  const maxAge = options.dedupMaxAgeMs ? { maxAgeMs: options.dedupMaxAgeMs } : {};
-  const dedup = withMemoryFallback(
-    options.dedup ?? (typeof indexedDB === 'undefined' ? createMemoryDedupStore(maxAge) : openDedupStore(maxAge)),
+  const maxAge = { maxAgeMs: options.dedupMaxAgeMs };
+  const dedup = contextDedupStore(
+    options.dedup,
     (e) => {
       const message = `IndexedDB failed (${toError(e).message}); this tab keeps its records in memory`;
       log('warn', message);
@@ -159,13 +159,19 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
   const locks = options.locks === undefined ? defaultLocks() : options.locks;
   const inFlight = new Map<string, Promise<NudgeOutcome>>();
   const timeZone = options.timeZone ?? localTimeZone;
-  const doc: Document | undefined = typeof document === 'undefined' ? undefined : document;
+  const doc = typeof document === 'undefined' ? undefined : document;
+  const win = typeof window !== 'undefined' && typeof window.addEventListener === 'function' ? window : undefined;
   let running = false;
   let hiddenTimer: ReturnType<typeof setTimeout> | undefined;
   let push: MissionClientState['push'] = 'unknown';
   let connection: Connection | null = null;
   let cancel = new AbortController();
   const user = () => api.user() ?? connection?.state().userId;
+  /** Logged and emitted alike. */
+  const report = (event: Extract<MissionClientEventBody, { type: 'connected' | 'disconnected' }>) => {
+    log('info', event.type, event);
+    emit(event);
+  };
 
   function getConnection(): Connection {
     if (connection) return connection;
@@ -178,18 +184,14 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
       getToken,
       timeZone,
       WebSocket: WS,
-      ...(options.pingIntervalMs ? { pingIntervalMs: options.pingIntervalMs } : {}),
-      ...(options.pongTimeoutMs ? { pongTimeoutMs: options.pongTimeoutMs } : {}),
+      pingIntervalMs: options.pingIntervalMs,
+      pongTimeoutMs: options.pongTimeoutMs,
       onFrame: handleFrame,
       onConnected(info) {
-        log('info', 'connected', info);
-        emit({ type: 'connected', ...info });
+        report({ type: 'connected', ...info });
         if (options.catchUp !== false) void catchUp();
       },
-      onDisconnected(info) {
-        log('info', 'disconnected', info);
-        emit({ type: 'disconnected', ...info });
-      },
+      onDisconnected: (info) => report({ type: 'disconnected', ...info }),
       onError(stage, error) {
         log('warn', 'socket error', { stage, err: error.message });
         emit(errorEvent(stage, error));
@@ -199,22 +201,11 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
   }
 
   function handleFrame(frame: ServerFrame): void {
-    switch (frame.type) {
-      case 'mission-due':
-        void handleNudge(frame, 'ws');
-        break;
-      case 'mission-changed':
-        // The server wrote to the mission: the app pulls it now rather than at its next lazy pull.
-        emit({ type: 'mission-changed', missionId: frame.missionId, ...(frame.iterationId ? { iterationId: frame.iterationId } : {}) });
-        break;
-      case 'error': {
-        emit(errorEvent('socket', new Error(`${frame.code}: ${frame.message}`)));
-        break;
-      }
-      default:
-        // claim-result: this client claims over HTTP; nothing else is expected.
-        break;
-    }
+    // claim-result is ignored: this client claims over HTTP.
+    if (frame.type === 'mission-due') void handleNudge(frame, 'ws');
+    // The server wrote to the mission: the app pulls it now rather than at its next lazy pull.
+    else if (frame.type === 'mission-changed') emit(frame);
+    else if (frame.type === 'error') emit(errorEvent('socket', new Error(`${frame.code}: ${frame.message}`)));
   }
 
   async function handleNudge(nudge: MissionDue, via: NudgeSource = 'ws'): Promise<NudgeOutcome> {
@@ -224,16 +215,7 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
       emit({ type: 'skipped', missionId, iterationId, reason: 'locked' });
       return { kind: 'locked' };
     }
-    const run = runNudge(nudge, {
-      dedup,
-      occurrences,
-      locks,
-      plan: options.planLocally,
-      emit,
-      user,
-      signal: cancel.signal,
-      ...(options.planTimeoutMs ? { planTimeoutMs: options.planTimeoutMs } : {}),
-    });
+    const run = runNudge(nudge, { dedup, occurrences, locks, plan: options.planLocally, emit, user, signal: cancel.signal, planTimeoutMs: options.planTimeoutMs });
     inFlight.set(iterationId, run);
     try {
       const outcome = await run;
@@ -262,39 +244,47 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
   }
 
   function onVisibilityChange(): void {
-    if (!doc) return;
-    if (doc.visibilityState === 'hidden') {
-      clearTimeout(hiddenTimer);
-      hiddenTimer = setTimeout(() => {
-        hiddenTimer = undefined;
-        log('info', 'tab hidden; pausing the socket', { hiddenPauseMs });
-        connection?.pause();
-      }, hiddenPauseMs);
-    } else {
-      wake();
-    }
+    clearTimeout(hiddenTimer);
+    if (doc?.visibilityState !== 'hidden') return wake();
+    hiddenTimer = setTimeout(() => {
+      log('info', 'tab hidden; pausing the socket', { hiddenPauseMs });
+      connection?.pause();
+    }, hiddenPauseMs);
   }
 
   function wake(): void {
     clearTimeout(hiddenTimer);
-    hiddenTimer = undefined;
     if (running) connection?.resume();
   }
 
-  const onFocus = () => wake();
-  const onOnline = () => wake();
+  const listeners = [
+    [doc, 'visibilitychange', onVisibilityChange],
+    [win, 'focus', wake],
+    [win, 'online', wake],
+  ] as const;
 
   function stop(): void {
     if (!running) return;
     running = false;
     clearTimeout(hiddenTimer);
-    hiddenTimer = undefined;
-    doc?.removeEventListener('visibilitychange', onVisibilityChange);
-    if (typeof window !== 'undefined' && typeof window.removeEventListener === 'function') {
-      window.removeEventListener('focus', onFocus);
-      window.removeEventListener('online', onOnline);
-    }
+    for (const [target, type, fn] of listeners) target?.removeEventListener(type, fn);
     connection?.stop();
+  }
+
+  /** A push step: a failure is an `error` event (stage `push`) and thrown. */
+  async function pushStep<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (e: unknown) {
+      emit(errorEvent('push', e));
+      throw toError(e);
+    }
+  }
+
+  async function unsubscribe(pushManager: PushManagerLike | null): Promise<void> {
+    await disablePushSubscription({ api, deviceId, pushManager });
+    push = 'disabled';
+    emit({ type: 'push-disabled' });
   }
 
   return {
@@ -303,14 +293,8 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
       running = true;
       if (cancel.signal.aborted) cancel = new AbortController();
       getConnection().start();
-      if (doc) {
-        doc.addEventListener('visibilitychange', onVisibilityChange);
-        if (doc.visibilityState === 'hidden') onVisibilityChange();
-      }
-      if (typeof window !== 'undefined' && typeof window.addEventListener === 'function') {
-        window.addEventListener('focus', onFocus);
-        window.addEventListener('online', onOnline);
-      }
+      for (const [target, type, fn] of listeners) target?.addEventListener(type, fn);
+      if (doc?.visibilityState === 'hidden') onVisibilityChange();
     },
 
     stop,
@@ -321,46 +305,20 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
       cancel.abort(new PlanAborted('cancelled'));
       stop();
       await Promise.allSettled([...inFlight.values()]);
-      try {
-        // The subscription would keep waking this browser for the previous user.
-        await disablePushSubscription({ api, deviceId, pushManager: await pushManagerOf(opts).catch(() => null) });
-        push = 'disabled';
-        emit({ type: 'push-disabled' });
-      } catch (e: unknown) {
-        emit(errorEvent('push', e));
-      }
+      // The subscription would keep waking this browser for the previous user.
+      await pushStep(async () => unsubscribe(await pushManagerOf(opts).catch(() => null))).catch(() => undefined);
       emit({ type: 'signed-out', cleared: await dedup.clear(who).catch(() => 0) });
     },
 
-    async enablePush(opts = {}) {
-      try {
-        const pushManager = await pushManagerOf(opts);
-        const result = await enablePushSubscription({
-          api,
-          deviceId,
-          pushManager,
-          timeZone: timeZone(),
-          ...(opts.timeoutMs ? { timeoutMs: opts.timeoutMs } : {}),
-        });
+    enablePush: (opts = {}) =>
+      pushStep(async () => {
+        const result = await enablePushSubscription({ api, deviceId, pushManager: await pushManagerOf(opts), timeZone: timeZone(), timeoutMs: opts.timeoutMs });
         push = 'enabled';
         emit({ type: 'push-enabled', renewed: result.renewed, endpointOrigin: new URL(result.endpoint).origin });
         return result;
-      } catch (e: unknown) {
-        emit(errorEvent('push', e));
-        throw toError(e);
-      }
-    },
+      }),
 
-    async disablePush(opts = {}) {
-      try {
-        await disablePushSubscription({ api, deviceId, pushManager: await pushManagerOf(opts) });
-        push = 'disabled';
-        emit({ type: 'push-disabled' });
-      } catch (e: unknown) {
-        emit(errorEvent('push', e));
-        throw toError(e);
-      }
-    },
+    disablePush: (opts = {}) => pushStep(async () => unsubscribe(await pushManagerOf(opts))),
 
     async stageServerIterations(mission) {
       const stageIteration = options.stageIteration;
@@ -369,23 +327,11 @@ export function createMissionClient(options: MissionClientOptions): MissionClien
 
     handleNudge,
 
-    onEvent(listener) {
-      return emitter.on(listener);
-    },
+    onEvent: emitter.on,
 
     state() {
-      const c = connection?.state();
-      return {
-        running,
-        deviceId,
-        connection: c?.status ?? 'idle',
-        reconnectAttempt: c?.attempt ?? 0,
-        ...(c?.userId === undefined ? {} : { userId: c.userId }),
-        ...(c?.nextReconnectAt === undefined ? {} : { nextReconnectAt: c.nextReconnectAt }),
-        inFlight: [...inFlight.keys()],
-        push,
-        hidden: doc?.visibilityState === 'hidden',
-      };
+      const { status = 'idle', attempt = 0, ...rest } = connection?.state() ?? {};
+      return { running, deviceId, connection: status, reconnectAttempt: attempt, ...rest, inFlight: [...inFlight.keys()], push, hidden: doc?.visibilityState === 'hidden' };
     },
   };
 }

@@ -18,12 +18,12 @@
  * hangs: the options source, getToken and the planner are each time-boxed,
  * and planning still running then is stopped and given back.
  */
-import { openDedupStore, createMemoryDedupStore, withMemoryFallback, type DedupStore, type DedupState } from './dedup.js';
+import { contextDedupStore, type DedupStore, type DedupState } from './lib/dedup.js';
 import type { MissionDue } from './protocol.js';
 import { base64UrlToBytes } from './lib/base64url.js';
 import { createApi, type FetchLike } from './lib/http.js';
 import { defaultLocks, type LockManagerLike } from './lib/locks.js';
-import { parsePushNudges } from './lib/nudge.js';
+import { parsePushNudges } from './lib/push-payload.js';
 import { PlanAborted } from './lib/lease.js';
 import { createOccurrenceApi, newContextId } from './lib/occurrences.js';
 import { fetchVapidKey, registerSubscription } from './lib/push.js';
@@ -32,7 +32,8 @@ import { runNudge, type NudgeOutcome, type PlanFn } from './lib/run-nudge.js';
 import { toError, withTimeout } from './lib/timeout.js';
 
 export type { NudgeOutcome } from './lib/run-nudge.js';
-export { parseNudge, parseNudgeText, parsePushNudges } from './lib/nudge.js';
+export { parseNudge } from './lib/nudge.js';
+export { parseNudgeText, parsePushNudges } from './lib/push-payload.js';
 
 export interface PushHandlerOptions {
   /** The coordinator (default: this worker's origin). */
@@ -172,9 +173,7 @@ async function planAll(nudges: MissionDue[], opts: PushHandlerOptions, outcomes:
     getToken: opts.getToken,
     ...(opts.fetch ? { fetch: opts.fetch } : {}),
   });
-  const maxAge = opts.dedupMaxAgeMs ? { maxAgeMs: opts.dedupMaxAgeMs } : {};
-  const store = opts.dedup ?? (typeof indexedDB === 'undefined' ? createMemoryDedupStore(maxAge) : openDedupStore(maxAge));
-  const dedup = withMemoryFallback(store, (e) => console.warn('mana-ai: IndexedDB failed; this push keeps its records in memory', toError(e)), maxAge);
+  const dedup = contextDedupStore(opts.dedup, (e) => console.warn('mana-ai: IndexedDB failed; this push keeps its records in memory', toError(e)), { maxAgeMs: opts.dedupMaxAgeMs });
   // This push event's own context: the server grants it or an open tab, never both.
   const occurrences = createOccurrenceApi(api, opts.deviceId, newContextId('sw'));
   const locks = opts.locks === undefined ? defaultLocks() : opts.locks;

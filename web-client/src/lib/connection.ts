@@ -159,20 +159,23 @@ export function createConnection(deps: ConnectionDeps): Connection {
     if (active()) scheduleReconnect(code, reason);
   }
 
+  /** The app's token; undefined once getToken failed (reported, unless `gen` went stale meanwhile). */
+  async function freshToken(gen: number, live: () => boolean): Promise<string | undefined> {
+    try {
+      return await deps.getToken();
+    } catch (e: unknown) {
+      if (gen === generation && live()) deps.onError('connect', new Error('getToken failed', { cause: toError(e) }));
+      return undefined;
+    }
+  }
+
   async function connect(): Promise<void> {
     if (!active() || socket) return;
     const gen = ++generation;
     status = 'connecting';
-    let token: string;
-    try {
-      token = await deps.getToken();
-    } catch (e: unknown) {
-      if (gen !== generation || !active()) return;
-      deps.onError('connect', new Error('getToken failed', { cause: toError(e) }));
-      scheduleReconnect(0, 'no token');
-      return;
-    }
+    const token = await freshToken(gen, active);
     if (gen !== generation || !active()) return;
+    if (token === undefined) return scheduleReconnect(0, 'no token');
 
     let s: WebSocketLike;
     try {
@@ -190,10 +193,8 @@ export function createConnection(deps: ConnectionDeps): Connection {
       send({ type: 'auth', token, deviceId: deps.deviceId, ...(deps.contextId ? { contextId: deps.contextId } : {}), ...(timeZone ? { timeZone } : {}) });
       authTimer = setTimeout(() => fail(CLIENT_CLOSE.authGuard, 'no auth-ok'), authTimeoutMs);
     };
-    s.onerror = () => {
-      // The browser gives no detail here; the close event that follows says
-      // what happened and schedules the reconnect.
-    };
+    // No onerror: the browser gives no detail there; the close event that
+    // follows says what happened and schedules the reconnect.
     s.onclose = (ev) => {
       if (socket !== s) return;
       socket = null;
@@ -218,11 +219,11 @@ export function createConnection(deps: ConnectionDeps): Connection {
         attempt = 0;
         userId = frame.userId;
         startHeartbeat();
-        reauthBefore(expiryOf(frame));
+        reauthBefore(frame);
         deps.onConnected({ userId: frame.userId, deviceId: frame.deviceId });
         return;
       }
-      if (frame.type === 'reauth-ok') return reauthBefore(expiryOf(frame));
+      if (frame.type === 'reauth-ok') return reauthBefore(frame);
       // The fresh token did not verify: this socket cannot stay past its expiry.
       if (frame.type === 'error' && frame.code === 'reauth-failed') return fail(CLIENT_CLOSE.noToken, 'token not renewed');
       if (frame.type === 'pong') return;
@@ -230,32 +231,23 @@ export function createConnection(deps: ConnectionDeps): Connection {
     };
   }
 
-  /** Time left on the socket's token: the server's own figure, else its expiry by this clock. */
-  function expiryOf(frame: { expiresAt?: string; expiresInMs?: number }): number | undefined {
-    return frame.expiresInMs ?? (frame.expiresAt ? Date.parse(frame.expiresAt) - now() : undefined);
-  }
-
   /**
-   * Sends a fresh token before the current one expires. A token that did
+   * Sends a fresh token before the current one expires (the time left: the
+   * server's own figure, else its expiry by this clock). A token that did
    * not extend the expiry (the app had no newer one) is tried again at half
    * the time left, until the server closes the socket at expiry (4401).
    */
-  function reauthBefore(leftMs: number | undefined): void {
+  function reauthBefore(frame: { expiresAt?: string; expiresInMs?: number }): void {
     clearTimeout(reauthTimer);
-    if (leftMs === undefined || !Number.isFinite(leftMs)) return;
+    const leftMs = frame.expiresInMs ?? (frame.expiresAt ? Date.parse(frame.expiresAt) - now() : NaN);
+    if (!Number.isFinite(leftMs)) return;
     const gen = generation;
-    reauthTimer = setTimeout(() => {
-      void (async () => {
-        let token: string;
-        try {
-          token = await deps.getToken();
-        } catch (e: unknown) {
-          if (gen !== generation || status !== 'open') return;
-          deps.onError('connect', new Error('getToken failed', { cause: toError(e) }));
-          return fail(CLIENT_CLOSE.noToken, 'token not renewed');
-        }
-        if (gen === generation && status === 'open') send({ type: 'reauth', token });
-      })();
+    const open = () => status === 'open';
+    reauthTimer = setTimeout(async () => {
+      const token = await freshToken(gen, open);
+      if (gen !== generation || !open()) return;
+      if (token === undefined) fail(CLIENT_CLOSE.noToken, 'token not renewed');
+      else send({ type: 'reauth', token });
     }, Math.max(1000, leftMs - Math.min(reauthMarginMs, leftMs / 2)));
   }
 
@@ -269,38 +261,35 @@ export function createConnection(deps: ConnectionDeps): Connection {
     }, pingIntervalMs);
   }
 
+  function begin(): void {
+    status = 'waiting';
+    attempt = 0;
+    void connect();
+  }
+
+  /** Closes on purpose (stop, pause) and stays closed; an open socket's close is reported. */
+  function halt(next: 'stopped' | 'paused', reason: string): void {
+    generation++;
+    const hadSocket = socket !== null;
+    status = next;
+    dropSocket(CLIENT_CLOSE.normal, reason);
+    nextReconnectAt = userId = undefined;
+    if (hadSocket) deps.onDisconnected({ code: CLIENT_CLOSE.normal, reason, willReconnect: false });
+  }
+
   return {
     start() {
-      if (active()) return;
-      status = 'waiting';
-      attempt = 0;
-      void connect();
+      if (!active()) begin();
     },
     stop() {
-      if (status === 'stopped' || status === 'idle') return;
-      generation++;
-      const hadSocket = socket !== null;
-      status = 'stopped';
-      dropSocket(CLIENT_CLOSE.normal, 'client stopped');
-      nextReconnectAt = undefined;
-      userId = undefined;
-      if (hadSocket) deps.onDisconnected({ code: CLIENT_CLOSE.normal, reason: 'client stopped', willReconnect: false });
+      if (status !== 'stopped' && status !== 'idle') halt('stopped', 'client stopped');
     },
     pause() {
-      if (!active()) return;
-      generation++;
-      const hadSocket = socket !== null;
-      status = 'paused';
-      dropSocket(CLIENT_CLOSE.normal, 'tab hidden');
-      nextReconnectAt = undefined;
-      userId = undefined;
-      if (hadSocket) deps.onDisconnected({ code: CLIENT_CLOSE.normal, reason: 'tab hidden', willReconnect: false });
+      if (active()) halt('paused', 'tab hidden');
     },
     resume() {
       if (status === 'paused') {
-        status = 'waiting';
-        attempt = 0;
-        void connect();
+        begin();
       } else if (status === 'refused') {
         // Each focus or online event after a refusal waits longer: a tab flapping focus must not hammer the server.
         scheduleReconnect(0, 'retry after refusal', false);

@@ -1,5 +1,5 @@
 /** Events a mission client emits, for UIs, logs and tests. */
-import type { DedupState } from '../dedup.js';
+import type { DedupState } from './dedup.js';
 
 /** How a nudge reached this context. */
 export type NudgeSource = 'ws' | 'push' | 'catch-up';

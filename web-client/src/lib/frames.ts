@@ -3,7 +3,7 @@
  * worker never loads this). Anything malformed yields `null`.
  */
 import type { ServerFrame } from '../protocol.js';
-import { isRecord, isUuid, nonEmptyString, parseNudge } from './nudge.js';
+import { isRecord, isUuid, nonEmptyString, parseJson, parseNudge } from './nudge.js';
 
 /** When a socket's token expires, as auth-ok and reauth-ok say it. */
 function expiry(value: Record<string, unknown>): { expiresAt?: string; expiresInMs?: number } {
@@ -16,12 +16,7 @@ function expiry(value: Record<string, unknown>): { expiresAt?: string; expiresIn
 
 /** A server WebSocket frame from its text, or `null` when it is not one we know. */
 export function parseServerFrame(text: string): ServerFrame | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
+  const value = parseJson(text);
   if (!isRecord(value)) return null;
   switch (value['type']) {
     case 'auth-ok':

@@ -3,6 +3,8 @@
  * Bearer token from `getToken` (time-boxed: a hung token source must not
  * hang a push event), JSON in and out, a timeout on every call.
  */
+import { base64UrlToBytes } from './base64url.js';
+import { parseJson } from './nudge.js';
 import { withTimeout } from './timeout.js';
 import { joinUrl } from './url.js';
 
@@ -39,19 +41,22 @@ export class ApiError extends Error {
   }
 }
 
-/** The `{ error: { code, message } }` shape of the coordinator's errors. */
-export function errorOf(body: unknown): { code: string; message: string } | undefined {
-  if (typeof body !== 'object' || body === null) return undefined;
-  const error = (body as { error?: unknown }).error;
-  if (typeof error !== 'object' || error === null) return undefined;
-  const { code, message } = error as { code?: unknown; message?: unknown };
-  return { code: typeof code === 'string' ? code : 'unknown', message: typeof message === 'string' ? message : '' };
+/**
+ * An answer to `what` we did not expect, as an ApiError with the code and
+ * message of the coordinator's `{ error: { code, message } }` when it sent one.
+ */
+export function unexpected(what: string, res: ApiResponse): ApiError {
+  const body = (res.body as { error?: unknown } | undefined)?.error;
+  const error = typeof body === 'object' && body !== null ? (body as { code?: unknown; message?: unknown }) : undefined;
+  const code = !error ? `http_${res.status}` : typeof error.code === 'string' ? error.code : 'unknown';
+  const detail = error ? ` ${code}: ${typeof error.message === 'string' ? error.message : ''}` : '';
+  return new ApiError(`${what}: ${res.status}${detail}`, res.status, code);
 }
 
 /** The claims of a JWT, unverified (only to key local records and to refresh early); undefined when it is not one. */
 export function jwtClaims(token: string): { sub?: unknown; exp?: unknown } | undefined {
   try {
-    return JSON.parse(atob(token.split('.')[1]!.replace(/-/g, '+').replace(/_/g, '/'))) as { sub?: unknown; exp?: unknown };
+    return JSON.parse(new TextDecoder().decode(base64UrlToBytes(token.split('.')[1]!))) as { sub?: unknown; exp?: unknown };
   } catch {
     return undefined;
   }
@@ -107,24 +112,13 @@ export function createApi(deps: ApiDeps): Api {
       clearTimeout(timer);
     }
     const text = await res.text().catch(() => '');
-    let parsed: T | undefined;
-    if (text) {
-      try {
-        parsed = JSON.parse(text) as T;
-      } catch {
-        parsed = undefined;
-      }
-    }
     if (res.status === 401 && options.auth !== false) deps.onAuthLost?.('token refused');
-    return { status: res.status, ok: res.ok, body: parsed };
+    return { status: res.status, ok: res.ok, body: parseJson(text) as T | undefined };
   }
 
   async function json<T>(method: string, path: string, body?: unknown, options?: { auth?: boolean }): Promise<T> {
     const res = await request<T>(method, path, body, options);
-    if (!res.ok) {
-      const err = errorOf(res.body);
-      throw new ApiError(`${method} ${path}: ${res.status}${err ? ` ${err.code}: ${err.message}` : ''}`, res.status, err?.code ?? `http_${res.status}`);
-    }
+    if (!res.ok) throw unexpected(`${method} ${path}`, res);
     return res.body as T;
   }
 

@@ -7,6 +7,15 @@ import type { MissionDue } from '../protocol.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** The value `text` holds as JSON, or undefined when it is not JSON. */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -32,42 +41,4 @@ export function parseNudge(value: unknown): MissionDue | null {
   return Number.isInteger(attempt) && (attempt as number) >= 1
     ? { type: 'mission-due', missionId, iterationId, dueAt, attempt: attempt as number }
     : { type: 'mission-due', missionId, iterationId, dueAt };
-}
-
-/**
- * Every nudge a push message names: the `missions` list when the server
- * grouped several occurrences due together (malformed entries dropped),
- * else the single top-level nudge; empty when it names none. Tolerates
- * non-JSON payloads.
- */
-export function parsePushNudges(text: string): MissionDue[] {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return [];
-  }
-  const single = parseNudge(value);
-  const list = isRecord(value) && Array.isArray(value['missions']) ? value['missions'] : null;
-  if (single === null || list === null) return single === null ? [] : [single];
-  const seen = new Set<string>();
-  const nudges: MissionDue[] = [];
-  for (const entry of list) {
-    const nudge = parseNudge(isRecord(entry) ? { ...entry, type: 'mission-due' } : null);
-    if (nudge && !seen.has(nudge.iterationId)) {
-      seen.add(nudge.iterationId);
-      nudges.push(nudge);
-    }
-  }
-  // A list that named nothing usable still carries the top-level nudge.
-  return nudges.length > 0 ? nudges : [single];
-}
-
-/** A push message's data as a nudge: tolerates non-JSON payloads (→ null). */
-export function parseNudgeText(text: string): MissionDue | null {
-  try {
-    return parseNudge(JSON.parse(text));
-  } catch {
-    return null;
-  }
 }

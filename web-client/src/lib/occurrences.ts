@@ -5,7 +5,7 @@
  * two tabs (or a tab and the service worker) of one browser are never both
  * granted, and a context re-claiming what it holds renews its lease.
  */
-import { ApiError, errorOf, type Api, type ApiResponse } from './http.js';
+import { unexpected, type Api, type ApiResponse } from './http.js';
 import { toError } from './timeout.js';
 
 export type ClaimOutcome =
@@ -23,21 +23,18 @@ const REFUSED = [403, 404, 409, 410];
 
 /** Reads an answer (pure). */
 export function classifyClaim(res: ApiResponse): ClaimOutcome {
-  const err = errorOf(res.body);
-  if (REFUSED.includes(res.status)) return { kind: 'elsewhere', status: res.status, code: err?.code ?? `http_${res.status}` };
-  if (res.ok) {
+  const { status, ok } = res;
+  if (ok) {
     const { granted, leaseExpiresAt, leaseMs } = (res.body ?? {}) as { granted?: unknown; leaseExpiresAt?: unknown; leaseMs?: unknown };
-    if (granted === false) return { kind: 'elsewhere', status: res.status, code: 'not_granted' };
+    if (granted === false) return { kind: 'elsewhere', status, code: 'not_granted' };
     return {
       kind: 'granted',
       ...(typeof leaseExpiresAt === 'string' ? { leaseExpiresAt } : {}),
       ...(typeof leaseMs === 'number' ? { leaseMs } : {}),
     };
   }
-  return {
-    kind: 'failed',
-    error: new ApiError(`${res.status}${err ? ` ${err.code}: ${err.message}` : ''}`, res.status, err?.code ?? `http_${res.status}`),
-  };
+  const error = unexpected('occurrence', res);
+  return REFUSED.includes(status) ? { kind: 'elsewhere', status, code: error.code } : { kind: 'failed', error };
 }
 
 export interface OccurrenceApi {

@@ -4,12 +4,21 @@
  * server's key no longer matches the subscription's (key rotation); and the
  * way back (unsubscribe + DELETE), which sign-out uses.
  */
-import { ApiError, type Api } from './http.js';
-import { base64UrlToBytes, sameBytes } from './base64url.js';
+import { unexpected, type Api } from './http.js';
+import { base64UrlToBytes } from './base64url.js';
 import { fetchVapidKey, PushError, subscriptionBody, subscriptionPath, type PushManagerLike, type PushSubscriptionLike } from './push.js';
 import { toError, withTimeout } from './timeout.js';
 
 export const DEFAULT_SUBSCRIBE_TIMEOUT_MS = 10_000;
+
+/** Byte-wise equality of two keys. */
+export function sameBytes(a: ArrayBuffer | ArrayBufferView, b: ArrayBuffer | ArrayBufferView): boolean {
+  const x = a instanceof ArrayBuffer ? new Uint8Array(a) : new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const y = b instanceof ArrayBuffer ? new Uint8Array(b) : new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
 
 /** True when the subscription was made for another key (rotation). Unknown (null) counts as the same. */
 export function keyRotated(sub: PushSubscriptionLike, serverKey: Uint8Array): boolean {
@@ -86,7 +95,7 @@ export async function disablePushSubscription(deps: Omit<EnablePushDeps, 'timeou
     }
   }
   const res = await deps.api.request('DELETE', subscriptionPath(deps.deviceId));
-  if (!res.ok && res.status !== 404) throw new ApiError(`DELETE push-subscription: ${res.status}`, res.status, `http_${res.status}`);
+  if (!res.ok && res.status !== 404) throw unexpected('DELETE push-subscription', res);
   if (unsubscribeError !== undefined) throw toError(unsubscribeError);
 }
 

@@ -11,7 +11,7 @@
  * died before its claim landed blocks nothing (its Web Lock is gone; the
  * claim tells).
  */
-import type { DedupEntry, DedupState, DedupStore } from '../dedup.js';
+import type { DedupEntry, DedupState, DedupStore } from './dedup.js';
 import type { MissionDue } from '../protocol.js';
 import type { MissionClientEventBody } from './events.js';
 import { PlanAborted, leaseLeft, underLease, untilAnswered } from './lease.js';

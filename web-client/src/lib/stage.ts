@@ -7,7 +7,7 @@
  * bookkeeping.
  */
 import type { MissionIteration } from '../../../src/projection/mission.js';
-import { DEFAULT_DEDUP_MAX_AGE_MS, type DedupEntry, type DedupStore } from '../dedup.js';
+import { DEFAULT_DEDUP_MAX_AGE_MS, type DedupEntry, type DedupStore } from './dedup.js';
 import type { MissionClientEventBody } from './events.js';
 import { LOCK_PREFIX, withLockIfAvailable, type LockManagerLike } from './locks.js';
 import { errorEvent } from './timeout.js';

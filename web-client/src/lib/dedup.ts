@@ -12,6 +12,8 @@
  * purged now and then.
  */
 
+import { lazyDatabase } from './idb.js';
+
 /** `seen` is only read (older versions wrote it before claiming); it blocks nothing. */
 export type DedupState = 'seen' | 'claimed' | 'planned' | 'elsewhere' | 'staging' | 'staged';
 
@@ -86,21 +88,6 @@ export const clearedFor = (stored: unknown, user: string | undefined): boolean =
 
 const entryOf = (mark: DedupMark, at: number): DedupEntry => ({ ...mark, at });
 
-function requestDone<T>(req: IDBRequest<T>): Promise<T> {
-  return new Promise((resolve, reject) => {
-    req.onsuccess = () => resolve(req.result);
-    req.onerror = () => reject(req.error ?? new Error('IndexedDB request failed'));
-  });
-}
-
-function transactionDone(tx: IDBTransaction): Promise<void> {
-  return new Promise((resolve, reject) => {
-    tx.oncomplete = () => resolve();
-    tx.onerror = () => reject(tx.error ?? new Error('IndexedDB transaction failed'));
-    tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
-  });
-}
-
 /**
  * Opens (lazily) the shared IndexedDB dedup store. Works in windows and
  * service workers alike.
@@ -108,42 +95,8 @@ function transactionDone(tx: IDBTransaction): Promise<void> {
 export function openDedupStore(options: DedupOptions = {}): DedupStore {
   const maxAgeMs = options.maxAgeMs ?? DEFAULT_DEDUP_MAX_AGE_MS;
   const now = options.now ?? (() => Date.now());
-  const dbName = options.dbName ?? DEDUP_DB_NAME;
-  let dbPromise: Promise<IDBDatabase> | null = null;
+  const db = lazyDatabase(options.dbName ?? DEDUP_DB_NAME, (d) => d.createObjectStore(DEDUP_STORE_NAME).createIndex('at', 'at'), options.indexedDB);
   let lastPurge = 0;
-
-  function open(): Promise<IDBDatabase> {
-    if (dbPromise) return dbPromise;
-    const factory = options.indexedDB ?? globalThis.indexedDB;
-    if (!factory) return Promise.reject(new Error('IndexedDB is not available'));
-    const attempt = new Promise<IDBDatabase>((resolve, reject) => {
-      const req = factory.open(dbName, 1);
-      req.onupgradeneeded = () => {
-        const store = req.result.createObjectStore(DEDUP_STORE_NAME);
-        store.createIndex('at', 'at');
-      };
-      req.onsuccess = () => {
-        const db = req.result;
-        // Let a newer version of this code upgrade the schema from another tab.
-        db.onversionchange = () => {
-          db.close();
-          dbPromise = null;
-        };
-        // The browser may close a connection (storage pressure); reopen on next use.
-        db.onclose = () => {
-          dbPromise = null;
-        };
-        resolve(db);
-      };
-      req.onerror = () => reject(req.error ?? new Error('cannot open IndexedDB'));
-      req.onblocked = () => reject(new Error(`IndexedDB ${dbName} upgrade blocked by another tab`));
-    });
-    dbPromise = attempt;
-    attempt.catch(() => {
-      if (dbPromise === attempt) dbPromise = null;
-    });
-    return attempt;
-  }
 
   function purgeSoon(): void {
     const t = now();
@@ -154,18 +107,13 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
     });
   }
 
-  async function get(key: string): Promise<DedupEntry | undefined> {
-    const db = await open();
-    const tx = db.transaction(DEDUP_STORE_NAME, 'readonly');
-    const stored: unknown = await requestDone(tx.objectStore(DEDUP_STORE_NAME).get(key));
-    return liveEntry(stored, now(), maxAgeMs);
-  }
-
-  /** One read-write transaction; `fn` runs in it with the store. */
-  async function write<T>(fn: (store: IDBObjectStore) => () => T): Promise<T> {
-    const db = await open();
-    const tx = db.transaction(DEDUP_STORE_NAME, 'readwrite');
-    const done = transactionDone(tx);
+  /** One transaction; `fn` runs in it with the store and returns what to read once it completed. */
+  async function inTransaction<T>(fn: (store: IDBObjectStore) => () => T, mode: IDBTransactionMode = 'readwrite'): Promise<T> {
+    const tx = (await db.open()).transaction(DEDUP_STORE_NAME, mode);
+    const done = new Promise((resolve, reject) => {
+      tx.oncomplete = resolve;
+      tx.onerror = tx.onabort = () => reject(tx.error ?? new Error('IndexedDB transaction aborted'));
+    });
     // Handled here too, in case fn throws before the await below.
     done.catch(() => undefined);
     const result = fn(tx.objectStore(DEDUP_STORE_NAME));
@@ -176,7 +124,7 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
   async function markUnless(key: string, mark: DedupMark, blocks: (live: DedupEntry) => boolean): Promise<boolean> {
     // Read and write in the same transaction: no other tab or worker can
     // interleave between the decision and the put.
-    const marked = await write((store) => {
+    const marked = await inTransaction((store) => {
       let ok = false;
       const req = store.get(key);
       req.onsuccess = () => {
@@ -194,7 +142,7 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
 
   /** Deletes, in one cursor pass over `source`, every value `doomed` picks. */
   function sweep(doomed: (value: unknown) => boolean, index?: string, range?: IDBKeyRange): Promise<number> {
-    return write((store) => {
+    return inTransaction((store) => {
       let deleted = 0;
       const req = (index ? store.index(index) : store).openCursor(range);
       req.onsuccess = () => {
@@ -210,18 +158,17 @@ export function openDedupStore(options: DedupOptions = {}): DedupStore {
     });
   }
 
-  const set = (key: string, mark: DedupMark) => write((store) => (store.put(entryOf(mark, now()), key), () => undefined));
-  const forget = (key: string) => write((store) => (store.delete(key), () => undefined));
+  const get = (key: string) =>
+    inTransaction((store) => {
+      const req = store.get(key);
+      return () => liveEntry(req.result, now(), maxAgeMs);
+    }, 'readonly');
+  const set = (key: string, mark: DedupMark) => inTransaction((store) => (store.put(entryOf(mark, now()), key), () => undefined));
+  const forget = (key: string) => inTransaction((store) => (store.delete(key), () => undefined));
   const clear = (user: string | undefined) => sweep((v) => clearedFor(v, user));
   const purge = () => sweep(() => true, 'at', IDBKeyRange.upperBound(now() - maxAgeMs, true));
 
-  function close(): void {
-    const pending = dbPromise;
-    dbPromise = null;
-    pending?.then((db) => db.close()).catch(() => undefined);
-  }
-
-  return { get, markUnless, set, forget, clear, purge, close };
+  return { get, markUnless, set, forget, clear, purge, close: db.close };
 }
 
 /**
@@ -253,6 +200,15 @@ export function createMemoryDedupStore(options: Pick<DedupOptions, 'maxAgeMs' | 
     purge: () => sweep((e) => liveEntry(e, now(), maxAgeMs) === undefined),
     close: () => undefined,
   };
+}
+
+/**
+ * A context's store: the one given, else IndexedDB (memory where a context
+ * has none), falling back to memory when it fails (see withMemoryFallback).
+ */
+export function contextDedupStore(given: DedupStore | undefined, onFallback: (error: unknown) => void, options: Pick<DedupOptions, 'maxAgeMs'>): DedupStore {
+  const primary = given ?? (typeof indexedDB === 'undefined' ? createMemoryDedupStore(options) : openDedupStore(options));
+  return withMemoryFallback(primary, onFallback, options);
 }
 
 /**
