@@ -26,7 +26,7 @@ beforeAll(async () => {
   await db.admin.begin(async (tx) => {
     for (const u of ['alice', 'bob']) {
       await tx`SELECT set_config('app.current_user_id', ${u}, true)`;
-      await tx`INSERT INTO public.sync_changes (app_id, table_name, record_id, user_id, op, data) VALUES ('ai', 'aiMissions', 'm', ${u}, 'insert', '{}')`;
+      await tx`INSERT INTO public.sync_changes (app_id, table_name, record_id, user_id, op, data, client_id) VALUES ('ai', 'aiMissions', 'm', ${u}, 'insert', '{}', 'grants-test')`;
     }
   });
 }, 60_000);
@@ -64,7 +64,7 @@ async function writeAsAliceFor(userId: string): Promise<boolean> {
   try {
     await login.begin(async (tx) => {
       await tx`SELECT set_config('app.current_user_id', 'alice', true), set_config('role', 'mana_ai_writer', true)`;
-      await tx`INSERT INTO public.sync_changes (app_id, table_name, record_id, user_id, op, data) VALUES ('ai', 'aiMissions', 'probe', ${userId}, 'update', '{}')`;
+      await tx`INSERT INTO public.sync_changes (app_id, table_name, record_id, user_id, op, data, client_id) VALUES ('ai', 'aiMissions', 'probe', ${userId}, 'update', '{}', 'grants-test')`;
       throw new Error('rollback');
     });
   } catch (err: unknown) {
