@@ -60,19 +60,34 @@ async function ensureRole(sql: postgres.Sql, role: string, attrs: string): Promi
   await sql.unsafe(`DO $$ BEGIN CREATE ROLE ${role} ${attrs}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$`);
 }
 
+/**
+ * The roles of docs/production-grants.sql (mana_ai, mana_ai_writer) are
+ * cluster-wide: a file that alters them, or resets the login's password,
+ * would break another file's coordinator logging in at the same time. Each
+ * database made here holds this lock (on the maintenance database, where
+ * every file takes it) until it is dropped, so such files run one at a time.
+ */
+const ROLES_LOCK = 'mana-ai-test:production-roles';
+
 export async function createManaSyncDb(adminUrl: string): Promise<ManaSyncDb> {
   const name = `prod_${randomBytes(4).toString('hex')}`;
   const cluster = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await cluster.unsafe(`CREATE DATABASE ${name}`);
-  await ensureRole(cluster, SYNC_OWNER, 'NOLOGIN');
-  await cluster.end();
+  await cluster`SELECT pg_advisory_lock(hashtext(${ROLES_LOCK}))`;
   const url = dbUrl(adminUrl, name);
   const admin = postgres(url, { max: 2, onnotice: () => {} });
-  await admin.unsafe(MANA_SYNC_DDL);
-  // What an operator runs (docs/production-grants.sql), then the login's password.
-  await admin.unsafe(readFileSync(GRANTS_SQL, 'utf8'));
   const password = randomBytes(12).toString('hex');
-  await admin.unsafe(`ALTER ROLE ${LOGIN} PASSWORD '${password}'`);
+  try {
+    await cluster.unsafe(`CREATE DATABASE ${name}`);
+    await ensureRole(cluster, SYNC_OWNER, 'NOLOGIN');
+    await admin.unsafe(MANA_SYNC_DDL);
+    // What an operator runs (docs/production-grants.sql), then the login's password.
+    await admin.unsafe(readFileSync(GRANTS_SQL, 'utf8'));
+    await admin.unsafe(`ALTER ROLE ${LOGIN} PASSWORD '${password}'`);
+  } catch (err: unknown) {
+    await admin.end({ timeout: 5 });
+    await cluster.end();
+    throw err;
+  }
   const login = new URL(url);
   login.username = LOGIN;
   login.password = password;
@@ -82,9 +97,9 @@ export async function createManaSyncDb(adminUrl: string): Promise<ManaSyncDb> {
     loginUrl: login.toString(),
     async drop() {
       await admin.end({ timeout: 5 });
-      const c = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      await c.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
+      await cluster.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      // Ending the session releases the lock.
+      await cluster.end();
     },
   };
 }
@@ -100,7 +115,7 @@ export async function manaSyncCatalog(sql: postgres.Sql): Promise<unknown> {
       c.relacl::text AS acl,
       (SELECT json_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
-      (SELECT json_agg(pg_get_indexdef(i.indexrelid) ORDER BY 1) FROM pg_index i WHERE i.indrelid = c.oid) AS indexes,
+      (SELECT json_agg(pg_get_indexdef(i.indexrelid) ORDER BY pg_get_indexdef(i.indexrelid)) FROM pg_index i WHERE i.indrelid = c.oid) AS indexes,
       (SELECT json_agg(json_build_object('name', p.polname, 'cmd', p.polcmd, 'roles', p.polroles::text,
          'qual', pg_get_expr(p.polqual, p.polrelid), 'check', pg_get_expr(p.polwithcheck, p.polrelid)) ORDER BY p.polname)
          FROM pg_policy p WHERE p.polrelid = c.oid) AS policies,
@@ -110,7 +125,7 @@ export async function manaSyncCatalog(sql: postgres.Sql): Promise<unknown> {
     ORDER BY n.nspname`;
   const roles = await sql`
     SELECT rolname, rolsuper, rolbypassrls, rolcanlogin,
-      (SELECT array_agg(m.roleid::regrole::text ORDER BY 1) FROM pg_auth_members m WHERE m.member = r.oid) AS member_of
+      (SELECT array_agg(m.roleid::regrole::text ORDER BY m.roleid::regrole::text) FROM pg_auth_members m WHERE m.member = r.oid) AS member_of
     FROM pg_roles r WHERE rolname IN (${LOGIN}, 'mana_ai_writer', ${SYNC_OWNER}) ORDER BY rolname`;
   const schemaAcl = await sql`SELECT nspacl::text AS acl FROM pg_namespace WHERE nspname = 'public'`;
   return { tables, roles, schemaAcl };
