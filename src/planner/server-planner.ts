@@ -135,6 +135,8 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   // Occurrences are handed over with a short lease (a crash before the planner starts costs
   // seconds): the ones taken in one turn get the full lease in one statement, at once.
   const taken = new Set<string>();
+  /** Occurrences handed to this planner again while their run was still in flight: run again when it ends. */
+  const takenAgain = new Map<string, Occurrence>();
   let extending = false;
   function extendSoon(iterationId: string): void {
     taken.add(iterationId);
@@ -320,35 +322,50 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     return outcome;
   }
 
+  /** Starts planning an occurrence handed to this planner (queued for a slot, fair across users). */
+  function start(occ: Occurrence): void {
+    if (stopped) return;
+    if (inFlight.has(occ.iterationId)) {
+      // Taken again while still in flight here: its lease ran out during an outage, or the run
+      // set its retry lease and is still finishing (giving back an agent slot). Keep the full
+      // lease, and run it again once the run in flight ends: left alone, it would wait for
+      // that whole lease (CLAIM_LEASE_MS) before anyone took it again.
+      takenAgain.set(occ.iterationId, occ);
+      return extendSoon(occ.iterationId);
+    }
+    const controller = new AbortController();
+    // Keyed by user: one user's backlog delays another user's plan by at most one slot.
+    const done = slots
+      .acquire(controller.signal, occ.userId)
+      .then(
+        (release) => run(occ, controller.signal).finally(release),
+        // Aborted while queued: the lease was lost or we are stopping.
+        (): Outcome => 'lost',
+      )
+      .then((outcome) => {
+        runs.inc({ outcome });
+      })
+      .catch((err: unknown) => {
+        runs.inc({ outcome: 'error' });
+        // The lease stays ours until it expires; then any instance retries. A
+        // database outage fails every run in flight: the scheduler logs it once.
+        if (isConnectionError(err)) log.debug({ err, iterationId: occ.iterationId }, 'server planning interrupted: database unreachable');
+        else log.error({ err, iterationId: occ.iterationId }, 'server planning crashed');
+      })
+      .finally(() => {
+        inFlight.delete(occ.iterationId);
+        const again = takenAgain.get(occ.iterationId);
+        takenAgain.delete(occ.iterationId);
+        // A run that ended the occurrence (planned, failed, superseded) makes this one end at its first compare-and-set.
+        if (again) start(again);
+      });
+    inFlight.set(occ.iterationId, { controller, done });
+    extendSoon(occ.iterationId);
+  }
+
   return {
     enabled: deps.llm !== null,
-    plan(occ) {
-      if (stopped) return;
-      // Taken again while still in flight here (its lease ran out during an outage): keep it, with the full lease.
-      if (inFlight.has(occ.iterationId)) return extendSoon(occ.iterationId);
-      const controller = new AbortController();
-      // Keyed by user: one user's backlog delays another user's plan by at most one slot.
-      const done = slots
-        .acquire(controller.signal, occ.userId)
-        .then(
-          (release) => run(occ, controller.signal).finally(release),
-          // Aborted while queued: the lease was lost or we are stopping.
-          (): Outcome => 'lost',
-        )
-        .then((outcome) => {
-          runs.inc({ outcome });
-        })
-        .catch((err: unknown) => {
-          runs.inc({ outcome: 'error' });
-          // The lease stays ours until it expires; then any instance retries. A
-          // database outage fails every run in flight: the scheduler logs it once.
-          if (isConnectionError(err)) log.debug({ err, iterationId: occ.iterationId }, 'server planning interrupted: database unreachable');
-          else log.error({ err, iterationId: occ.iterationId }, 'server planning crashed');
-        })
-        .finally(() => inFlight.delete(occ.iterationId));
-      inFlight.set(occ.iterationId, { controller, done });
-      extendSoon(occ.iterationId);
-    },
+    plan: start,
     async sweep(info) {
       const t = Date.now();
       if (info && !info.projectionChanged && t - lastDroppedCheck < DROPPED_CHECK_MS) return;

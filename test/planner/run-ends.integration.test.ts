@@ -2,8 +2,9 @@
  * Every server planning run reaches an end: a run that throws is retried and
  * finally fails visibly, a reply already paid for is never asked for again,
  * waiting does not spend planning attempts, a mission paused meanwhile is
- * not planned, and an occurrence handed to the planner holds only a short
- * lease until the planner starts. Real Postgres, a stub mana-llm; each fault
+ * not planned, an occurrence handed to the planner holds only a short
+ * lease until the planner starts, and one handed back while its run is
+ * still finishing is run again when that run ends. Real Postgres, a stub mana-llm; each fault
  * is the database's own (a CHECK constraint, a revoked grant) or data a
  * device could write.
  */
@@ -12,6 +13,7 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import { reply, startLlmStub, type LlmStub } from '../support/llm-stub.js';
 import { seedRecords, updateMission } from '../support/missions.js';
 import { createFallbackSpy, startTestCoordinator } from '../support/coordinator.js';
+import { seedAgents } from '../support/agents.js';
 import {
   inMs,
   insertPlannableMissions,
@@ -190,5 +192,36 @@ describe('the hand-over lease', () => {
       return row && row.leaseS > 500 ? row.leaseS : undefined;
     }, 5000, 'the planner to extend the lease');
     expect(leaseS).toBeLessThanOrEqual(600);
+  });
+});
+
+describe('a retry taken back while its run is still finishing', () => {
+  it("is run once that run ends, not left until the full lease it was given runs out", async () => {
+    // First reply unusable (a retry after 100 ms), then a plan. The run that failed then gives its
+    // agent slot back; the test holds that slot row locked, so the run is still in flight when its
+    // 100 ms retry lease runs out and the sweep hands the occurrence to this planner again.
+    await start({ CLAIM_LEASE_MS: '600000', PLANNER_MAX_ATTEMPTS: '3' });
+    stub!.script({ ...reply.prose(), delayMs: 1500 } as ReturnType<typeof reply.prose>);
+    await seedAgents(db.sql, [{ userId: 'jo', agentId: 'legacy:ai-default', maxConcurrentMissions: 2 }]);
+    await insertPlannableMissions(db.sql, [{ userId: 'jo', missionId: 'm1', nextRunAt: inMs(-1000) }]);
+    await waitFor(() => stub!.requests.length === 1, 10_000, 'the first LLM call');
+    const holder = await db.sql.reserve();
+    try {
+      await holder`BEGIN`;
+      await waitFor(async () => (await holder`SELECT 1 FROM mana_ai.agent_slots WHERE user_id = 'jo' FOR UPDATE`).length === 1, 5000, 'the slot row, locked');
+      // The failed attempt's retry lease (100 ms) ran out and the sweep took it back while the run waited on the lock.
+      await waitFor(async () => {
+        const [row] = await db.sql<{ leaseS: number }[]>`
+          SELECT extract(epoch FROM lease_expires_at - now())::float8 AS "leaseS" FROM mana_ai.occurrences
+          WHERE user_id = 'jo' AND status = 'planning' AND reason = 'plan-retry'`;
+        return row && row.leaseS > 500 ? true : undefined;
+      }, 5000, 'the failed attempt taken back with the full lease');
+      expect(stub!.requests).toHaveLength(1);
+    } finally {
+      await holder`COMMIT`;
+      holder.release();
+    }
+    await settled('jo', 'planned', 10_000);
+    expect(stub!.requests).toHaveLength(2);
   });
 });
