@@ -6,7 +6,7 @@
 import { randomUUID } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { test as base, expect, type BrowserContext, type Page, type Request, type TestInfo } from '@playwright/test';
+import { test as base, expect, type BrowserContext, type CDPSession, type Page, type Request, type TestInfo } from '@playwright/test';
 import postgres from 'postgres';
 
 export { expect };
@@ -90,14 +90,14 @@ export interface TestSubscription {
   clientHash: string;
 }
 
-/** A mission record as the webapp writes it (an hourly cadence, due at `dueAt`). */
-function missionRecord(title: string, dueAt: Date, userId: string, now: Date) {
+/** A mission record as the webapp writes it (an hourly cadence, due at `dueAt`; `objective` e.g. end-to-end encrypted). */
+function missionRecord(title: string, dueAt: Date, userId: string, now: Date, objective?: string) {
   return {
     id: randomUUID(),
     createdAt: now.toISOString(),
     updatedAt: now.toISOString(),
     title,
-    objective: `Make visible progress on "${title}" this week.`,
+    objective: objective ?? `Make visible progress on "${title}" this week.`,
     conceptMarkdown: '# e2e mission\n\nPropose small, concrete next steps.',
     inputs: [],
     cadence: { kind: 'interval', everyMinutes: 60 },
@@ -114,14 +114,14 @@ export const api = {
     return (await ok<{ token: string }>('POST /dev/token', call(`${stack.base}/dev/token`, { body: { userId } }))).token;
   },
   /** Inserts a mission the way the demo does (real sync_changes rows through the dev endpoint). */
-  async createMission(token: string, opts: { title: string; dueInMs: number; userId: string }): Promise<string> {
-    const [id] = await api.createMissions(token, { titles: [opts.title], dueInMs: opts.dueInMs, userId: opts.userId });
+  async createMission(token: string, opts: { title: string; dueInMs: number; userId: string; objective?: string; now?: Date }): Promise<string> {
+    const [id] = await api.createMissions(token, { ...opts, titles: [opts.title] });
     return id!;
   },
-  /** Several missions falling due at one common instant, written in one request. */
-  async createMissions(token: string, opts: { titles: string[]; dueInMs: number; userId: string }): Promise<string[]> {
-    const now = new Date();
-    const records = opts.titles.map((title) => missionRecord(title, new Date(now.getTime() + opts.dueInMs), opts.userId, now));
+  /** Several missions falling due at one common instant (`now` + `dueInMs`), written in one request. */
+  async createMissions(token: string, opts: { titles: string[]; dueInMs: number; userId: string; objective?: string; now?: Date }): Promise<string[]> {
+    const now = opts.now ?? new Date();
+    const records = opts.titles.map((title) => missionRecord(title, new Date(now.getTime() + opts.dueInMs), opts.userId, now, opts.objective));
     const changes = records.map((data) => ({ appId: 'ai', tableName: 'aiMissions', recordId: data.id, op: 'insert', data }));
     await ok('POST /dev/sync/changes', call(`${stack.base}/dev/sync/changes`, { token, body: { changes } }));
     return records.map((r) => r.id);
@@ -203,12 +203,12 @@ export async function waitForOccurrence(userId: string, missionId: string, done:
   return last!;
 }
 
-export const demoUrl = (deviceId: string) => `${stack.base}/demo?device=${encodeURIComponent(deviceId)}`;
+export const demoUrl = (deviceId: string, query = '') => `${stack.base}/demo?device=${encodeURIComponent(deviceId)}${query}`;
 
-/** Opens the demo as `deviceId` and signs in as `userId` (or waits for the restored session). */
-export async function openDemo(context: BrowserContext, deviceId: string, userId: string): Promise<Page> {
+/** Opens the demo as `deviceId` and signs in as `userId` (or waits for the restored session); `query` e.g. `&tokenTtl=8`. */
+export async function openDemo(context: BrowserContext, deviceId: string, userId: string, query = ''): Promise<Page> {
   const page = await context.newPage();
-  await page.goto(demoUrl(deviceId));
+  await page.goto(demoUrl(deviceId, query));
   await expect(page.locator('body')).toHaveAttribute('data-ready', 'true');
   await expect(page.locator('#device-id')).toHaveText(deviceId);
   if ((await page.locator('#signed-in-as').textContent()) !== userId) {
@@ -267,3 +267,79 @@ export const test = base.extend<{}, { sql: Db }>({
     { scope: 'worker' },
   ],
 });
+
+interface Registration {
+  registrationId: string;
+  scopeURL: string;
+  isDeleted: boolean;
+}
+interface Version {
+  registrationId: string;
+  versionId: string;
+  scriptURL: string;
+  runningStatus: string;
+  status: string;
+}
+
+/** Enables the ServiceWorker domain and resolves the demo's registration once its worker is activated. */
+export async function demoRegistration(cdp: CDPSession): Promise<string> {
+  const registrations = new Map<string, Registration>();
+  const versions = new Map<string, Version>();
+  cdp.on('ServiceWorker.workerRegistrationUpdated', (e: { registrations: Registration[] }) => {
+    for (const r of e.registrations) registrations.set(r.registrationId, r);
+  });
+  cdp.on('ServiceWorker.workerVersionUpdated', (e: { versions: Version[] }) => {
+    for (const v of e.versions) versions.set(v.versionId, v);
+  });
+  await cdp.send('ServiceWorker.enable');
+  let id: string | undefined;
+  await expect
+    .poll(() => {
+      const reg = [...registrations.values()].find((r) => r.scopeURL === `${stack.base}/demo/` && !r.isDeleted);
+      const active = reg && [...versions.values()].some((v) => v.registrationId === reg.registrationId && v.status === 'activated');
+      id = active ? reg.registrationId : undefined;
+      return id;
+    }, { message: 'the demo service worker registration (scope /demo/) is activated' })
+    .toBeTruthy();
+  return id!;
+}
+
+/**
+ * Offline Chromium cannot subscribe: stands in for the browser's PushManager
+ * (window.manaDemoPushManager, which the demo uses), handing out the push
+ * service's subscription; window.manaDemoPushCalls records what was asked of it.
+ */
+export async function installFakePushManager(context: BrowserContext, sub: { endpoint: string; keys: { p256dh: string; auth: string } }): Promise<void> {
+  await context.addInitScript((fake: { endpoint: string; keys: { p256dh: string; auth: string } }) => {
+    const calls: unknown[] = [];
+    let current: unknown = null;
+    const b64url = (buf: ArrayBuffer | ArrayBufferView) => {
+      const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
+      return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+    };
+    (window as unknown as { manaDemoPushCalls: unknown[] }).manaDemoPushCalls = calls;
+    window.manaDemoPushManager = {
+      async getSubscription() {
+        calls.push('getSubscription');
+        return current as never;
+      },
+      async subscribe(options: { userVisibleOnly: boolean; applicationServerKey: BufferSource }) {
+        const key = options.applicationServerKey;
+        calls.push({ subscribe: { userVisibleOnly: options.userVisibleOnly, applicationServerKey: b64url(key) } });
+        const keyBytes = key instanceof ArrayBuffer ? key.slice(0) : (key.buffer.slice(key.byteOffset, key.byteOffset + key.byteLength) as ArrayBuffer);
+        const subscription = {
+          endpoint: fake.endpoint,
+          options: { applicationServerKey: keyBytes },
+          toJSON: () => ({ endpoint: fake.endpoint, expirationTime: null, keys: fake.keys }),
+          unsubscribe: async () => {
+            calls.push('unsubscribe');
+            current = null;
+            return true;
+          },
+        };
+        current = subscription;
+        return subscription;
+      },
+    };
+  }, { endpoint: sub.endpoint, keys: sub.keys });
+}

@@ -14,44 +14,7 @@
  * userVisibleOnly → PUT) with the browser's PushManager replaced at page
  * level by window.manaDemoPushManager.
  */
-import type { CDPSession } from '@playwright/test';
-import { test, expect, api, expectNoErrors, openDemo, logEntries, proposalsOf, planRuns, presenceCount, pushService, recordOccurrenceCalls, screenshot, stack, unique, waitForOccurrence } from './helpers.js';
-
-interface Registration {
-  registrationId: string;
-  scopeURL: string;
-  isDeleted: boolean;
-}
-interface Version {
-  registrationId: string;
-  versionId: string;
-  scriptURL: string;
-  runningStatus: string;
-  status: string;
-}
-
-/** Enables the ServiceWorker domain and resolves the demo's registration once its worker is activated. */
-async function demoRegistration(cdp: CDPSession): Promise<string> {
-  const registrations = new Map<string, Registration>();
-  const versions = new Map<string, Version>();
-  cdp.on('ServiceWorker.workerRegistrationUpdated', (e: { registrations: Registration[] }) => {
-    for (const r of e.registrations) registrations.set(r.registrationId, r);
-  });
-  cdp.on('ServiceWorker.workerVersionUpdated', (e: { versions: Version[] }) => {
-    for (const v of e.versions) versions.set(v.versionId, v);
-  });
-  await cdp.send('ServiceWorker.enable');
-  let id: string | undefined;
-  await expect
-    .poll(() => {
-      const reg = [...registrations.values()].find((r) => r.scopeURL === `${stack.base}/demo/` && !r.isDeleted);
-      const active = reg && [...versions.values()].some((v) => v.registrationId === reg.registrationId && v.status === 'activated');
-      id = active ? reg.registrationId : undefined;
-      return id;
-    }, { message: 'the demo service worker registration (scope /demo/) is activated' })
-    .toBeTruthy();
-  return id!;
-}
+import { test, expect, api, demoRegistration, expectNoErrors, installFakePushManager, openDemo, logEntries, proposalsOf, planRuns, presenceCount, pushService, recordOccurrenceCalls, screenshot, stack, unique, waitForOccurrence } from './helpers.js';
 
 test('with the page closed, ONE real Web Push for three missions due together reaches the service worker, which plans all three and shows one notification; the reopened page shows the proposals', async ({ browser, sql }, testInfo) => {
   const userId = unique('push-user');
@@ -91,7 +54,8 @@ test('with the page closed, ONE real Web Push for three missions due together re
   await expect.poll(async () => (messages = await pushService.notifications(sub.clientHash)).length, { message: 'the push service received the nudge' }).toBe(1);
   const pushed = JSON.parse(messages[0]!) as { type: string; missionId: string; iterationId: string; dueAt: string; missions: { missionId: string; iterationId: string; dueAt: string }[] };
   expect(pushed.missions.map((m) => m.missionId).sort()).toEqual([...missionIds].sort());
-  for (const m of pushed.missions) expect(m).toEqual({ missionId: m.missionId, iterationId: iterationOf.get(m.missionId), dueAt: nudged[0]!.dueAt });
+  // attempt: the first offer of each to the user's devices.
+  for (const m of pushed.missions) expect(m).toEqual({ missionId: m.missionId, iterationId: iterationOf.get(m.missionId), dueAt: nudged[0]!.dueAt, attempt: 1 });
   expect(pushed).toMatchObject({ type: 'mission-due', ...pushed.missions[0] });
   const firstMission = pushed.missions[0]!.missionId;
 
@@ -100,7 +64,8 @@ test('with the page closed, ONE real Web Push for three missions due together re
   // The worker (no page open) claimed, planned with the demo planner and completed each, exactly once.
   const done = await Promise.all(missionIds.map((m) => waitForOccurrence(userId, m, (o) => o.status === 'completed')));
   for (const [i, o] of done.entries()) {
-    expect(o).toMatchObject({ channel: 'push', claimedBy: deviceId });
+    // Claimed by the worker's own context under the device id: never by the bare device.
+    expect(o).toMatchObject({ channel: 'push', claimedBy: expect.stringMatching(new RegExp(`^${deviceId}/sw-`)) });
     expect(await planRuns(sql, o.iterationId)).toMatchObject({ runs: 1, sources: ['browser'] });
     expect(await api.llmCallsMentioning(titles[i]!)).toBe(0);
     // The worker's own requests (the context sees them): one claim, one complete.
@@ -163,43 +128,14 @@ test("enablePush subscribes through the page's PushManager with userVisibleOnly 
   const context = await browser.newContext();
   await context.grantPermissions(['notifications'], { origin: stack.base });
   // Offline Chromium cannot subscribe: stand in for the browser's PushManager, handing out the push service's subscription.
-  await context.addInitScript((fake: { endpoint: string; keys: { p256dh: string; auth: string } }) => {
-    const calls: unknown[] = [];
-    let current: unknown = null;
-    const b64url = (buf: ArrayBuffer | ArrayBufferView) => {
-      const bytes = buf instanceof ArrayBuffer ? new Uint8Array(buf) : new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength);
-      return btoa(String.fromCharCode(...bytes)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
-    };
-    (window as unknown as { manaDemoPushCalls: unknown[] }).manaDemoPushCalls = calls;
-    window.manaDemoPushManager = {
-      async getSubscription() {
-        calls.push('getSubscription');
-        return current as never;
-      },
-      async subscribe(options: { userVisibleOnly: boolean; applicationServerKey: BufferSource }) {
-        const key = options.applicationServerKey;
-        calls.push({ subscribe: { userVisibleOnly: options.userVisibleOnly, applicationServerKey: b64url(key) } });
-        const keyBytes = key instanceof ArrayBuffer ? key.slice(0) : (key.buffer.slice(key.byteOffset, key.byteOffset + key.byteLength) as ArrayBuffer);
-        const subscription = {
-          endpoint: fake.endpoint,
-          options: { applicationServerKey: keyBytes },
-          toJSON: () => ({ endpoint: fake.endpoint, expirationTime: null, keys: fake.keys }),
-          unsubscribe: async () => {
-            calls.push('unsubscribe');
-            current = null;
-            return true;
-          },
-        };
-        current = subscription;
-        return subscription;
-      },
-    };
-  }, { endpoint: sub.endpoint, keys: sub.keys });
+  await installFakePushManager(context, sub);
 
   const page = await openDemo(context, deviceId, userId);
   const put = page.waitForRequest((r) => r.method() === 'PUT' && r.url().endsWith(`/v1/devices/${deviceId}/push-subscription`));
   await page.locator('#enable-push').click();
-  expect((await put).postDataJSON()).toEqual({ endpoint: sub.endpoint, expirationTime: null, keys: sub.keys });
+  // With the browser's time zone, which the server advances missions it planned in.
+  const timeZone = await page.evaluate(() => Intl.DateTimeFormat().resolvedOptions().timeZone);
+  expect((await put).postDataJSON()).toEqual({ endpoint: sub.endpoint, expirationTime: null, keys: sub.keys, timeZone });
   expect((await (await put).response())?.status()).toBe(201);
   await expect(page.locator('#push-status')).toHaveAttribute('data-state', 'enabled');
   await expect(logEntries(page, 'push-enabled')).toContainText(stack.wpt);

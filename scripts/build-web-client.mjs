@@ -18,7 +18,9 @@ const distDir = join(root, 'web-client', 'dist');
 /** Bundles every top-level .ts file of web-client/src into `outdir`; returns esbuild's metafile. */
 export async function buildWebClient({ outdir = distDir, minify = false } = {}) {
   // Every top-level .ts file is an entry: index (the tab API), sw (the
-  // service-worker helper), protocol (frame types), demo (the demo page).
+  // service-worker helper), protocol (frame types), demo and demo-sw (the
+  // demo page and its worker). Shared code lives in lib/: a module left at
+  // the top level would be an entry too, and its own chunk for every page.
   const entryPoints = readdirSync(srcDir)
     .filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
     .map((f) => join(srcDir, f));

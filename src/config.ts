@@ -8,6 +8,7 @@ import { hostname } from 'node:os';
 import { z } from 'zod';
 import { configProblems, DEFAULT_SERVICE_KEY, modeOf } from './config-rules.js';
 import { DEFAULT_PUSH_ALLOWLIST } from './devices/endpoint-guard.js';
+import { parseTrustProxy, type TrustProxy } from './http/client-address.js';
 
 export { DEFAULT_SERVICE_KEY };
 export { DEFAULT_PUSH_ALLOWLIST };
@@ -118,6 +119,13 @@ const EnvSchema = z.object({
   PLANNER_MAX_RETRIES: int(0, 10).default(3),
   DEFAULT_TIMEZONE: timeZone.default('UTC'),
   RATE_LIMIT_PER_MINUTE: int(1, 100_000).default(60),
+  TRUST_PROXY: z
+    .string()
+    .optional()
+    .superRefine((v, ctx) => {
+      const t = parseTrustProxy(v);
+      if (typeof t === 'string') ctx.addIssue({ code: 'custom', message: t });
+    }),
   CORS_ORIGINS: optionalString,
   // Abuse bounds: what one user (or one upstream) can make this service hold or spend.
   WS_MAX_SOCKETS_PER_USER: int(1, 10_000).default(16),
@@ -189,6 +197,8 @@ export interface Config {
   pushBatchWindowMs: number;
   defaultTimeZone: string;
   rateLimitPerMinute: number;
+  /** Which X-Forwarded-For hops to believe when counting wrong service keys per client (http/client-address.ts). */
+  trustProxy: TrustProxy;
   /** Origins allowed to call /v1/* and /dev/* from a browser; empty → same-origin only. */
   corsOrigins: string[];
   /** What one user (or one upstream reply) can make this service hold or spend. */
@@ -274,6 +284,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     pushBatchWindowMs: e.PUSH_BATCH_WINDOW_MS,
     defaultTimeZone: e.DEFAULT_TIMEZONE,
     rateLimitPerMinute: e.RATE_LIMIT_PER_MINUTE,
+    trustProxy: parseTrustProxy(e.TRUST_PROXY) as TrustProxy,
     corsOrigins: (e.CORS_ORIGINS ?? '').split(',').map((o) => o.trim()).filter(Boolean),
     limits: {
       wsSocketsPerUser: e.WS_MAX_SOCKETS_PER_USER,

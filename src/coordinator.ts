@@ -26,6 +26,7 @@ import { pendingNudgesFor } from './schedule/occurrences.js';
 import { createPresenceStore } from './devices/presence.js';
 import { createWsHub, type WsHub } from './nudge/ws-hub.js';
 import { createNudgeBus } from './nudge/nudge-bus.js';
+import { createMissionChangeNotifier, type MissionChangeNotifier } from './nudge/mission-changes.js';
 import { createRouter, frameOf, logOnlyFallback, type FallbackPlanner, type PushChannel } from './nudge/router.js';
 import { createApp, type Mount } from './http/app.js';
 import { mountOps } from './http/routes/ops.js';
@@ -39,6 +40,7 @@ import { throttleFailedServiceKeys } from './http/service-auth.js';
 import { createReleasers } from './lifetimes.js';
 import { createLlmClient } from './planner/llm-client.js';
 import { createPushSubscriptionStore } from './devices/push-subscriptions.js';
+import { createTimeZoneStore, type TimeZoneStore } from './devices/time-zones.js';
 import { parseAllowlist } from './devices/endpoint-guard.js';
 import { createPushSender } from './nudge/web-push.js';
 import { createPushChannel } from './nudge/push-channel.js';
@@ -46,6 +48,7 @@ import { createVapidHeaders } from './nudge/vapid.js';
 import { mountPush } from './http/routes/push.js';
 import { findWebClientDir, mountStatic } from './http/routes/static.js';
 import { createServerPlanner, type ServerPlanner } from './planner/server-planner.js';
+import { detectSpaceColumn } from './planner/writeback.js';
 import { closeServer, listen } from './start/listen.js';
 import { vapidKeys } from './start/vapid-keys.js';
 import { startPresenceTimer } from './start/presence-timer.js';
@@ -118,7 +121,16 @@ async function buildPush(deps: CoordinatorDeps, subscriptions: ReturnType<typeof
   return { push, allowlist, vapid, close: () => sender.close() };
 }
 
-function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Metrics, log: Logger, cols: Awaited<ReturnType<Projection['columns']>>) {
+function buildPlanner(
+  deps: CoordinatorDeps,
+  metrics: Metrics,
+  log: Logger,
+  cols: Awaited<ReturnType<Projection['columns']>>,
+  timeZones: TimeZoneStore,
+  spaceColumn: boolean,
+  changes: MissionChangeNotifier,
+  requestPass: () => void,
+) {
   const { config, sql } = deps;
   if (deps.fallback) return undefined;
   const llm = config.llm.url
@@ -146,7 +158,11 @@ function buildPlanner(deps: CoordinatorDeps, projection: Projection, metrics: Me
     retryBackoffMs: config.llm.retryBackoffMs,
     maxPlansPerUserPerDay: config.limits.plansPerUserPerDay,
     defaultTimeZone: config.defaultTimeZone,
-    target: { cols, writerRole: config.syncWriterRole },
+    timeZoneOf: timeZones.zoneOf,
+    target: { cols, spaceColumn, writerRole: config.syncWriterRole },
+    onWritten: changes.notify,
+    // Occurrences woken for a freed agent slot are routed by the next pass: run it now.
+    onAgentSlotFreed: requestPass,
   });
 }
 
@@ -191,6 +207,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     const { auth, devSecret } = await authFor(config, sql, log);
     const limiter = createRateLimiter({ perMinute: config.rateLimitPerMinute, registry: metrics.registry });
     const subscriptions = createPushSubscriptionStore(sql, { maxPerUser: config.limits.pushSubscriptionsPerUser });
+    const timeZones = createTimeZoneStore({ sql, log: log.child({ component: 'time-zones' }), registry: metrics.registry });
     const { push, allowlist, vapid, close: closePush } = await buildPush(deps, subscriptions, metrics, log);
 
     const passRequests = createPassRequests();
@@ -209,9 +226,19 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       maxSocketsPerUser: config.limits.wsSocketsPerUser,
       maxSockets: config.limits.wsSockets,
       onCapRefused: (cap) => metrics.capRefused.inc({ cap }),
+      onTimeZone: (r) => void timeZones.report(r).catch((err: unknown) => log.warn({ err, userId: r.userId }, 'reported time zone not stored')),
     });
-    const bus = createNudgeBus({ sql, instanceId: config.instanceId, log: log.child({ component: 'nudge-bus' }), onNudge: (n) => hub.deliver(n.userId, n.frame) });
-    const planner = buildPlanner(deps, projection, metrics, log, cols);
+    const bus = createNudgeBus({
+      sql,
+      instanceId: config.instanceId,
+      log: log.child({ component: 'nudge-bus' }),
+      onNudge: (n) => hub.deliver(n.userId, n.frame),
+      onMissionChanged: (c) => hub.deliver(c.userId, c.frame),
+    });
+    const changes = createMissionChangeNotifier({ deliverLocal: hub.deliver, elsewhere: presence.elsewhere, publish: bus.publishChanges, log: log.child({ component: 'mission-changes' }) });
+    const planner = buildPlanner(deps, metrics, log, cols, timeZones, await detectSpaceColumn(sql, config.syncSchema), changes, passRequests.request);
+    // Released after the planner stopped (last in, first out): its last writes' news still goes out.
+    releasers.add(() => changes.drain());
     if (planner) releasers.add(() => planner.stop());
     if (planner && !planner.enabled) log.warn('MANA_LLM_URL is not set: server fallback planning is off; occurrences wait for a device');
     const fallback = deps.fallback ?? planner ?? logOnlyFallback(log.child({ component: 'fallback' }));
@@ -243,13 +270,13 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     const mounts: Mount[] = [
       // Before every route that checks a credential, so it sees their refusals.
       (a) => {
-        const throttle = throttleFailedServiceKeys(limiter, config.serviceKey);
+        const throttle = throttleFailedServiceKeys(limiter, { serviceKey: config.serviceKey, metricsToken: config.metrics.token, trustProxy: config.trustProxy });
         for (const path of ['/internal/*', '/health', '/ready', '/metrics']) a.use(path, throttle);
       },
       (a) => mountOps(a, { version: config.version, instanceId: config.instanceId, sql, scheduler, serviceKey: config.serviceKey, isReady: createReadinessProbe(sql, degraded) }),
       ...(config.metrics.port === undefined ? [(a: Parameters<Mount>[0]) => void a.get('/metrics', metricsHandler({ registry: metrics.registry, token: config.metrics.token }))] : []),
       (a) => mountOccurrences(a, { sql, auth, claims, serviceKey: config.serviceKey, limiter }),
-      (a) => mountPush(a, { auth, store: subscriptions, allowlist, vapidPublicKey: vapid?.publicKey, limiter, onCapRefused: (cap) => metrics.capRefused.inc({ cap }) }),
+      (a) => mountPush(a, { auth, store: subscriptions, allowlist, vapidPublicKey: vapid?.publicKey, limiter, onCapRefused: (cap) => metrics.capRefused.inc({ cap }), timeZones, log }),
       ...(devSecret
         ? [(a: Parameters<Mount>[0]) => mountDev(a, { sql, auth, devSecret, writerRole: config.syncWriterRole, syncSchema: config.syncSchema, poke: passRequests.request })]
         : []),
@@ -277,7 +304,12 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     releasers.add(startPresenceTimer(presence, config.presenceTtlMs, log));
     // Runs after the scheduler stopped (last in, first out): no pass arms anything after it.
     releasers.add(() => router.stop());
-    releasers.add(() => scheduler.stop());
+    // First of all, beside the scheduler: a pass in flight can wait on the database for longer
+    // than the shutdown grace, and the planner's leases must be handed back before the process
+    // is ended (an occurrence handed over meanwhile keeps only its short hand-over lease).
+    releasers.add(async () => {
+      await Promise.all([planner?.stop(), scheduler.stop()]);
+    });
 
     const port = (server.address() as AddressInfo).port;
     const url = `http://127.0.0.1:${port}`;

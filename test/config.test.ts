@@ -31,6 +31,12 @@ describe('loadConfig', () => {
     expect(c.instanceId).toMatch(/.+/);
   });
 
+  it('reads TRUST_PROXY as off, a hop count, or trusted addresses and ranges', () => {
+    expect(loadConfig({}).trustProxy).toEqual({ kind: 'none' });
+    expect(loadConfig({ TRUST_PROXY: '1' }).trustProxy).toEqual({ kind: 'hops', hops: 1 });
+    expect(loadConfig({ TRUST_PROXY: '10.0.0.0/8,::1' }).trustProxy).toMatchObject({ kind: 'list', entries: ['10.0.0.0/8', '::1'] });
+  });
+
   it('reads the seed names', () => {
     const c = loadConfig({
       PORT: '4000',
@@ -96,6 +102,9 @@ describe('loadConfig', () => {
     ['MANA_LLM_URL', 'not a url', /MANA_LLM_URL: expected an http\(s\) URL/],
     ['MANA_SERVICE_KEY', 'short', /MANA_SERVICE_KEY: expected at least 8 characters/],
     ['NODE_ENV', 'staging', /NODE_ENV: expected development, production or test/],
+    ['TRUST_PROXY', 'true', /TRUST_PROXY: expected a hop count \(1-10\) or a comma-separated list of IP addresses and CIDR ranges, got "true"/],
+    ['TRUST_PROXY', '10.0.0.0/40', /TRUST_PROXY: expected a hop count/],
+    ['TRUST_PROXY', '25', /TRUST_PROXY: expected at most 10 hops/],
   ])('%s=%s → ConfigError naming it and what was expected', (name, value, pattern) => {
     const problems = problemsOf({ [name]: value });
     expect(problems).toHaveLength(1);

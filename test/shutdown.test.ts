@@ -14,6 +14,9 @@ import postgres from 'postgres';
 import { createTestDb, type TestDb } from './support/db.js';
 import { freePort } from './support/free-port.js';
 import { spawnChild, type SpawnedChild } from './support/child-coordinator.js';
+import { reply, startLlmStub } from './support/llm-stub.js';
+import { seedMissions } from './support/missions.js';
+import { waitFor } from './support/wait.js';
 
 const KEY = 'shutdown-test-service-key';
 
@@ -118,6 +121,39 @@ describe('graceful shutdown on an external database', () => {
       SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE 'mana-ai:%'`;
     expect(row!.n).toBe(0);
   }, 60_000);
+
+  it('SIGTERM with a server plan in flight and a pass stuck on a lock: the plan\'s lease is handed back before the process ends', async () => {
+    const stub = await startLlmStub(reply.hang());
+    const c = launch({ SYNC_DATABASE_URL: db.url, MANA_LLM_URL: stub.url, INSTANCE_ID: 'stopping' });
+    const locker = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      await waitReady(c);
+      await seedMissions(db.sql, [{ userId: 'shut-1', missionId: 'm1', nextRunAt: new Date(Date.now() - 1000).toISOString() }]);
+      await waitFor(() => stub.requests.length === 1, 15_000, 'the plan to reach the LLM');
+      // An operator's lock on the projection's cursor: the next pass waits for it, and stopping the
+      // scheduler waits for that pass, longer than the shutdown grace.
+      const held = locker.begin(async (tx) => {
+        await tx`LOCK TABLE mana_ai.projection_cursor IN ACCESS EXCLUSIVE MODE`;
+        await tx`SELECT pg_sleep(20)`;
+      }).catch(() => undefined);
+      await waitFor(async () => {
+        const [row] = await db.sql<{ n: number }[]>`
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'mana-ai:stopping' AND wait_event_type = 'Lock'`;
+        return row!.n > 0;
+      }, 10_000, 'a pass to wait on the lock');
+      c.proc.kill('SIGTERM');
+      await Promise.race([c.exited, new Promise((r) => setTimeout(r, 15_000).unref())]);
+      const [occ] = await db.sql<{ status: string; handedBack: boolean }[]>`
+        SELECT status, lease_expires_at <= now() AS "handedBack" FROM mana_ai.occurrences WHERE user_id = 'shut-1'`;
+      // Another instance (or the restart) takes it at once, not when CLAIM_LEASE_MS (10 min) runs out.
+      expect(occ, c.output()).toEqual({ status: 'planning', handedBack: true });
+      await db.sql`SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database()`;
+      await held;
+    } finally {
+      await locker.end({ timeout: 5 });
+      await stub.close();
+    }
+  }, 90_000);
 });
 
 describe('the embedded Postgres (no database URL)', () => {
@@ -147,8 +183,8 @@ describe('the embedded Postgres (no database URL)', () => {
     const sql = postgres(pgUrl(), { max: 1, onnotice: () => {} });
     try {
       await sql`
-        INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, created_at)
-        VALUES ('ai', 'aiMissions', 'kept', 'u1', 'insert', ${sql.json({ title: 'survives restarts', state: 'paused' })}, now() + interval '1 minute')`;
+        INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, created_at)
+        VALUES ('ai', 'aiMissions', 'kept', 'u1', 'insert', ${sql.json({ title: 'survives restarts', state: 'paused' })}, 'device-1', now() + interval '1 minute')`;
     } finally {
       await sql.end({ timeout: 5 });
     }

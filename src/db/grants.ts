@@ -49,13 +49,26 @@ interface Facts {
   force: boolean;
   owner: boolean;
   readPolicy: boolean;
+  /** A RESTRICTIVE read policy applies to the login: it filters rows whatever the permissive ones allow. */
+  restrictiveRead: boolean;
   writerExists: boolean;
   writerMember: boolean;
+  /** The login may SET ROLE to the writer (PG 16+: the membership's SET option; before 16 any membership). */
+  writerSet: boolean;
   writerBypass: boolean;
   writerInsert: boolean;
+  /** The writer has its table owner's privileges and RLS is not forced: the policy does not check its writes. */
+  writerOwnsUnforced: boolean;
 }
 
-/** One catalog query; every privilege function is guarded so a missing object reads as false, not an error. */
+/**
+ * One catalog query; every privilege function is guarded so a missing object
+ * reads as false, not an error. A privilege held through a role counts only
+ * when it is in force without SET ROLE (pg_has_role … 'USAGE', which follows
+ * INHERIT): a NOINHERIT membership makes the login a member (and lets it SET
+ * ROLE) but gives it none of the role's privileges, and row-level security
+ * matches a policy's roles the same way.
+ */
 async function readFacts(sql: Sql, opts: GrantCheckOptions): Promise<Facts> {
   const [f] = await sql<Facts[]>`
     WITH me AS (SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = current_user),
@@ -66,7 +79,7 @@ async function readFacts(sql: Sql, opts: GrantCheckOptions): Promise<Facts> {
     w AS (SELECT oid, rolsuper, rolbypassrls FROM pg_roles WHERE rolname = ${opts.writerRole})
     SELECT current_user AS login, current_database() AS db,
       (SELECT rolsuper FROM me) AS super, (SELECT rolbypassrls FROM me) AS bypass,
-      (SELECT rolsuper FROM me) OR pg_has_role(current_user, 'pg_read_all_stats', 'MEMBER') AS "readStats",
+      (SELECT rolsuper FROM me) OR pg_has_role(current_user, 'pg_read_all_stats', 'USAGE') AS "readStats",
       EXISTS (SELECT 1 FROM own) AS "ownSchemaExists",
       coalesce((SELECT has_schema_privilege(oid, 'CREATE') AND has_schema_privilege(oid, 'USAGE') FROM own), false) AS "ownSchemaOk",
       has_database_privilege(current_database(), 'CREATE') AS "dbCreate",
@@ -76,14 +89,20 @@ async function readFacts(sql: Sql, opts: GrantCheckOptions): Promise<Facts> {
       coalesce((SELECT has_table_privilege(oid, 'SELECT') FROM t), false) AS select,
       coalesce((SELECT relrowsecurity FROM t), false) AS rls,
       coalesce((SELECT relforcerowsecurity FROM t), false) AS force,
-      coalesce((SELECT pg_has_role(relowner, 'MEMBER') FROM t), false) AS owner,
+      coalesce((SELECT pg_has_role(relowner, 'USAGE') FROM t), false) AS owner,
       EXISTS (SELECT 1 FROM pg_policy p, t WHERE p.polrelid = t.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
               AND pg_get_expr(p.polqual, p.polrelid) = 'true'
-              AND (0 = ANY (p.polroles) OR EXISTS (SELECT 1 FROM unnest(p.polroles) r WHERE pg_has_role(r, 'MEMBER')))) AS "readPolicy",
+              AND (0 = ANY (p.polroles) OR EXISTS (SELECT 1 FROM unnest(p.polroles) r WHERE pg_has_role(r, 'USAGE')))) AS "readPolicy",
+      EXISTS (SELECT 1 FROM pg_policy p, t WHERE p.polrelid = t.oid AND NOT p.polpermissive AND p.polcmd IN ('r', '*')
+              AND pg_get_expr(p.polqual, p.polrelid) IS DISTINCT FROM 'true'
+              AND (0 = ANY (p.polroles) OR EXISTS (SELECT 1 FROM unnest(p.polroles) r WHERE pg_has_role(r, 'USAGE')))) AS "restrictiveRead",
       EXISTS (SELECT 1 FROM w) AS "writerExists",
       coalesce((SELECT pg_has_role(oid, 'MEMBER') FROM w), false) AS "writerMember",
+      -- 'SET' is a privilege name only from PG 16 on (15 would reject it); before, a member may always SET ROLE.
+      coalesce((SELECT CASE WHEN current_setting('server_version_num')::int >= 160000 THEN pg_has_role(oid, 'SET') ELSE pg_has_role(oid, 'MEMBER') END FROM w), false) AS "writerSet",
       coalesce((SELECT rolsuper OR rolbypassrls FROM w), false) AS "writerBypass",
-      coalesce((SELECT has_table_privilege(w.oid, t.oid, 'INSERT') AND has_schema_privilege(w.oid, (SELECT oid FROM ns), 'USAGE') FROM w, t), false) AS "writerInsert"`;
+      coalesce((SELECT has_table_privilege(w.oid, t.oid, 'INSERT') AND has_schema_privilege(w.oid, (SELECT oid FROM ns), 'USAGE') FROM w, t), false) AS "writerInsert",
+      coalesce((SELECT pg_has_role(w.oid, t.relowner, 'USAGE') AND NOT t.relforcerowsecurity FROM w, t), false) AS "writerOwnsUnforced"`;
   return f!;
 }
 
@@ -119,7 +138,8 @@ function findingsOf(f: Facts, opts: GrantCheckOptions): GrantFinding[] {
   }
   if (!f.schemaUsage) out.push({ name: 'sync-schema-usage', fatal: true, problem: `role ${me} cannot use schema ${schema}`, fix: `GRANT USAGE ON SCHEMA ${schema} TO ${me};` });
   if (!f.select) out.push({ name: 'sync-select', fatal: true, problem: `role ${me} cannot read ${table}`, fix: `GRANT SELECT ON ${table} TO ${me};` });
-  const readsAll = f.super || f.bypass || !f.rls || (f.owner && !f.force) || f.readPolicy;
+  // A permissive read policy opens every row only while no restrictive one filters them again.
+  const readsAll = f.super || f.bypass || !f.rls || (f.owner && !f.force) || (f.readPolicy && !f.restrictiveRead);
   if (!readsAll) {
     out.push({
       name: 'read-all-users',
@@ -136,24 +156,33 @@ function findingsOf(f: Facts, opts: GrantCheckOptions): GrantFinding[] {
       fix: `GRANT pg_read_all_stats TO ${me};`,
     });
   }
-  const writerFix = !f.writerExists
-    ? `CREATE ROLE ${writer} NOLOGIN NOBYPASSRLS; GRANT ${writer} TO ${me}; GRANT USAGE ON SCHEMA ${schema} TO ${writer}; GRANT INSERT ON ${table} TO ${writer};`
-    : !f.writerMember
-      ? `GRANT ${writer} TO ${me};`
-      : f.writerBypass
-        ? `ALTER ROLE ${writer} NOSUPERUSER NOBYPASSRLS;`
-        : !f.writerInsert
-          ? `GRANT USAGE ON SCHEMA ${schema} TO ${writer}; GRANT INSERT ON ${table} TO ${writer};`
-          : undefined;
-  if (writerFix) {
-    out.push({
-      name: 'writer-role',
-      fatal: opts.serverPlanning,
-      problem: `server plans are written as role ${writer} so row-level security applies, and ${me} cannot write as it`,
-      fix: writerFix,
-    });
-  }
+  const writerIssue = writerFinding(f, { me, writer, schema, table });
+  if (writerIssue) out.push({ name: 'writer-role', fatal: opts.serverPlanning, ...writerIssue });
   return out;
+}
+
+/** What keeps the writer role from writing as the user under row-level security, and its fix. */
+function writerFinding(f: Facts, n: { me: string; writer: string; schema: string; table: string }): { problem: string; fix: string } | undefined {
+  const cannot = `server plans are written as role ${n.writer} so row-level security applies, and ${n.me} cannot write as it`;
+  if (!f.writerExists) {
+    return {
+      problem: cannot,
+      fix: `CREATE ROLE ${n.writer} NOLOGIN NOBYPASSRLS; GRANT ${n.writer} TO ${n.me}; GRANT USAGE ON SCHEMA ${n.schema} TO ${n.writer}; GRANT INSERT ON ${n.table} TO ${n.writer};`,
+    };
+  }
+  if (!f.writerMember) return { problem: cannot, fix: `GRANT ${n.writer} TO ${n.me};` };
+  // PG 16+: a membership granted WITH SET FALSE; SET ROLE is refused.
+  if (!f.writerSet) return { problem: cannot, fix: `GRANT ${n.writer} TO ${n.me} WITH SET TRUE;` };
+  if (!f.writerInsert) return { problem: cannot, fix: `GRANT USAGE ON SCHEMA ${n.schema} TO ${n.writer}; GRANT INSERT ON ${n.table} TO ${n.writer};` };
+  const unchecked = `server plans are written as role ${n.writer} so row-level security checks each row's user, and it does not:`;
+  if (f.writerBypass) return { problem: `${unchecked} the role bypasses it`, fix: `ALTER ROLE ${n.writer} NOSUPERUSER NOBYPASSRLS;` };
+  if (f.writerOwnsUnforced) {
+    return {
+      problem: `${unchecked} the role owns ${n.table} (or has its owner's privileges) and row-level security is not forced`,
+      fix: `ALTER TABLE ${n.table} FORCE ROW LEVEL SECURITY; (as the table's owner) or set SYNC_WRITER_ROLE to a role that does not own it`,
+    };
+  }
+  return undefined;
 }
 
 /** The one line a finding is reported as. */

@@ -37,7 +37,7 @@ export function devSyncChangesSql(schema: string = DEFAULT_SYNC_SCHEMA): string 
  * mana-sync's table in `syncSchema`; otherwise nothing outside schema
  * mana_ai is created or altered.
  */
-export async function migrate(sql: Sql, log: Logger, opts: { devSyncChanges: boolean; syncSchema?: string }): Promise<number> {
+export async function migrate(sql: Sql, log: Logger, opts: { devSyncChanges: boolean; syncSchema?: string; dir?: string }): Promise<number> {
   await sql.begin(async (tx) => {
     await tx`SELECT pg_advisory_xact_lock(hashtext(${LOCK}))`;
     // CREATE SCHEMA IF NOT EXISTS checks the database's CREATE privilege even
@@ -49,7 +49,9 @@ export async function migrate(sql: Sql, log: Logger, opts: { devSyncChanges: boo
     if (opts.devSyncChanges) await tx.unsafe(devSyncChangesSql(opts.syncSchema));
   });
   let applied = 0;
-  for (const m of listMigrations()) {
+  // Every migration not yet recorded runs, whatever its number: a branch's
+  // migration that landed after higher-numbered ones still gets applied.
+  for (const m of listMigrations(opts.dir)) {
     const ran = await sql.begin(async (tx) => {
       await tx`SELECT pg_advisory_xact_lock(hashtext(${LOCK}))`;
       const inserted = await tx`
@@ -67,9 +69,13 @@ export async function migrate(sql: Sql, log: Logger, opts: { devSyncChanges: boo
   return applied;
 }
 
-/** True when every migration shipped with this build has been applied. */
-export async function migrationsComplete(sql: Sql): Promise<boolean> {
-  const latest = listMigrations().at(-1)?.id ?? 0;
-  const [row] = await sql<{ max: number | null }[]>`SELECT max(id) AS max FROM mana_ai.schema_migrations`;
-  return (row?.max ?? 0) >= latest;
+/**
+ * True when every migration shipped with this build has been applied. Each
+ * id is checked, not the highest: a database that ran a higher-numbered
+ * migration first may still lack a lower one.
+ */
+export async function migrationsComplete(sql: Sql, dir = MIGRATIONS_DIR): Promise<boolean> {
+  const ids = listMigrations(dir).map((m) => m.id);
+  const [row] = await sql<{ n: number }[]>`SELECT count(*)::int AS n FROM mana_ai.schema_migrations WHERE id = ANY(${ids}::int[])`;
+  return (row?.n ?? 0) === ids.length;
 }

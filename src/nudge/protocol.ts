@@ -43,9 +43,19 @@ export const PingFrame = z.object({ type: z.literal('ping') });
 export const ClientFrame = z.discriminatedUnion('type', [AuthFrame, ReauthFrame, ClaimFrame, PingFrame]);
 export type ClientFrame = z.infer<typeof ClientFrame>;
 
-/** `expiresAt`: when the socket's token expires (ISO); the socket is closed then unless a `reauth` came first. */
-export const AuthOkFrame = z.object({ type: z.literal('auth-ok'), userId: z.string(), deviceId: z.string(), expiresAt: z.string().optional() });
-export const ReauthOkFrame = z.object({ type: z.literal('reauth-ok'), expiresAt: z.string().optional() });
+/**
+ * `expiresAt`: when the socket's token expires (ISO); the socket is closed
+ * (4401) then unless a `reauth` came first. `expiresInMs`: the same as time
+ * left by the server's clock, which a client with a skewed clock can trust.
+ */
+export const AuthOkFrame = z.object({
+  type: z.literal('auth-ok'),
+  userId: z.string(),
+  deviceId: z.string(),
+  expiresAt: z.string().optional(),
+  expiresInMs: z.number().int().min(0).optional(),
+});
+export const ReauthOkFrame = z.object({ type: z.literal('reauth-ok'), expiresAt: z.string().optional(), expiresInMs: z.number().int().min(0).optional() });
 export const MissionDueFrame = z.object({
   type: z.literal('mission-due'),
   missionId: z.string(),

@@ -19,7 +19,12 @@ export interface PushMessage {
 /** Room for the envelope and the repeated first nudge, so every message stays under the limit. */
 const BUDGET = MAX_PAYLOAD_BYTES - 400;
 
-const refOf = (f: MissionDue): MissionRef => ({ missionId: f.missionId, iterationId: f.iterationId, dueAt: f.dueAt });
+const refOf = (f: MissionDue): MissionRef => ({
+  missionId: f.missionId,
+  iterationId: f.iterationId,
+  dueAt: f.dueAt,
+  ...(f.attempt === undefined ? {} : { attempt: f.attempt }),
+});
 
 /**
  * Groups one user's nudges into push messages: a single nudge keeps the

@@ -6,6 +6,7 @@
  * occurrence waits for a device.
  */
 import { WAIT_REASON } from '../schedule/waiting.js';
+import type { Reason } from '../schedule/reasons.js';
 
 export interface RouteFacts {
   liveSocket: boolean;
@@ -18,7 +19,7 @@ export type Route =
   | { channel: 'ws'; deadlineMs: number }
   | { channel: 'push'; deadlineMs: number }
   | { channel: 'server' }
-  | { channel: 'wait'; reason: string };
+  | { channel: 'wait'; reason: Reason };
 
 export interface RouteTimeouts {
   wsClaimMs: number;

@@ -10,6 +10,7 @@ import { usersWithMissionsDueBy, type DueMission } from '../schedule/due.js';
 import type { FallbackPlanner, SweepInfo } from '../schedule/interfaces.js';
 import type { Occurrence } from '../schedule/occurrence.js';
 import { createLifecycle, NO_DEVICE, type Lifecycle } from '../schedule/lifecycle.js';
+import { reason } from '../schedule/reasons.js';
 import type { PresenceStore } from '../devices/presence.js';
 import type { MissionDue } from './protocol.js';
 import type { Nudge } from './nudge-bus.js';
@@ -74,11 +75,13 @@ export interface Router {
   sweep(info?: SweepInfo): Promise<void>;
 }
 
-export const frameOf = (o: Pick<Occurrence, 'missionId' | 'iterationId' | 'dueAt'>): MissionDue => ({
+/** The nudge frame of an occurrence; `attempt` is its offer count, so a device tells a re-offer from a repeat. */
+export const frameOf = (o: Pick<Occurrence, 'missionId' | 'iterationId' | 'dueAt' | 'offers'>): MissionDue => ({
   type: 'mission-due',
   missionId: o.missionId,
   iterationId: o.iterationId,
   dueAt: o.dueAt,
+  attempt: Math.max(1, o.offers),
 });
 
 export function createRouter(deps: RouterDeps): Router {
@@ -90,7 +93,7 @@ export function createRouter(deps: RouterDeps): Router {
     try {
       const result = await deps.push!.nudge(userId, occs.map(frameOf), ttlSeconds);
       // Every subscription was gone: nobody can be woken, fall back now rather than at the deadline.
-      if (result === 'none-left') await lifecycle.toFallback(occs, ['nudged'], 'push subscriptions gone');
+      if (result === 'none-left') await lifecycle.toFallback(occs, ['nudged'], reason('no-device', 'push subscriptions gone'));
     } catch (err: unknown) {
       log.warn({ err, iterationId: occs[0]!.iterationId, occurrences: occs.length }, 'push nudge failed; the deadline will hand it to the fallback');
     }

@@ -6,7 +6,12 @@
  * a crash; frames above MAX_FRAME_BYTES close the socket (ws's maxPayload).
  *
  * One socket, one identity: a socket's frames are handled one at a time, in
- * order (auth is async), and a second auth frame closes it (4400). Caps
+ * order (auth is async), and a second auth frame closes it (4400). A socket
+ * lives as long as its token: it is closed (4401) when the token expires,
+ * unless the client sent a fresh token for the same user first (`reauth`);
+ * a token for another user closes it (4400). A socket that stayed open past
+ * its session would keep the router choosing it over the user's push
+ * subscriptions while none of its claims could succeed. Caps
  * refuse the newest socket, never evict an older one: eviction would let a
  * reconnecting tab knock out another, which reconnects in turn.
  */
@@ -19,7 +24,9 @@ import type { Logger } from '../log.js';
 import { AuthError, type UserAuth } from '../auth/user-auth.js';
 import type { ClaimService } from '../schedule/claims.js';
 import type { PresenceStore } from '../devices/presence.js';
-import { AUTH_TIMEOUT_MS, CLOSE_CODES, ClientFrame, MAX_FRAME_BYTES, type MissionDue, type ServerFrame } from './protocol.js';
+import { claimantOf } from '../schedule/claimant.js';
+import { watchTokenExpiry, type TokenExpiry } from './token-expiry.js';
+import { AUTH_TIMEOUT_MS, CLOSE_CODES, ClientFrame, MAX_FRAME_BYTES, type MissionChanged, type MissionDue, type ServerFrame } from './protocol.js';
 
 export const WS_PATH = '/v1/ws';
 /** A socket sending this many invalid frames is closed. */
@@ -32,6 +39,10 @@ interface Conn {
   ws: WebSocket;
   userId?: string;
   deviceId?: string;
+  /** The holder its claims are made as: the device, or the device and this context. */
+  claimant?: string;
+  /** Closes the socket when its token expires; re-armed by each reauth. */
+  expiry?: TokenExpiry;
   alive: boolean;
   invalid: number;
   authTimer?: NodeJS.Timeout;
@@ -62,12 +73,14 @@ export interface WsHubDeps {
   maxSockets?: number;
   /** Called for every socket refused by a cap. */
   onCapRefused?: (cap: 'ws_per_user' | 'ws_total') => void;
+  /** Called after auth-ok with the time zone the device sent in its auth frame, if any (not awaited). */
+  onTimeZone?: (report: { userId: string; deviceId: string; timeZone: string }) => void;
 }
 
 export interface WsHub {
   attach(server: Server): void;
-  /** Sends a frame to every local socket of the user; returns how many got it. */
-  deliver(userId: string, frame: MissionDue): number;
+  /** Sends a nudge, or news of a server write to a mission, to every local socket of the user; returns how many got it. */
+  deliver(userId: string, frame: MissionDue | MissionChanged): number;
   /** True when this instance holds a socket of the user. */
   hasLocal(userId: string): boolean;
   connections(): number;
@@ -83,6 +96,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
   const gauge = new Gauge({ name: 'mana_ai_ws_connections', help: 'Authenticated WebSocket connections on this instance', registers });
   const framesIn = new Counter({ name: 'mana_ai_ws_frames_total', help: 'Client frames by outcome', labelNames: ['outcome'] as const, registers });
   const nudgesSent = new Counter({ name: 'mana_ai_ws_nudges_sent_total', help: 'mission-due frames sent', registers });
+  const changesSent = new Counter({ name: 'mana_ai_ws_mission_changed_sent_total', help: 'mission-changed frames sent', registers });
   const closes = new Counter({ name: 'mana_ai_ws_closed_total', help: 'Sockets closed by the server, by reason', labelNames: ['reason'] as const, registers });
 
   function send(conn: Conn, frame: ServerFrame): void {
@@ -107,10 +121,43 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     closeWith(conn, CLOSE_CODES.authFailed, reason);
   }
 
-  async function authenticate(conn: Conn, token: string, deviceId: string): Promise<void> {
-    let userId: string;
+  /** Closes the socket with 4401 once its token has expired; returns the expiry as the frames carry it. */
+  function armExpiry(conn: Conn, exp: unknown): TokenExpiry['frame'] {
+    conn.expiry?.cancel();
+    conn.expiry = watchTokenExpiry(exp, () => {
+      log.info({ connId: conn.id, userId: conn.userId }, 'socket token expired; closing');
+      send(conn, { type: 'error', code: 'token-expired', message: 'the token expired; authenticate a new socket' });
+      closeWith(conn, CLOSE_CODES.authFailed, 'token expired');
+    });
+    return conn.expiry.frame;
+  }
+
+  /** A fresh token for the socket's own user moves its expiry; one for another user closes it. */
+  async function reauthenticate(conn: Conn, token: string): Promise<void> {
+    let verified: { userId: string; claims: { exp?: unknown } };
     try {
-      ({ userId } = await deps.auth.verify(token));
+      verified = await deps.auth.verify(token);
+    } catch (err: unknown) {
+      deps.onAuthRefused?.(err instanceof AuthError ? err.code : 'error');
+      // The socket keeps its current token, and closes when that one expires.
+      return send(conn, { type: 'error', code: 'reauth-failed', message: (err as Error).message });
+    }
+    if (conn.ws.readyState !== conn.ws.OPEN) return;
+    if (verified.userId !== conn.userId) {
+      framesIn.inc({ outcome: 'invalid' });
+      send(conn, { type: 'error', code: 'reauth-other-user', message: 'a socket keeps the user it authenticated as' });
+      return closeWith(conn, CLOSE_CODES.protocolError, 'reauth for another user');
+    }
+    send(conn, { type: 'reauth-ok', ...armExpiry(conn, verified.claims.exp) });
+  }
+
+  async function authenticate(conn: Conn, token: string, deviceId: string, contextId: string | undefined, timeZone: string | undefined): Promise<void> {
+    let userId: string;
+    let exp: unknown;
+    try {
+      const verified = await deps.auth.verify(token);
+      userId = verified.userId;
+      exp = verified.claims.exp;
     } catch (err: unknown) {
       const code = err instanceof AuthError ? err.code : 'error';
       log.info({ connId: conn.id, code, reason: (err as Error).message }, 'socket auth refused');
@@ -126,14 +173,16 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     }
     conn.userId = userId;
     conn.deviceId = deviceId;
+    conn.claimant = claimantOf(deviceId, contextId);
     // auth-ok goes out before the socket can receive any nudge.
-    send(conn, { type: 'auth-ok', userId, deviceId });
+    send(conn, { type: 'auth-ok', userId, deviceId, ...armExpiry(conn, exp) });
     let set = byUser.get(userId);
     if (!set) byUser.set(userId, (set = new Set()));
     set.add(conn);
     clearTimeout(conn.authTimer);
     conn.authTimer = undefined;
     gauge.set(++authenticated);
+    if (timeZone !== undefined) deps.onTimeZone?.({ userId, deviceId, timeZone });
     // The socket is authenticated whatever happens below: a database blip must not
     // look like a bad token to the client. Local delivery works without the presence
     // row, and the ledger's deadlines cover a pending nudge not sent now.
@@ -168,7 +217,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     framesIn.inc({ outcome: frame.type });
     if (!conn.userId) {
       if (frame.type !== 'auth') return refuseAuth(conn, 'missing', `expected {type:'auth'} first, got ${frame.type}`, 'expected an auth frame first');
-      return authenticate(conn, frame.token, frame.deviceId);
+      return authenticate(conn, frame.token, frame.deviceId, frame.contextId, frame.timeZone);
     }
     switch (frame.type) {
       case 'auth':
@@ -179,14 +228,13 @@ export function createWsHub(deps: WsHubDeps): WsHub {
       case 'ping':
         return send(conn, { type: 'pong' });
       case 'reauth':
-        // Token renewal is not honoured yet: the socket keeps the identity it authenticated with.
-        return send(conn, { type: 'error', code: 'reauth-unsupported', message: 'reauth is not supported by this server' });
+        return reauthenticate(conn, frame.token);
       case 'claim': {
         const waitMs = deps.claimLimit?.(conn.userId) ?? 0;
         if (waitMs > 0) {
           return send(conn, { type: 'claim-result', iterationId: frame.iterationId, granted: false, reason: `rate-limited; retry in ${Math.ceil(waitMs / 1000)} s` });
         }
-        const out = await deps.claims.claim({ iterationId: frame.iterationId, userId: conn.userId, deviceId: conn.deviceId! });
+        const out = await deps.claims.claim({ iterationId: frame.iterationId, userId: conn.userId, deviceId: conn.claimant! });
         if (out.kind === 'granted') {
           return send(conn, { type: 'claim-result', iterationId: frame.iterationId, granted: true, leaseExpiresAt: out.leaseExpiresAt });
         }
@@ -237,6 +285,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
     });
     ws.on('close', () => {
       clearTimeout(conn.authTimer);
+      conn.expiry?.cancel();
       all.delete(conn);
       if (conn.userId) {
         const set = byUser.get(conn.userId);
@@ -295,7 +344,7 @@ export function createWsHub(deps: WsHubDeps): WsHub {
           n++;
         }
       }
-      nudgesSent.inc(n);
+      (frame.type === 'mission-due' ? nudgesSent : changesSent).inc(n);
       return n;
     },
     hasLocal(userId) {

@@ -2,26 +2,34 @@
  * When a mission is due next, from its cadence (docs/contract.md §2). Pure: the
  * caller passes the reference instant and the time zone.
  *
- * Wall-clock cadences (daily, weekly, cron) are read in the mission's time
- * zone. Where a wall-clock time does not exist or exists twice, we follow
- * the convention of JavaScript's `Date`, Temporal's `'compatible'`
- * disambiguation and cron-parser, so the server agrees with the webapp (which
- * computes with the browser's `Date`) and with our own cron cadences:
+ * Interval, daily and weekly cadences give exactly what the webapp's own
+ * next-run function gives when its browser's local zone is `timeZone`: it
+ * sets the local hour and minute of the reference instant (`setHours`), and
+ * if that is not later, moves on by local calendar days (`setDate`), each
+ * step on the local fields of the instant the previous step produced
+ * (local-time.ts). So where a wall-clock time does not exist or exists twice:
  *
- * - Gap (spring forward): a time inside the skipped hour is moved forward by
- *   the length of the gap. Daily 02:30 on Berlin's 02:00→03:00 day runs at
- *   03:30 CEST; daily 02:00 runs at 03:00.
+ * - Gap (spring forward): a time inside the skipped hour is read with the
+ *   offset before the jump, i.e. moved forward by the gap. Daily 02:30 on
+ *   Berlin's 02:00→03:00 day runs at 03:30 CEST — and when that 03:30 is the
+ *   reference, the next run is the next day's 03:30 (the day step keeps the
+ *   local time it was handed).
  * - Overlap (fall back): an ambiguous time resolves to its FIRST occurrence,
  *   and a cadence runs once per day there, never twice.
+ *
+ * Cron is ours (the webapp has none): cron-parser in the same zone.
  */
 import { CronExpressionParser } from 'cron-parser';
 import { z } from 'zod';
 import type { Cadence, Mission } from '../projection/mission.js';
+import { dayOf, fromLocal, MS_PER_DAY, toLocal, weekdayOf } from './local-time.js';
+import { canonicalTimeZone } from '../lib/time-zone.js';
+
+export { isValidTimeZone } from '../lib/time-zone.js';
 
 export type NextRunResult = { ok: true; next: Date | null } | { ok: false; reason: string };
 
 const MINUTE_MS = 60_000;
-const DAY_MS = 24 * 60 * MINUTE_MS;
 /** An interval longer than a year is a typo, not a schedule. */
 export const MAX_INTERVAL_MINUTES = 366 * 24 * 60;
 
@@ -46,7 +54,8 @@ const CadenceSchema = z.discriminatedUnion('kind', [
  */
 export function nextRunAt(cadence: unknown, after: Date, timeZone: string): NextRunResult {
   if (!(after instanceof Date) || Number.isNaN(after.getTime())) return { ok: false, reason: 'invalid reference date' };
-  if (!isValidTimeZone(timeZone)) return { ok: false, reason: `invalid time zone ${JSON.stringify(timeZone)}` };
+  const tz = canonicalTimeZone(timeZone);
+  if (tz === undefined) return { ok: false, reason: `invalid time zone ${JSON.stringify(timeZone)}` };
   const parsed = CadenceSchema.safeParse(cadence);
   if (!parsed.success) return { ok: false, reason: `invalid cadence: ${describeIssues(parsed.error)}` };
   const c: Cadence = parsed.data;
@@ -56,27 +65,23 @@ export function nextRunAt(cadence: unknown, after: Date, timeZone: string): Next
     case 'interval':
       return { ok: true, next: new Date(after.getTime() + c.everyMinutes * MINUTE_MS) };
     case 'daily':
-      return { ok: true, next: nextWallClock(after, timeZone, c.atHour, c.atMinute, () => true) };
+      return { ok: true, next: new Date(nextDaily(after.getTime(), tz, c.atHour, c.atMinute)) };
     case 'weekly':
-      return { ok: true, next: nextWallClock(after, timeZone, c.atHour, 0, (date) => weekday(date) === c.dayOfWeek) };
+      return { ok: true, next: new Date(nextWeekly(after.getTime(), tz, c.dayOfWeek, c.atHour)) };
     case 'cron':
-      return nextCron(c.expression, after, timeZone);
+      return nextCron(c.expression, after, tz);
   }
 }
 
 /**
- * The mission's own `timezone` when it is a valid IANA zone, else `defaultTz`.
- * Missions come from devices, so a missing or garbled zone must not stop
+ * The zone a mission's next run is computed in: the one the user's devices
+ * last reported (their browsers' local zone, which the webapp computes in),
+ * else the mission's own `timezone` field when it names a zone, else
+ * `defaultTz`. Always a canonical name; junk from devices never stops
  * scheduling.
  */
-export function resolveTimeZone(mission: Pick<Mission, 'timezone'>, defaultTz: string): string {
-  const tz = mission.timezone;
-  return typeof tz === 'string' && isValidTimeZone(tz) ? tz : defaultTz;
-}
-
-/** Whether `Intl` knows the zone (names are case-insensitive there). */
-export function isValidTimeZone(timeZone: string): boolean {
-  return typeof timeZone === 'string' && timeZone !== '' && formatterFor(timeZone) !== undefined;
+export function resolveTimeZone(mission: Pick<Mission, 'timezone'>, defaultTz: string, userTz?: string | null): string {
+  return canonicalTimeZone(userTz) ?? canonicalTimeZone(mission.timezone) ?? canonicalTimeZone(defaultTz) ?? defaultTz;
 }
 
 function describeIssues(error: z.ZodError): string {
@@ -97,115 +102,25 @@ function nextCron(expression: string, after: Date, timeZone: string): NextRunRes
   }
 }
 
-/** A calendar date, month 1-12. */
-interface CalendarDate {
-  year: number;
-  month: number;
-  day: number;
+/** `setHours(h, m, 0, 0)` on the local day of `instant`. */
+function atLocalTime(instant: number, tz: string, hour: number, minute: number): number {
+  return fromLocal(dayOf(toLocal(instant, tz)) * MS_PER_DAY + (hour * 60 + minute) * 60_000, tz);
 }
 
-/**
- * The first instant strictly after `after` whose wall-clock time in `tz` is
- * hour:minute on a day `dayMatches` accepts.
- */
-function nextWallClock(
-  after: Date,
-  tz: string,
-  hour: number,
-  minute: number,
-  dayMatches: (date: CalendarDate) => boolean,
-): Date {
-  const start = wallClock(after.getTime(), tz);
-  // Day 0 may already be past; 14 days covers a weekly cadence plus zones
-  // that skip a calendar day (Pacific/Apia, 2011-12-30).
-  for (let i = 0; i < 15; i++) {
-    const date = addDays(start, i);
-    if (!dayMatches(date)) continue;
-    const candidate = zonedToInstant({ ...date, hour, minute }, tz);
-    if (candidate > after.getTime()) return new Date(candidate);
-  }
-  throw new Error('unreachable: no matching day within 15 days');
+/** `setDate(getDate() + days)`: the same local time-of-day `days` local days on. */
+function addLocalDays(instant: number, tz: string, days: number): number {
+  return fromLocal(toLocal(instant, tz) + days * MS_PER_DAY, tz);
 }
 
-function addDays(date: CalendarDate, days: number): CalendarDate {
-  const d = new Date(Date.UTC(date.year, date.month - 1, date.day) + days * DAY_MS);
-  return { year: d.getUTCFullYear(), month: d.getUTCMonth() + 1, day: d.getUTCDate() };
+/** Today at hour:minute if that is later than `from`, else tomorrow (from today's result). */
+function nextDaily(from: number, tz: string, hour: number, minute: number): number {
+  const today = atLocalTime(from, tz, hour, minute);
+  return today > from ? today : addLocalDays(today, tz, 1);
 }
 
-/** 0 = Sunday, as in the contract and `Date#getDay`. */
-function weekday(date: CalendarDate): number {
-  return new Date(Date.UTC(date.year, date.month - 1, date.day)).getUTCDay();
-}
-
-interface WallTime extends CalendarDate {
-  hour: number;
-  minute: number;
-}
-
-/**
- * The instant a wall-clock time names in `tz`, with the module's gap and
- * overlap rules. The offsets one day either side bracket any single
- * transition near the time: both fit in an overlap (take the earlier
- * instant), neither fits in a gap (use the offset from before the gap, which
- * lands the gap's length later, like `Date`).
- */
-function zonedToInstant(local: WallTime, tz: string): number {
-  const asUtc = Date.UTC(local.year, local.month - 1, local.day, local.hour, local.minute);
-  const offsets = [offsetAt(asUtc - DAY_MS, tz), offsetAt(asUtc + DAY_MS, tz)];
-  const fits = offsets.map((o) => asUtc - o).filter((t) => sameWallTime(wallClock(t, tz), local));
-  if (fits.length > 0) return Math.min(...fits);
-  return asUtc - offsets[0]!;
-}
-
-function sameWallTime(a: WallTime, b: WallTime): boolean {
-  return a.year === b.year && a.month === b.month && a.day === b.day && a.hour === b.hour && a.minute === b.minute;
-}
-
-/** Milliseconds the zone's wall clock is ahead of UTC at `instant`. */
-function offsetAt(instant: number, tz: string): number {
-  const w = wallClock(instant, tz);
-  const wallAsUtc = Date.UTC(w.year, w.month - 1, w.day, w.hour, w.minute, w.second);
-  return wallAsUtc - Math.floor(instant / 1000) * 1000;
-}
-
-function wallClock(instant: number, tz: string): WallTime & { second: number } {
-  const fmt = formatterFor(tz);
-  if (!fmt) throw new Error(`invalid time zone ${tz}`);
-  const parts: Record<string, number> = {};
-  for (const p of fmt.formatToParts(instant)) {
-    if (p.type !== 'literal') parts[p.type] = Number(p.value);
-  }
-  return {
-    year: parts['year'] ?? NaN,
-    month: parts['month'] ?? NaN,
-    day: parts['day'] ?? NaN,
-    hour: parts['hour'] ?? NaN,
-    minute: parts['minute'] ?? NaN,
-    second: parts['second'] ?? NaN,
-  };
-}
-
-// Building a DateTimeFormat costs far more than using one; zones are few.
-// Only valid zones are cached, so junk from devices cannot grow the map.
-const formatters = new Map<string, Intl.DateTimeFormat>();
-
-function formatterFor(tz: string): Intl.DateTimeFormat | undefined {
-  const cached = formatters.get(tz);
-  if (cached) return cached;
-  try {
-    const fmt = new Intl.DateTimeFormat('en-US-u-ca-gregory-nu-latn', {
-      timeZone: tz,
-      hourCycle: 'h23',
-      year: 'numeric',
-      month: 'numeric',
-      day: 'numeric',
-      hour: 'numeric',
-      minute: 'numeric',
-      second: 'numeric',
-    });
-    formatters.set(tz, fmt);
-    return fmt;
-  } catch {
-    return undefined;
-  }
+/** The next `dayOfWeek` (0 = Sunday) at hour:00; the same weekday only if still ahead, else a week on. */
+function nextWeekly(from: number, tz: string, dayOfWeek: number, hour: number): number {
+  const today = atLocalTime(from, tz, hour, 0);
+  const ahead = (dayOfWeek - weekdayOf(toLocal(today, tz)) + 7) % 7;
+  return addLocalDays(today, tz, ahead === 0 && today <= from ? 7 : ahead);
 }

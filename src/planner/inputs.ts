@@ -19,7 +19,10 @@ function describe(record: Record<string, unknown>): { title: string; content: st
     if (k === 'id' || v === null || v === undefined || typeof v === 'object') continue;
     parts.push(`${k}: ${String(v)}`);
   }
-  const title = typeof record['title'] === 'string' ? record['title'] : String(record['id']);
+  // A record is a device's data: its id may be anything JSON holds, and String() on an
+  // object whose toString is not a function throws, which failed every planning run.
+  const id = record['id'];
+  const title = typeof record['title'] === 'string' ? record['title'] : typeof id === 'string' || typeof id === 'number' ? String(id) : '(untitled)';
   return { title, content: parts.join('\n') };
 }
 

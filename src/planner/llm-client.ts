@@ -12,6 +12,7 @@ import type { Logger } from 'pino';
 import { createSemaphore } from '../lib/semaphore.js';
 import { backoffDelayMs, parseRetryAfter, type BackoffPolicy } from '../lib/retry.js';
 import { BodyTooLargeError, readBoundedText } from '../lib/bounded-body.js';
+import { readUsage, type TokenUsage } from '../agents/bounds.js';
 
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
@@ -79,6 +80,8 @@ export interface LlmClientDeps {
 export interface LlmCompletion {
   content: string;
   attempts: number;
+  /** The reply's token counts (`usage`), when it reported any. */
+  usage?: TokenUsage;
 }
 
 export interface LlmClient {
@@ -108,7 +111,7 @@ interface Failure {
   cause?: unknown;
 }
 
-type AttemptResult = { ok: true; content: string } | { ok: false; failure: Failure };
+type AttemptResult = { ok: true; content: string; usage?: TokenUsage } | { ok: false; failure: Failure };
 
 const RETRYABLE: ReadonlySet<LlmErrorKind> = new Set(['timeout', 'rate-limited', 'server', 'network']);
 
@@ -190,11 +193,11 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
       if (!(e instanceof BodyTooLargeError)) throw e;
       return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: e.message } };
     }
-    const content = contentOf(text);
-    if (typeof content !== 'string') {
-      return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: content.problem } };
+    const reply = contentOf(text);
+    if ('problem' in reply) {
+      return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: reply.problem } };
     }
-    return { ok: true, content };
+    return { ok: true, ...reply };
   }
 
   async function wait(ms: number, signal: AbortSignal | undefined): Promise<void> {
@@ -224,7 +227,7 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
       }
       if (result.ok) {
         log.debug({ attempts: attempt }, 'llm completion ok');
-        return { content: result.content, attempts: attempt };
+        return { content: result.content, attempts: attempt, ...(result.usage ? { usage: result.usage } : {}) };
       }
       const { failure } = result;
       const retryable = RETRYABLE.has(failure.kind);
@@ -254,7 +257,8 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
   };
 }
 
-function contentOf(text: string): string | { problem: string } {
+/** The plan text of a reply, and the tokens it says it cost (agents' budgets count them). */
+function contentOf(text: string): { content: string; usage?: TokenUsage } | { problem: string } {
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -264,7 +268,9 @@ function contentOf(text: string): string | { problem: string } {
   const choices = (body as { choices?: unknown } | null)?.choices;
   const first: unknown = Array.isArray(choices) ? choices[0] : undefined;
   const content = (first as { message?: { content?: unknown } } | undefined)?.message?.content;
-  return typeof content === 'string' ? content : { problem: 'reply has no choices[0].message.content string' };
+  if (typeof content !== 'string') return { problem: 'reply has no choices[0].message.content string' };
+  const usage = readUsage((body as { usage?: unknown }).usage);
+  return usage ? { content, usage } : { content };
 }
 
 async function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {

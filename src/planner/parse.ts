@@ -1,7 +1,10 @@
 /**
  * Turns an LLM reply into a validated plan (docs/contract.md §3), or into a reason
  * a human can act on. The model is untrusted: it may answer in prose, wrap
- * the JSON in a fence, invent tools or drop the rationale. Never throws.
+ * the JSON in a fence, invent tools or drop the rationale. A step naming a
+ * tool outside the catalog, or one the mission's agent may not use, is
+ * dropped from the plan (the webapp runs a server plan's steps on arrival);
+ * the rest of the plan stands. Never throws.
  */
 import { z } from 'zod';
 import { TOOL_CATALOG, toolByName } from './tools.js';
@@ -25,7 +28,21 @@ export interface ParsedPlan {
   steps: ParsedStep[];
 }
 
-export type ParsePlanResult = { ok: true; plan: ParsedPlan } | { ok: false; reason: string };
+/** A step left out of the plan because of the tool it names: not in the catalog, or denied to the agent. */
+export interface DroppedStep {
+  /** 1-based position in the reply. */
+  step: number;
+  toolName: string;
+  why: 'unknown' | 'denied';
+}
+
+/** `dropped` is present only when a step was dropped. */
+export type ParsePlanResult = { ok: true; plan: ParsedPlan; dropped?: DroppedStep[] } | { ok: false; reason: string };
+
+export interface ParseOptions {
+  /** Catalog tools the mission's agent may not use: a step naming one is dropped. */
+  denied?: ReadonlySet<string>;
+}
 export type ExtractJsonResult = { ok: true; value: unknown } | { ok: false; reason: string };
 
 /** The prompt asks for at most 5; a few more are tolerated before the plan is called runaway. */
@@ -82,23 +99,26 @@ export function extractJson(text: string): ExtractJsonResult {
 /**
  * Parses and validates a planner reply against the tool catalog.
  *
- * Every step must name a catalog tool, carry a non-empty summary and
- * rationale, and give exactly that tool's params: required ones present and
+ * A step naming a tool outside `tools`, or one in `opts.denied`, is dropped
+ * (listed in `dropped`). Every other step must carry a non-empty summary and
+ * rationale, and give exactly its tool's params: required ones present and
  * of their declared type, enum values among the allowed ones, no unknown keys.
  *
  * @param tools the catalog steps are checked against (default: the server's).
  * @returns the plan, or a reason that says what was expected and what came.
  */
-export function parsePlan(text: string, tools: readonly ToolSpec[] = TOOL_CATALOG): ParsePlanResult {
+export function parsePlan(text: string, tools: readonly ToolSpec[] = TOOL_CATALOG, opts: ParseOptions = {}): ParsePlanResult {
   try {
-    return parseUnsafe(text, tools);
+    return parseUnsafe(text, tools, opts.denied ?? NONE_DENIED);
   } catch (e: unknown) {
     // Defensive: a bug here must cost one plan, not the planner loop.
     return { ok: false, reason: `parser error: ${e instanceof Error ? e.message : String(e)}` };
   }
 }
 
-function parseUnsafe(text: string, tools: readonly ToolSpec[]): ParsePlanResult {
+const NONE_DENIED: ReadonlySet<string> = new Set();
+
+function parseUnsafe(text: string, tools: readonly ToolSpec[], denied: ReadonlySet<string>): ParsePlanResult {
   if (typeof text !== 'string') return { ok: false, reason: `expected the reply as text, got ${describe(text)}` };
   const extracted = extractJson(text);
   if (!extracted.ok) return extracted;
@@ -110,31 +130,32 @@ function parseUnsafe(text: string, tools: readonly ToolSpec[]): ParsePlanResult 
 
   const problems: string[] = [];
   const steps: ParsedStep[] = [];
+  const dropped: DroppedStep[] = [];
   envelope.data.steps.forEach((raw, index) => {
-    const result = parseStep(raw, index + 1, tools);
+    const result = parseStep(raw, index + 1, tools, denied);
     if (result.ok) steps.push(result.step);
+    else if ('dropped' in result) dropped.push(result.dropped);
     else problems.push(...result.problems);
   });
   if (problems.length > 0) return fail(problems);
-  return { ok: true, plan: { summary: envelope.data.summary, steps } };
+  const plan = { summary: envelope.data.summary, steps };
+  return dropped.length > 0 ? { ok: true, plan, dropped } : { ok: true, plan };
 }
 
-type StepResult = { ok: true; step: ParsedStep } | { ok: false; problems: string[] };
+type StepResult = { ok: true; step: ParsedStep } | { ok: false; dropped: DroppedStep } | { ok: false; problems: string[] };
 
-function parseStep(raw: unknown, n: number, tools: readonly ToolSpec[]): StepResult {
+function parseStep(raw: unknown, n: number, tools: readonly ToolSpec[], denied: ReadonlySet<string>): StepResult {
   const where = `step ${n}`;
   if (!isPlainObject(raw)) return { ok: false, problems: [`${where}: expected an object, got ${describe(raw)}`] };
-  // Shape, tool and params are checked independently so one reply reports
+  const { toolName, params } = raw;
+  const tool = typeof toolName === 'string' ? toolByName(toolName, tools) : undefined;
+  // Whatever else is wrong with such a step does not matter: it is never written.
+  if (typeof toolName === 'string' && !tool) return { ok: false, dropped: { step: n, toolName, why: 'unknown' } };
+  if (tool && denied.has(tool.name)) return { ok: false, dropped: { step: n, toolName: tool.name, why: 'denied' } };
+  // Shape and params are checked independently so one reply reports
   // every problem of the step, not just the first.
   const shape = StepShape.safeParse(raw, { reportInput: true });
   const problems = shape.success ? [] : shape.error.issues.map((i) => formatIssue(i, where));
-
-  const { toolName, params } = raw;
-  const tool = typeof toolName === 'string' ? toolByName(toolName, tools) : undefined;
-  if (typeof toolName === 'string' && !tool) {
-    const known = tools.map((t) => t.name).join(', ');
-    problems.push(`${where}: unknown tool ${JSON.stringify(toolName)} (expected one of: ${known})`);
-  }
   let clean: Record<string, ParamValue> = {};
   if (tool && isPlainObject(params)) {
     const checked = paramsSchema(tool).safeParse(withoutEmptyOptionals(params, tool), { reportInput: true });

@@ -7,6 +7,7 @@
 import type { Sql } from '../db/pool.js';
 import { markWaiting } from '../schedule/transitions.js';
 import { waitBackoffMs } from '../schedule/waiting.js';
+import { reason, type Reason } from '../schedule/reasons.js';
 
 /** The window the budget counts over: a rolling day. */
 export const PLAN_BUDGET_WINDOW_MS = 86_400_000;
@@ -16,11 +17,11 @@ export type BudgetTake =
   /** The occurrence is no longer ours (superseded, completed, taken over). */
   | { kind: 'lost' }
   /** The budget is used up: the occurrence now waits for a device, with `reason`. */
-  | { kind: 'over-budget'; reason: string };
+  | { kind: 'over-budget'; reason: Reason };
 
-/** The reason an over-budget occurrence shows its user (GET /v1/occurrences → lastError). */
-export function overBudgetReason(maxPerDay: number): string {
-  return `daily budget of ${maxPerDay} server plans used up: waiting for one of your devices to plan it (the server plans again once the last 24 h hold fewer)`;
+/** Why an over-budget occurrence waits (its user sees the code's message, operators this detail). */
+export function overBudgetReason(maxPerDay: number): Reason {
+  return reason('plan-budget', `daily budget of ${maxPerDay} server plans used up: waiting for one of your devices to plan it (the server plans again once the last 24 h hold fewer)`);
 }
 
 /**
@@ -30,7 +31,7 @@ export function overBudgetReason(maxPerDay: number): string {
  */
 export async function takePlanBudget(
   sql: Sql,
-  occ: { iterationId: string; userId: string; attempts: number },
+  occ: { iterationId: string; userId: string; routeAttempts: number },
   opts: { holder: string; maxPerDay: number },
 ): Promise<BudgetTake> {
   return sql.begin(async (tx) => {
@@ -50,7 +51,7 @@ export async function takePlanBudget(
     if ((used?.n ?? 0) >= opts.maxPerDay) {
       const reason = overBudgetReason(opts.maxPerDay);
       // Devices are nudged again on the usual backoff; the server retries once the budget frees.
-      const retryInMs = Math.max(1000, Math.min(waitBackoffMs(occ.attempts), used?.freesInMs ?? PLAN_BUDGET_WINDOW_MS));
+      const retryInMs = Math.max(1000, Math.min(waitBackoffMs(occ.routeAttempts), used?.freesInMs ?? PLAN_BUDGET_WINDOW_MS));
       await markWaiting(tx as unknown as Sql, occ.iterationId, { from: ['planning'], holder: opts.holder, reason, retryInMs });
       return { kind: 'over-budget', reason } as const;
     }

@@ -12,19 +12,29 @@ import { withoutQuotes, type Logger } from '../log.js';
 import { getMission } from '../projection/missions.js';
 import { iterationsOf, type Mission, type MissionIteration } from '../projection/mission.js';
 import { serverHolder, type Occurrence } from '../schedule/occurrence.js';
-import { markWaiting } from '../schedule/transitions.js';
+import { markWaiting, settleFromSnapshots } from '../schedule/transitions.js';
 import type { FallbackPlanner, SweepInfo } from '../schedule/interfaces.js';
 import { waitBackoffMs } from '../schedule/waiting.js';
+import { reason as reasonOf } from '../schedule/reasons.js';
 import { nextRunAt, resolveTimeZone } from './cadence.js';
 import { createSemaphore } from '../lib/semaphore.js';
 import { isConnectionError } from '../db/errors.js';
+import { jsonbSafe, textSafe } from '../lib/db-safe.js';
 import { failedIteration, hasIteration, planIteration } from './iteration.js';
+import { failUnwritten, handBack, keepReply, markAlreadyPlanned, renewLeases, retryLater, startAttempt, type Attempt } from './attempts.js';
 import { resolveInputs } from './inputs.js';
 import { takePlanBudget } from './plan-budget.js';
-import type { LlmClient } from './llm-client.js';
+import type { LlmClient, LlmCompletion } from './llm-client.js';
 import { parsePlan } from './parse.js';
+import { TOOL_CATALOG } from './tools.js';
+import { createAgentGate, type Admission } from './agent-gate.js';
+import { createLogAgentSource, type AgentSource } from '../agents/agent-source.js';
+import { tokensSpent } from '../agents/bounds.js';
+import { principalOf } from '../agents/agent.js';
 import { buildPlannerMessages, encryptedFields } from './prompt.js';
 import { findDroppedWrites, rewriteDropped, writeIteration, type WriteTarget } from './writeback.js';
+
+type Admitted = Extract<Admission, { kind: 'admitted' }>;
 
 /** Default waits before re-planning after a failure: 1 min, 5 min, 30 min. */
 export const DEFAULT_RETRY_BACKOFF_MS = [60_000, 300_000, 1_800_000];
@@ -49,7 +59,15 @@ export interface ServerPlannerDeps {
   /** Server plans one user may cause in 24 h; past it, occurrences wait for a device. */
   maxPlansPerUserPerDay?: number;
   defaultTimeZone: string;
+  /** The zone the user's devices last reported (cadences advance there); null: none reported. */
+  timeZoneOf?: (userId: string) => Promise<string | null>;
   target: WriteTarget;
+  /** Called after each committed write to a mission (plan, failed iteration, repair): devices are told at once. */
+  onWritten?: (w: { userId: string; missionId: string; iterationId: string }) => void;
+  /** Where missions' agents are read; default: replayed from the change log. */
+  agents?: AgentSource;
+  /** Called when a plan's end woke occurrences waiting for their agent's slot. */
+  onAgentSlotFreed?: () => void;
   now?: () => Date;
 }
 
@@ -66,13 +84,28 @@ export interface ServerPlanner extends FallbackPlanner {
   stop(): Promise<void>;
 }
 
-type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'lost' | 'already' | 'gone' | 'error';
+type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'agent_wait' | 'lost' | 'already' | 'gone' | 'superseded' | 'error';
 
 /** Default of PLANNER_MAX_PLANS_PER_USER_PER_DAY: several missions a day each, far below a runaway backlog. */
 export const DEFAULT_MAX_PLANS_PER_USER_PER_DAY = 50;
 
 /** How often the sweep looks for dropped server iterations when this instance's passes saw no mission change. */
 export const DROPPED_CHECK_MS = 2_000;
+
+/** How long stop() waits for aborted runs to unwind before it hands their leases back anyway. */
+export const STOP_WAIT_MS = 2_000;
+
+const messageOf = (err: unknown): string => textSafe(err instanceof Error ? err.message : String(err));
+
+/** Runs one phase of planning; a thrown error (other than a lost connection) is wrapped to name the phase. */
+async function phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err: unknown) {
+    if (isConnectionError(err)) throw err;
+    throw new Error(`${name}: ${messageOf(err)}`, { cause: err });
+  }
+}
 
 export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const { sql, log } = deps;
@@ -86,20 +119,41 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const runs = new Counter({ name: 'mana_ai_planner_runs_total', help: 'Server planning runs by outcome', labelNames: ['outcome'] as const, registers });
   const repairs = new Counter({ name: 'mana_ai_writeback_repairs_total', help: 'Server iterations written again after a concurrent write dropped them', registers });
   let stopped = false;
+  const agents = createAgentGate({
+    sql,
+    log,
+    registry: deps.registry,
+    source: deps.agents ?? createLogAgentSource({ sql, cols: deps.target.cols }),
+    holder,
+    ...(deps.onAgentSlotFreed ? { onWoken: deps.onAgentSlotFreed } : {}),
+  });
 
   // One renewal for every lease this instance holds while planning.
-  const renewal = setInterval(() => void renewLeases(), Math.max(200, Math.floor(deps.leaseMs / 3)));
+  const renewal = setInterval(() => void renew([...inFlight.keys()]), Math.max(200, Math.floor(deps.leaseMs / 3)));
   renewal.unref();
 
-  async function renewLeases(): Promise<void> {
-    const ids = [...inFlight.keys()];
+  // Occurrences are handed over with a short lease (a crash before the planner starts costs
+  // seconds): the ones taken in one turn get the full lease in one statement, at once.
+  const taken = new Set<string>();
+  /** Occurrences handed to this planner again while their run was still in flight: run again when it ends. */
+  const takenAgain = new Map<string, Occurrence>();
+  let extending = false;
+  function extendSoon(iterationId: string): void {
+    taken.add(iterationId);
+    if (extending) return;
+    extending = true;
+    setImmediate(() => {
+      extending = false;
+      const ids = [...taken].filter((id) => inFlight.has(id));
+      taken.clear();
+      void renew(ids);
+    });
+  }
+
+  async function renew(ids: string[]): Promise<void> {
     if (ids.length === 0) return;
     try {
-      const kept = await sql<{ id: string }[]>`
-        UPDATE mana_ai.occurrences SET lease_expires_at = now() + make_interval(secs => ${deps.leaseMs / 1000}), updated_at = now()
-        WHERE iteration_id = ANY(${ids}::uuid[]) AND status = 'planning' AND claimed_by = ${holder}
-        RETURNING iteration_id::text AS id`;
-      const keptIds = new Set(kept.map((r) => r.id));
+      const keptIds = await renewLeases(sql, ids, holder, deps.leaseMs);
       for (const id of ids) {
         // Superseded, completed, or taken over: stop spending LLM time on it.
         if (!keptIds.has(id)) inFlight.get(id)?.controller.abort(new Error('lease lost'));
@@ -111,9 +165,15 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     }
   }
 
-  function nextRunFor(mission: Mission, dueAt: string): string | null {
-    const after = new Date(Math.max(now().getTime(), Date.parse(dueAt)));
-    const r = nextRunAt(mission.cadence ?? { kind: 'manual' }, after, resolveTimeZone(mission, deps.defaultTimeZone));
+  /**
+   * The next run after this plan, from the moment it finished, as the webapp
+   * advances a mission at the end of its own run. The server only plans an
+   * occurrence once it is due, so `at` is past `dueAt`; the max only keeps a
+   * clock behind the database's from handing back the same due time.
+   */
+  function nextRunFor(mission: Mission, dueAt: string, at: Date, userTz: string | null): string | null {
+    const after = new Date(Math.max(at.getTime(), Date.parse(dueAt)));
+    const r = nextRunAt(mission.cadence ?? { kind: 'manual' }, after, resolveTimeZone(mission, deps.defaultTimeZone, userTz));
     if (!r.ok) {
       log.warn({ missionId: mission.id, reason: r.reason }, 'cannot compute the next run; leaving nextRunAt unset');
       return null;
@@ -121,20 +181,31 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     return r.next ? r.next.toISOString() : null;
   }
 
-  async function fail(occ: Occurrence, mission: Mission, attempts: number, reason: string, startedAt: string): Promise<Outcome> {
+  /**
+   * A failed planning attempt: retried after the backoff while attempts are
+   * left, else a visible 'failed' iteration (which moves nextRunAt like any
+   * write-back). When even that cannot be written, the occurrence ends
+   * 'failed' without one.
+   */
+  async function fail(occ: Occurrence, mission: Mission, attempts: number, why: string, startedAt: string, agent?: Admitted): Promise<Outcome> {
+    const reason = textSafe(why);
     if (attempts < deps.maxAttempts) {
-      // Stay 'planning' under our name with the lease set to the retry time:
-      // whichever instance finds it expired then plans it again.
       const wait = backoff[Math.min(attempts - 1, backoff.length - 1)] ?? 60_000;
-      await sql`
-        UPDATE mana_ai.occurrences SET lease_expires_at = now() + make_interval(secs => ${wait / 1000}), last_error = ${reason}, updated_at = now()
-        WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}`;
+      await retryLater(sql, occ.iterationId, holder, wait, reason);
       log.warn({ iterationId: occ.iterationId, attempts, retryInMs: wait, reason: withoutQuotes(reason) }, 'server planning failed; will retry');
       return 'retry';
     }
-    const outcome = await writeFinal(occ, mission, failedIteration(occ.iterationId, reason, startedAt, now().toISOString()), 'failed', reason);
-    log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
-    return outcome;
+    try {
+      const outcome = await writeFinal(occ, mission, failedIteration(occ.iterationId, reason, startedAt, now().toISOString()), 'failed', reason, agent);
+      log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
+      return outcome;
+    } catch (err: unknown) {
+      if (isConnectionError(err)) throw err;
+      const detail = `${reason}; the failed iteration could not be written either: ${messageOf(err)}`;
+      if (!(await failUnwritten(sql, occ.iterationId, holder, detail))) return 'lost';
+      log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(detail) }, 'server planning failed for good and its failed iteration could not be written');
+      return 'failed';
+    }
   }
 
   /**
@@ -142,8 +213,10 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
    * first: `mission` is from before the LLM call, and a device may have
    * appended an iteration since; writing the stale array would drop it.
    */
-  async function writeFinal(occ: Occurrence, mission: Mission, iteration: MissionIteration, finalStatus: 'planned' | 'failed', lastError?: string): Promise<Outcome> {
+  async function writeFinal(occ: Occurrence, mission: Mission, iteration: MissionIteration, finalStatus: 'planned' | 'failed', lastError?: string, agent?: Admitted): Promise<Outcome> {
     const fresh = (await getMission(sql, occ.userId, occ.missionId)) ?? mission;
+    const userTz = (await deps.timeZoneOf?.(occ.userId)) ?? null;
+    const at = now();
     const written = await writeIteration(sql, deps.target, {
       userId: occ.userId,
       missionId: occ.missionId,
@@ -151,90 +224,148 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       holder,
       iteration,
       baseIterations: iterationsOf(fresh),
-      nextRunAt: nextRunFor(fresh, occ.dueAt),
+      nextRunAt: nextRunFor(fresh, occ.dueAt, at, userTz),
       finalStatus,
       lastError,
-      at: now(),
+      at,
+      // Made as the mission's agent when one admitted it (the default agent otherwise).
+      ...(agent ? { principal: principalOf(agent.agent) } : {}),
     });
+    if (written === 'written') deps.onWritten?.({ userId: occ.userId, missionId: occ.missionId, iterationId: occ.iterationId });
     return written === 'written' ? finalStatus : written === 'present' ? 'already' : written;
   }
 
   async function run(occ: Occurrence, signal: AbortSignal): Promise<Outcome> {
-    const [counted] = await sql<{ attempts: number }[]>`
-      UPDATE mana_ai.occurrences SET attempts = attempts + 1, updated_at = now()
-      WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}
-      RETURNING attempts`;
-    if (!counted) return 'lost';
     const mission = await getMission(sql, occ.userId, occ.missionId);
-    // Deleted meanwhile: the next settle marks the occurrence superseded.
-    if (!mission) return 'gone';
-    if (hasIteration(mission.iterations, occ.iterationId)) {
+    if (mission && hasIteration(mission.iterations, occ.iterationId)) {
       // A previous run wrote it (or a device did): never a second iteration.
-      await sql`UPDATE mana_ai.occurrences SET status = 'planned', lease_expires_at = NULL, updated_at = now()
-                WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${holder}`;
+      await markAlreadyPlanned(sql, occ.iterationId, holder);
       return 'already';
     }
+    // Paused, deleted or rescheduled since it was handed over, and not settled yet (a settle
+    // held back during a backlog, or a run queued for a slot): the settle's own rule, for this
+    // mission, before anything is spent on it.
+    const settled = await settleFromSnapshots(sql, [{ userId: occ.userId, missionId: occ.missionId }]);
+    if (settled.some((s) => s.iterationId === occ.iterationId)) return 'superseded';
+    // Not projected (yet): a settle closes it once the projection has the mission.
+    if (!mission) return 'gone';
     const encrypted = encryptedFields(mission);
     if (encrypted.length > 0) {
       // Ciphertext never goes to the LLM: wait for a device (re-nudged with backoff).
       await markWaiting(sql, occ.iterationId, {
         from: ['planning'],
         holder,
-        reason: `mission is end-to-end encrypted (${encrypted.join(', ')}): only a device can plan it`,
-        retryInMs: waitBackoffMs(counted.attempts - 1),
+        reason: reasonOf('encrypted', `mission is end-to-end encrypted (${encrypted.join(', ')}): only a device can plan it`),
+        retryInMs: waitBackoffMs(occ.routeAttempts),
       });
       return 'encrypted';
     }
+    // The mission's agent: not active, or at one of its bounds, and the occurrence waits.
+    const admission = await agents.admit(occ, mission);
+    if (admission.kind !== 'admitted') return admission.kind === 'lost' ? 'lost' : 'agent_wait';
+    try {
+      return await runAdmitted(occ, mission, admission, signal);
+    } finally {
+      await admission.release().catch((err: unknown) => log.warn({ err, iterationId: occ.iterationId }, "could not give back the agent's slot; it stops counting with the lease"));
+    }
+  }
+
+  /** A run the mission's agent admitted: the user's budget, then one planning attempt. */
+  async function runAdmitted(occ: Occurrence, mission: Mission, agent: Admitted, signal: AbortSignal): Promise<Outcome> {
     const budget = await takePlanBudget(sql, occ, { holder, maxPerDay: deps.maxPlansPerUserPerDay ?? DEFAULT_MAX_PLANS_PER_USER_PER_DAY });
     if (budget.kind === 'lost') return 'lost';
     if (budget.kind === 'over-budget') {
       log.info({ iterationId: occ.iterationId, userId: occ.userId }, 'server plan budget used up; waiting for a device');
       return 'over_budget';
     }
-    const startedAt = now().toISOString();
-    const { resolved, skipped } = await resolveInputs(sql, deps.target.cols, occ.userId, mission.inputs);
-    const messages = buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, now: now() });
-    let content: string;
+    // Only now is it a planning attempt: waiting (budget, encryption, an agent, a device) spends none.
+    const attempt = await startAttempt(sql, occ.iterationId, holder);
+    if (!attempt) return 'lost';
+    const startedAt = attempt.kept?.startedAt ?? now().toISOString();
     try {
-      content = (await deps.llm!.complete(messages, { signal })).content;
+      return await plan(occ, mission, attempt, agent, startedAt, signal);
     } catch (err: unknown) {
       if (signal.aborted) return 'lost';
-      return fail(occ, mission, counted.attempts, `LLM call failed: ${(err as Error).message}`, startedAt);
+      // The database is gone: nothing can be recorded; the lease runs out and any instance takes it over.
+      if (isConnectionError(err)) throw err;
+      return fail(occ, mission, attempt.attempts, messageOf(err), startedAt, agent);
     }
-    const parsed = parsePlan(content);
-    if (!parsed.ok) return fail(occ, mission, counted.attempts, `unusable plan: ${parsed.reason}`, startedAt);
+  }
 
-    const outcome = await writeFinal(occ, mission, planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()), 'planned');
-    if (outcome === 'planned') log.info({ iterationId: occ.iterationId, steps: parsed.plan.steps.length }, 'planned on the server');
+  /** One planning attempt: the LLM (unless an earlier attempt's reply is kept), then the write-back. */
+  async function plan(occ: Occurrence, mission: Mission, attempt: Attempt, agent: Admitted, startedAt: string, signal: AbortSignal): Promise<Outcome> {
+    let iteration = attempt.kept;
+    if (!iteration) {
+      const messages = await phase('preparing the prompt', async () => {
+        const { resolved, skipped } = await resolveInputs(sql, deps.target.cols, occ.userId, mission.inputs);
+        return buildPlannerMessages({ mission, resolvedInputs: resolved, skippedInputs: skipped, tools: agent.tools, agent: agent.prompt, now: now() });
+      });
+      let completion: LlmCompletion;
+      try {
+        completion = await deps.llm!.complete(messages, { signal });
+      } catch (err: unknown) {
+        if (signal.aborted) return 'lost';
+        return fail(occ, mission, attempt.attempts, `LLM call failed: ${messageOf(err)}`, startedAt, agent);
+      }
+      // Spent whatever the reply is worth: an unusable plan cost the same tokens.
+      await agent.spend(tokensSpent(completion.usage, messages, completion.content).tokens);
+      const parsed = parsePlan(completion.content, TOOL_CATALOG, { denied: agent.denied });
+      if (!parsed.ok) return fail(occ, mission, attempt.attempts, `unusable plan: ${parsed.reason}`, startedAt, agent);
+      if (parsed.dropped) agents.dropped(occ, parsed.dropped);
+      iteration = jsonbSafe(planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()));
+      // Paid for: kept before the write-back, so a write-back that fails is retried from here, not from the LLM.
+      if (!(await phase('keeping the reply', () => keepReply(sql, occ.iterationId, holder, iteration!)))) return 'lost';
+    }
+    const planned = iteration;
+    const outcome = await phase('write-back failed', () => writeFinal(occ, mission, planned, 'planned', undefined, agent));
+    if (outcome === 'planned') log.info({ iterationId: occ.iterationId, steps: planned.plan.length }, 'planned on the server');
     return outcome;
+  }
+
+  /** Starts planning an occurrence handed to this planner (queued for a slot, fair across users). */
+  function start(occ: Occurrence): void {
+    if (stopped) return;
+    if (inFlight.has(occ.iterationId)) {
+      // Taken again while still in flight here: its lease ran out during an outage, or the run
+      // set its retry lease and is still finishing (giving back an agent slot). Keep the full
+      // lease, and run it again once the run in flight ends: left alone, it would wait for
+      // that whole lease (CLAIM_LEASE_MS) before anyone took it again.
+      takenAgain.set(occ.iterationId, occ);
+      return extendSoon(occ.iterationId);
+    }
+    const controller = new AbortController();
+    // Keyed by user: one user's backlog delays another user's plan by at most one slot.
+    const done = slots
+      .acquire(controller.signal, occ.userId)
+      .then(
+        (release) => run(occ, controller.signal).finally(release),
+        // Aborted while queued: the lease was lost or we are stopping.
+        (): Outcome => 'lost',
+      )
+      .then((outcome) => {
+        runs.inc({ outcome });
+      })
+      .catch((err: unknown) => {
+        runs.inc({ outcome: 'error' });
+        // The lease stays ours until it expires; then any instance retries. A
+        // database outage fails every run in flight: the scheduler logs it once.
+        if (isConnectionError(err)) log.debug({ err, iterationId: occ.iterationId }, 'server planning interrupted: database unreachable');
+        else log.error({ err, iterationId: occ.iterationId }, 'server planning crashed');
+      })
+      .finally(() => {
+        inFlight.delete(occ.iterationId);
+        const again = takenAgain.get(occ.iterationId);
+        takenAgain.delete(occ.iterationId);
+        // A run that ended the occurrence (planned, failed, superseded) makes this one end at its first compare-and-set.
+        if (again) start(again);
+      });
+    inFlight.set(occ.iterationId, { controller, done });
+    extendSoon(occ.iterationId);
   }
 
   return {
     enabled: deps.llm !== null,
-    plan(occ) {
-      if (stopped || inFlight.has(occ.iterationId)) return;
-      const controller = new AbortController();
-      // Keyed by user: one user's backlog delays another user's plan by at most one slot.
-      const done = slots
-        .acquire(controller.signal, occ.userId)
-        .then(
-          (release) => run(occ, controller.signal).finally(release),
-          // Aborted while queued: the lease was lost or we are stopping.
-          (): Outcome => 'lost',
-        )
-        .then((outcome) => {
-          runs.inc({ outcome });
-        })
-        .catch((err: unknown) => {
-          runs.inc({ outcome: 'error' });
-          // The lease stays ours until it expires; then any instance retries. A
-          // database outage fails every run in flight: the scheduler logs it once.
-          if (isConnectionError(err)) log.debug({ err, iterationId: occ.iterationId }, 'server planning interrupted: database unreachable');
-          else log.error({ err, iterationId: occ.iterationId }, 'server planning crashed');
-        })
-        .finally(() => inFlight.delete(occ.iterationId));
-      inFlight.set(occ.iterationId, { controller, done });
-    },
+    plan: start,
     async sweep(info) {
       const t = Date.now();
       if (info && !info.projectionChanged && t - lastDroppedCheck < DROPPED_CHECK_MS) return;
@@ -242,6 +373,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       for (const d of await findDroppedWrites(sql)) {
         if (await rewriteDropped(sql, deps.target, d, now())) {
           repairs.inc();
+          deps.onWritten?.({ userId: d.userId, missionId: d.missionId, iterationId: d.iterationId });
           log.warn({ iterationId: d.iterationId, missionId: d.missionId }, 'a concurrent write dropped the server iteration; wrote it again');
         }
       }
@@ -255,12 +387,16 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       clearInterval(renewal);
       const ids = [...inFlight.keys()];
       for (const f of inFlight.values()) f.controller.abort(new Error('shutting down'));
-      await Promise.allSettled([...inFlight.values()].map((f) => f.done));
-      if (ids.length > 0) {
-        // Hand our leases back now so another instance (or our restart) takes over at once.
-        await sql`UPDATE mana_ai.occurrences SET lease_expires_at = now(), updated_at = now()
-                  WHERE iteration_id = ANY(${ids}::uuid[]) AND status = 'planning' AND claimed_by = ${holder}`.catch(() => undefined);
-      }
+      // Aborted runs unwind at once unless a statement holds them: wait a little, never the
+      // whole shutdown grace, then hand every lease back (a run still writing keeps its row
+      // lock, and its compare-and-set still holds, so handing back never makes two plans).
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([
+        Promise.allSettled([...inFlight.values()].map((f) => f.done)),
+        new Promise<void>((r) => (timer = setTimeout(r, STOP_WAIT_MS))),
+      ]);
+      clearTimeout(timer);
+      await handBack(sql, ids, holder).catch((err: unknown) => log.warn({ err }, 'could not hand leases back; they expire by themselves'));
     },
   };
 }

@@ -3,8 +3,9 @@
  * (docs/contract.md §3). Prompt building and plan parsing both read it, so a tool
  * added here is offered to the LLM and accepted from it in one change.
  *
- * Every tool is propose-only: the server never executes a step; the user's
- * device turns steps into proposals the user approves or rejects.
+ * The server never executes a step: the user's device runs each planned
+ * step of a server iteration when sync delivers it, with the webapp's own
+ * tool of this name (docs/contract.md §2).
  */
 
 /** The JSON types a tool parameter may take. */

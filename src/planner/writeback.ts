@@ -1,8 +1,8 @@
 /**
- * Writing a server iteration back into the change log (docs/contract.md §1):
- * one sync_changes row, op 'update', `{ iterations, nextRunAt, updatedAt }`,
- * per-field timestamps in the column this deployment has, written inside a
- * per-user transaction under the forced RLS policy.
+ * Writing a server iteration back into the change log (docs/contract.md §6):
+ * one sync_changes row, op 'update', shaped as mana-sync stores a device's
+ * update (writeback-row.ts), inserted inside a per-user transaction under
+ * the forced RLS policy.
  *
  * The occurrence's compare-and-set (planning → planned, held by us) runs in
  * the SAME transaction as the insert: either both land or neither, so an
@@ -17,47 +17,53 @@ import { MISSIONS } from '../projection/tables.js';
 import { instantMs, instantOf } from '../projection/instant.js';
 import type { MissionIteration } from '../projection/mission.js';
 import { mergeIterations } from './iteration.js';
+import { aiActor, missionUpdateRow, spaceOf, type MissionUpdate, type WritePrincipal } from './writeback-row.js';
 
-export const RUNNER_CLIENT_ID = 'mana-ai-runner';
-export const RUNNER_ACTOR = { kind: 'system', source: 'mission-runner' } as const;
+export { RUNNER_CLIENT_ID, DEFAULT_AGENT, type WritePrincipal } from './writeback-row.js';
 
 export interface WriteTarget {
   cols: SyncColumns;
+  /** Whether sync_changes has `space_id` (current mana-sync does): a row then names the mission's space. */
+  spaceColumn: boolean;
   /** Role switched to for the insert so RLS applies (see db/pool.ts withUser). */
   writerRole: string | undefined;
 }
 
-function stampsFor(fields: string[], at: Date, cols: SyncColumns) {
-  const iso = at.toISOString();
-  // field_meta when the deployment has it (newer), else field_timestamps; mana-sync reads
-  // either as an object of strings (anything else fails every pull of the user).
-  if (cols.fieldMeta) return { field_meta: Object.fromEntries(fields.map((f) => [f, iso])) };
-  return { field_timestamps: Object.fromEntries(fields.map((f) => [f, iso])) };
+/** Whether `schema`.sync_changes has mana-sync's `space_id` column; read once at start. */
+export async function detectSpaceColumn(sql: Sql, schema: string): Promise<boolean> {
+  const [row] = await sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM information_schema.columns
+    WHERE table_schema = ${schema} AND table_name = 'sync_changes' AND column_name = 'space_id'`;
+  return (row?.n ?? 0) > 0;
 }
 
-/** Inserts one update row for a mission as the given user. Caller owns the transaction. */
-export async function insertMissionUpdate(
-  tx: TxSql,
-  target: WriteTarget,
-  input: { userId: string; missionId: string; data: Record<string, unknown>; at: Date },
-): Promise<void> {
+/**
+ * Inserts one update row for a mission as the given user. Caller owns the
+ * transaction, and must make this insert its LAST statement.
+ *
+ * `created_at` is stamped by the insert itself (clock_timestamp()), not by
+ * the column's default (the transaction's start): mana-sync serves a
+ * device the rows with `created_at > since`, where `since` is the instant
+ * its previous pull ended, so a row whose `created_at` lies before a pull
+ * that could not see it yet is never pulled by that device. Stamped here,
+ * only the time from this statement to the commit (a round trip, under a
+ * millisecond on a healthy database) plus any clock skew between mana-sync
+ * and Postgres remains as that window; mana-sync's own inserts have the
+ * same one.
+ */
+export async function insertMissionUpdate(tx: TxSql, target: WriteTarget, update: MissionUpdate): Promise<void> {
   // One round trip for both: set_config('role', …, true) is SET LOCAL ROLE.
-  if (target.writerRole) await tx`SELECT set_config('app.current_user_id', ${input.userId}, true), set_config('role', ${target.writerRole}, true)`;
-  else await tx`SELECT set_config('app.current_user_id', ${input.userId}, true)`;
-  const stamps = stampsFor(Object.keys(input.data), input.at, target.cols);
-  const row: Record<string, unknown> = {
-    app_id: MISSIONS.appId,
-    table_name: MISSIONS.tableName,
-    record_id: input.missionId,
-    user_id: input.userId,
-    op: 'update',
-    data: tx.json(input.data as never),
-    client_id: RUNNER_CLIENT_ID,
-    ...Object.fromEntries(Object.entries(stamps).map(([k, v]) => [k, tx.json(v as never)])),
-  };
-  if (target.cols.actor) row['actor'] = tx.json(RUNNER_ACTOR);
-  if (target.cols.origin) row['origin'] = 'system';
-  await tx`INSERT INTO ${syncChanges(tx, target.cols.schema)} ${tx(row as never, Object.keys(row) as never)}`;
+  if (target.writerRole) await tx`SELECT set_config('app.current_user_id', ${update.userId}, true), set_config('role', ${target.writerRole}, true)`;
+  else await tx`SELECT set_config('app.current_user_id', ${update.userId}, true)`;
+  const row = missionUpdateRow(update, { ...target.cols, spaceId: target.spaceColumn });
+  const keys = Object.keys(row);
+  const table = syncChanges(tx, target.cols.schema);
+  // One JSON parameter read back through the table's own row type, so every
+  // column gets its type from mana-sync's table (jsonb stays jsonb, text text).
+  await tx`
+    INSERT INTO ${table} (${tx(keys)}, created_at)
+    SELECT ${tx.unsafe(keys.map((k) => `r."${k}"`).join(', '))}, clock_timestamp()
+    FROM jsonb_populate_record(NULL::${table}, ${JSON.stringify(row)}::text::jsonb) AS r`;
 }
 
 export interface WriteIterationInput {
@@ -72,6 +78,8 @@ export interface WriteIterationInput {
   finalStatus: 'planned' | 'failed';
   lastError?: string;
   at: Date;
+  /** The mission's agent; the webapp's default agent when absent. */
+  principal?: WritePrincipal;
 }
 
 /**
@@ -105,7 +113,8 @@ export async function writeIteration(sql: Sql, target: WriteTarget, input: Write
   return (await sql.begin(async (tx) => {
     const settle = async (status: 'completed' | 'superseded', why: string | null): Promise<WriteResult> => {
       const [own] = await tx`
-        UPDATE mana_ai.occurrences SET status = ${status}, lease_expires_at = NULL, last_error = coalesce(${why}, last_error), updated_at = now()
+        UPDATE mana_ai.occurrences SET status = ${status}, lease_expires_at = NULL, last_error = coalesce(${why}, last_error),
+          reason = CASE WHEN ${status} = 'superseded' THEN 'mission-deleted' ELSE reason END, updated_at = now()
         WHERE iteration_id = ${input.iterationId} AND status = 'planning' AND claimed_by = ${input.holder}
         RETURNING iteration_id`;
       return own ? (status === 'completed' ? 'present' : 'gone') : 'lost';
@@ -118,16 +127,20 @@ export async function writeIteration(sql: Sql, target: WriteTarget, input: Write
     if (!current || current['deletedAt']) return settle('superseded', 'mission deleted while the server planned it');
     const [own] = await tx`
       UPDATE mana_ai.occurrences SET status = ${input.finalStatus}, lease_expires_at = NULL, plan = ${tx.json(input.iteration as never)},
-        written_at = ${instantOf(input.at)}, last_error = ${input.lastError ?? null}, updated_at = now()
+        written_at = ${instantOf(input.at)}, last_error = ${input.lastError ?? null},
+        reason = ${input.finalStatus === 'failed' ? 'plan-failed' : null}, updated_at = now()
       WHERE iteration_id = ${input.iterationId} AND status = 'planning' AND claimed_by = ${input.holder}
       RETURNING iteration_id`;
     if (!own) return 'lost';
     const iterations = mergeIterations(current['iterations'], [...mergeIterations(input.baseIterations, []), input.iteration]);
+    // nextRunAt null: no next run (a manual cadence), as the webapp's own run writes it.
     await insertMissionUpdate(tx, target, {
       userId: input.userId,
       missionId: input.missionId,
-      data: { iterations, nextRunAt: input.nextRunAt, updatedAt: input.at.toISOString() },
+      data: { iterations, nextRunAt: input.nextRunAt },
       at: input.at,
+      actor: aiActor({ principal: input.principal, missionId: input.missionId, iterationId: input.iterationId, objective: current['objective'] }),
+      spaceId: spaceOf(current),
     });
     return 'written';
   })) as WriteResult;
@@ -143,8 +156,11 @@ export interface DroppedWrite {
   plan: MissionIteration;
   writtenAt: string;
   iterations: unknown;
-  /** The instant of the write that won the iterations field (the one that dropped ours). */
+  /** The stamp of the write that won the iterations field (the one that dropped ours), as that device wrote it. */
   winningAt: string;
+  /** The mission's `spaceId` and `objective` as the projection has them (for the row's space and actor). */
+  spaceId: unknown;
+  objective: unknown;
 }
 
 /**
@@ -156,7 +172,8 @@ export async function findDroppedWrites(sql: Sql, limit = 100): Promise<DroppedW
   return sql<DroppedWrite[]>`
     SELECT o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.mission_id AS "missionId",
            o.plan, o.written_at AS "writtenAt", s.fields -> 'iterations' AS iterations,
-           split_part(s.versions ->> 'iterations', chr(1), 1) AS "winningAt"
+           split_part(s.versions ->> 'iterations', chr(1), 1) AS "winningAt",
+           s.fields -> 'spaceId' AS "spaceId", s.fields -> 'objective' AS objective
     FROM mana_ai.occurrences o
     JOIN mana_ai.mission_snapshots s ON s.user_id = o.user_id AND s.mission_id = o.mission_id
     WHERE o.status IN ('planned', 'failed') AND o.written_at IS NOT NULL
@@ -171,7 +188,7 @@ export async function findDroppedWrites(sql: Sql, limit = 100): Promise<DroppedW
 }
 
 /** Writes a dropped iteration again, merged into the freshest iterations; CAS on written_at so one instance does it. */
-export async function rewriteDropped(sql: Sql, target: WriteTarget, d: DroppedWrite, now: Date): Promise<boolean> {
+export async function rewriteDropped(sql: Sql, target: WriteTarget, d: DroppedWrite, now: Date, principal?: WritePrincipal): Promise<boolean> {
   // Stamped after the winning write: a device whose clock runs ahead stamps
   // its write in the future, and a repair stamped "now" would lose LWW again
   // and be rewritten on every pass until our clock caught up.
@@ -187,8 +204,10 @@ export async function rewriteDropped(sql: Sql, target: WriteTarget, d: DroppedWr
     await insertMissionUpdate(tx, target, {
       userId: d.userId,
       missionId: d.missionId,
-      data: { iterations: mergeIterations(d.iterations, [d.plan]), updatedAt: at.toISOString() },
+      data: { iterations: mergeIterations(d.iterations, [d.plan]) },
       at,
+      actor: aiActor({ principal, missionId: d.missionId, iterationId: d.iterationId, objective: d.objective }),
+      spaceId: spaceOf({ spaceId: d.spaceId }),
     });
     return true;
   })) as boolean;

@@ -1,15 +1,16 @@
 /**
  * Device claims on occurrences: first claim wins, others get "held"; the
- * lease holder completes or releases (the statements are in transitions.ts;
- * this module explains a refusal). Shared by the HTTP routes and the
- * WebSocket claim frame. Each outcome maps to one HTTP status.
+ * lease holder completes or releases (the statements are in
+ * device-transitions.ts; this module explains a refusal). Shared by the HTTP
+ * routes and the WebSocket claim frame. Each outcome maps to one HTTP status.
  */
 import { z } from 'zod';
 import type { Sql } from '../db/pool.js';
 import { createBatcher } from '../lib/batcher.js';
 import { DONE_STATUSES, type Occurrence } from './occurrence.js';
 import { getOccurrence } from './occurrences.js';
-import { claimForDevices, completeForDevice, releaseForDevice, type DeviceClaim } from './transitions.js';
+import { RELEASE_CODES, type ReleaseCode } from './reasons.js';
+import { claimForDevices, completeForDevice, releaseForDevice, type ClaimResult, type DeviceClaim } from './device-transitions.js';
 
 export type ClaimOutcome =
   | { kind: 'granted'; occurrence: Occurrence; leaseExpiresAt: string }
@@ -28,22 +29,35 @@ export const CLAIM_HTTP_STATUS = {
   'not-holder': 409,
 } as const satisfies Record<ClaimOutcome['kind'], number>;
 
-/** Why a compare-and-set did not match, from the row as it is now. */
-async function explain(sql: Sql, iterationId: string, userId: string, deviceId: string): Promise<ClaimOutcome> {
-  const occ = await getOccurrence(sql, iterationId);
-  if (!occ) return { kind: 'not-found' };
+/** Why a compare-and-set did not match, from the row as it was (null: no such occurrence). Pure. */
+export function refusal(found: Extract<ClaimResult, { granted: false }>['found'], userId: string, deviceId: string): ClaimOutcome {
+  if (!found) return { kind: 'not-found' };
   // Another user's occurrence: say so without revealing anything about it.
-  if (occ.userId !== userId) return { kind: 'forbidden' };
-  if ((DONE_STATUSES as string[]).includes(occ.status)) return { kind: 'gone', status: occ.status };
-  if (occ.status === 'planning') return { kind: 'held', by: 'server' };
-  if (occ.status === 'claimed' && occ.claimedBy !== deviceId) return { kind: 'held', by: 'device' };
+  if (found.userId !== userId) return { kind: 'forbidden' };
+  if ((DONE_STATUSES as string[]).includes(found.status)) return { kind: 'gone', status: found.status };
+  if (found.status === 'planning') return { kind: 'held', by: 'server' };
+  if (found.status === 'claimed' && found.claimedBy !== deviceId) return { kind: 'held', by: 'device' };
   return { kind: 'not-holder' };
 }
+
+/** Why a complete or release did not match, from the row as it is now. */
+async function explain(sql: Sql, c: DeviceClaim): Promise<ClaimOutcome> {
+  return refusal(await getOccurrence(sql, c.iterationId), c.userId, c.deviceId);
+}
+
+/**
+ * Iteration ids as the ledger spells them. zod's uuid accepts upper case, and
+ * the batcher keys on the string: two spellings of one id in one batch would
+ * both reach the statement, which updates the row once while both devices
+ * could be told "granted".
+ */
+const canonical = <T extends { iterationId: string }>(c: T): T => ({ ...c, iterationId: c.iterationId.toLowerCase() });
 
 export interface ClaimService {
   claim(input: { iterationId: string; userId: string; deviceId: string }): Promise<ClaimOutcome>;
   complete(input: { iterationId: string; userId: string; deviceId: string }): Promise<ClaimOutcome>;
-  release(input: { iterationId: string; userId: string; deviceId: string; reason?: string }): Promise<ClaimOutcome>;
+  /** `code` is what the device says (a fixed set), `reason` a short note for operators. */
+  release(input: { iterationId: string; userId: string; deviceId: string; reason?: string; code?: ReleaseCode }): Promise<ClaimOutcome>;
 }
 
 /** The routes' own check (protocol.ts, routes/occurrences.ts). */
@@ -53,6 +67,8 @@ const isUuid = (id: string): boolean => Uuid.safeParse(id).success;
 /** Claims per statement, and statements in flight, when many devices claim at once. */
 const CLAIM_BATCH = 1000;
 const CLAIM_STATEMENTS = 2;
+
+const zip = <A, B>(a: A[], b: B[]): [A, B][] => a.map((x, i) => [x, b[i]!]);
 
 export function createClaimService(deps: { sql: Sql; leaseMs: number; onReleased?: (iterationId: string) => void }): ClaimService {
   const { sql } = deps;
@@ -65,35 +81,41 @@ export function createClaimService(deps: { sql: Sql; leaseMs: number; onReleased
     concurrency: CLAIM_STATEMENTS,
     async run(claims) {
       // One malformed id would fail the whole statement (the routes check it too).
-      const granted = await claimForDevices(sql, claims.filter((c) => isUuid(c.iterationId)), deps.leaseMs);
-      return Promise.all(
-        claims.map(async (c): Promise<ClaimOutcome> => {
-          if (!isUuid(c.iterationId)) return { kind: 'not-found' };
-          const won = granted.get(c.iterationId);
-          return won ? { kind: 'granted', occurrence: won.occurrence, leaseExpiresAt: won.lease } : explain(sql, c.iterationId, c.userId, c.deviceId);
-        }),
-      );
+      const valid = claims.filter((c) => isUuid(c.iterationId));
+      // Every answer comes from the one statement: no claim waits on (or fails with) a second query.
+      const results = new Map(zip(valid, await claimForDevices(sql, valid, deps.leaseMs)));
+      return claims.map((c): ClaimOutcome => {
+        const r = results.get(c);
+        if (!r) return { kind: 'not-found' };
+        return r.granted ? { kind: 'granted', occurrence: r.occurrence, leaseExpiresAt: r.lease } : refusal(r.found, c.userId, c.deviceId);
+      });
     },
   });
   return {
-    claim: (c) => claimBatch({ iterationId: c.iterationId, userId: c.userId, deviceId: c.deviceId }),
+    claim: (c) => claimBatch(canonical({ iterationId: c.iterationId, userId: c.userId, deviceId: c.deviceId })),
 
-    async complete(c) {
-      if (await completeForDevice(sql, c)) return { kind: 'granted', occurrence: (await getOccurrence(sql, c.iterationId))!, leaseExpiresAt: '' };
+    async complete(input) {
+      const c = canonical(input);
+      const completed = await completeForDevice(sql, c);
+      if (completed) return { kind: 'granted', occurrence: completed, leaseExpiresAt: '' };
       const occ = await getOccurrence(sql, c.iterationId);
       // Completing twice is fine for the device that did it.
       if (occ && occ.userId === c.userId && occ.status === 'completed' && occ.claimedBy === c.deviceId) {
         return { kind: 'granted', occurrence: occ, leaseExpiresAt: '' };
       }
-      return explain(sql, c.iterationId, c.userId, c.deviceId);
+      return refusal(occ, c.userId, c.deviceId);
     },
 
-    async release({ reason, ...c }) {
-      if (await releaseForDevice(sql, c, reason)) {
+    async release({ reason, code, ...input }) {
+      const c = canonical(input);
+      const detail = code === undefined ? reason : reason ? `${code}: ${reason}` : code;
+      // Answered from the release itself: the pass it wakes may hand the occurrence on before a second read.
+      const released = await releaseForDevice(sql, c, detail, code === undefined ? 'device-released' : RELEASE_CODES[code]);
+      if (released) {
         deps.onReleased?.(c.iterationId);
-        return { kind: 'granted', occurrence: (await getOccurrence(sql, c.iterationId))!, leaseExpiresAt: '' };
+        return { kind: 'granted', occurrence: released, leaseExpiresAt: '' };
       }
-      return explain(sql, c.iterationId, c.userId, c.deviceId);
+      return explain(sql, c);
     },
   };
 }

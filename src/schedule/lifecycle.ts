@@ -29,6 +29,8 @@ import {
   takeWaitingDue,
 } from './transitions.js';
 import { WAIT_REASON, waitBackoffMs } from './waiting.js';
+import { reason, type Reason } from './reasons.js';
+import { settlePlan, type SettleHistory } from './settle-plan.js';
 
 /** Due missions per INSERT when a pass creates many occurrences at once. */
 export const CREATE_CHUNK = 1000;
@@ -38,14 +40,17 @@ export const SCAN_BATCH = 5000;
 const SCAN_ROUNDS = 4;
 
 /** Why an occurrence went to the server planner when it was created. */
-export const NO_DEVICE = 'no reachable device';
+export const NO_DEVICE = reason('no-device', 'no reachable device');
 
-/** Settling runs at least this often even when this instance's passes saw no mission change. */
-export const SETTLE_EVERY_MS = 2_000;
 
-/** A settle slower than SETTLE_CHEAP_MS waits this many times its duration before the next starts: ≤ 10 % of the time. */
-const SETTLE_DUTY = 10;
-const SETTLE_CHEAP_MS = 100;
+/**
+ * The lease an occurrence is handed to the server planner with. The planner
+ * extends it to CLAIM_LEASE_MS as it takes the occurrence (within
+ * milliseconds); until then nobody is working on it, so a crash (or a lost
+ * connection after the commit) between the hand-over and the planner's start
+ * must cost seconds, not the full lease.
+ */
+export const HANDOVER_LEASE_MS = 10_000;
 
 /** A pass routes what it creates within milliseconds; 'created' this long past due means it never will (routing it twice is harmless: every step is a compare-and-set). */
 export const STALE_CREATED_MS = 10_000;
@@ -92,7 +97,7 @@ export interface Lifecycle {
   /** Counts nudges sent for occurrences created already nudged. */
   countNudged(channel: 'ws' | 'push', n: number): void;
   /** → planning (server planner) or → waiting when server planning is off. */
-  toFallback(occs: Occurrence[], from: OccurrenceStatus[], reason: string): Promise<void>;
+  toFallback(occs: Occurrence[], from: OccurrenceStatus[], why: Reason): Promise<void>;
   /** Per-pass upkeep: settle, expire, retry waiting, rescue stale 'created'. */
   sweep(info: SweepInfo | undefined, hooks: SweepHooks): Promise<void>;
 }
@@ -100,6 +105,7 @@ export interface Lifecycle {
 export function createLifecycle(deps: LifecycleDeps): Lifecycle {
   const { sql, log } = deps;
   const holder = serverHolder(deps.instanceId);
+  const handoverMs = Math.min(deps.leaseMs, HANDOVER_LEASE_MS);
   const routed = new Counter({
     name: 'mana_ai_occurrences_routed_total',
     help: 'Occurrences routed, by channel (ws, push, server, wait)',
@@ -111,20 +117,19 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     help: 'Claim deadlines or leases that passed and went to the fallback',
     registers: [deps.registry],
   });
-  let lastSettle = 0;
-  let lastSettleMs = 0;
+  const settles: SettleHistory = { lastFullAt: 0, lastFullMs: 0, owed: false };
   let lastStaleCheck = 0;
 
-  async function toWaiting(occs: Occurrence[], from: OccurrenceStatus[], reason: string, holderOnly?: string): Promise<void> {
-    const items = occs.map((o) => ({ iterationId: o.iterationId, retryInMs: waitBackoffMs(o.attempts) }));
-    const moved = await markWaitingMany(sql, items, { from, reason, ...(holderOnly ? { holder: holderOnly } : {}) });
+  async function toWaiting(occs: Occurrence[], from: OccurrenceStatus[], why: Reason, holderOnly?: string): Promise<void> {
+    const items = occs.map((o) => ({ iterationId: o.iterationId, retryInMs: waitBackoffMs(o.routeAttempts) }));
+    const moved = await markWaitingMany(sql, items, { from, reason: why, ...(holderOnly ? { holder: holderOnly } : {}) });
     routed.inc({ channel: 'wait' }, moved.length);
   }
 
-  async function toFallback(occs: Occurrence[], from: OccurrenceStatus[], reason: string): Promise<void> {
+  async function toFallback(occs: Occurrence[], from: OccurrenceStatus[], why: Reason): Promise<void> {
     if (occs.length === 0) return;
     if (!deps.fallback.enabled) return toWaiting(occs, from, WAIT_REASON);
-    const taken = await takeForServer(sql, occs.map((o) => o.iterationId), from, holder, deps.leaseMs, reason);
+    const taken = await takeForServer(sql, occs.map((o) => o.iterationId), from, holder, handoverMs, why);
     routed.inc({ channel: 'server' }, taken.length);
     for (const occ of taken) deps.fallback.plan(occ);
   }
@@ -140,7 +145,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
 
   async function expire(): Promise<void> {
     await scan(
-      () => takeExpired(sql, holder, deps.leaseMs, SCAN_BATCH),
+      () => takeExpired(sql, holder, handoverMs, SCAN_BATCH),
       async (taken) => {
         expired.inc(taken.length);
         const sample = taken.slice(0, 20).map((o) => ({ iterationId: o.iterationId, reason: withoutQuotes(o.lastError) }));
@@ -166,7 +171,7 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
           return route === 'ws' ? 'ws' : route === 'push' ? 'created' : fallbackStart;
         },
         wsDeadlineMs: wsClaimMs,
-        server: { holder, leaseMs: deps.leaseMs, reason: NO_DEVICE },
+        server: { holder, leaseMs: handoverMs, reason: NO_DEVICE },
         wait: { reason: WAIT_REASON, retryInMs: waitBackoffMs(0) },
       };
       const chunks: DueMission[][] = [];
@@ -219,24 +224,22 @@ export function createLifecycle(deps: LifecycleDeps): Lifecycle {
     },
     toFallback,
     async sweep(info, hooks) {
-      // Missions change only through a refresh: the missions this pass's refresh changed
-      // have their occurrences settled at once (found by the open index, however many
-      // occurrences are open). Another instance's refresh (this one skipped it) settles its
-      // own; a create racing a refresh, or an instance that died between the two, is
-      // caught by settling every open occurrence periodically. That reads all of them: with
-      // 100,000 open (a burst waiting for the server planner) it takes a second or more,
-      // so it runs at most a tenth of the time.
+      // The missions this pass's refresh changed have their occurrences settled at once; an
+      // unknown set, and creates racing another instance's refresh, by the full settle
+      // (settle-plan.ts says which runs when).
       const now = Date.now();
       const changed = info?.projectionChanged === false ? [] : info?.changed;
-      // During a backlog the full settle waits (1–2 s with 100,000 open, all being created now).
-      const fullDue = !info?.backlog && (changed === undefined || changed === null || now - lastSettle >= SETTLE_EVERY_MS);
-      if (fullDue && (lastSettleMs < SETTLE_CHEAP_MS || now - lastSettle >= SETTLE_DUTY * lastSettleMs)) {
-        lastSettle = now;
+      const plan = settlePlan({ changed, backlog: Boolean(info?.backlog), now }, settles);
+      // A settle that fails leaves a full one owed: the changes it was to settle are not listed again.
+      settles.owed = plan.step === 'none' ? plan.owed : true;
+      if (plan.step === 'full') {
+        settles.lastFullAt = now;
         announce(await settleFromSnapshots(sql), hooks);
-        lastSettleMs = Date.now() - now;
-      } else if (changed && changed.length > 0) {
-        announce(await settleFromSnapshots(sql, changed), hooks);
+        settles.lastFullMs = Date.now() - now;
+      } else if (plan.step === 'targeted') {
+        announce(await settleFromSnapshots(sql, changed!), hooks);
       }
+      settles.owed = plan.owed;
       // The pass's scan says whether anything is there to take: a no-op pass skips the scans.
       if (info?.expiries !== false) await expire();
       // Waiting occurrences whose retry time came go through routing again (a device may be back).

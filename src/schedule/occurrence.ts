@@ -28,9 +28,17 @@ export interface Occurrence {
   claimedBy: string | null;
   deadlineAt: string | null;
   leaseExpiresAt: string | null;
+  /** Planning attempts: the server planner's runs that reached planning (PLANNER_MAX_ATTEMPTS bounds these). */
   attempts: number;
+  /** How often it was routed again after waiting for a device (its wait grows with these). */
+  routeAttempts: number;
+  /** Times devices were offered it (nudges, hand-backs to waiting): a nudge's `attempt`. */
+  offers: number;
   nextAttemptAt: string | null;
+  /** Operators' detail (may name hosts, devices, replies): never shown to users. */
   lastError: string | null;
+  /** The public code of `reasons.ts` for the same fact. */
+  reason: string | null;
   createdAt: string;
   updatedAt: string;
 }
@@ -42,7 +50,7 @@ export const COLUMNS = `
   o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.mission_id AS "missionId",
   ${ts('o.due_at')} AS "dueAt", o.status, o.channel, o.claimed_by AS "claimedBy",
   ${ts('o.deadline_at')} AS "deadlineAt", ${ts('o.lease_expires_at')} AS "leaseExpiresAt",
-  o.attempts, ${ts('o.next_attempt_at')} AS "nextAttemptAt", o.last_error AS "lastError",
+  o.attempts, o.route_attempts AS "routeAttempts", o.offers, ${ts('o.next_attempt_at')} AS "nextAttemptAt", o.last_error AS "lastError", o.reason,
   ${ts('o.created_at')} AS "createdAt", ${ts('o.updated_at')} AS "updatedAt"`;
 
 export function serverHolder(instanceId: string): string {

@@ -62,11 +62,17 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
   /** Every due mission up to this point of the scan order was dispatched, or had its occurrence. */
   let seenThrough: ScanPoint | undefined;
   let lastFullScan = -Infinity;
+  /**
+   * A refresh applied rows that no completed scan has looked at yet: a pass
+   * that failed between its refresh and its scan leaves this set, so the next
+   * pass (whose refresh finds nothing new) still scans everything.
+   */
+  let unscanned = false;
 
   /**
    * A pass scans only past what the previous one saw, unless missions changed
-   * (a mission may now be due at an instant already passed), the previous
-   * dispatch failed or held some back, or FULL_SCAN_MS passed (another
+   * since the last scan (a mission may now be due at an instant already
+   * passed), the previous dispatch failed or held some back, or FULL_SCAN_MS passed (another
    * instance that projected a change and then failed is caught up then).
    * After the top of an hour, 100,000 handled missions stay due until they
    * are planned; checking each for its occurrence cost every pass ~0.5 s.
@@ -130,10 +136,16 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
     try {
       const refresh = await deps.projection.refresh();
       metrics.projectionStalled.set(refresh.stalled ? 1 : 0);
+      // Recorded as soon as they are applied: the next sweep settles these missions even
+      // when this pass fails further on (its next refresh will not report them again).
+      changedSinceSweep ||= refresh.rowsApplied > 0;
+      noteChanged(refresh.changed);
+      unscanned ||= refresh.rowsApplied > 0;
       const dueLimit = deps.dueLimit ?? 20_000;
       const unhandledOnly = deps.sweep !== undefined;
-      const from = scanFrom(refresh.rowsApplied > 0);
-      const scanned = await scanDue(deps.sql, { limit: dueLimit, unhandledOnly, upcoming: lookAhead(refresh.rowsApplied > 0), ...(from ? { from } : {}) });
+      const from = scanFrom(unscanned);
+      const scanned = await scanDue(deps.sql, { limit: dueLimit, unhandledOnly, upcoming: lookAhead(unscanned), ...(from ? { from } : {}) });
+      unscanned = false;
       const { at, due } = scanned;
       metrics.dueMissions.set(due.length);
       let complete = true;
@@ -151,8 +163,6 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
       // of a backlog), or after this instant; from the start after anything went wrong.
       const last = due.at(-1);
       seenThrough = !unhandledOnly || !complete ? undefined : due.length >= dueLimit && last ? { ...last } : { nextRunAt: at };
-      changedSinceSweep ||= refresh.rowsApplied > 0;
-      noteChanged(refresh.changed);
       // A full batch leaves more due (the top of an hour): the next pass runs at once, not a
       // tick later, and the upkeep (deadlines, retries, settling) runs every BACKLOG_SWEEP_MS,
       // not on each of those passes.

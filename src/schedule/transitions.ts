@@ -10,6 +10,7 @@ import type { Sql } from '../db/pool.js';
 import type { DueMission } from './due.js';
 import { iterationIdFor } from './occurrence-id.js';
 import { COLUMNS, ts, type Occurrence, type OccurrenceStatus } from './occurrence.js';
+import type { Reason } from './reasons.js';
 
 /**
  * Where an occurrence starts. A burst routes at creation: 'ws' rows start
@@ -27,9 +28,9 @@ export interface CreateOptions {
   /** Claim deadline of 'ws' rows, counted from the later of now and dueAt. */
   wsDeadlineMs?: number;
   /** Holder, lease and reason of 'server' rows (as takeForServer sets them). */
-  server?: { holder: string; leaseMs: number; reason: string };
+  server?: { holder: string; leaseMs: number; reason: Reason };
   /** Reason and retry delay of 'wait' rows (as markWaitingMany sets them). */
-  wait?: { reason: string; retryInMs: number };
+  wait?: { reason: Reason; retryInMs: number };
 }
 
 /**
@@ -74,15 +75,18 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
     ),
     ins AS (
       INSERT INTO mana_ai.occurrences
-        (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at, claimed_by, lease_expires_at, last_error, next_attempt_at)
+        (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at, claimed_by, lease_expires_at, last_error, reason, next_attempt_at, offers)
       SELECT x.i, x.u, x.m, x.d,
         CASE x.s WHEN 'ws' THEN 'nudged' WHEN 'server' THEN 'planning' WHEN 'wait' THEN 'waiting' ELSE 'created' END,
         CASE x.s WHEN 'ws' THEN 'ws' WHEN 'server' THEN 'server' END,
         CASE WHEN x.s = 'ws' THEN greatest(t.now, x.d) + make_interval(secs => ${(opts.wsDeadlineMs ?? 0) / 1000}) END,
         CASE WHEN x.s = 'server' THEN ${server.holder}::text END,
         CASE WHEN x.s = 'server' THEN t.lease END,
-        CASE x.s WHEN 'server' THEN ${server.reason}::text WHEN 'wait' THEN ${wait.reason}::text END,
-        CASE WHEN x.s = 'wait' THEN t.retry_at END
+        CASE x.s WHEN 'server' THEN ${server.reason?.detail ?? null}::text WHEN 'wait' THEN ${wait.reason?.detail ?? null}::text END,
+        CASE x.s WHEN 'server' THEN ${server.reason?.code ?? null}::text WHEN 'wait' THEN ${wait.reason?.code ?? null}::text END,
+        CASE WHEN x.s = 'wait' THEN t.retry_at END,
+        -- Nudged over the socket or waiting for a device: offered to devices once.
+        CASE WHEN x.s IN ('ws', 'wait') THEN 1 ELSE 0 END
       FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${starts}::text[]) AS x(i, u, m, d, s), t
       ON CONFLICT DO NOTHING
       RETURNING iteration_id, status, deadline_at
@@ -106,14 +110,19 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
       deadlineAt: r.deadline,
       leaseExpiresAt: null,
       attempts: 0,
+      routeAttempts: 0,
+      offers: r.status === 'nudged' || r.status === 'waiting' ? 1 : 0,
       nextAttemptAt: null,
       lastError: null,
+      reason: null,
       createdAt: r.at,
       updatedAt: r.at,
     };
     if (r.status === 'nudged') return { ...base, channel: 'ws' };
-    if (r.status === 'planning') return { ...base, channel: 'server', claimedBy: server.holder, leaseExpiresAt: r.lease, lastError: server.reason };
-    if (r.status === 'waiting') return { ...base, nextAttemptAt: r.retryAt, lastError: wait.reason };
+    if (r.status === 'planning') {
+      return { ...base, channel: 'server', claimedBy: server.holder, leaseExpiresAt: r.lease, lastError: server.reason?.detail ?? null, reason: server.reason?.code ?? null };
+    }
+    if (r.status === 'waiting') return { ...base, nextAttemptAt: r.retryAt, lastError: wait.reason?.detail ?? null, reason: wait.reason?.code ?? null };
     return base;
   });
 }
@@ -127,9 +136,9 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
 export async function markNudged(sql: Sql, iterationIds: string[], channel: 'ws' | 'push', deadlineMs: number): Promise<Occurrence[]> {
   if (iterationIds.length === 0) return [];
   return sql<Occurrence[]>`
-    UPDATE mana_ai.occurrences o SET status = 'nudged', channel = ${channel},
+    UPDATE mana_ai.occurrences o SET status = 'nudged', channel = ${channel}, offers = o.offers + 1,
       deadline_at = now() + make_interval(secs => ${deadlineMs / 1000}), claimed_by = NULL, lease_expires_at = NULL,
-      last_error = NULL, updated_at = now()
+      last_error = NULL, reason = NULL, updated_at = now()
     WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status IN ('created', 'waiting')
     RETURNING ${sql.unsafe(COLUMNS)}`;
 }
@@ -141,13 +150,13 @@ export async function takeForServer(
   from: readonly OccurrenceStatus[],
   holder: string,
   leaseMs: number,
-  reason?: string,
+  why?: Reason,
 ): Promise<Occurrence[]> {
   if (iterationIds.length === 0) return [];
   return sql<Occurrence[]>`
     UPDATE mana_ai.occurrences o SET status = 'planning', channel = 'server', claimed_by = ${holder},
       lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
-      last_error = coalesce(${reason ?? null}, last_error), updated_at = now()
+      last_error = coalesce(${why?.detail ?? null}, last_error), reason = coalesce(${why?.code ?? null}, reason), updated_at = now()
     WHERE iteration_id = ANY(${iterationIds}::uuid[]) AND status = ANY(${from as string[]})
     RETURNING ${sql.unsafe(COLUMNS)}`;
 }
@@ -156,7 +165,7 @@ export async function takeForServer(
 export async function markWaiting(
   sql: Sql,
   iterationId: string,
-  opts: { from: readonly OccurrenceStatus[]; reason: string; retryInMs: number; holder?: string },
+  opts: { from: readonly OccurrenceStatus[]; reason: Reason; retryInMs: number; holder?: string },
 ): Promise<Occurrence | null> {
   const [row] = await markWaitingMany(sql, [{ iterationId, retryInMs: opts.retryInMs }], opts);
   return row ?? null;
@@ -169,14 +178,14 @@ export async function markWaiting(
 export async function markWaitingMany(
   sql: Sql,
   items: { iterationId: string; retryInMs: number }[],
-  opts: { from: readonly OccurrenceStatus[]; reason: string; holder?: string },
+  opts: { from: readonly OccurrenceStatus[]; reason: Reason; holder?: string },
 ): Promise<Occurrence[]> {
   if (items.length === 0) return [];
   const ids = items.map((i) => i.iterationId);
   const secs = items.map((i) => i.retryInMs / 1000);
   return sql<Occurrence[]>`
-    UPDATE mana_ai.occurrences o SET status = 'waiting', claimed_by = NULL, lease_expires_at = NULL, deadline_at = NULL,
-      last_error = ${opts.reason}, next_attempt_at = now() + make_interval(secs => x.secs), updated_at = now()
+    UPDATE mana_ai.occurrences o SET status = 'waiting', offers = o.offers + 1, claimed_by = NULL, lease_expires_at = NULL, deadline_at = NULL,
+      last_error = ${opts.reason.detail}, reason = ${opts.reason.code}, next_attempt_at = now() + make_interval(secs => x.secs), updated_at = now()
     FROM unnest(${ids}::uuid[], ${secs}::float8[]) AS x(id, secs)
     WHERE o.iteration_id = x.id AND o.status = ANY(${opts.from as string[]})
       AND (${opts.holder ?? null}::text IS NULL OR o.claimed_by = ${opts.holder ?? null})
@@ -192,10 +201,12 @@ export async function takeExpired(sql: Sql, holder: string, leaseMs: number, lim
   return sql<Occurrence[]>`
     WITH deadline AS (
       -- A device's release sets its reason and a deadline of now; keep that reason for operators.
-      SELECT iteration_id, coalesce(last_error, 'no claim before the deadline') AS why FROM mana_ai.occurrences
+      SELECT iteration_id, coalesce(last_error, 'no claim before the deadline') AS why, coalesce(reason, 'no-claim') AS code
+      FROM mana_ai.occurrences
       WHERE status = 'nudged' AND deadline_at <= now() ORDER BY deadline_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
     ), lease AS (
-      SELECT iteration_id, 'lease of ' || coalesce(claimed_by, '?') || ' expired' AS why FROM mana_ai.occurrences
+      SELECT iteration_id, 'lease of ' || coalesce(claimed_by, '?') || ' expired' AS why, 'lease-expired' AS code
+      FROM mana_ai.occurrences
       WHERE status IN ('claimed', 'planning') AND lease_expires_at <= now() ORDER BY lease_expires_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
     ), expired AS (
       SELECT * FROM deadline UNION ALL SELECT * FROM lease
@@ -204,6 +215,7 @@ export async function takeExpired(sql: Sql, holder: string, leaseMs: number, lim
       lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL,
       -- A planner retry keeps its failure reason visible; anything else says what expired.
       last_error = CASE WHEN o.status = 'planning' AND o.last_error IS NOT NULL THEN o.last_error ELSE expired.why END,
+      reason = CASE WHEN o.status = 'planning' AND o.reason IS NOT NULL THEN o.reason ELSE expired.code END,
       updated_at = now()
     FROM expired WHERE o.iteration_id = expired.iteration_id
     RETURNING ${sql.unsafe(COLUMNS)}`;
@@ -217,7 +229,7 @@ export async function takeWaitingDue(sql: Sql, limit: number): Promise<Occurrenc
       WHERE status = 'waiting' AND next_attempt_at <= now()
       ORDER BY next_attempt_at LIMIT ${limit} FOR UPDATE SKIP LOCKED
     )
-    UPDATE mana_ai.occurrences o SET status = 'created', attempts = o.attempts + 1, updated_at = now()
+    UPDATE mana_ai.occurrences o SET status = 'created', route_attempts = o.route_attempts + 1, updated_at = now()
     FROM due WHERE o.iteration_id = due.iteration_id
     RETURNING ${sql.unsafe(COLUMNS)}`;
 }
@@ -297,7 +309,11 @@ export async function settleFromSnapshots(
         WHEN NOT listed THEN 'mission without a createdAt the runner lists'
         WHEN authored IS NOT TRUE THEN 'mission authored by another user'
         WHEN next_run_at > due_at AND due_at <= now() THEN 'nextRunAt moved past dueAt'
-        ELSE 'mission rescheduled' END AS why
+        ELSE 'mission rescheduled' END AS why,
+        CASE
+        WHEN present IS NOT TRUE OR soft_deleted THEN 'mission-deleted'
+        WHEN state IS DISTINCT FROM 'active' THEN 'mission-inactive'
+        ELSE 'mission-rescheduled' END AS code
       FROM open
       WHERE coalesce(has_iteration, false) OR present IS NOT TRUE OR soft_deleted
          OR state IS DISTINCT FROM 'active' OR NOT listed OR authored IS NOT TRUE OR next_run_at IS DISTINCT FROM due_at
@@ -309,58 +325,9 @@ export async function settleFromSnapshots(
       FOR UPDATE OF o SKIP LOCKED
     )
     UPDATE mana_ai.occurrences o SET status = verdict.status, lease_expires_at = NULL, deadline_at = NULL,
-      last_error = CASE WHEN verdict.status = 'superseded' THEN verdict.why ELSE o.last_error END, updated_at = now()
+      last_error = CASE WHEN verdict.status = 'superseded' THEN verdict.why ELSE o.last_error END,
+      reason = CASE WHEN verdict.status = 'superseded' THEN verdict.code ELSE o.reason END, updated_at = now()
     FROM verdict JOIN locked ON locked.iteration_id = verdict.iteration_id
     WHERE o.iteration_id = verdict.iteration_id
     RETURNING o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.status`;
-}
-
-export interface DeviceClaim {
-  iterationId: string;
-  userId: string;
-  deviceId: string;
-}
-
-const LEASE_TS = `to_char(o.lease_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
-
-/**
- * created|nudged|waiting → claimed by a device (first claim wins); the same
- * device re-claiming renews its lease. Many claims, each for another
- * occurrence, in one statement; returns the granted ones by iterationId, the
- * row as it is now and its lease.
- */
-export async function claimForDevices(sql: Sql, claims: DeviceClaim[], leaseMs: number): Promise<Map<string, { occurrence: Occurrence; lease: string }>> {
-  const granted = new Map<string, { occurrence: Occurrence; lease: string }>();
-  if (claims.length === 0) return granted;
-  const rows = await sql<(Occurrence & { lease: string })[]>`
-    UPDATE mana_ai.occurrences o SET status = 'claimed', claimed_by = x.d,
-      -- A claim on 'created' answers a frame sent over the socket before its ledger
-      -- write landed (a nudge readied ahead, or a pending list on reconnect): record that channel.
-      channel = CASE WHEN o.status = 'created' THEN coalesce(o.channel, 'ws') ELSE o.channel END,
-      lease_expires_at = now() + make_interval(secs => ${leaseMs / 1000}), deadline_at = NULL, updated_at = now()
-    FROM unnest(${claims.map((c) => c.iterationId)}::uuid[], ${claims.map((c) => c.userId)}::text[], ${claims.map((c) => c.deviceId)}::text[]) AS x(i, u, d)
-    WHERE o.iteration_id = x.i AND o.user_id = x.u
-      AND (o.status IN ('created', 'nudged', 'waiting') OR (o.status = 'claimed' AND o.claimed_by = x.d))
-    RETURNING ${sql.unsafe(COLUMNS)}, ${sql.unsafe(LEASE_TS)} AS lease`;
-  for (const { lease, ...occurrence } of rows) granted.set(occurrence.iterationId, { occurrence, lease });
-  return granted;
-}
-
-/** claimed by this device → completed. */
-export async function completeForDevice(sql: Sql, c: DeviceClaim): Promise<boolean> {
-  const rows = await sql`
-    UPDATE mana_ai.occurrences SET status = 'completed', lease_expires_at = NULL, updated_at = now()
-    WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
-    RETURNING iteration_id`;
-  return rows.length > 0;
-}
-
-/** claimed by this device → nudged with a deadline of now: the next pass hands it to the fallback at once. */
-export async function releaseForDevice(sql: Sql, c: DeviceClaim, reason?: string): Promise<boolean> {
-  const rows = await sql`
-    UPDATE mana_ai.occurrences SET status = 'nudged', claimed_by = NULL, lease_expires_at = NULL,
-      deadline_at = now(), last_error = ${`released by ${c.deviceId}${reason ? `: ${reason.slice(0, 200)}` : ''}`}, updated_at = now()
-    WHERE iteration_id = ${c.iterationId} AND user_id = ${c.userId} AND status = 'claimed' AND claimed_by = ${c.deviceId}
-    RETURNING iteration_id`;
-  return rows.length > 0;
 }

@@ -3,7 +3,9 @@
  * long until it is routed again. Pure.
  */
 
-export const WAIT_REASON = 'no device answered and server planning is off (MANA_LLM_URL unset)';
+import { reason } from './reasons.js';
+
+export const WAIT_REASON = reason('no-planner', 'no device answered and server planning is off (MANA_LLM_URL unset)');
 
 /** Retry delay for an occurrence waiting on a device: 1 min doubling to 1 h. */
 export function waitBackoffMs(attempts: number): number {

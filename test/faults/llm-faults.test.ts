@@ -2,7 +2,7 @@
  * Downstream faults on the mana-llm side, end to end: one coordinator with
  * server planning against a stub mana-llm that misbehaves per mission — it
  * hangs, answers 500, 429 with Retry-After, a non-JSON body, prose, broken
- * JSON, an unknown tool — before it answers well, and for one mission it
+ * JSON, a step without its required parameter — before it answers well, and for one mission it
  * never does. Users have no device, so the server plans everything.
  *
  * What must hold: each occurrence ends in exactly one iteration (a plan, or
@@ -23,7 +23,7 @@ const SCRIPTS: Record<string, { first: StubReply[]; forever?: StubReply }> = {
   e500: { first: [reply.serverError(), reply.serverError()] },
   e429: { first: [reply.rateLimited(1)] },
   badbody: { first: [{ kind: 'status', status: 200, body: '<html>upstream proxy error</html>' }] },
-  garbage: { first: [reply.prose(), reply.invalidJson(), reply.unknownTool()] },
+  garbage: { first: [reply.prose(), reply.invalidJson(), reply.missingParam()] },
   hopeless: { first: [], forever: reply.serverError() },
 };
 

@@ -31,7 +31,7 @@ let projection: Projection;
 let skippedReported = 0;
 
 beforeAll(async () => {
-  db = await createTestDb();
+  db = await createTestDb({ acceptRowsManaSyncRefuses: true });
   projection = createProjection({
     sql: db.sql,
     log: pino({ level: 'silent' }),

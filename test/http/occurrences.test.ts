@@ -59,7 +59,10 @@ describe('claim / complete / release', () => {
     const id = await dueOccurrence('m-claim');
     const first = await act(id, 'claim', 'laptop');
     expect(first.status).toBe(200);
-    expect(first.body).toEqual({ granted: true, leaseExpiresAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/) });
+    expect(first.body).toEqual({ granted: true, leaseExpiresAt: expect.stringMatching(/^\d{4}-\d\d-\d\dT.*Z$/), leaseMs: expect.any(Number) });
+    // The lease left by the server's clock: the default lease (10 min), less the time the answer took.
+    expect(first.body['leaseMs']).toBeGreaterThan(590_000);
+    expect(first.body['leaseMs']).toBeLessThanOrEqual(600_000);
 
     const renewed = await act(id, 'claim', 'laptop');
     expect(renewed.status).toBe(200);
@@ -105,12 +108,43 @@ describe('claim / complete / release', () => {
     const call = await waitFor(() => fallback.calls.find((o) => o.iterationId === id), 2000, 'the fallback after release');
     // The claim deadline is 20 s by default: this is the release, not the deadline.
     expect(Date.now() - released).toBeLessThan(1000);
-    expect(call).toMatchObject({ status: 'planning', channel: 'server', claimedBy: 'server:http-test', lastError: 'released by laptop: local planner failed' });
+    expect(call).toMatchObject({ status: 'planning', channel: 'server', claimedBy: 'server:http-test', lastError: 'released by laptop: local planner failed', reason: 'device-released' });
 
     // The server holds it now.
     const late = await act(id, 'claim', 'laptop');
     expect(late.status).toBe(409);
     expect(late.body.error?.message).toContain('server');
+  });
+
+  it("GET /v1/occurrences shows the user who holds it as a kind of party and why as a code, never the operators' detail", async () => {
+    const held = await dueOccurrence('m-view-held');
+    expect((await act(held, 'claim', 'laptop')).status).toBe(200);
+    const released = await dueOccurrence('m-view-released');
+    expect((await act(released, 'claim', 'phone')).status).toBe(200);
+    expect((await act(released, 'release', 'phone', token, { reason: 'planner said: secret-host.internal:8443 refused' })).status).toBe(200);
+    await waitFor(() => fallback.calls.find((o) => o.iterationId === released), 2000, 'the fallback after release');
+
+    const view = async (query: string) => {
+      const res = await fetch(`${c.url}/v1/occurrences${query}`, { headers: { authorization: `Bearer ${token}` } });
+      expect(res.status).toBe(200);
+      return { text: await res.clone().text(), list: (await res.json()) as Record<string, unknown>[] };
+    };
+    const { text, list } = await view('?deviceId=laptop');
+    expect(text).not.toContain('secret-host');
+    expect(text).not.toContain('server:http-test');
+    expect(text).not.toContain('phone');
+    for (const o of list) expect(Object.keys(o)).not.toContain('lastError');
+    expect(list.find((o) => o['iterationId'] === held)).toMatchObject({ status: 'claimed', claimedBy: 'device', mine: true, reason: null });
+    expect(list.find((o) => o['iterationId'] === released)).toMatchObject({
+      status: 'planning',
+      claimedBy: 'server',
+      mine: false,
+      reason: { code: 'device-released', message: expect.stringContaining('gave it back') },
+    });
+    // Without a deviceId nothing is "mine"; a malformed one is refused.
+    expect((await view('')).list.find((o) => o['iterationId'] === held)).toMatchObject({ claimedBy: 'device', mine: false });
+    const bad = await fetch(`${c.url}/v1/occurrences?deviceId=${encodeURIComponent('no spaces/allowed')}`, { headers: { authorization: `Bearer ${token}` } });
+    expect(bad.status).toBe(400);
   });
 
   it('a superseded occurrence answers 410', async () => {
@@ -148,7 +182,7 @@ describe('operators and the contract', () => {
     expect(list.length).toBeGreaterThanOrEqual(1);
     for (const o of list) {
       expect(Object.keys(o).sort()).toEqual(
-        ['attempts', 'channel', 'claimedBy', 'deadlineAt', 'dueAt', 'iterationId', 'lastError', 'leaseExpiresAt', 'missionId', 'status', 'userId'],
+        ['attempts', 'channel', 'claimedBy', 'deadlineAt', 'dueAt', 'iterationId', 'lastError', 'leaseExpiresAt', 'missionId', 'offers', 'reason', 'routeAttempts', 'status', 'userId'],
       );
       expect(o['userId']).toBe('u1');
     }
@@ -160,6 +194,9 @@ describe('operators and the contract', () => {
       deadlineAt: expect.stringMatching(/Z$/),
       leaseExpiresAt: null,
       attempts: 0,
+      routeAttempts: 0,
+      offers: 1,
+      reason: null,
       lastError: null,
     });
 

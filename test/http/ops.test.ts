@@ -47,7 +47,7 @@ const logTo = () =>
   );
 
 beforeAll(async () => {
-  db = await createTestDb();
+  db = await createTestDb({ acceptRowsManaSyncRefuses: true });
   coordinator = await startCoordinator({ config: configFor(db.url), sql: db.sql, log: logTo() });
 });
 

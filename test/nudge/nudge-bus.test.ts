@@ -7,7 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import { createNudgeBus, type Nudge, type NudgeBus } from '../../src/nudge/nudge-bus.js';
+import { createNudgeBus, type MissionChange, type Nudge, type NudgeBus } from '../../src/nudge/nudge-bus.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { waitFor } from '../support/coordinator.js';
@@ -58,5 +58,42 @@ describe('nudge bus', () => {
     expect(gotB).toEqual(expect.arrayContaining(sent));
     // A delivered its own locally already; it must not see them again.
     expect(gotA).toHaveLength(0);
+  });
+
+  it('carries mission-changed news the same way, with and without an iteration id, beside nudges', async () => {
+    const nudgesAtB: Nudge[] = [];
+    const changedAtB: MissionChange[] = [];
+    const changedAtA: MissionChange[] = [];
+    const a = createNudgeBus({ sql: db.sql, instanceId: 'ca', log, onNudge: () => undefined, onMissionChanged: (c) => changedAtA.push(c) });
+    const b = createNudgeBus({ sql: sqlB, instanceId: 'cb', log, onNudge: (n) => nudgesAtB.push(n), onMissionChanged: (c) => changedAtB.push(c) });
+    buses.push(a, b);
+    await a.start();
+    await b.start();
+
+    const changes: MissionChange[] = Array.from({ length: 600 }, (_, i) => ({
+      userId: `user-${i % 7}`,
+      frame: i % 3 === 0 ? { type: 'mission-changed', missionId: `m-${i}` } : { type: 'mission-changed', missionId: `m-${i}`, iterationId: crypto.randomUUID() },
+    }));
+    await a.publishChanges(changes);
+    await a.publish([nudge('user-1', 1)]);
+    await waitFor(() => changedAtB.length >= changes.length && nudgesAtB.length === 1, 5000, 'every change at B');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(changedAtB).toEqual(changes);
+    expect(nudgesAtB).toHaveLength(1);
+    expect(changedAtA).toHaveLength(0);
+  });
+
+  it("carries a nudge's attempt (the offer count), and a nudge without one as it came", async () => {
+    const got: Nudge[] = [];
+    const a = createNudgeBus({ sql: db.sql, instanceId: 'attempt-a', log, onNudge: () => undefined });
+    const b = createNudgeBus({ sql: sqlB, instanceId: 'attempt-b', log, onNudge: (n) => got.push(n) });
+    buses.push(a, b);
+    await a.start();
+    await b.start();
+    const offered = { ...nudge('offered', 1), frame: { ...nudge('offered', 1).frame, attempt: 3 } };
+    const plain = nudge('plain', 2);
+    await a.publish([offered, plain]);
+    await waitFor(() => got.length >= 2, 5000, 'both nudges at B');
+    expect(got).toEqual([offered, plain]);
   });
 });

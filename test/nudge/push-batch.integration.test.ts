@@ -59,7 +59,7 @@ it('three missions of one user due together: one push naming all three; one miss
 
   const [solo] = await ledger(db.sql, 'one');
   const one = await wpt.notifications(subs['one']!.clientHash);
-  expect(one.map((m) => JSON.parse(m) as unknown)).toEqual([{ type: 'mission-due', missionId: 'm-solo', iterationId: solo!.iterationId, dueAt: expect.stringMatching(/^\d{4}-/) }]);
+  expect(one.map((m) => JSON.parse(m) as unknown)).toEqual([{ type: 'mission-due', missionId: 'm-solo', iterationId: solo!.iterationId, dueAt: expect.stringMatching(/^\d{4}-/), attempt: 1 }]);
   const m = await c.scrape();
   expect(m.value('mana_ai_push_sends_total', { origin: wpt.origin, outcome: 'delivered' })).toBe(2);
 });

@@ -12,6 +12,7 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import {
   connectClient,
   createFallbackSpy,
+  devSecretOf,
   inMs,
   insertMissions,
   occurrencesOf,
@@ -30,8 +31,7 @@ const clients: WsClient[] = [];
 beforeAll(async () => {
   db = await createTestDb();
   c = await startTestCoordinator(db.sql, { WS_AUTH_TIMEOUT_MS: '300' }, { fallback: createFallbackSpy() });
-  const [row] = await db.sql<{ value: string }[]>`SELECT value FROM mana_ai.settings WHERE key = 'dev_jwt_secret'`;
-  devSecret = Buffer.from(row!.value, 'base64');
+  devSecret = await devSecretOf(db.sql);
 });
 
 afterAll(async () => {
@@ -100,7 +100,7 @@ describe('tokens', () => {
 
   it('the dev token is accepted (control)', async () => {
     const ws = await connect('control', 'd1');
-    expect(ws.frames[0]).toEqual({ type: 'auth-ok', userId: 'control', deviceId: 'd1' });
+    expect(ws.frames[0]).toEqual({ type: 'auth-ok', userId: 'control', deviceId: 'd1', expiresAt: expect.stringMatching(/Z$/), expiresInMs: expect.any(Number) });
   });
 });
 

@@ -8,6 +8,7 @@ import { getOccurrence } from '../../src/schedule/occurrences.js';
 import { createOccurrences, markNudged, settleFromSnapshots, takeForServer, takeStaleCreated } from '../../src/schedule/transitions.js';
 import { iterationIdFor } from '../../src/schedule/occurrence-id.js';
 import { createTestDb, type TestDb } from '../support/db.js';
+import { reason } from '../../src/schedule/reasons.js';
 
 let db: TestDb;
 
@@ -41,8 +42,8 @@ describe('occurrence ledger', () => {
     const created = await createOccurrences(db.sql, due(8, 'routed'), {
       startAs: (d) => starts[Number(d.userId.slice(5)) % 4]!,
       wsDeadlineMs: 20_000,
-      server: { holder: 'server:x', leaseMs: 90_000, reason: 'no reachable device' },
-      wait: { reason: 'waiting for a device', retryInMs: 60_000 },
+      server: { holder: 'server:x', leaseMs: 90_000, reason: reason('no-device', 'no reachable device') },
+      wait: { reason: reason('no-planner', 'waiting for a device'), retryInMs: 60_000 },
     });
     expect(created).toHaveLength(8);
     for (const occ of created) {
@@ -51,10 +52,10 @@ describe('occurrence ledger', () => {
       expect(occ.status).toBe({ server: 'planning', wait: 'waiting', ws: 'nudged', created: 'created' }[start!]);
     }
     const planning = created.find((o) => o.status === 'planning')!;
-    expect(planning).toMatchObject({ channel: 'server', claimedBy: 'server:x', lastError: 'no reachable device', deadlineAt: null });
+    expect(planning).toMatchObject({ channel: 'server', claimedBy: 'server:x', lastError: 'no reachable device', reason: 'no-device', deadlineAt: null });
     expect(Date.parse(planning.leaseExpiresAt!) - Date.parse(planning.createdAt)).toBe(90_000);
     const waiting = created.find((o) => o.status === 'waiting')!;
-    expect(waiting).toMatchObject({ channel: null, claimedBy: null, lastError: 'waiting for a device', leaseExpiresAt: null });
+    expect(waiting).toMatchObject({ channel: null, claimedBy: null, lastError: 'waiting for a device', reason: 'no-planner', leaseExpiresAt: null });
     expect(Date.parse(waiting.nextAttemptAt!) - Date.parse(waiting.createdAt)).toBe(60_000);
     await expect(createOccurrences(db.sql, due(1, 'no-opts'), { startAs: () => 'server' })).rejects.toThrow(/needs opts.server/);
   });
@@ -81,9 +82,9 @@ describe('occurrence ledger', () => {
     expect(nudged.map((o) => o.status)).toEqual(['nudged', 'nudged', 'nudged']);
     expect(await markNudged(db.sql, ids.slice(0, 3), 'ws', 1000)).toEqual([]);
 
-    const taken = await takeForServer(db.sql, ids, ['created'], 'server:x', 60_000, 'no reachable device');
+    const taken = await takeForServer(db.sql, ids, ['created'], 'server:x', 60_000, reason('no-device', 'no reachable device'));
     expect(taken.map((o) => o.iterationId).sort()).toEqual(ids.slice(3).sort());
-    expect(taken.every((o) => o.status === 'planning' && o.claimedBy === 'server:x' && o.lastError === 'no reachable device')).toBe(true);
+    expect(taken.every((o) => o.status === 'planning' && o.claimedBy === 'server:x' && o.lastError === 'no reachable device' && o.reason === 'no-device')).toBe(true);
     expect(await markNudged(db.sql, [], 'ws', 1000)).toEqual([]);
     expect(await takeForServer(db.sql, [], ['created'], 'server:x', 1)).toEqual([]);
   });

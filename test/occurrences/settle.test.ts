@@ -63,7 +63,7 @@ describe('settling occurrences from the mission log', () => {
     const n = await nudged('m-pause');
     await updateMission(db.sql, 'u1', 'm-pause', { state: 'paused' });
     const row = await settled(n.iterationId, 'superseded');
-    expect(row.lastError).toBe('mission paused');
+    expect(row).toMatchObject({ lastError: 'mission paused', reason: 'mission-inactive' });
     // A superseded occurrence cannot be claimed any more.
     ws.send({ type: 'claim', iterationId: n.iterationId });
     expect(await ws.next('claim-result')).toMatchObject({ granted: false, reason: 'gone' });
@@ -72,14 +72,14 @@ describe('settling occurrences from the mission log', () => {
   it('deleting the mission supersedes its occurrence', async () => {
     const n = await nudged('m-del');
     await updateMission(db.sql, 'u1', 'm-del', { deletedAt: new Date().toISOString() });
-    expect((await settled(n.iterationId, 'superseded')).lastError).toBe('mission deleted');
+    expect(await settled(n.iterationId, 'superseded')).toMatchObject({ lastError: 'mission deleted', reason: 'mission-deleted' });
   });
 
   it('rescheduling the mission to another nextRunAt supersedes the occurrence; the new time gets its own', async () => {
     const n = await nudged('m-move');
     const earlier = new Date(n.dueAtMs - 60_000).toISOString();
     await updateMission(db.sql, 'u1', 'm-move', { nextRunAt: earlier });
-    expect((await settled(n.iterationId, 'superseded')).lastError).toBe('mission rescheduled');
+    expect(await settled(n.iterationId, 'superseded')).toMatchObject({ lastError: 'mission rescheduled', reason: 'mission-rescheduled' });
     // The rescheduled time is already due: a new occurrence with a new id is nudged.
     const again = await ws.next('mission-due', (f) => f.missionId === 'm-move' && f.iterationId !== n.iterationId);
     expect(Date.parse(again.dueAt)).toBe(Date.parse(earlier));
@@ -88,7 +88,7 @@ describe('settling occurrences from the mission log', () => {
   it('clearing nextRunAt supersedes the occurrence', async () => {
     const n = await nudged('m-clear');
     await updateMission(db.sql, 'u1', 'm-clear', { nextRunAt: null });
-    expect((await settled(n.iterationId, 'superseded')).lastError).toBe('mission rescheduled');
+    expect(await settled(n.iterationId, 'superseded')).toMatchObject({ lastError: 'mission rescheduled', reason: 'mission-rescheduled' });
   });
 
   it('an iteration with the iterationId appearing on the mission completes it', async () => {
@@ -120,6 +120,6 @@ describe('settling occurrences from the mission log', () => {
       const [r] = await occurrencesOf(db.sql, 'u-offline');
       return r?.status === 'superseded' ? r : undefined;
     }, 3000, 'the occurrence to be superseded');
-    expect(row).toMatchObject({ iterationId: id, lastError: 'mission archived' });
+    expect(row).toMatchObject({ iterationId: id, lastError: 'mission archived', reason: 'mission-inactive' });
   });
 });

@@ -62,7 +62,13 @@ describe('nextRunAt: daily across DST (gap → moved forward by the gap, overlap
     ['Berlin 09:00, CET day → CEST day', BERLIN, 9, 0, '2024-03-30T09:00:00Z', '2024-03-31T07:00:00.000Z'],
     ['Berlin 02:30 falls in the gap → 03:30 CEST', BERLIN, 2, 30, '2024-03-30T12:00:00Z', '2024-03-31T01:30:00.000Z'],
     ['Berlin 02:00 gap start → 03:00 CEST', BERLIN, 2, 0, '2024-03-30T12:00:00Z', '2024-03-31T01:00:00.000Z'],
-    ['Berlin 02:30 the day after the gap is normal', BERLIN, 2, 30, '2024-03-31T01:30:00Z', '2024-04-01T00:30:00.000Z'],
+    // From any reference on the gap day past the shifted 03:30 CEST, the webapp adds one local day to that
+    // instant's local time (03:30), so the next run is 03:30 again, not 02:30: setDate works on the local
+    // fields it is handed. The day after, 02:30 exists and the cadence is back at 02:30.
+    ['Berlin 02:30 from the shifted 03:30 → next day 03:30, as the webapp', BERLIN, 2, 30, '2024-03-31T01:30:00Z', '2024-04-01T01:30:00.000Z'],
+    ['Berlin 02:30 later on the gap day → next day 03:30, as the webapp', BERLIN, 2, 30, '2024-03-31T12:00:00Z', '2024-04-01T01:30:00.000Z'],
+    ['Berlin 02:30 the day after the gap is normal', BERLIN, 2, 30, '2024-03-31T23:00:00Z', '2024-04-01T00:30:00.000Z'],
+    ['Berlin 02:30 after the 03:30 run → back at 02:30', BERLIN, 2, 30, '2024-04-01T01:30:05Z', '2024-04-02T00:30:00.000Z'],
     ['Berlin 03:00 on the gap day is normal', BERLIN, 3, 0, '2024-03-30T12:00:00Z', '2024-03-31T01:00:00.000Z'],
     ['Berlin 01:59 just before the gap', BERLIN, 1, 59, '2024-03-30T12:00:00Z', '2024-03-31T00:59:00.000Z'],
     // Europe/Berlin, fall back 2024-10-27 03:00 CEST → 02:00 CET (01:00Z); 02:00–02:59 happens twice
@@ -130,7 +136,8 @@ describe('nextRunAt: cron (5 fields, in the given time zone)', () => {
   });
 
   it('agrees with daily on the same wall-clock time across DST', () => {
-    const afters = ['2024-03-30T12:00:00Z', '2024-03-31T01:30:00Z', '2024-10-26T12:00:00Z', '2024-10-27T00:30:00Z'];
+    // Not from the spring-forward day itself: there the webapp's daily carries a shifted 03:30 into the next day, cron goes back to 02:30.
+    const afters = ['2024-03-30T12:00:00Z', '2024-04-01T03:00:00Z', '2024-10-26T12:00:00Z', '2024-10-27T00:30:00Z'];
     for (const tz of [BERLIN, NY]) {
       for (const after of afters) {
         for (const [h, m] of [[2, 30], [1, 30], [9, 0]] as const) {
@@ -183,7 +190,30 @@ describe('nextRunAt: refusals', () => {
   });
 });
 
+describe('nextRunAt: a Berlin daily 09:00 run after run', () => {
+  it('stays 09:00 in Berlin across both DST changes of a year', () => {
+    const berlinClock = new Intl.DateTimeFormat('en-GB', { timeZone: BERLIN, hourCycle: 'h23', hour: '2-digit', minute: '2-digit' });
+    let at = '2024-01-01T08:00:00.000Z';
+    for (let day = 0; day < 366; day++) {
+      // Each run is planned a few seconds after it fell due, as the server does.
+      at = next(daily(9, 0), new Date(Date.parse(at) + 7_000).toISOString(), BERLIN)!;
+      expect(berlinClock.format(new Date(at)), at).toBe('09:00');
+    }
+    expect(at).toBe('2025-01-01T08:00:00.000Z');
+  });
+});
+
 describe('resolveTimeZone', () => {
+  it.each([
+    ['the user zone wins over the mission field and the default', { timezone: 'Asia/Tokyo' }, 'Europe/Berlin', 'Europe/Berlin'],
+    ['the user zone, canonicalised', {}, 'europe/BERLIN', 'Europe/Berlin'],
+    ['junk from a device is ignored', { timezone: 'Asia/Tokyo' }, 'Mars/Base', 'Asia/Tokyo'],
+    ['no user zone: the mission field', { timezone: 'Asia/Tokyo' }, null, 'Asia/Tokyo'],
+    ['nothing: the default', {}, undefined, 'Europe/Vienna'],
+  ])('%s', (_name, mission, userTz, expected) => {
+    expect(resolveTimeZone(mission, 'Europe/Vienna', userTz)).toBe(expected);
+  });
+
   it.each([
     [{ timezone: 'Europe/Berlin' }, 'Europe/Berlin'],
     [{ timezone: 'America/New_York' }, 'America/New_York'],

@@ -10,6 +10,7 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import { reply, startLlmStub, type LlmStub } from '../support/llm-stub.js';
 import { overBudgetReason } from '../../src/planner/plan-budget.js';
 import { inMs, insertPlannableMissions, occurrenceRows, startPlanningCoordinator, waitFor, type PlanningCoordinator } from './support.js';
+import { REASONS } from '../../src/schedule/reasons.js';
 
 let db: TestDb;
 let stub: LlmStub | undefined;
@@ -79,14 +80,17 @@ describe('daily budget of server plans per user', () => {
     await Promise.all(running.map((c) => c.planner!.idle()));
 
     expect(stub.requests.filter((r) => r.user.includes('Spender mission'))).toHaveLength(3);
-    expect(new Set(settled.filter((o) => o.status === 'waiting').map((o) => o.lastError))).toEqual(new Set([overBudgetReason(3)]));
+    expect(new Set(settled.filter((o) => o.status === 'waiting').map((o) => o.lastError))).toEqual(new Set([overBudgetReason(3).detail]));
 
     // The user sees why: GET /v1/occurrences with their own token.
     const { token } = (await (await fetch(`${a.url}/dev/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ userId: 'spender' }) })).json()) as { token: string };
     const res = await fetch(`${a.url}/v1/occurrences`, { headers: { authorization: `Bearer ${token}` } });
     expect(res.status).toBe(200);
-    const list = (await res.json()) as { status: string; lastError: string | null }[];
-    expect(list.filter((o) => o.status === 'waiting').map((o) => o.lastError)).toEqual(Array(5).fill(overBudgetReason(3)));
+    const list = (await res.json()) as { status: string; reason: unknown; lastError?: unknown }[];
+    const waiting = list.filter((o) => o.status === 'waiting');
+    expect(waiting.map((o) => o.reason)).toEqual(Array(5).fill({ code: 'plan-budget', message: REASONS['plan-budget'] }));
+    // The operators' detail stays with the operators.
+    expect(waiting.every((o) => !('lastError' in o))).toBe(true);
   }, 60_000);
 });
 

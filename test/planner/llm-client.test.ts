@@ -24,6 +24,18 @@ describe('createLlmClient: happy path', () => {
   });
 });
 
+describe('createLlmClient: token usage', () => {
+  it("returns the reply's usage (agents' token budgets count it), and none when the reply reports none or nonsense", async () => {
+    const stub = await startStub();
+    const reply = (usage: unknown) => rawBody(JSON.stringify({ choices: [{ message: { role: 'assistant', content: 'plan' } }], usage }));
+    stub.respond(reply({ prompt_tokens: 700, completion_tokens: 34, total_tokens: 734 }), reply(undefined), reply('lots'));
+    const client = createLlmClient(harness(stub.url).deps);
+    await expect(client.complete(MESSAGES)).resolves.toEqual({ content: 'plan', attempts: 1, usage: { promptTokens: 700, completionTokens: 34, totalTokens: 734 } });
+    await expect(client.complete(MESSAGES)).resolves.toEqual({ content: 'plan', attempts: 1 });
+    await expect(client.complete(MESSAGES)).resolves.toEqual({ content: 'plan', attempts: 1 });
+  });
+});
+
 describe('createLlmClient: retries', () => {
   it('429 with Retry-After seconds: waits that long, then succeeds', async () => {
     const stub = await startStub();

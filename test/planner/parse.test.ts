@@ -94,7 +94,6 @@ describe('parsePlan: the plan envelope', () => {
 
 describe('parsePlan: steps', () => {
   it.each([
-    ['unknown tool', [step(), step({ toolName: 'delete_everything' })], 'step 2: unknown tool "delete_everything"'],
     ['missing rationale', [step(), step({ rationale: undefined })], 'missing rationale in step 2'],
     ['blank rationale', [step({ rationale: ' ' })], 'missing rationale in step 1'],
     ['rationale not a string', [step({ rationale: ['a'] })], 'missing rationale in step 1 (expected a non-empty string, got an array)'],
@@ -122,15 +121,11 @@ describe('parsePlan: steps', () => {
     expect(reason).toContain('unknown param "foo"');
   });
 
-  it('lists the known tools when the tool is unknown', () => {
-    expect(reasonOf(json(plan([step({ toolName: 'send_email' })])))).toMatch(/expected one of: create_task, complete_task, .*save_news_article\)/);
-  });
-
   it('reports problems of several steps at once, and caps the list', () => {
-    const steps = Array.from({ length: 8 }, (_, i) => step({ toolName: `bad_${i}` }));
+    const steps = Array.from({ length: 8 }, () => step({ rationale: '' }));
     const reason = reasonOf(json(plan(steps)));
-    expect(reason).toContain('step 1: unknown tool "bad_0"');
-    expect(reason).toContain('step 5: unknown tool "bad_4"');
+    expect(reason).toContain('missing rationale in step 1');
+    expect(reason).toContain('missing rationale in step 5');
     expect(reason).not.toContain('step 6');
     expect(reason).toMatch(/; and 3 more$/);
   });
@@ -181,7 +176,65 @@ describe('parsePlan: steps', () => {
     expect(reasonOf(json(plan([step({ toolName: 'set_timer', params: { minutes: 5, loud: 'yes' } })])), tools)).toContain(
       'loud: expected a boolean, got "yes"',
     );
-    expect(reasonOf(json(plan([step()])), tools)).toContain('step 1: unknown tool "create_task" (expected one of: set_timer)');
+    expect(parsePlan(json(plan([step()])), tools)).toEqual({
+      ok: true,
+      plan: { summary: 'Keep the long runs going', steps: [] },
+      dropped: [{ step: 1, toolName: 'create_task', why: 'unknown' }],
+    });
+  });
+});
+
+describe('parsePlan: steps naming a tool the plan may not hold', () => {
+  it('drops a step naming a tool outside the catalog; the rest of the plan stands', () => {
+    const r = parsePlan(json(plan([step(), step({ toolName: 'delete_everything' }), step({ summary: 'Third' })])));
+    expect(r.ok && r.plan.steps.map((s) => s.summary)).toEqual(['Plan the long run', 'Third']);
+    expect(r.ok && r.dropped).toEqual([{ step: 2, toolName: 'delete_everything', why: 'unknown' }]);
+  });
+
+  it('drops a step naming a denied tool, and only that one', () => {
+    const denied = new Set(['create_task']);
+    const r = parsePlan(json(plan([step(), step({ toolName: 'create_note', params: { title: 'n', body: 'b' } })])), undefined, { denied });
+    expect(r.ok && r.plan.steps.map((s) => s.toolName)).toEqual(['create_note']);
+    expect(r.ok && r.dropped).toEqual([{ step: 1, toolName: 'create_task', why: 'denied' }]);
+  });
+
+  it('drops such a step whatever else is wrong with it: it is never written', () => {
+    const r = parsePlan(json(plan([step({ toolName: 'create_task', rationale: '', params: { nope: 1 } }), step({ toolName: 'send_email', rationale: 5 })])), undefined, {
+      denied: new Set(['create_task']),
+    });
+    expect(r).toEqual({
+      ok: true,
+      plan: { summary: 'Keep the long runs going', steps: [] },
+      dropped: [
+        { step: 1, toolName: 'create_task', why: 'denied' },
+        { step: 2, toolName: 'send_email', why: 'unknown' },
+      ],
+    });
+  });
+
+  it('a bad step of an allowed tool still makes the plan unusable', () => {
+    const text = json(plan([step({ toolName: 'send_email' }), step({ rationale: '' })]));
+    expect(reasonOf(text)).toBe('missing rationale in step 2 (expected a non-empty string, got "")');
+  });
+
+  it('a toolName that is not a string is a malformed step, not a dropped one', () => {
+    expect(reasonOf(json(plan([step({ toolName: 42 })])))).toContain('step 1: toolName: expected a non-empty string, got number 42');
+  });
+
+  it('no denied tool in any kept step, whatever the model sends (property)', () => {
+    const names = ['create_task', 'create_note', 'send_email', 'log_habit', 'x'];
+    fc.assert(
+      fc.property(fc.subarray(names), fc.array(fc.constantFrom(...names), { maxLength: 10 }), (deniedList, picked) => {
+        const denied = new Set(deniedList);
+        const params: Record<string, Record<string, string>> = { create_task: { title: 't' }, create_note: { title: 't', body: 'b' }, log_habit: { habitId: 'h' } };
+        const steps = picked.map((toolName) => step({ toolName, params: params[toolName] ?? {} }));
+        const r = parsePlan(json(plan(steps)), undefined, { denied });
+        expect(r.ok).toBe(true);
+        if (!r.ok) return;
+        expect(r.plan.steps.every((s) => !denied.has(s.toolName) && ['create_task', 'create_note', 'log_habit'].includes(s.toolName))).toBe(true);
+        expect(r.plan.steps.length + (r.dropped?.length ?? 0)).toBe(picked.length);
+      }),
+    );
   });
 });
 

@@ -88,13 +88,17 @@ describe('a valid plan', () => {
     const rows = await runnerRows(db.sql);
     expect(rows).toHaveLength(1);
     const row = rows[0]!;
-    expect(row).toMatchObject({ userId: 'alice', recordId: 'm1', op: 'update', clientId: 'mana-ai-runner', origin: 'system' });
-    expect(row.actor).toEqual({ kind: 'system', source: 'mission-runner' });
-    expect(Object.keys(row.data).sort()).toEqual(['iterations', 'nextRunAt', 'updatedAt']);
-    expect(Object.keys(row.fieldMeta).sort()).toEqual(['iterations', 'nextRunAt', 'updatedAt']);
-    for (const meta of Object.values(row.fieldMeta)) {
-      expect(meta).toBe(row.data.updatedAt);
-    }
+    expect(row).toMatchObject({ userId: 'alice', recordId: 'm1', op: 'update', clientId: 'mana-ai-runner', origin: 'agent' });
+    // The webapp's AI actor, for the default agent (the mission names none); the rationale is the objective.
+    expect(row.actor).toEqual({ kind: 'ai', principalId: 'legacy:ai-default', displayName: 'Mana', missionId: 'm1', iterationId: occ.iterationId, rationale: 'Finish the quarterly report' });
+    // Exactly the fields written, each stamped with one toISOString() string.
+    expect(Object.keys(row.data).sort()).toEqual(['iterations', 'nextRunAt']);
+    expect(Object.keys(row.fieldMeta).sort()).toEqual(['iterations', 'nextRunAt']);
+    const stamp = row.fieldMeta['iterations']!;
+    expect(new Date(stamp).toISOString()).toBe(stamp);
+    expect(Date.parse(stamp)).toBeGreaterThanOrEqual(before.getTime());
+    expect(Date.parse(stamp)).toBeLessThanOrEqual(after.getTime());
+    expect(row.fieldMeta['nextRunAt']).toBe(stamp);
     expect(row.data.iterations).toHaveLength(1);
     const it0 = row.data.iterations[0]!;
     expect(it0).toMatchObject({ id: occ.iterationId, source: 'server', overallStatus: 'awaiting-review', summary: 'Move the mission forward' });
@@ -150,8 +154,7 @@ describe('bad replies and LLM failures', () => {
   const BAD: [string, () => StubReply, RegExp][] = [
     ['prose', reply.prose, /no JSON object found/],
     ['invalid JSON', reply.invalidJson, /invalid JSON/],
-    // Logged reasons show quoted model output as "…" (log.ts withoutQuotes).
-    ['an unknown tool', reply.unknownTool, /unknown tool "…"/],
+    ['a step without its required parameter', reply.missingParam, /title: missing/],
     ['a missing rationale', reply.missingRationale, /missing rationale/],
   ];
 
@@ -173,7 +176,7 @@ describe('bad replies and LLM failures', () => {
   });
 
   it("after PLANNER_MAX_ATTEMPTS bad replies writes a 'failed' iteration with the reason and advances nextRunAt; other missions are planned meanwhile", async () => {
-    const bad = [reply.prose(), reply.invalidJson(), reply.unknownTool(), reply.missingRationale()];
+    const bad = [reply.prose(), reply.invalidJson(), reply.missingParam(), reply.missingRationale()];
     let badCalls = 0;
     const c = await start({ PLANNER_MAX_ATTEMPTS: '4' }, (req) => (req.user.includes('Doomed') ? bad[badCalls++ % bad.length]! : reply.plan()));
     const before = new Date();
@@ -187,6 +190,7 @@ describe('bad replies and LLM failures', () => {
     const after = new Date();
     expect(failed.attempts).toBe(4);
     expect(failed.lastError).toMatch(/^unusable plan: missing rationale in step 1/);
+    expect(failed.reason).toBe('plan-failed');
     expect(stub!.requestsFor('Doomed')).toHaveLength(4);
     // The good mission was not held up by the bad one.
     expect((await occurrenceRows(db.sql, 'erin'))[0]).toMatchObject({ status: 'planned', attempts: 1 });
@@ -211,7 +215,7 @@ describe('bad replies and LLM failures', () => {
     expect(c.warnings('will retry').map((l) => l.reason)).toEqual([
       expect.stringMatching(/no JSON object found/),
       expect.stringMatching(/invalid JSON/),
-      expect.stringMatching(/unknown tool/),
+      expect.stringMatching(/title: missing/),
     ]);
     expect(c.warnings('failed for good')).toHaveLength(1);
     expect(await metricValue(c, 'mana_ai_planner_runs_total', { outcome: 'retry' })).toBe(3);
@@ -297,7 +301,7 @@ describe('privacy', () => {
     expect(stub!.requestsFor('Concept secret')).toHaveLength(0);
     expect(stub!.requests.some((r) => r.user.includes('enc:1:') || r.system.includes('enc:1:'))).toBe(false);
     expect(await runnerRows(db.sql, 'jane')).toHaveLength(0);
-    for (const o of waiting) expect(o.lastError).toMatch(/end-to-end encrypted/);
+    for (const o of waiting) expect(o).toMatchObject({ lastError: expect.stringMatching(/end-to-end encrypted/), reason: 'encrypted' });
 
     const res = await fetch(`${c.url}/internal/occurrences?userId=jane`, { headers: { 'x-service-key': SERVICE_KEY } });
     expect(res.status).toBe(200);
@@ -323,7 +327,7 @@ describe('without MANA_LLM_URL', () => {
       const r = await occurrenceRows(db.sql, 'lena');
       return r.length === 2 && r.every((o) => o.status === 'waiting') ? r : undefined;
     }, 10_000, 'occurrences waiting');
-    for (const o of rows) expect(o.lastError).toBe(WAIT_REASON);
+    for (const o of rows) expect(o).toMatchObject({ lastError: WAIT_REASON.detail, reason: 'no-planner' });
     // Several passes later: still one warning, nothing written.
     await sleep(500);
     expect(c.warnings('MANA_LLM_URL is not set')).toHaveLength(1);

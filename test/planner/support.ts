@@ -55,8 +55,9 @@ export interface RunnerRow {
   userId: string;
   recordId: string;
   op: string;
-  data: { iterations: MissionIteration[]; nextRunAt?: string | null; updatedAt: string };
-  fieldMeta: Record<string, { at: string; actor: unknown; origin: string }>;
+  data: { iterations: MissionIteration[]; nextRunAt?: string | null };
+  /** Field → the ISO stamp it was written with (mana-sync's string map). */
+  fieldMeta: Record<string, string>;
   actor: unknown;
   origin: string | null;
   clientId: string;
@@ -85,13 +86,14 @@ export interface OccurrenceRow {
   claimedBy: string | null;
   attempts: number;
   lastError: string | null;
+  reason: string | null;
   repairs: number;
 }
 
 export async function occurrenceRows(sql: Sql, userId?: string): Promise<OccurrenceRow[]> {
   return sql<OccurrenceRow[]>`
     SELECT iteration_id::text AS "iterationId", user_id AS "userId", mission_id AS "missionId", status, channel,
-           claimed_by AS "claimedBy", attempts, last_error AS "lastError", repairs
+           claimed_by AS "claimedBy", attempts, last_error AS "lastError", reason, repairs
     FROM mana_ai.occurrences WHERE (${userId ?? null}::text IS NULL OR user_id = ${userId ?? null})
     ORDER BY created_at, iteration_id`;
 }

@@ -9,7 +9,8 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { detectSyncColumns } from '../../src/projection/change-source.js';
 import { instantOf } from '../../src/projection/instant.js';
-import { insertMissionUpdate, writeIteration, type WriteTarget } from '../../src/planner/writeback.js';
+import { detectSpaceColumn, insertMissionUpdate, writeIteration, type WriteTarget } from '../../src/planner/writeback.js';
+import { aiActor } from '../../src/planner/writeback-row.js';
 import { planIteration } from '../../src/planner/iteration.js';
 import { takeExpired } from '../../src/schedule/transitions.js';
 import type { MissionIteration } from '../../src/projection/mission.js';
@@ -35,7 +36,7 @@ const running: PlanningCoordinator[] = [];
 
 beforeEach(async () => {
   db = await createTestDb({ poolMax: 6 });
-  target = { cols: await detectSyncColumns(db.sql), writerRole: 'mana_ai_writer' };
+  target = { cols: await detectSyncColumns(db.sql), spaceColumn: await detectSpaceColumn(db.sql, 'public'), writerRole: 'mana_ai_writer' };
 });
 
 afterEach(async () => {
@@ -77,6 +78,16 @@ function writeInput(iterationId: string, userId: string, holder: string) {
   };
 }
 
+/** An update of mission m1 for `userId` setting `data`. */
+const update = (userId: string, data: Record<string, unknown>) => ({
+  userId,
+  missionId: 'm1',
+  data,
+  at: new Date(),
+  actor: aiActor({ missionId: 'm1', iterationId: '33333333-3333-5333-8333-333333333333' }),
+  spaceId: null,
+});
+
 const pgCode = (err: unknown) => (err as { code?: string }).code;
 
 describe('RLS while writing', () => {
@@ -88,7 +99,7 @@ describe('RLS while writing', () => {
     let failure: unknown;
     await db.sql
       .begin(async (tx) => {
-        await insertMissionUpdate(tx, target, { userId: 'alice', missionId: 'm1', data: { updatedAt: new Date().toISOString() }, at: new Date() });
+        await insertMissionUpdate(tx, target, update('alice', { nextRunAt: null }));
         const [ctx] = await tx<{ role: string; uid: string }[]>`SELECT current_user AS role, current_setting('app.current_user_id', true) AS uid`;
         expect(ctx).toEqual({ role: 'mana_ai_writer', uid: 'alice' });
         // Still inside the write's transaction: a row whose user_id differs from app.current_user_id.
@@ -116,7 +127,7 @@ describe('RLS while writing', () => {
 
     it('insertMissionUpdate fails with an RLS violation', async () => {
       const err = await db.sql
-        .begin((tx) => insertMissionUpdate(tx, target, { userId: 'alice', missionId: 'm1', data: { updatedAt: 'x' }, at: new Date() }))
+        .begin((tx) => insertMissionUpdate(tx, target, update('alice', { nextRunAt: null })))
         .then(() => null, (e: unknown) => e);
       expect(pgCode(err)).toBe('42501');
       expect(await runnerRows(db.sql)).toHaveLength(0);
@@ -133,7 +144,7 @@ describe('RLS while writing', () => {
 
     it('control: without the writer role the superuser login bypasses the policy and the wrong row lands', async () => {
       await db.sql.begin((tx) =>
-        insertMissionUpdate(tx, { ...target, writerRole: undefined }, { userId: 'alice', missionId: 'm1', data: { updatedAt: 'x' }, at: new Date() }),
+        insertMissionUpdate(tx, { ...target, writerRole: undefined }, update('alice', { nextRunAt: null })),
       );
       expect((await runnerRows(db.sql)).map((r) => r.userId)).toEqual(['alice-other']);
     });
@@ -186,8 +197,8 @@ describe('repairing a dropped write', () => {
   async function deviceWritesIterations(userId: string, iterations: unknown[], at: string) {
     await db.sql`
       INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, field_meta, client_id, origin, actor)
-      VALUES ('ai', 'aiMissions', 'm1', ${userId}, 'update', ${db.sql.json({ iterations, updatedAt: at } as never)},
-              ${db.sql.json({ iterations: at, updatedAt: at } as never)},
+      VALUES ('ai', 'aiMissions', 'm1', ${userId}, 'update', ${db.sql.json({ iterations } as never)},
+              ${db.sql.json({ iterations: at } as never)},
               'device-1', 'user', ${db.sql.json({ kind: 'user' })})`;
   }
 
@@ -203,8 +214,8 @@ describe('repairing a dropped write', () => {
     await sleep(400);
     const rows = await runnerRows(db.sql, 'alice');
     expect(rows).toHaveLength(2);
-    // The repair writes iterations (and updatedAt) only: the device may have moved nextRunAt on.
-    expect(Object.keys(rows[1]!.data).sort()).toEqual(['iterations', 'updatedAt']);
+    // The repair writes iterations only: the device may have moved nextRunAt on.
+    expect(Object.keys(rows[1]!.data).sort()).toEqual(['iterations']);
     expect(rows[1]!.data.iterations.map((i) => i.id)).toEqual([occ.iterationId]);
     expect(await metricValue(c, 'mana_ai_writeback_repairs_total')).toBe(1);
     expect((await occurrenceRows(db.sql, 'alice'))[0]!.repairs).toBe(1);
@@ -276,7 +287,7 @@ describe('merging with what a device wrote while the LLM was thinking', () => {
 
 describe('a mission deleted while the server planned it', () => {
   it('is not re-created by the write-back: nothing written, the occurrence superseded', async () => {
-    const target = { cols: await detectSyncColumns(db.sql), writerRole: 'mana_ai_writer' };
+    const target = { cols: await detectSyncColumns(db.sql), spaceColumn: await detectSpaceColumn(db.sql, 'public'), writerRole: 'mana_ai_writer' };
     const id = '33333333-3333-5333-8333-333333333333';
     await heldOccurrence(id, 'carol', 'server:a');
     await db.sql`INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id)
@@ -284,5 +295,27 @@ describe('a mission deleted while the server planned it', () => {
     expect(await writeIteration(db.sql, target, writeInput(id, 'carol', 'server:a'))).toBe('gone');
     expect(await runnerRows(db.sql)).toHaveLength(0);
     expect((await occurrenceRows(db.sql, 'carol'))[0]).toMatchObject({ status: 'superseded' });
+  });
+});
+
+describe('created_at of a write-back', () => {
+  it("is stamped at the insert, so a device's pull between the transaction's start and its commit does not pass it", async () => {
+    // mana-sync serves `created_at > since`, `since` being when the device's previous pull ended.
+    const pull = async (since: string) =>
+      db.sql<{ id: string }[]>`SELECT id::text FROM sync_changes WHERE user_id = 'eve' AND client_id = 'mana-ai-runner' AND created_at > ${since}::text::timestamptz`;
+    let since = "";
+    await db.sql.begin(async (tx) => {
+      // The transaction has started (a write-back reads and checks before it inserts) when a device pulls:
+      // the row is not there yet, and the pull ends with `since` past this transaction's start.
+      await tx`SELECT 1`;
+      expect(await pull('-infinity')).toEqual([]);
+      since = (await db.sql<{ since: string }[]>`SELECT clock_timestamp()::text AS since`)[0]!.since;
+      await sleep(50);
+      await insertMissionUpdate(tx, target, update('eve', { nextRunAt: null }));
+    });
+    // The device's next pull finds the row: its created_at is after that pull's end.
+    expect(await pull(since)).toHaveLength(1);
+    const [row] = await db.sql<{ late: boolean }[]>`SELECT created_at > ${since}::text::timestamptz AS late FROM sync_changes WHERE user_id = 'eve'`;
+    expect(row!.late).toBe(true);
   });
 });

@@ -15,27 +15,33 @@ export const LOGIN = 'mana_ai';
 export const SYNC_OWNER = 'mana_sync_owner';
 
 /**
- * mana-sync's table per its contract. One column is the test's own:
- * `written_by` defaults to current_user, so a test sees which role inserted
- * a row (the writer role, whose inserts RLS checks, or the login itself).
+ * mana-sync's table as its own migration creates it (docs/contract.md §1):
+ * no field_timestamps, op CHECKed, client_id and schema_version NOT NULL,
+ * the space index, RLS forced with both policies. One column is the test's
+ * own: `written_by` defaults to current_user, so a test sees which role
+ * inserted a row (the writer role, whose inserts RLS checks, or the login
+ * itself).
  */
 const MANA_SYNC_DDL = `
 CREATE TABLE public.sync_changes (
   id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
   app_id text NOT NULL, table_name text NOT NULL, record_id text NOT NULL, user_id text NOT NULL,
-  op text NOT NULL, data jsonb, field_timestamps jsonb DEFAULT '{}', field_meta jsonb DEFAULT '{}',
-  client_id text, created_at timestamptz NOT NULL DEFAULT now(), schema_version int DEFAULT 1,
+  op text NOT NULL CHECK (op IN ('insert', 'update', 'delete')), data jsonb, field_meta jsonb DEFAULT '{}',
+  client_id text NOT NULL, created_at timestamptz NOT NULL DEFAULT now(), schema_version int NOT NULL DEFAULT 1,
   actor jsonb, origin text, space_id text,
   written_by text NOT NULL DEFAULT current_user
 );
 CREATE INDEX sync_changes_user_app_created_idx ON public.sync_changes (user_id, app_id, created_at);
 CREATE INDEX sync_changes_table_record_created_idx ON public.sync_changes (table_name, record_id, created_at);
 CREATE INDEX sync_changes_user_app_table_created_idx ON public.sync_changes (user_id, app_id, table_name, created_at);
+CREATE INDEX sync_changes_user_space_app_created_idx ON public.sync_changes (user_id, space_id, app_id, created_at) WHERE space_id IS NOT NULL;
 ALTER TABLE public.sync_changes ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.sync_changes FORCE ROW LEVEL SECURITY;
 CREATE POLICY sync_changes_user_isolation ON public.sync_changes
   USING (user_id = current_setting('app.current_user_id', true))
   WITH CHECK (user_id = current_setting('app.current_user_id', true));
+CREATE POLICY sync_changes_space_member_read ON public.sync_changes FOR SELECT
+  USING (space_id IS NOT NULL AND space_id = ANY(string_to_array(coalesce(current_setting('app.current_user_space_ids', true), ''), ',')));
 ALTER TABLE public.sync_changes OWNER TO ${SYNC_OWNER};
 `;
 
@@ -54,19 +60,34 @@ async function ensureRole(sql: postgres.Sql, role: string, attrs: string): Promi
   await sql.unsafe(`DO $$ BEGIN CREATE ROLE ${role} ${attrs}; EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$`);
 }
 
+/**
+ * The roles of docs/production-grants.sql (mana_ai, mana_ai_writer) are
+ * cluster-wide: a file that alters them, or resets the login's password,
+ * would break another file's coordinator logging in at the same time. Each
+ * database made here holds this lock (on the maintenance database, where
+ * every file takes it) until it is dropped, so such files run one at a time.
+ */
+const ROLES_LOCK = 'mana-ai-test:production-roles';
+
 export async function createManaSyncDb(adminUrl: string): Promise<ManaSyncDb> {
   const name = `prod_${randomBytes(4).toString('hex')}`;
   const cluster = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await cluster.unsafe(`CREATE DATABASE ${name}`);
-  await ensureRole(cluster, SYNC_OWNER, 'NOLOGIN');
-  await cluster.end();
+  await cluster`SELECT pg_advisory_lock(hashtext(${ROLES_LOCK}))`;
   const url = dbUrl(adminUrl, name);
   const admin = postgres(url, { max: 2, onnotice: () => {} });
-  await admin.unsafe(MANA_SYNC_DDL);
-  // What an operator runs (docs/production-grants.sql), then the login's password.
-  await admin.unsafe(readFileSync(GRANTS_SQL, 'utf8'));
   const password = randomBytes(12).toString('hex');
-  await admin.unsafe(`ALTER ROLE ${LOGIN} PASSWORD '${password}'`);
+  try {
+    await cluster.unsafe(`CREATE DATABASE ${name}`);
+    await ensureRole(cluster, SYNC_OWNER, 'NOLOGIN');
+    await admin.unsafe(MANA_SYNC_DDL);
+    // What an operator runs (docs/production-grants.sql), then the login's password.
+    await admin.unsafe(readFileSync(GRANTS_SQL, 'utf8'));
+    await admin.unsafe(`ALTER ROLE ${LOGIN} PASSWORD '${password}'`);
+  } catch (err: unknown) {
+    await admin.end({ timeout: 5 });
+    await cluster.end();
+    throw err;
+  }
   const login = new URL(url);
   login.username = LOGIN;
   login.password = password;
@@ -76,9 +97,9 @@ export async function createManaSyncDb(adminUrl: string): Promise<ManaSyncDb> {
     loginUrl: login.toString(),
     async drop() {
       await admin.end({ timeout: 5 });
-      const c = postgres(adminUrl, { max: 1, onnotice: () => {} });
-      await c.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await c.end();
+      await cluster.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      // Ending the session releases the lock.
+      await cluster.end();
     },
   };
 }
@@ -94,7 +115,7 @@ export async function manaSyncCatalog(sql: postgres.Sql): Promise<unknown> {
       c.relacl::text AS acl,
       (SELECT json_agg(a.attname || ' ' || format_type(a.atttypid, a.atttypmod) ORDER BY a.attnum) FROM pg_attribute a
          WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped) AS columns,
-      (SELECT json_agg(pg_get_indexdef(i.indexrelid) ORDER BY 1) FROM pg_index i WHERE i.indrelid = c.oid) AS indexes,
+      (SELECT json_agg(pg_get_indexdef(i.indexrelid) ORDER BY pg_get_indexdef(i.indexrelid)) FROM pg_index i WHERE i.indrelid = c.oid) AS indexes,
       (SELECT json_agg(json_build_object('name', p.polname, 'cmd', p.polcmd, 'roles', p.polroles::text,
          'qual', pg_get_expr(p.polqual, p.polrelid), 'check', pg_get_expr(p.polwithcheck, p.polrelid)) ORDER BY p.polname)
          FROM pg_policy p WHERE p.polrelid = c.oid) AS policies,
@@ -104,7 +125,7 @@ export async function manaSyncCatalog(sql: postgres.Sql): Promise<unknown> {
     ORDER BY n.nspname`;
   const roles = await sql`
     SELECT rolname, rolsuper, rolbypassrls, rolcanlogin,
-      (SELECT array_agg(m.roleid::regrole::text ORDER BY 1) FROM pg_auth_members m WHERE m.member = r.oid) AS member_of
+      (SELECT array_agg(m.roleid::regrole::text ORDER BY m.roleid::regrole::text) FROM pg_auth_members m WHERE m.member = r.oid) AS member_of
     FROM pg_roles r WHERE rolname IN (${LOGIN}, 'mana_ai_writer', ${SYNC_OWNER}) ORDER BY rolname`;
   const schemaAcl = await sql`SELECT nspacl::text AS acl FROM pg_namespace WHERE nspname = 'public'`;
   return { tables, roles, schemaAcl };

@@ -6,6 +6,8 @@
  * mana-llm. Runs on every Postgres the suite is pointed at (the embedded 18
  * and Debian's 15 in `npm test`).
  */
+import { readLikeManaSync, storedRows } from '../support/mana-sync-read.js';
+import type { Sql } from '../../src/db/pool.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { startLlmStub, type LlmStub } from '../support/llm-stub.js';
@@ -132,6 +134,9 @@ describe('production, as mana_ai with the documented grants only', () => {
     // written_by defaults to current_user: the writer role (NOBYPASSRLS), so the policy checked user_id.
     expect(rows[0]).toMatchObject({ userId: 'bob', writtenBy: 'mana_ai_writer' });
     expect(rows[0]!.data.iterations.at(-1)?.source).toBe('server');
+    // mana-sync's read of the user's whole log (its rows and ours) takes every row.
+    const log = await storedRows(db.admin as unknown as Sql, { userId: 'bob' });
+    expect(log.map((r) => readLikeManaSync(r)).filter((o) => !o.ok)).toEqual([]);
     expect(await occurrence('bob')).toMatchObject({ status: 'planned', channel: 'server' });
     expect(llm.requestsFor('smoke bob-m1')[0]?.authorization).toBe(`Bearer ${KEY}`);
   });

@@ -22,7 +22,7 @@ import { createProjection } from '../../src/projection/refresh.js';
 let db: TestDb;
 
 beforeAll(async () => {
-  db = await createTestDb();
+  db = await createTestDb({ acceptRowsManaSyncRefuses: true });
 });
 
 afterAll(async () => {

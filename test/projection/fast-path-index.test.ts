@@ -102,9 +102,9 @@ describe('the fast-path index', () => {
 
   it('missing and allowed: built CONCURRENTLY, then present, and the window query uses it', async () => {
     await db.sql`
-      INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, created_at)
+      INSERT INTO sync_changes (app_id, table_name, record_id, user_id, op, data, client_id, created_at)
       SELECT CASE WHEN g % 2 = 0 THEN 'ai' ELSE 'todo' END, CASE WHEN g % 2 = 1 THEN 'tasks' WHEN g % 10 = 0 THEN 'agents' ELSE 'aiMissions' END,
-             'r' || (g % 500), 'u' || (g % 2000), 'update', '{}'::jsonb, now() - make_interval(secs => 20000 - g)
+             'r' || (g % 500), 'u' || (g % 2000), 'update', '{}'::jsonb, 'device-1', now() - make_interval(secs => 20000 - g)
       FROM generate_series(1, 20000) g`;
     await db.sql`ANALYZE sync_changes`;
     const ix = await checkFastPathIndex(deps({ create: true }));

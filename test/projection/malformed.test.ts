@@ -18,7 +18,7 @@ const lines: Record<string, unknown>[] = [];
 const KEY = 'malformed-test-key';
 
 beforeAll(async () => {
-  db = await createTestDb();
+  db = await createTestDb({ acceptRowsManaSyncRefuses: true });
   const stream = new Writable({
     write(chunk: Buffer, _enc, cb) {
       for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);

@@ -18,7 +18,7 @@ export function useFastPathIndex(): void {
 }
 
 export async function createProjectionDb(): Promise<TestDb> {
-  const db = await createTestDb();
+  const db = await createTestDb({ acceptRowsManaSyncRefuses: true });
   if (!indexed) return db;
   await db.sql.unsafe(fastPathIndexSql('public'));
   await db.sql.unsafe(`ALTER DATABASE ${db.name} SET enable_seqscan = off`);

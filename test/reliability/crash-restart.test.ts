@@ -13,12 +13,19 @@
  * once in the projected mission.
  *
  * SOAK=1 scales it to 3,000 missions (+ 20 per life) and 60 kills.
+ *
+ * A second run kills the coordinator exactly between the statement that
+ * hands new occurrences to the server planner and the planner's start (the
+ * insert is held open by a trigger, the process killed meanwhile, the
+ * insert commits without it): a restart plans them within seconds, not
+ * after CLAIM_LEASE_MS.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { reply, startLlmStub, type LlmStub } from '../support/llm-stub.js';
 import { killAllChildren, startChild, type ChildCoordinator } from './support/child.js';
 import { audit, between, describeOpen, doneCount, report, seedMissions, sleep, SOAK, waitFor, type SeedMission } from './support/ledger.js';
+import { HANDOVER_LEASE_MS } from '../../src/schedule/lifecycle.js';
 
 const BACKLOG = SOAK ? 3000 : 300;
 /** Missions falling due as each life starts. */
@@ -148,3 +155,64 @@ it(`plans each of ${MISSIONS} due occurrences exactly once across ${KILLS} kill 
   // One runner row per mission: no second write-back of any occurrence.
   expect(result.writesBy).toEqual({ 'mana-ai-runner': MISSIONS });
 }, SOAK ? 900_000 : 200_000);
+
+it('a kill between the hand-over to the server planner and the planner\'s start costs seconds, not CLAIM_LEASE_MS', async () => {
+  const n = SOAK ? 200 : 20;
+  const missions: SeedMission[] = Array.from({ length: n }, (_, i) => ({ userId: `handover-user-${i}`, missionId: `h-${i}`, nextRunAt: new Date(Date.now() - 1000).toISOString() }));
+  // The default lease: a stranded hand-over would sit for 10 minutes.
+  const env = { SYNC_DATABASE_URL: db.url, MANA_LLM_URL: stub.url, CLAIM_LEASE_MS: '600000', TICK_INTERVAL_MS: '100', PLANNER_CONCURRENCY: '16', DB_POOL_MAX: '5' };
+  // Holds the insert of new occurrences open for 2 s (after its rows are written, before its commit).
+  await db.sql.unsafe(`
+    CREATE OR REPLACE FUNCTION test_hold_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;
+    CREATE TRIGGER hold_insert AFTER INSERT ON mana_ai.occurrences FOR EACH STATEMENT EXECUTE FUNCTION test_hold_insert();`);
+  const first = await startChild({ name: 'handover-killed', env });
+  await seedMissions(db.sql, missions);
+  await waitFor(
+    async () => {
+      const [row] = await db.sql<{ n: number }[]>`
+        SELECT count(*)::int AS n FROM pg_stat_activity
+        WHERE wait_event = 'PgSleep' AND query LIKE '%INSERT INTO mana_ai.occurrences%' AND pid <> pg_backend_pid()`;
+      return row!.n > 0;
+    },
+    20_000,
+    'the hand-over insert to be running',
+    20,
+  );
+  // The planner cannot have started: the insert has not returned.
+  await first.kill9();
+  const killedAt = Date.now();
+  // The insert finishes without its client and commits: rows 'planning', nobody planning them.
+  const stranded = await waitFor(
+    async () => {
+      const rows = await db.sql<{ status: string; leaseS: number }[]>`
+        SELECT status, extract(epoch FROM lease_expires_at - updated_at)::float8 AS "leaseS"
+        FROM mana_ai.occurrences WHERE user_id LIKE 'handover-user-%'`;
+      return rows.length === n ? rows : undefined;
+    },
+    10_000,
+    'the hand-over to commit',
+  );
+  await db.sql.unsafe('DROP TRIGGER hold_insert ON mana_ai.occurrences');
+  expect(stranded.every((r) => r.status === 'planning')).toBe(true);
+  expect(Math.max(...stranded.map((r) => r.leaseS))).toBeLessThanOrEqual(HANDOVER_LEASE_MS / 1000);
+
+  const second = await startChild({ name: 'handover-restart', env });
+  await waitFor(
+    async () => {
+      const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM mana_ai.occurrences WHERE user_id LIKE 'handover-user-%' AND status = 'planned'`;
+      return row!.n === n;
+    },
+    HANDOVER_LEASE_MS + 20_000,
+    'the stranded occurrences to be planned',
+    200,
+  ).catch(async (err: unknown) => {
+    throw new Error(`${(err as Error).message}\nopen: ${await describeOpen(db.sql)}`);
+  });
+  const plannedAfterMs = Date.now() - killedAt;
+  await second.stop();
+  const result = await audit(db.sql, missions);
+  await report('crash-handover', { occurrences: n, maxHandoverLeaseS: Math.max(...stranded.map((r) => r.leaseS)), plannedAfterKillMs: plannedAfterMs });
+  expect(result.lost).toEqual([]);
+  expect(result.duplicateWrites).toEqual([]);
+  expect(plannedAfterMs).toBeLessThan(HANDOVER_LEASE_MS + 20_000);
+}, 120_000);

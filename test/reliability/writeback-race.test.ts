@@ -9,7 +9,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { detectSyncColumns } from '../../src/projection/change-source.js';
-import { RUNNER_CLIENT_ID, writeIteration, type WriteTarget } from '../../src/planner/writeback.js';
+import { detectSpaceColumn, RUNNER_CLIENT_ID, writeIteration, type WriteTarget } from '../../src/planner/writeback.js';
 import { iterationIdFor } from '../../src/schedule/occurrence-id.js';
 
 let db: TestDb;
@@ -17,7 +17,7 @@ let target: WriteTarget;
 
 beforeAll(async () => {
   db = await createTestDb({ poolMax: 2 });
-  target = { cols: await detectSyncColumns(db.sql), writerRole: 'mana_ai_writer' };
+  target = { cols: await detectSyncColumns(db.sql), spaceColumn: await detectSpaceColumn(db.sql, 'public'), writerRole: 'mana_ai_writer' };
 });
 
 afterAll(async () => {

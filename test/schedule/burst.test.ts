@@ -16,6 +16,7 @@ import { createPass } from '../../src/schedule/pass.js';
 import { createLifecycle } from '../../src/schedule/lifecycle.js';
 import { scanDue } from '../../src/schedule/due.js';
 import type { DueMission } from '../../src/schedule/due.js';
+import { reason } from '../../src/schedule/reasons.js';
 
 const log = pino({ level: 'silent' });
 let db: TestDb;
@@ -85,8 +86,8 @@ it('with server planning off, a batch falls back to waiting in one statement, ea
   const due = Array.from({ length: 50 }, (_, i) => ({ userId: `w${i}`, missionId: 'm', nextRunAt: dueAt }));
   const { rest } = await lifecycle.createDue(due, () => 'push', 60_000, () => undefined);
   expect(rest).toHaveLength(50);
-  rest[0]!.attempts = 2; // a retry waits longer: 1 min doubling
-  await lifecycle.toFallback(rest, ['created'], 'no reachable device');
+  rest[0]!.routeAttempts = 2; // routed again twice: waits longer, 1 min doubling
+  await lifecycle.toFallback(rest, ['created'], reason('no-device', 'no reachable device'));
   const rows = await db.sql<{ status: string; lastError: string; waitS: number; id: string }[]>`
     SELECT status, last_error AS "lastError", round(extract(epoch FROM next_attempt_at - now()))::int AS "waitS", iteration_id::text AS id
     FROM mana_ai.occurrences`;

@@ -127,7 +127,9 @@ describe('cross-user isolation', () => {
       return n.length > 0 ? n : undefined;
     }, 5000, "Bob's push");
     const payload = JSON.parse(bobPushes[0]!) as Record<string, unknown>;
-    expect(Object.keys(payload).sort()).toEqual(['dueAt', 'iterationId', 'missionId', 'type']);
+    // attempt is the offer count, a number: nothing of the mission.
+    expect(Object.keys(payload).sort()).toEqual(['attempt', 'dueAt', 'iterationId', 'missionId', 'type']);
+    expect(payload['attempt']).toBe(1);
     expect(await wpt.notifications(mallorySub.clientHash)).toEqual([]);
 
     // Mallory presents Bob's endpoint (and keys) as her own: the endpoint moves to her.

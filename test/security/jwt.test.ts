@@ -118,7 +118,7 @@ describe('JWT edge cases against a JWKS-configured coordinator', () => {
     const sock = await openSocket(c.wsUrl);
     clients.push(sock);
     sock.send({ type: 'auth', token, deviceId: 'd1' });
-    expect(await sock.next('auth-ok')).toEqual({ type: 'auth-ok', userId: 'alice', deviceId: 'd1' });
+    expect(await sock.next('auth-ok')).toEqual({ type: 'auth-ok', userId: 'alice', deviceId: 'd1', expiresAt: expect.stringMatching(/Z$/), expiresInMs: expect.any(Number) });
     // The dev conveniences are off in this mode.
     expect((await fetch(`${c.url}/dev/token`, { method: 'POST', body: '{"userId":"x"}', headers: { 'content-type': 'application/json' } })).status).toBe(404);
   });

@@ -132,8 +132,18 @@ export { sleep, waitFor } from './wait.js';
 export const inMs = (ms: number) => new Date(Date.now() + ms).toISOString();
 
 /** The occurrence rows of a user, as the ledger holds them. */
-export async function occurrencesOf(sql: Sql, userId: string): Promise<{ iterationId: string; missionId: string; status: string; channel: string | null; claimedBy: string | null; lastError: string | null }[]> {
+export async function occurrencesOf(
+  sql: Sql,
+  userId: string,
+): Promise<{ iterationId: string; missionId: string; status: string; channel: string | null; claimedBy: string | null; lastError: string | null; reason: string | null }[]> {
   return sql`
-    SELECT iteration_id::text AS "iterationId", mission_id AS "missionId", status, channel, claimed_by AS "claimedBy", last_error AS "lastError"
+    SELECT iteration_id::text AS "iterationId", mission_id AS "missionId", status, channel, claimed_by AS "claimedBy", last_error AS "lastError", reason
     FROM mana_ai.occurrences WHERE user_id = ${userId} ORDER BY created_at, iteration_id`;
+}
+
+/** The dev-mode HS256 secret the coordinators on this database sign tokens with (to mint odd tokens in tests). */
+export async function devSecretOf(sql: Sql): Promise<Uint8Array> {
+  const [row] = await sql<{ value: string }[]>`SELECT value FROM mana_ai.settings WHERE key = 'dev_jwt_secret'`;
+  if (!row) throw new Error('no dev_jwt_secret setting: start a dev-mode coordinator on this database first');
+  return Buffer.from(row.value, 'base64');
 }

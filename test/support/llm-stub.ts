@@ -2,7 +2,8 @@
  * A small OpenAI-compatible mana-llm stand-in (docs/contract.md §4) on 127.0.0.1,
  * port 0. Each call to POST /v1/chat/completions takes the next scripted
  * reply (then the default one): a plan, prose, invalid JSON, an unknown tool,
- * a missing rationale, a 429 with Retry-After, a 500, or a hang. Every
+ * a missing rationale or parameter, a 429 with Retry-After, a 500, or a hang,
+ * optionally with the token `usage` mana-llm reports. Every
  * request is recorded, so tests can assert what was (or was not) sent.
  */
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
@@ -23,8 +24,8 @@ export interface RecordedRequest {
 }
 
 export type StubReply =
-  /** 200 with `choices[0].message.content`, optionally after a delay. */
-  | { kind: 'content'; content: string; delayMs?: number }
+  /** 200 with `choices[0].message.content`, optionally after a delay and with a `usage` object. */
+  | { kind: 'content'; content: string; delayMs?: number; usage?: Usage }
   /** Any status with an optional body and headers (429 + Retry-After, 500 …). */
   | { kind: 'status'; status: number; headers?: Record<string, string>; body?: string; delayMs?: number }
   /** Reads the request and never answers (until the stub closes or the client gives up). */
@@ -32,6 +33,13 @@ export type StubReply =
 
 /** Decides a reply from the request; lets one stub serve many missions differently. */
 export type ReplyFn = (req: RecordedRequest) => StubReply;
+
+/** A completion's `usage`, as OpenAI-compatible servers report it. */
+export interface Usage {
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  total_tokens?: number;
+}
 
 export interface PlanStepSpec {
   summary: string;
@@ -48,9 +56,14 @@ const DEFAULT_STEPS: PlanStepSpec[] = [
 /** Canned replies, one per failure mode the planner must survive. */
 export const reply = {
   /** A valid plan as a fenced ```json block inside a little prose. */
-  plan(steps: PlanStepSpec[] = DEFAULT_STEPS, opts: { summary?: string; delayMs?: number } = {}): StubReply {
+  plan(steps: PlanStepSpec[] = DEFAULT_STEPS, opts: { summary?: string; delayMs?: number; usage?: Usage } = {}): StubReply {
     const json = JSON.stringify({ summary: opts.summary ?? 'Move the mission forward', steps });
-    return { kind: 'content', content: `Here is the plan:\n\`\`\`json\n${json}\n\`\`\``, ...(opts.delayMs === undefined ? {} : { delayMs: opts.delayMs }) };
+    return {
+      kind: 'content',
+      content: `Here is the plan:\n\`\`\`json\n${json}\n\`\`\``,
+      ...(opts.delayMs === undefined ? {} : { delayMs: opts.delayMs }),
+      ...(opts.usage === undefined ? {} : { usage: opts.usage }),
+    };
   },
   /** A valid plan with no steps (a no-op run), as a bare object. */
   emptyPlan(): StubReply {
@@ -67,6 +80,9 @@ export const reply = {
   },
   missingRationale(): StubReply {
     return reply.plan([{ summary: 'A task', toolName: 'create_task', params: { title: 'No reason given' } }]);
+  },
+  missingParam(): StubReply {
+    return reply.plan([{ summary: 'A task', toolName: 'create_task', params: {}, rationale: 'Untitled on purpose' }]);
   },
   rateLimited(retryAfterSeconds: number): StubReply {
     return { kind: 'status', status: 429, headers: { 'retry-after': String(retryAfterSeconds) }, body: '{"error":{"message":"rate limited"}}' };
@@ -99,13 +115,14 @@ function send(res: ServerResponse, status: number, body: string, headers: Record
   res.end(body);
 }
 
-function completion(content: string): string {
+function completion(content: string, usage?: Usage): string {
   return JSON.stringify({
     id: 'chatcmpl-stub',
     object: 'chat.completion',
     created: Math.floor(Date.now() / 1000),
     model: 'stub',
     choices: [{ index: 0, message: { role: 'assistant', content }, finish_reason: 'stop' }],
+    ...(usage ? { usage } : {}),
   });
 }
 
@@ -157,7 +174,7 @@ export async function startLlmStub(defaultReply: StubReply | ReplyFn = reply.pla
       if (r.kind === 'hang') return;
       const answer = () => {
         if (res.destroyed) return;
-        if (r.kind === 'content') send(res, 200, completion(r.content));
+        if (r.kind === 'content') send(res, 200, completion(r.content, r.usage));
         else send(res, r.status, r.body ?? '', r.headers);
       };
       if (r.delayMs) {

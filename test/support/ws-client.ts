@@ -86,9 +86,9 @@ export async function openSocket(url: string): Promise<WsClient> {
 }
 
 /** Opens a socket and authenticates it; resolves after auth-ok. */
-export async function connectClient(url: string, opts: { token: string; deviceId: string }): Promise<WsClient> {
+export async function connectClient(url: string, opts: { token: string; deviceId: string; contextId?: string }): Promise<WsClient> {
   const client = await openSocket(url);
-  client.send({ type: 'auth', token: opts.token, deviceId: opts.deviceId });
+  client.send({ type: 'auth', token: opts.token, deviceId: opts.deviceId, ...(opts.contextId ? { contextId: opts.contextId } : {}) });
   await client.next('auth-ok');
   return client;
 }

@@ -1,8 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createMemoryDedupStore } from '../../web-client/src/dedup.js';
+import { createMemoryDedupStore } from '../../web-client/src/lib/dedup.js';
 import { createMissionClient, type MissionClientEvent } from '../../web-client/src/index.js';
 import type { FetchLike } from '../../web-client/src/lib/http.js';
-import { FakeWebSocket, fakeLocks } from './fakes.js';
+import { FakeWebSocket, authenticateFake, fakeLocks } from './fakes.js';
 
 const ID = '6a061268-1c1b-5d2e-a3f4-0123456789ab';
 
@@ -44,14 +44,7 @@ function setup(occurrences: unknown[] = []) {
   return { client, calls, planned, events, types: () => events.map((e) => e.type) };
 }
 
-async function connect(): Promise<FakeWebSocket> {
-  await vi.advanceTimersByTimeAsync(0);
-  const ws = FakeWebSocket.last();
-  ws.open();
-  ws.receive({ type: 'auth-ok', userId: 'u-1', deviceId: 'dev-1' });
-  await vi.advanceTimersByTimeAsync(0);
-  return ws;
-}
+const connect = () => authenticateFake();
 
 let doc: FakeDocument;
 beforeEach(() => {

@@ -1,6 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createConnection, type ConnectionDeps } from '../../web-client/src/lib/connection.js';
-import { FakeWebSocket } from './fakes.js';
+import { FakeWebSocket, authenticateFake } from './fakes.js';
 
 function setup(overrides: Partial<ConnectionDeps> = {}) {
   const log: string[] = [];
@@ -19,13 +19,7 @@ function setup(overrides: Partial<ConnectionDeps> = {}) {
   return { conn, log };
 }
 
-async function authenticate(): Promise<FakeWebSocket> {
-  await vi.advanceTimersByTimeAsync(0);
-  const ws = FakeWebSocket.last();
-  ws.open();
-  ws.receive({ type: 'auth-ok', userId: 'u-1', deviceId: 'dev-1' });
-  return ws;
-}
+const authenticate = () => authenticateFake();
 
 beforeEach(() => {
   vi.useFakeTimers();
@@ -131,6 +125,118 @@ describe('connection', () => {
     fail = false;
     await vi.advanceTimersByTimeAsync(500);
     expect(FakeWebSocket.last().url).toBe('ws://coord.test/v1/ws');
+    conn.stop();
+  });
+
+  for (const code of [4400, 4401, 4429]) {
+    it(`stops the loop on close code ${code} (retrying cannot help) with status refused`, async () => {
+      const { conn, log } = setup();
+      conn.start();
+      const ws = await authenticate();
+      ws.serverClose(code, 'refused');
+      expect(conn.state().status).toBe('refused');
+      expect(log.at(-1)).toBe(`disconnected ${code} final`);
+      await vi.advanceTimersByTimeAsync(120_000);
+      expect(FakeWebSocket.instances).toHaveLength(1);
+      conn.stop();
+    });
+  }
+
+  it('focus and online events leave a refusal only after the backoff, and never cut a backoff wait short', async () => {
+    const { conn } = setup();
+    conn.start();
+    await vi.advanceTimersByTimeAsync(0);
+    FakeWebSocket.last().serverClose(4401, 'token expired');
+    // A storm of focus events: one reconnect, after the backoff (full ceiling: 500 ms).
+    for (let i = 0; i < 10; i++) conn.resume();
+    await vi.advanceTimersByTimeAsync(499);
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    FakeWebSocket.last().serverClose(4401, 'token expired');
+    conn.resume();
+    await vi.advanceTimersByTimeAsync(999);
+    expect(FakeWebSocket.instances).toHaveLength(2);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(FakeWebSocket.instances).toHaveLength(3);
+    // A network failure waits out its backoff whatever focus events come.
+    FakeWebSocket.last().serverClose(1006);
+    for (let i = 0; i < 10; i++) conn.resume();
+    await vi.advanceTimersByTimeAsync(1_999);
+    expect(FakeWebSocket.instances).toHaveLength(3);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(FakeWebSocket.instances).toHaveLength(4);
+    conn.stop();
+  });
+
+  it('sends a fresh token before the current one expires, and again before the renewed one does', async () => {
+    let n = 0;
+    const { conn } = setup({ getToken: async () => `tok-${++n}`, reauthMarginMs: 60_000, pingIntervalMs: 1e9 });
+    conn.start();
+    await vi.advanceTimersByTimeAsync(0);
+    const ws = FakeWebSocket.last();
+    ws.open();
+    ws.receive({ type: 'auth-ok', userId: 'u-1', deviceId: 'dev-1', expiresAt: '2000-01-01T00:00:00Z', expiresInMs: 900_000 });
+    // The server's time left wins over an expiry this clock would misread.
+    await vi.advanceTimersByTimeAsync(839_999);
+    expect(ws.sent.filter((f) => (f as { type: string }).type === 'reauth')).toEqual([]);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(ws.sent.at(-1)).toEqual({ type: 'reauth', token: 'tok-2' });
+    ws.receive({ type: 'reauth-ok', expiresInMs: 900_000 });
+    await vi.advanceTimersByTimeAsync(840_000);
+    expect(ws.sent.at(-1)).toEqual({ type: 'reauth', token: 'tok-3' });
+    expect(ws.closed).toBeNull();
+    conn.stop();
+  });
+
+  it('closes the socket (4002) when no fresh token can be had, so the server stops choosing it; reconnects through the backoff', async () => {
+    let fail = false;
+    const { conn, log } = setup({
+      pingIntervalMs: 1e9,
+      getToken: async () => {
+        if (fail) throw new Error('session gone');
+        return 'tok';
+      },
+    });
+    conn.start();
+    await vi.advanceTimersByTimeAsync(0);
+    const ws = FakeWebSocket.last();
+    ws.open();
+    ws.receive({ type: 'auth-ok', userId: 'u-1', deviceId: 'dev-1', expiresInMs: 120_000 });
+    fail = true;
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(ws.closed).toEqual({ code: 4002, reason: 'token not renewed' });
+    expect(log).toContain('disconnected 4002 retry 500');
+    await vi.advanceTimersByTimeAsync(500);
+    // The reconnect cannot get a token either: no socket is opened.
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    conn.stop();
+  });
+
+  it('closes the socket when the server refuses the fresh token', async () => {
+    const { conn } = setup();
+    conn.start();
+    const ws = await authenticate();
+    ws.receive({ type: 'error', code: 'reauth-failed', message: 'token signature does not verify' });
+    expect(ws.closed).toEqual({ code: 4002, reason: 'token not renewed' });
+    conn.stop();
+  });
+
+  it('drop() closes a socket this client cannot claim through', async () => {
+    const { conn } = setup();
+    conn.start();
+    const ws = await authenticate();
+    conn.drop('no token');
+    expect(ws.closed).toEqual({ code: 4002, reason: 'no token' });
+    expect(conn.state().status).toBe('waiting');
+    conn.stop();
+  });
+
+  it('names its context in the auth frame', async () => {
+    const { conn } = setup({ contextId: 'tab-1' });
+    conn.start();
+    const ws = await authenticate();
+    expect(ws.sent[0]).toEqual({ type: 'auth', token: 'tok', deviceId: 'dev-1', contextId: 'tab-1' });
     conn.stop();
   });
 });

@@ -1,4 +1,5 @@
 /** Fakes shared by the web-client tests (node has no Web Locks, IndexedDB or browser WebSocket). */
+import { vi } from 'vitest';
 import type { LockManagerLike } from '../../web-client/src/lib/locks.js';
 import type { OccurrenceApi, ClaimOutcome } from '../../web-client/src/lib/occurrences.js';
 
@@ -24,21 +25,26 @@ export interface FakeOccurrences extends OccurrenceApi {
   calls: string[];
 }
 
-/** Occurrence endpoints answering from a script. */
-export function fakeOccurrences(claim: ClaimOutcome | (() => ClaimOutcome), opts: { completeFails?: boolean } = {}): FakeOccurrences {
+type Script = ClaimOutcome | (() => ClaimOutcome);
+const answer = (s: Script) => (typeof s === 'function' ? s() : s);
+
+/** Occurrence endpoints answering from a script (complete and release accepted unless scripted). */
+export function fakeOccurrences(claim: Script, opts: { complete?: Script; release?: Script } = {}): FakeOccurrences {
   const calls: string[] = [];
+  const ok: ClaimOutcome = { kind: 'granted' };
   return {
     calls,
     async claim(id) {
       calls.push(`claim ${id}`);
-      return typeof claim === 'function' ? claim() : claim;
+      return answer(claim);
     },
     async complete(id) {
       calls.push(`complete ${id}`);
-      if (opts.completeFails) throw new Error('complete: 500');
+      return answer(opts.complete ?? ok);
     },
-    async release(id, reason) {
-      calls.push(`release ${id} ${reason ?? ''}`.trim());
+    async release(id, code, note) {
+      calls.push(`release ${id} ${code}${note ? ` ${note}` : ''}`);
+      return answer(opts.release ?? ok);
     },
   };
 }
@@ -80,4 +86,24 @@ export class FakeWebSocket {
     this.readyState = 3;
     this.onclose?.({ code, reason } as CloseEvent);
   }
+}
+
+/** A dev-style unsigned JWT for `sub` (the client reads `sub` to key its records, never verifies). */
+export function fakeJwt(sub: string, exp = Math.floor(Date.now() / 1000) + 900): string {
+  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64({ sub, exp })}.sig`;
+}
+
+/**
+ * With fake timers: lets the client open its socket, opens it and answers
+ * auth-ok (`extra` adds fields, e.g. the token's expiry); `given` picks a
+ * socket other than the last one opened.
+ */
+export async function authenticateFake(extra: Record<string, unknown> = {}, given?: FakeWebSocket): Promise<FakeWebSocket> {
+  await vi.advanceTimersByTimeAsync(0);
+  const ws = given ?? FakeWebSocket.last();
+  ws.open();
+  ws.receive({ type: 'auth-ok', userId: 'u-1', deviceId: 'dev-1', ...extra });
+  await vi.advanceTimersByTimeAsync(0);
+  return ws;
 }

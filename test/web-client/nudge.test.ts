@@ -1,5 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isUuid, parseNudge, parseNudgeText, parseServerFrame } from '../../web-client/src/lib/nudge.js';
+import { parseServerFrame } from '../../web-client/src/lib/frames.js';
+import { isUuid, parseNudge } from '../../web-client/src/lib/nudge.js';
+import { parseNudgeText } from '../../web-client/src/lib/push-payload.js';
 import { joinUrl, webSocketUrl } from '../../web-client/src/lib/url.js';
 
 const ITERATION = '6a061268-1c1b-5d2e-a3f4-0123456789ab';
@@ -59,5 +61,9 @@ describe('urls', () => {
     expect(webSocketUrl('https://x.example/mana-ai/')).toBe('wss://x.example/mana-ai/v1/ws');
     expect(joinUrl('https://x.example/mana-ai', '/v1/occurrences')).toBe('https://x.example/mana-ai/v1/occurrences');
     expect(joinUrl('http://localhost:3066/?q=1#h', 'v1/x')).toBe('http://localhost:3066/v1/x');
+    // A query on the path stays a query (assigned to pathname, its ? was escaped into the path).
+    expect(joinUrl('https://x.example/mana-ai/', '/v1/occurrences?deviceId=a%2Fb')).toBe('https://x.example/mana-ai/v1/occurrences?deviceId=a%2Fb');
+    // A query in the path stays a query (it was escaped into the path as %3F).
+    expect(joinUrl('https://x.example/mana-ai', '/v1/occurrences?deviceId=d&contextId=t')).toBe('https://x.example/mana-ai/v1/occurrences?deviceId=d&contextId=t');
   });
 });

@@ -9,9 +9,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { pushMessages } from '../../src/nudge/push-payload.js';
 import { MAX_PAYLOAD_BYTES } from '../../src/nudge/push-options.js';
 import { PushNudgePayload, type MissionDue } from '../../src/nudge/protocol.js';
-import { parseNudgeText, parsePushNudges } from '../../web-client/src/lib/nudge.js';
+import { parseNudgeText, parsePushNudges } from '../../web-client/src/lib/push-payload.js';
 import { batchNotificationBody, handlePush } from '../../web-client/src/sw.js';
-import { createMemoryDedupStore } from '../../web-client/src/dedup.js';
+import { createMemoryDedupStore } from '../../web-client/src/lib/dedup.js';
 import type { FetchLike } from '../../web-client/src/lib/http.js';
 
 const frame = (i: number): MissionDue => ({

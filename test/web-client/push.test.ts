@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { bytesToBase64Url, base64UrlToBytes } from '../../web-client/src/lib/base64url.js';
 import { createApi, type FetchLike } from '../../web-client/src/lib/http.js';
-import { disablePushSubscription, enablePushSubscription, type PushManagerLike, type PushSubscriptionLike } from '../../web-client/src/lib/push.js';
+import { disablePushSubscription, enablePushSubscription } from '../../web-client/src/lib/push-enable.js';
+import type { PushManagerLike, PushSubscriptionLike } from '../../web-client/src/lib/push.js';
 
 const KEY_A = new Uint8Array(65).fill(4);
 const KEY_B = new Uint8Array(65).fill(7);

@@ -4,7 +4,7 @@
  *
  * On a push it plans in the worker with the demo's stand-in planner, using
  * the session the demo page saved in IndexedDB, so proposals are ready even
- * when no tab is open; signed out, it only shows "Mission due — open to plan".
+ * when no tab is open; signed out, it shows a notification that names nothing and claims nothing.
  */
 import { handleNotificationClick, handlePush, handlePushSubscriptionChange, type PushHandlerOptions } from './sw.js';
 import { createDevApi, fetchDevToken, tokenExpiry } from './demo-lib/dev-api.js';
@@ -27,7 +27,8 @@ function tokenSource(session: DemoSession): () => Promise<string> {
   };
 }
 
-async function pushOptions(): Promise<PushHandlerOptions> {
+/** The worker's options: null when signed out (a neutral notification, no claim). */
+async function pushOptions(): Promise<PushHandlerOptions | null> {
   const base: PushHandlerOptions = {
     appUrl: APP_URL,
     title: 'mana-ai demo',
@@ -37,7 +38,7 @@ async function pushOptions(): Promise<PushHandlerOptions> {
     },
   };
   const session = await loadSession().catch(() => undefined);
-  if (!session) return base;
+  if (!session) return null;
   const getToken = tokenSource(session);
   const dev = createDevApi(session.baseUrl, getToken);
   return {

@@ -7,7 +7,7 @@
  *   #user-id, #sign-in, #sign-out, #signed-in-as, #device-id
  *   #mission-title, #due-seconds, #create-mission
  *   #enable-push, #disable-push, #push-status[data-state=unknown|enabled|disabled|error]
- *   #status[data-state=<connection status: idle|connecting|authenticating|open|waiting|paused|stopped>]
+ *   #status[data-state=<connection status: idle|connecting|authenticating|open|waiting|paused|refused|stopped>]
  *   [data-testid=mission-row][data-mission-id]
  *   [data-testid=proposal][data-proposal-id][data-iteration-id][data-mission-id]
  *       [data-status=pending|approved|rejected][data-source=browser|server]
@@ -15,20 +15,24 @@
  *   [data-testid=occurrence-row][data-iteration-id][data-mission-id][data-status][data-mine=true|false]
  *   #log > [data-testid=log-entry][data-event=<event>]   (newest first); <event> is a client
  *     event type (connected, disconnected, nudge, skipped, claimed, planned, released,
- *     elsewhere, staged, push-enabled, push-disabled, error) or a demo one (signed-in,
+ *     elsewhere, staged, push-enabled, push-disabled, warning, signed-out, error) or a demo one (signed-in,
  *     signed-out, mission-created, approved, rejected, worker, notification-click,
  *     worker:<outcome> relayed from the service worker, e.g. worker:planned)
  *   body[data-ready=true] once the page restored its state (signed in or not)
- *   window.manaDemo = { client, deviceId, userId, refresh() }
+ *   window.manaDemo = { client, deviceId, userId, refresh(), failNextPlan(), freezeToken() }
+ *     failNextPlan(): the next plan in this tab throws (its message must never reach the server);
+ *     freezeToken(): getToken stops refreshing (an expiring session the app cannot renew).
+ *   ?tokenTtl=<seconds> in the URL: sign in with tokens that live that long.
  *   window.manaDemoPushManager: set it before load (page.addInitScript) to replace
  *     the browser's PushManager for #enable-push (offline Chromium cannot subscribe).
  *   ?device=<id> in the URL sets this browser's device id (stored for later loads).
  */
 import { createMissionClient, type MissionClient, type PushManagerLike } from './index.js';
-import { createDevApi, fetchDevToken, tokenExpiry, type DevApi, type Mission, type OccurrenceRow } from './demo-lib/dev-api.js';
+import { createDevApi, fetchDevToken, tokenExpiry, type DevApi, type Mission } from './demo-lib/dev-api.js';
 import { planWithDemoPlanner, proposalsFor } from './demo-lib/planner.js';
-import { activated, describeEvent, h, missionsTable, occurrenceRow, proposalCard, short } from './demo-lib/view.js';
-import { DEMO_CHANNEL, addProposals, listProposals, saveSession, setProposalStatus, type DemoMessage, type DemoSession, type Proposal } from './demo-lib/store.js';
+import { activated, describeEvent, short } from './demo-lib/view.js';
+import { el, log, renderMissions, renderOccurrences, renderProposals, setPushStatus } from './demo-lib/panels.js';
+import { DEMO_CHANNEL, addProposals, clearProposals, saveSession, type DemoMessage, type DemoSession } from './demo-lib/store.js';
 
 const BASE_URL = location.origin;
 const SW_URL = '/demo/sw.js';
@@ -37,15 +41,16 @@ const KEYS = { device: 'mana-ai-demo:device-id', user: 'mana-ai-demo:user-id', s
 
 declare global {
   interface Window {
-    manaDemo?: { client: MissionClient | null; deviceId: string; userId: string | null; refresh: () => Promise<void> };
+    manaDemo?: {
+      client: MissionClient | null;
+      deviceId: string;
+      userId: string | null;
+      refresh: () => Promise<void>;
+      failNextPlan?: () => void;
+      freezeToken?: () => void;
+    };
     manaDemoPushManager?: PushManagerLike;
   }
-}
-
-function el<T extends HTMLElement = HTMLElement>(id: string): T {
-  const found = document.getElementById(id);
-  if (!found) throw new Error(`#${id} missing from the demo page`);
-  return found as T;
 }
 
 // ---- device and session --------------------------------------------------
@@ -62,6 +67,8 @@ function initDeviceId(): string {
 }
 
 const deviceId = initDeviceId();
+const tokenTtl = Number(new URLSearchParams(location.search).get('tokenTtl')) || undefined;
+const hooks = { failNextPlan: false, frozen: false };
 let session: DemoSession | null = null;
 let client: MissionClient | null = null;
 let dev: DevApi | null = null;
@@ -72,8 +79,8 @@ let pollTimer: ReturnType<typeof setTimeout> | undefined;
 async function getToken(): Promise<string> {
   if (!session) throw new Error('signed out');
   const exp = tokenExpiry(session.token);
-  if (exp !== undefined && exp * 1000 - Date.now() < 60_000) {
-    session = { ...session, token: await fetchDevToken(BASE_URL, session.userId) };
+  if (!hooks.frozen && exp !== undefined && exp * 1000 - Date.now() < 60_000) {
+    session = { ...session, token: await fetchDevToken(BASE_URL, session.userId, tokenTtl) };
     persistSession(session);
   }
   return session.token;
@@ -86,23 +93,12 @@ function persistSession(s: DemoSession | null): void {
   saveSession(s).catch((e: unknown) => log('error', `saving the session for the service worker failed: ${String(e)}`));
 }
 
-// ---- log -------------------------------------------------------------------
-
-function log(event: string, text: string): void {
-  const list = el('log');
-  const time = new Date().toLocaleTimeString();
-  list.prepend(h('li', { 'data-testid': 'log-entry', 'data-event': event }, h('time', {}, time), h('span', { class: 'ev' }, event), text));
-  while (list.children.length > 300) list.lastElementChild?.remove();
-}
-
 function missionName(missionId: string): string {
   const m = missions.get(missionId);
   return typeof m?.title === 'string' ? `"${m.title}"` : short(missionId);
 }
 
 // ---- rendering ---------------------------------------------------------------
-
-const rendered = { proposals: '', occurrences: '', missions: '' };
 
 function setStatus(): void {
   const status = el('status');
@@ -111,62 +107,10 @@ function setStatus(): void {
   status.textContent = !session ? 'signed out' : state === 'open' ? 'connected' : state;
 }
 
-async function renderProposals(): Promise<void> {
-  const list = await listProposals().catch(() => [] as Proposal[]);
-  const signature = JSON.stringify(list.map((p) => [p.id, p.status]));
-  if (signature === rendered.proposals) return;
-  rendered.proposals = signature;
-  const box = el('proposals');
-  if (list.length === 0) {
-    box.replaceChildren(h('p', { class: 'empty' }, 'No proposals yet.'));
-    return;
-  }
-  box.replaceChildren(...list.map((p) => proposalCard(p, (q, status) => void decide(q, status))));
-}
-
-async function decide(p: Proposal, status: 'approved' | 'rejected'): Promise<void> {
-  await setProposalStatus(p.id, status);
-  log(status === 'approved' ? 'approved' : 'rejected', `${status} "${p.summary}" (local only; proposals never sync)`);
-  await renderProposals();
-}
-
-function renderOccurrences(rows: OccurrenceRow[]): void {
-  const sorted = [...rows].sort((a, b) => b.dueAt.localeCompare(a.dueAt));
-  // Mission names are part of what is shown: re-render once a mission loads after its occurrence.
-  const signature = JSON.stringify(sorted.map((o) => [o, missionName(o.missionId)]));
-  if (signature === rendered.occurrences) return;
-  rendered.occurrences = signature;
-  const body = el('occurrences');
-  if (sorted.length === 0) {
-    body.replaceChildren(h('tr', {}, h('td', { colspan: '8', class: 'empty' }, 'No occurrences yet.')));
-    return;
-  }
-  body.replaceChildren(...sorted.map((o) => occurrenceRow(o, deviceId, missionName)));
-}
-
-function renderMissions(): void {
-  const list = [...missions.values()].sort((a, b) => String(b.createdAt ?? '').localeCompare(String(a.createdAt ?? '')));
-  const signature = JSON.stringify(list.map((m) => [m.id, m.title, m.state, m.nextRunAt, Array.isArray(m.iterations) ? m.iterations.length : 0]));
-  if (signature === rendered.missions) return;
-  rendered.missions = signature;
-  const box = el('missions');
-  if (list.length === 0) {
-    box.replaceChildren(h('p', { class: 'empty' }, 'No missions yet.'));
-    return;
-  }
-  box.replaceChildren(missionsTable(list));
-}
-
 function setSignedIn(userId: string | null): void {
   el('signed-in-as').textContent = userId ?? 'nobody';
   for (const id of ['create-mission', 'enable-push', 'disable-push', 'sign-out']) el<HTMLButtonElement>(id).disabled = !userId;
   setStatus();
-}
-
-function setPushStatus(state: 'unknown' | 'enabled' | 'disabled' | 'error', text: string): void {
-  const pill = el('push-status');
-  pill.dataset['state'] = state;
-  pill.textContent = `push: ${text}`;
 }
 
 // ---- data ------------------------------------------------------------------
@@ -177,13 +121,13 @@ async function refreshMissions(): Promise<void> {
   const list = await dev.missions();
   missions.clear();
   for (const m of list) missions.set(m.id, m);
-  renderMissions();
+  renderMissions(missions.values());
   for (const m of list) await client.stageServerIterations(m);
 }
 
 async function refreshOccurrences(): Promise<void> {
   if (!dev) return;
-  renderOccurrences(await dev.occurrences());
+  renderOccurrences(await dev.occurrences(deviceId), deviceId, missionName);
 }
 
 async function refresh(): Promise<void> {
@@ -258,8 +202,8 @@ async function disablePush(): Promise<void> {
 // ---- sign in / out -------------------------------------------------------------
 
 async function signIn(userId: string, token?: string): Promise<void> {
-  signOut(false);
-  session = { userId, deviceId, baseUrl: BASE_URL, token: token ?? (await fetchDevToken(BASE_URL, userId)) };
+  await signOut(false);
+  session = { userId, deviceId, baseUrl: BASE_URL, token: token ?? (await fetchDevToken(BASE_URL, userId, tokenTtl)) };
   localStorage.setItem(KEYS.user, userId);
   persistSession(session);
   dev = createDevApi(BASE_URL, getToken);
@@ -268,7 +212,13 @@ async function signIn(userId: string, token?: string): Promise<void> {
     baseUrl: BASE_URL,
     getToken,
     deviceId,
-    planLocally: (missionId, iterationId) => planWithDemoPlanner(devApi, missionId, iterationId),
+    planLocally: async (missionId, iterationId) => {
+      if (hooks.failNextPlan) {
+        hooks.failNextPlan = false;
+        throw new Error(`demo planner failed while reading the decrypted objective of ${missionName(missionId)}`);
+      }
+      return planWithDemoPlanner(devApi, missionId, iterationId);
+    },
     stageIteration: async (missionId, iteration) => {
       const mission = missions.get(missionId) ?? { id: missionId };
       await addProposals(proposalsFor(mission, iteration, 'server'));
@@ -282,8 +232,10 @@ async function signIn(userId: string, token?: string): Promise<void> {
     // A nudge for a mission created elsewhere, or a plan that moved nextRunAt and added an
     // iteration: show the missions now, not at the next missions poll.
     if ((e.type === 'nudge' && !missions.has(e.missionId)) || e.type === 'planned') void refreshMissions().catch(() => undefined);
+    // The server wrote to a mission (its plan): pull it now, as the webapp pulls from mana-sync.
+    if (e.type === 'mission-changed') void Promise.all([refreshMissions(), refreshOccurrences()]).catch(() => undefined);
   });
-  window.manaDemo = { client, deviceId, userId, refresh };
+  window.manaDemo = { client, deviceId, userId, refresh, failNextPlan: () => void (hooks.failNextPlan = true), freezeToken: () => void (hooks.frozen = true) };
   setSignedIn(userId);
   log('signed-in', `signed in as ${userId} on device ${deviceId}`);
   client.start();
@@ -295,16 +247,35 @@ async function signIn(userId: string, token?: string): Promise<void> {
   if (localStorage.getItem(KEYS.push) === 'on') void enablePush();
 }
 
-function signOut(clear = true): void {
+/**
+ * Leaving: `clear` (the sign-out button) ends the session as the README's
+ * integration does — client.signOut() (push unsubscribed here and on the
+ * server, this user's records forgotten, the socket closed) — then drops the
+ * session the page and the worker read. Without it (switching users) only
+ * the client stops.
+ */
+async function signOut(clear = true): Promise<void> {
   clearTimeout(pollTimer);
-  client?.stop();
+  const leaving = client;
   client = null;
+  if (clear && leaving) {
+    const reg = await (registration ?? Promise.resolve(null)).catch(() => null);
+    const pushManager = window.manaDemoPushManager;
+    await leaving.signOut({ ...(reg ? { serviceWorker: reg } : {}), ...(pushManager ? { pushManager } : {}) }).catch((e: unknown) => log('error', `sign-out: ${String(e)}`));
+    localStorage.removeItem(KEYS.push);
+    setPushStatus('disabled', 'disabled');
+  } else {
+    leaving?.stop();
+  }
   dev = null;
   session = null;
   missions.clear();
   if (clear) {
     localStorage.removeItem(KEYS.user);
     persistSession(null);
+    // Proposals are this user's local data: the app drops them with the session.
+    await clearProposals().catch(() => undefined);
+    void renderProposals(true);
     log('signed-out', 'signed out');
   }
   window.manaDemo = { client: null, deviceId, userId: null, refresh };
@@ -343,7 +314,7 @@ async function createMission(): Promise<void> {
   };
   await dev.postChanges([{ appId: 'ai', tableName: 'aiMissions', recordId: id, op: 'insert', data: record }]);
   missions.set(id, record);
-  renderMissions();
+  renderMissions(missions.values());
   log('mission-created', `created "${title}" (${short(id)}), due in ${seconds}s`);
 }
 

@@ -4,7 +4,7 @@
  * the bundle never pulls in zod); the few VALUES are copied here and a unit
  * test (test/web-client/protocol.test.ts) keeps them equal to the server's.
  */
-export type { ClientFrame, ServerFrame, MissionDue, ClaimResult, PushNudge } from '../../src/nudge/protocol.js';
+export type { ClientFrame, ServerFrame, MissionDue, MissionChanged, ClaimResult, PushNudge } from '../../src/nudge/protocol.js';
 
 /** Frames larger than this are refused by the server (close 1009). */
 export const MAX_FRAME_BYTES = 16 * 1024;

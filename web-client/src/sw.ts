@@ -11,23 +11,29 @@
  *
  * Chrome subscribes with `userVisibleOnly: true`, so EVERY push must show a
  * notification (a duplicate too), or Chrome shows "This site has been updated
- * in the background". The notification's `tag` is the (first) mission id, so
- * several wake-ups for one mission collapse into one; a push naming several
- * missions due together shows one notification for all of them.
+ * in the background" (and may take the permission away). The notification's
+ * `tag` is the (first) mission id, so several wake-ups for one mission
+ * collapse into one; a push naming several missions due together shows one
+ * notification for all of them. It is shown within `timeLimitMs` whatever
+ * hangs: the options source, getToken and the planner are each time-boxed,
+ * and planning still running then is stopped and given back.
  */
-import { openDedupStore, createMemoryDedupStore, type DedupStore, type DedupState } from './dedup.js';
+import { contextDedupStore, type DedupStore, type DedupState } from './lib/dedup.js';
 import type { MissionDue } from './protocol.js';
 import { base64UrlToBytes } from './lib/base64url.js';
 import { createApi, type FetchLike } from './lib/http.js';
 import { defaultLocks, type LockManagerLike } from './lib/locks.js';
-import { parsePushNudges } from './lib/nudge.js';
-import { createOccurrenceApi } from './lib/occurrences.js';
+import { parsePushNudges } from './lib/push-payload.js';
+import { PlanAborted } from './lib/lease.js';
+import { createOccurrenceApi, newContextId } from './lib/occurrences.js';
 import { fetchVapidKey, registerSubscription } from './lib/push.js';
-import { runNudge, type NudgeOutcome } from './lib/run-nudge.js';
-import { toError } from './lib/timeout.js';
+import { localTimeZone } from './lib/time-zone.js';
+import { runNudge, type NudgeOutcome, type PlanFn } from './lib/run-nudge.js';
+import { toError, withTimeout } from './lib/timeout.js';
 
 export type { NudgeOutcome } from './lib/run-nudge.js';
-export { parseNudge, parseNudgeText, parsePushNudges } from './lib/nudge.js';
+export { parseNudge } from './lib/nudge.js';
+export { parseNudgeText, parsePushNudges } from './lib/push-payload.js';
 
 export interface PushHandlerOptions {
   /** The coordinator (default: this worker's origin). */
@@ -38,9 +44,12 @@ export interface PushHandlerOptions {
   /**
    * Plans in the worker when given (with getToken and deviceId): claim →
    * plan → complete, or release on failure. Without it the worker only shows
-   * "Mission due — open to plan" and the opened app plans it.
+   * "Mission due — open to plan" and the opened app plans it. Its `signal`
+   * aborts at the time limit or when the lease is lost.
    */
-  planInWorker?: (missionId: string, iterationId: string) => Promise<{ steps: number } | void>;
+  planInWorker?: PlanFn;
+  /** The notification is shown by then at the latest; planning still running is stopped and given back (default 60 s). */
+  timeLimitMs?: number;
   /** Opened or focused by a click on the notification (default: the registration's scope). */
   appUrl?: string;
   /** Notification title (default "Mana"). */
@@ -56,8 +65,11 @@ export interface PushHandlerOptions {
   locks?: LockManagerLike | null;
 }
 
-/** Options, or a function resolving them (e.g. reading the session from IndexedDB). */
+/** Options, or a function resolving them (e.g. reading the session from IndexedDB); given at most 5 s. */
 export type OptionsSource<T> = T | (() => T | Promise<T>);
+
+const OPTIONS_TIMEOUT_MS = 5_000;
+export const DEFAULT_PUSH_TIME_LIMIT_MS = 60_000;
 
 /** Data attached to every notification this module shows. */
 export interface NudgeNotificationData {
@@ -73,8 +85,12 @@ export interface NudgeNotificationData {
 
 const worker = (): ServiceWorkerGlobalScope => globalThis as unknown as ServiceWorkerGlobalScope;
 
-async function resolveOptions<T>(source: OptionsSource<T>): Promise<T> {
-  return typeof source === 'function' ? await (source as () => T | Promise<T>)() : source;
+function resolveOptions<T>(source: OptionsSource<T>): Promise<T> {
+  return withTimeout(
+    Promise.resolve().then(() => (typeof source === 'function' ? (source as () => T | Promise<T>)() : source)),
+    OPTIONS_TIMEOUT_MS,
+    `the options source did not answer within ${OPTIONS_TIMEOUT_MS} ms`,
+  );
 }
 
 function plural(n: number, word: string): string {
@@ -91,6 +107,7 @@ export function notificationBody(outcome: NudgeOutcome | { kind: 'notified' } | 
     case 'locked':
       return 'Mission is being planned in an open tab';
     case 'elsewhere':
+    case 'lost':
       return 'Mission already handled on another device';
     case 'released':
       return 'Planning here failed — the server is planning it instead';
@@ -131,11 +148,13 @@ export function batchNotificationBody(outcomes: (NudgeOutcome | { kind: 'notifie
 
 /**
  * Handles a `push` event. Calls `event.waitUntil` synchronously; inside it,
- * always ends by showing one notification, whatever fails before. A push
- * naming several missions (due together) plans all of them, one after
- * another, and still shows one notification saying how many were planned.
+ * always shows one notification within the time limit, whatever fails or
+ * hangs before. A push naming several missions (due together) plans all of
+ * them, one after another, and still shows one notification saying how many
+ * were planned. An options source that resolves to `null` means signed out:
+ * a neutral notification naming nothing, and no claim.
  */
-export function handlePush(event: PushEvent, options: OptionsSource<PushHandlerOptions> = {}): void {
+export function handlePush(event: PushEvent, options: OptionsSource<PushHandlerOptions | null> = {}): void {
   let text: string | null = null;
   try {
     text = event.data ? event.data.text() : null;
@@ -146,41 +165,53 @@ export function handlePush(event: PushEvent, options: OptionsSource<PushHandlerO
   event.waitUntil(pushWork(nudges, options));
 }
 
-async function planAll(nudges: MissionDue[], opts: PushHandlerOptions): Promise<(NudgeOutcome | { kind: 'notified' })[]> {
-  const outcomes: (NudgeOutcome | { kind: 'notified' })[] = nudges.map(() => ({ kind: 'notified' }));
-  if (nudges.length === 0 || !opts.planInWorker || !opts.getToken || !opts.deviceId) return outcomes;
+/** Plans each nudge in turn into `outcomes` (filled as it goes, so a time limit shows what is known). */
+async function planAll(nudges: MissionDue[], opts: PushHandlerOptions, outcomes: Outcome[], signal: AbortSignal): Promise<void> {
+  if (nudges.length === 0 || !opts.planInWorker || !opts.getToken || !opts.deviceId) return;
   const api = createApi({
     baseUrl: opts.baseUrl ?? worker().location.origin,
     getToken: opts.getToken,
     ...(opts.fetch ? { fetch: opts.fetch } : {}),
   });
-  const maxAge = opts.dedupMaxAgeMs ? { maxAgeMs: opts.dedupMaxAgeMs } : {};
-  const dedup = opts.dedup ?? (typeof indexedDB === 'undefined' ? createMemoryDedupStore(maxAge) : openDedupStore(maxAge));
-  const occurrences = createOccurrenceApi(api, opts.deviceId);
+  const dedup = contextDedupStore(opts.dedup, (e) => console.warn('mana-ai: IndexedDB failed; this push keeps its records in memory', toError(e)), { maxAgeMs: opts.dedupMaxAgeMs });
+  // This push event's own context: the server grants it or an open tab, never both.
+  const occurrences = createOccurrenceApi(api, opts.deviceId, newContextId('sw'));
   const locks = opts.locks === undefined ? defaultLocks() : opts.locks;
   try {
     // One after another: each claims before planning, so the exactly-once rules are
     // the WebSocket path's; planning them all at once would only compete for the device.
     for (const [i, nudge] of nudges.entries()) {
-      outcomes[i] = await runNudge(nudge, { dedup, occurrences, locks, plan: opts.planInWorker, emit: () => undefined });
+      if (signal.aborted) break;
+      outcomes[i] = await runNudge(nudge, { dedup, occurrences, locks, plan: opts.planInWorker, emit: () => undefined, user: api.user, signal });
     }
   } finally {
     if (!opts.dedup) dedup.close();
   }
-  return outcomes;
 }
 
-async function pushWork(nudges: MissionDue[], source: OptionsSource<PushHandlerOptions>): Promise<void> {
+type Outcome = NudgeOutcome | { kind: 'notified' };
+
+async function pushWork(nudges: MissionDue[], source: OptionsSource<PushHandlerOptions | null>): Promise<void> {
   const sw = worker();
-  let opts: PushHandlerOptions = {};
-  let outcomes: (NudgeOutcome | { kind: 'notified' })[] = nudges.map(() => ({ kind: 'notified' }));
+  const started = Date.now();
+  const outcomes: Outcome[] = nudges.map(() => ({ kind: 'notified' }));
+  let opts: PushHandlerOptions | null = {};
   try {
     opts = await resolveOptions(source);
-    outcomes = await planAll(nudges, opts);
   } catch (e: unknown) {
     // Still show the notification below; the app plans when opened.
     console.warn('mana-ai: push handling failed', toError(e));
   }
+  if (opts === null) {
+    // Signed out: whoever uses this browser now must not see what was due, nor have it claimed.
+    await sw.registration.showNotification('Mana', { body: notificationBody({ kind: 'invalid' }), tag: 'mana-ai', data: { url: appUrlOf(undefined), outcome: 'signed-out' } });
+    return;
+  }
+  const o = opts;
+  const limit = new AbortController();
+  const timer = setTimeout(() => limit.abort(new PlanAborted('timeout')), Math.max(0, (o.timeLimitMs ?? DEFAULT_PUSH_TIME_LIMIT_MS) - (Date.now() - started)));
+  const work = planAll(nudges, o, outcomes, limit.signal).catch((e: unknown) => console.warn('mana-ai: push handling failed', toError(e)));
+  await Promise.race([work, new Promise((r) => limit.signal.addEventListener('abort', r))]);
 
   const first = nudges[0];
   const single = nudges.length <= 1;
@@ -188,19 +219,22 @@ async function pushWork(nudges: MissionDue[], source: OptionsSource<PushHandlerO
   const data: NudgeNotificationData = {
     ...(first ? { missionId: first.missionId, iterationId: first.iterationId } : {}),
     ...(single ? {} : { iterationIds: nudges.map((n) => n.iterationId), planned }),
-    url: appUrlOf(opts.appUrl),
+    url: appUrlOf(o.appUrl),
     outcome: single ? (outcomes[0]?.kind ?? 'invalid') : planned === nudges.length ? 'planned' : planned > 0 ? 'partly-planned' : 'notified',
   };
-  await sw.registration.showNotification(opts.title ?? 'Mana', {
+  await sw.registration.showNotification(o.title ?? 'Mana', {
     body: single ? notificationBody(outcomes[0] ?? { kind: 'invalid' }) : batchNotificationBody(outcomes),
     tag: first ? first.missionId : 'mana-ai',
     data,
-    ...(opts.icon ? { icon: opts.icon } : {}),
-    ...(opts.badge ? { badge: opts.badge } : {}),
+    ...(o.icon ? { icon: o.icon } : {}),
+    ...(o.badge ? { badge: o.badge } : {}),
   });
+  // Planning stopped at the limit gives its occurrence back; let that finish inside the event.
+  await work;
+  clearTimeout(timer);
   try {
-    if (nudges.length === 0) await opts.onHandled?.(null, { kind: 'notified' });
-    for (const [i, nudge] of nudges.entries()) await opts.onHandled?.(nudge, outcomes[i]!);
+    if (nudges.length === 0) await o.onHandled?.(null, { kind: 'notified' });
+    for (const [i, nudge] of nudges.entries()) await o.onHandled?.(nudge, outcomes[i]!);
   } catch (e: unknown) {
     console.warn('mana-ai: onHandled failed', toError(e));
   }
@@ -276,7 +310,7 @@ export function handlePushSubscriptionChange(
         if (key === null) return;
         sub = await sw.registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: base64UrlToBytes(key) });
       }
-      await registerSubscription(api, opts.deviceId, sub);
+      await registerSubscription(api, opts.deviceId, sub, localTimeZone());
     })().catch((e: unknown) => {
       console.warn('mana-ai: re-registering the push subscription failed', toError(e));
     }),

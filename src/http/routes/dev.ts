@@ -43,14 +43,22 @@ export function mountDev(app: OpenAPIHono, deps: DevRouteDeps): void {
     createRoute({
       method: 'post',
       path: '/dev/token',
-      summary: 'Dev default only: a 12 h token for any user id',
-      request: { body: { content: { 'application/json': { schema: z.object({ userId: UserIdSchema }) } }, required: true } },
+      summary: 'Dev default only: a token for any user id (12 h, or ttlSec: short-lived sessions for tests)',
+      request: {
+        body: {
+          content: { 'application/json': { schema: z.object({ userId: UserIdSchema, ttlSec: z.number().int().min(1).max(12 * 3600).optional() }) } },
+          required: true,
+        },
+      },
       responses: {
         200: { description: 'token', content: { 'application/json': { schema: z.object({ token: z.string() }) } } },
         400: { description: 'invalid request', content: { 'application/json': { schema: ErrorSchema } } },
       },
     }),
-    async (c) => c.json({ token: await signDevToken(deps.devSecret, c.req.valid('json').userId) }, 200),
+    async (c) => {
+      const { userId, ttlSec } = c.req.valid('json');
+      return c.json({ token: await signDevToken(deps.devSecret, userId, ttlSec) }, 200);
+    },
   );
 
   const user = createRouteGroup<UserEnv>();

@@ -12,27 +12,82 @@ import type { UserAuth } from '../../auth/user-auth.js';
 import { CLAIM_HTTP_STATUS, type ClaimOutcome, type ClaimService } from '../../schedule/claims.js';
 import { listOccurrences } from '../../schedule/occurrences.js';
 import type { Occurrence } from '../../schedule/occurrence.js';
-import { DeviceId } from '../../nudge/protocol.js';
+import { ContextId, DeviceId } from '../../nudge/protocol.js';
+import { claimantOf, isHeldBy } from '../../schedule/claimant.js';
+import { publicReason, REASONS, RELEASE_CODES, type ReasonCode, type ReleaseCode } from '../../schedule/reasons.js';
 import type { RateLimiter } from '../rate-limit.js';
 import { ErrorSchema } from './schemas.js';
 
+const Status = z.enum(['created', 'nudged', 'claimed', 'planning', 'waiting', 'planned', 'completed', 'superseded', 'failed']);
+const Reason = z.object({ code: z.enum(Object.keys(REASONS) as [ReasonCode, ...ReasonCode[]]), message: z.string() });
+
+/**
+ * An occurrence as its user sees it: who holds it only as a kind of party,
+ * and why it is where it is as a code with a fixed message (the operators'
+ * detail can name hosts, devices or an LLM reply).
+ */
 export const OccurrenceSchema = z
   .object({
     iterationId: z.string().uuid(),
     userId: z.string(),
     missionId: z.string(),
     dueAt: z.string(),
-    status: z.enum(['created', 'nudged', 'claimed', 'planning', 'waiting', 'planned', 'completed', 'superseded', 'failed']),
+    status: Status,
+    channel: z.enum(['ws', 'push', 'server']).nullable(),
+    claimedBy: z.enum(['device', 'server']).nullable(),
+    /** True when the claimant named in the request holds it: `deviceId` and `contextId`, or the device in any context. */
+    mine: z.boolean(),
+    deadlineAt: z.string().nullable(),
+    leaseExpiresAt: z.string().nullable(),
+    attempts: z.number().int(),
+    /** Times it was offered to devices; nudges carry it as `attempt` (a higher one is a re-offer). */
+    offers: z.number().int(),
+    reason: Reason.nullable(),
+  })
+  .openapi('Occurrence');
+
+/** The operators' view: every column, the detail included. */
+export const OperatorOccurrenceSchema = z
+  .object({
+    iterationId: z.string().uuid(),
+    userId: z.string(),
+    missionId: z.string(),
+    dueAt: z.string(),
+    status: Status,
     channel: z.enum(['ws', 'push', 'server']).nullable(),
     claimedBy: z.string().nullable(),
     deadlineAt: z.string().nullable(),
     leaseExpiresAt: z.string().nullable(),
+    /** Planning attempts (PLANNER_MAX_ATTEMPTS bounds these). */
     attempts: z.number().int(),
+    /** Times it was routed again after waiting for a device. */
+    routeAttempts: z.number().int(),
+    offers: z.number().int(),
+    reason: z.string().nullable(),
     lastError: z.string().nullable(),
   })
-  .openapi('Occurrence');
+  .openapi('OperatorOccurrence');
 
-const toPublic = (o: Occurrence) => ({
+const partyOf = (claimedBy: string | null): 'device' | 'server' | null =>
+  claimedBy === null ? null : claimedBy.startsWith('server:') ? 'server' : 'device';
+
+const toPublic = (o: Occurrence, deviceId: string | undefined, contextId: string | undefined) => ({
+  iterationId: o.iterationId,
+  userId: o.userId,
+  missionId: o.missionId,
+  dueAt: o.dueAt,
+  status: o.status,
+  channel: o.channel,
+  claimedBy: partyOf(o.claimedBy),
+  mine: deviceId !== undefined && isHeldBy(o.claimedBy, deviceId, contextId),
+  deadlineAt: o.deadlineAt,
+  leaseExpiresAt: o.leaseExpiresAt,
+  attempts: o.attempts,
+  offers: o.offers,
+  reason: publicReason(o.reason),
+});
+
+const toOperator = (o: Occurrence) => ({
   iterationId: o.iterationId,
   userId: o.userId,
   missionId: o.missionId,
@@ -43,13 +98,23 @@ const toPublic = (o: Occurrence) => ({
   deadlineAt: o.deadlineAt,
   leaseExpiresAt: o.leaseExpiresAt,
   attempts: o.attempts,
+  routeAttempts: o.routeAttempts,
+  offers: o.offers,
+  reason: o.reason,
   lastError: o.lastError,
 });
 
 const IterationParam = z.object({ iterationId: z.string().uuid().openapi({ param: { name: 'iterationId', in: 'path' } }) });
-const DeviceBody = z.object({ deviceId: DeviceId });
-const ReleaseBody = z.object({ deviceId: DeviceId, reason: z.string().max(500).optional() });
-const ClaimGranted = z.object({ granted: z.literal(true), leaseExpiresAt: z.string() }).openapi('ClaimGranted');
+/** `contextId` names the tab or worker claiming: another context of the same device is refused like another device. */
+const DeviceBody = z.object({ deviceId: DeviceId, contextId: ContextId.optional() });
+const ReleaseBody = DeviceBody.extend({
+  /** Why, from a fixed set (never the planner's text); its user sees the matching reason. */
+  code: z.enum(Object.keys(RELEASE_CODES) as [ReleaseCode, ...ReleaseCode[]]).optional(),
+  /** A short note for operators. */
+  reason: z.string().max(500).optional(),
+});
+/** `leaseMs`: the lease left, by the server's clock, so a device with a skewed clock renews in time. */
+const ClaimGranted = z.object({ granted: z.literal(true), leaseExpiresAt: z.string(), leaseMs: z.number().int() }).openapi('ClaimGranted');
 const Done = z.object({ ok: z.literal(true), status: z.string() });
 
 const errorResponses = {
@@ -100,9 +165,11 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
       responses: { 200: { description: 'granted', content: { 'application/json': { schema: ClaimGranted } } }, ...errorResponses },
     }),
     async (c) => {
-      const out = await deps.claims.claim({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: c.req.valid('json').deviceId });
+      const body = c.req.valid('json');
+      const out = await deps.claims.claim({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: claimantOf(body.deviceId, body.contextId) });
       if (out.kind !== 'granted') refuse(out);
-      return c.json({ granted: true as const, leaseExpiresAt: out.leaseExpiresAt }, 200);
+      const leaseMs = Math.max(0, Date.parse(out.leaseExpiresAt) - Date.now());
+      return c.json({ granted: true as const, leaseExpiresAt: out.leaseExpiresAt, leaseMs }, 200);
     },
   );
 
@@ -116,7 +183,8 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
       responses: { 200: { description: 'completed', content: { 'application/json': { schema: Done } } }, ...errorResponses },
     }),
     async (c) => {
-      const out = await deps.claims.complete({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: c.req.valid('json').deviceId });
+      const body = c.req.valid('json');
+      const out = await deps.claims.complete({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: claimantOf(body.deviceId, body.contextId) });
       if (out.kind !== 'granted') refuse(out);
       return c.json({ ok: true as const, status: out.occurrence.status }, 200);
     },
@@ -133,7 +201,13 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
     }),
     async (c) => {
       const body = c.req.valid('json');
-      const out = await deps.claims.release({ iterationId: c.req.valid('param').iterationId, userId: c.get('userId'), deviceId: body.deviceId, reason: body.reason });
+      const out = await deps.claims.release({
+        iterationId: c.req.valid('param').iterationId,
+        userId: c.get('userId'),
+        deviceId: claimantOf(body.deviceId, body.contextId),
+        ...(body.reason === undefined ? {} : { reason: body.reason }),
+        ...(body.code === undefined ? {} : { code: body.code }),
+      });
       if (out.kind !== 'granted') refuse(out);
       return c.json({ ok: true as const, status: out.occurrence.status }, 200);
     },
@@ -145,10 +219,18 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
       path: '/v1/occurrences',
       summary: "The caller's own occurrences, newest first",
       security: [{ bearer: [] }],
-      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50) }) },
-      responses: { 200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OccurrenceSchema) } } }, 401: errorResponses[401] },
+      request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).default(50), deviceId: DeviceId.optional(), contextId: ContextId.optional() }) },
+      responses: {
+        200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OccurrenceSchema) } } },
+        400: errorResponses[400],
+        401: errorResponses[401],
+      },
     }),
-    async (c) => c.json((await listOccurrences(deps.sql, { userId: c.get('userId'), limit: c.req.valid('query').limit })).map(toPublic), 200),
+    async (c) => {
+      const q = c.req.valid('query');
+      const rows = await listOccurrences(deps.sql, { userId: c.get('userId'), limit: q.limit });
+      return c.json(rows.map((o) => toPublic(o, q.deviceId, q.contextId)), 200);
+    },
   );
 
   const internal = createRouteGroup();
@@ -159,11 +241,11 @@ export function mountOccurrences(app: OpenAPIHono, deps: OccurrenceRouteDeps): v
       path: '/internal/occurrences',
       summary: 'Occurrences for operators, optionally of one user',
       request: { query: z.object({ userId: z.string().min(1).optional(), limit: z.coerce.number().int().min(1).max(10_000).default(500), open: z.enum(['true', 'false']).optional() }) },
-      responses: { 200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OccurrenceSchema) } } }, 401: errorResponses[401] },
+      responses: { 200: { description: 'occurrences', content: { 'application/json': { schema: z.array(OperatorOccurrenceSchema) } } }, 401: errorResponses[401] },
     }),
     async (c) => {
       const q = c.req.valid('query');
-      return c.json((await listOccurrences(deps.sql, { userId: q.userId, limit: q.limit, openOnly: q.open === 'true' })).map(toPublic), 200);
+      return c.json((await listOccurrences(deps.sql, { userId: q.userId, limit: q.limit, openOnly: q.open === 'true' })).map(toOperator), 200);
     },
   );
 

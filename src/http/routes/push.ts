@@ -12,7 +12,9 @@ import type { UserAuth } from '../../auth/user-auth.js';
 import type { RateLimiter } from '../rate-limit.js';
 import type { PushSubscriptionStore } from '../../devices/push-subscriptions.js';
 import { checkPushEndpoint, type Allowlist, type Resolve } from '../../devices/endpoint-guard.js';
-import { DeviceId } from '../../nudge/protocol.js';
+import { DeviceId, TimeZoneName } from '../../nudge/protocol.js';
+import type { TimeZoneStore } from '../../devices/time-zones.js';
+import type { Logger } from '../../log.js';
 import { ErrorSchema } from './schemas.js';
 
 const B64URL = /^[A-Za-z0-9_-]+={0,2}$/;
@@ -35,6 +37,8 @@ export const PushSubscriptionJson = z
         .regex(B64URL, 'keys.auth: expected base64url')
         .refine((s) => bytesOf(s).length === 16, 'keys.auth: expected base64url of 16 bytes'),
     }),
+    /** The device's IANA zone (`Intl.DateTimeFormat().resolvedOptions().timeZone`); one Intl does not know is ignored. */
+    timeZone: TimeZoneName.optional(),
   })
   .openapi('PushSubscriptionJSON');
 
@@ -50,6 +54,9 @@ export interface PushRouteDeps {
   limiter: RateLimiter;
   /** Called for every registration refused by the per-user cap. */
   onCapRefused?: (cap: 'push_per_user') => void;
+  /** Where a reported time zone goes; a failure to store it never fails the registration. */
+  timeZones?: Pick<TimeZoneStore, 'report'>;
+  log?: Logger;
 }
 
 export function mountPush(app: OpenAPIHono, deps: PushRouteDeps): void {
@@ -115,6 +122,10 @@ export function mountPush(app: OpenAPIHono, deps: PushRouteDeps): void {
           'subscription_limit',
           `expected at most ${result.max} push subscriptions per user (PUSH_MAX_SUBSCRIPTIONS_PER_USER), got one more; remove a device's with DELETE ${path.replace('{deviceId}', ':deviceId')}`,
         );
+      }
+      if (body.timeZone !== undefined && deps.timeZones) {
+        const report = { userId: c.get('userId'), deviceId: c.req.valid('param').deviceId, timeZone: body.timeZone };
+        await deps.timeZones.report(report).catch((err: unknown) => deps.log?.warn({ err, userId: report.userId }, 'reported time zone not stored'));
       }
       return c.json({ ok: true as const, created: result.created }, result.created ? 201 : 200);
     },

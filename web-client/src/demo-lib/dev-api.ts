@@ -4,7 +4,7 @@
  * projected missions.
  */
 import type { Mission } from '../../../src/projection/mission.js';
-import { createApi, type Api } from '../lib/http.js';
+import { createApi, jwtClaims, type Api } from '../lib/http.js';
 
 export type { Mission };
 
@@ -18,24 +18,18 @@ export interface SyncChange {
   fieldMeta?: Record<string, string>;
 }
 
-/** A dev token for `userId` (unauthenticated; dev default only). */
-export async function fetchDevToken(baseUrl: string, userId: string): Promise<string> {
+/** A dev token for `userId` (unauthenticated; dev default only), living `ttlSec` when given (tests of expiring sessions). */
+export async function fetchDevToken(baseUrl: string, userId: string, ttlSec?: number): Promise<string> {
   const api = createApi({ baseUrl });
-  const body = await api.json<{ token?: unknown }>('POST', '/dev/token', { userId }, { auth: false });
+  const body = await api.json<{ token?: unknown }>('POST', '/dev/token', ttlSec ? { userId, ttlSec } : { userId }, { auth: false });
   if (typeof body?.token !== 'string') throw new Error('POST /dev/token returned no token');
   return body.token;
 }
 
 /** Seconds-since-epoch `exp` of a JWT, without verifying it (only to refresh early). */
 export function tokenExpiry(token: string): number | undefined {
-  const payload = token.split('.')[1];
-  if (!payload) return undefined;
-  try {
-    const json = JSON.parse(atob(payload.replace(/-/g, '+').replace(/_/g, '/'))) as { exp?: unknown };
-    return typeof json.exp === 'number' ? json.exp : undefined;
-  } catch {
-    return undefined;
-  }
+  const exp = jwtClaims(token)?.exp;
+  return typeof exp === 'number' ? exp : undefined;
 }
 
 export interface DevApi {
@@ -43,7 +37,8 @@ export interface DevApi {
   postChanges(changes: SyncChange[]): Promise<void>;
   missions(): Promise<Mission[]>;
   mission(id: string): Promise<Mission | undefined>;
-  occurrences(): Promise<OccurrenceRow[]>;
+  /** The user's occurrences, `mine` set for those `deviceId` holds. */
+  occurrences(deviceId: string): Promise<OccurrenceRow[]>;
 }
 
 /** A row of `GET /v1/occurrences`. */
@@ -53,11 +48,14 @@ export interface OccurrenceRow {
   dueAt: string;
   status: string;
   channel?: string | null;
-  claimedBy?: string | null;
+  /** The kind of party that holds it. */
+  claimedBy?: 'device' | 'server' | null;
+  /** This device holds it. */
+  mine?: boolean;
   deadlineAt?: string | null;
   leaseExpiresAt?: string | null;
   attempts?: number;
-  lastError?: string | null;
+  reason?: { code: string; message: string } | null;
 }
 
 export function createDevApi(baseUrl: string, getToken: () => Promise<string>): DevApi {
@@ -77,8 +75,8 @@ export function createDevApi(baseUrl: string, getToken: () => Promise<string>): 
     async mission(id) {
       return (await missions()).find((m) => m.id === id);
     },
-    async occurrences() {
-      const body = await api.json<unknown>('GET', '/v1/occurrences');
+    async occurrences(deviceId) {
+      const body = await api.json<unknown>('GET', `/v1/occurrences?deviceId=${encodeURIComponent(deviceId)}`);
       const list = Array.isArray(body) ? body : (body as { occurrences?: unknown } | undefined)?.occurrences;
       return Array.isArray(list) ? (list as OccurrenceRow[]) : [];
     },

@@ -5,6 +5,8 @@
  * they never sync.
  */
 
+import { lazyDatabase } from '../lib/idb.js';
+
 export interface DemoSession {
   userId: string;
   token: string;
@@ -34,34 +36,11 @@ const DB_NAME = 'mana-ai-demo';
 const KV = 'kv';
 const PROPOSALS = 'proposals';
 
-let dbPromise: Promise<IDBDatabase> | null = null;
-
-function open(): Promise<IDBDatabase> {
-  if (dbPromise) return dbPromise;
-  dbPromise = new Promise<IDBDatabase>((resolve, reject) => {
-    const req = indexedDB.open(DB_NAME, 1);
-    req.onupgradeneeded = () => {
-      req.result.createObjectStore(KV);
-      req.result.createObjectStore(PROPOSALS, { keyPath: 'id' }).createIndex('iterationId', 'iterationId');
-    };
-    req.onsuccess = () => {
-      const db = req.result;
-      db.onversionchange = () => {
-        db.close();
-        dbPromise = null;
-      };
-      db.onclose = () => {
-        dbPromise = null;
-      };
-      resolve(db);
-    };
-    req.onerror = () => {
-      dbPromise = null;
-      reject(req.error ?? new Error('cannot open the demo database'));
-    };
-  });
-  return dbPromise;
-}
+/** The demo's database, shared by the page and its worker. */
+const { open } = lazyDatabase(DB_NAME, (d) => {
+  d.createObjectStore(KV);
+  d.createObjectStore(PROPOSALS, { keyPath: 'id' }).createIndex('iterationId', 'iterationId');
+});
 
 async function run<T>(store: string, mode: IDBTransactionMode, fn: (s: IDBObjectStore) => IDBRequest<T> | void): Promise<T | undefined> {
   const db = await open();
@@ -105,6 +84,11 @@ export async function addProposals(proposals: readonly Proposal[]): Promise<void
     tx.oncomplete = () => resolve();
     tx.onerror = () => reject(tx.error ?? new Error('saving proposals failed'));
   });
+}
+
+/** Drops every local proposal (sign-out: the next user of this browser must not see them). */
+export async function clearProposals(): Promise<void> {
+  await run<undefined>(PROPOSALS, 'readwrite', (s) => void s.clear());
 }
 
 export async function listProposals(): Promise<Proposal[]> {

@@ -40,15 +40,21 @@ export function describeEvent(e: MissionClientEvent, missionName: (missionId: st
     case 'planned':
       return `planned ${e.steps ?? '?'} steps for ${missionName(e.missionId)}; occurrence ${e.completed ? 'completed' : 'NOT completed (see error)'}`;
     case 'released':
-      return `planning failed (${e.reason}); released, so the server plans it now`;
+      return `planning stopped (${e.reason}); given back to the server`;
     case 'elsewhere':
       return `iteration ${short(e.iterationId)} is handled elsewhere (HTTP ${e.status} ${e.code})`;
     case 'staged':
       return `staged ${e.steps} server-planned proposals for ${missionName(e.missionId)}`;
+    case 'mission-changed':
+      return `the server wrote to ${missionName(e.missionId)}${e.iterationId ? ` (iteration ${short(e.iterationId)})` : ''}; pulling it now`;
     case 'push-enabled':
       return `push enabled (${e.endpointOrigin})${e.renewed ? ', subscription renewed for a new key' : ''}`;
     case 'push-disabled':
       return 'push disabled';
+    case 'warning':
+      return `[${e.code}] ${e.message}`;
+    case 'signed-out':
+      return `signed out: push unsubscribed, socket closed, ${e.cleared} local records forgotten`;
     case 'error':
       return `[${e.stage}] ${e.message}`;
   }
@@ -86,7 +92,7 @@ export function proposalCard(p: Proposal, decide: (p: Proposal, status: 'approve
 
 /** A row of the occurrences table; `mine` when this device holds the claim. */
 export function occurrenceRow(o: OccurrenceRow, deviceId: string, missionName: (missionId: string) => string): HTMLTableRowElement {
-  const mine = o.claimedBy === deviceId;
+  const mine = o.mine === true;
   return h(
     'tr',
     {
@@ -102,9 +108,9 @@ export function occurrenceRow(o: OccurrenceRow, deviceId: string, missionName: (
     h('td', { title: o.dueAt }, relative(o.dueAt)),
     h('td', {}, h('span', { class: 'pill' }, o.status)),
     h('td', {}, o.channel ?? '—'),
-    h('td', { class: 'mono' }, o.claimedBy ? (mine ? `${o.claimedBy} (this device)` : o.claimedBy) : '—'),
+    h('td', { class: 'mono' }, o.claimedBy ? (mine ? `${deviceId} (this device)` : `a ${o.claimedBy}`) : '—'),
     h('td', {}, String(o.attempts ?? 0)),
-    h('td', {}, o.lastError ?? ''),
+    h('td', {}, o.reason?.message ?? ''),
   );
 }
 

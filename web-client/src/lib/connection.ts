@@ -3,10 +3,17 @@
  * (a missing pong means the socket is dead, even if TCP has not noticed),
  * reconnect with full-jitter exponential backoff that resets once a
  * connection authenticates, and pause/resume for hidden tabs.
+ *
+ * A live socket is one that can claim: before its token expires it sends a
+ * fresh one (`reauth`); when it cannot get one it closes (4002), so the
+ * server stops choosing this socket over the user's push subscriptions.
+ * Close codes that say retrying cannot help (4400 protocol, 4401 auth, 4429
+ * too many sockets) stop the loop in status `refused`; focus and `online`
+ * try again, after the backoff.
  */
 import type { ClientFrame, ServerFrame } from '../protocol.js';
 import { backoffDelay, DEFAULT_BACKOFF, type BackoffOptions } from './backoff.js';
-import { parseServerFrame } from './nudge.js';
+import { parseServerFrame } from './frames.js';
 import { toError } from './timeout.js';
 
 /** The part of the browser WebSocket this uses (so tests can pass a fake). */
@@ -21,13 +28,17 @@ export interface WebSocketLike {
 }
 export type WebSocketCtor = new (url: string) => WebSocketLike;
 
-export type ConnectionStatus = 'idle' | 'connecting' | 'authenticating' | 'open' | 'waiting' | 'paused' | 'stopped';
+export type ConnectionStatus = 'idle' | 'connecting' | 'authenticating' | 'open' | 'waiting' | 'paused' | 'refused' | 'stopped';
 
 export interface ConnectionDeps {
   url: string;
   deviceId: string;
+  /** This tab's context id, sent in the auth frame: its socket claims as this context. */
+  contextId?: string;
   getToken: () => Promise<string>;
   WebSocket: WebSocketCtor;
+  /** The device's IANA time zone, sent with the auth frame (the server plans in it); undefined sends none. */
+  timeZone?: () => string | undefined;
   /** Every frame after auth-ok, except pongs. */
   onFrame: (frame: ServerFrame) => void;
   onConnected: (info: { userId: string; deviceId: string }) => void;
@@ -37,6 +48,8 @@ export interface ConnectionDeps {
   pongTimeoutMs?: number;
   /** Client-side guard in case the server neither answers nor closes after the auth frame. */
   authTimeoutMs?: number;
+  /** A fresh token is sent this long before the current one expires (at most half its life; default 60 s). */
+  reauthMarginMs?: number;
   backoff?: BackoffOptions;
   random?: () => number;
   now?: () => number;
@@ -57,20 +70,25 @@ export interface Connection {
   stop(): void;
   /** Closes and stays closed until resume(); used while the tab is hidden. */
   pause(): void;
-  /** Leaves a pause, or cuts a backoff wait short (focus, `online`). */
+  /** Leaves a pause at once; leaves `refused` after the backoff (focus, `online`); a backoff wait runs on. */
   resume(): void;
+  /** Closes the socket because this client cannot claim (no token); reconnects through the backoff. */
+  drop(reason: string): void;
   state(): ConnectionState;
   send(frame: ClientFrame): boolean;
 }
 
 const OPEN = 1;
 /** Close codes a client may send are 1000 or 3000–4999; these are ours. */
-const CLIENT_CLOSE = { normal: 1000, heartbeat: 4000, authGuard: 4001 } as const;
+export const CLIENT_CLOSE = { normal: 1000, heartbeat: 4000, authGuard: 4001, noToken: 4002 } as const;
+/** Server close codes retrying cannot help: a bad frame, a refused token, too many sockets. */
+export const NO_RETRY_CODES: readonly number[] = [4400, 4401, 4429];
 
 export function createConnection(deps: ConnectionDeps): Connection {
   const pingIntervalMs = deps.pingIntervalMs ?? 25_000;
   const pongTimeoutMs = deps.pongTimeoutMs ?? 10_000;
   const authTimeoutMs = deps.authTimeoutMs ?? 10_000;
+  const reauthMarginMs = deps.reauthMarginMs ?? 60_000;
   const backoff = deps.backoff ?? DEFAULT_BACKOFF;
   const now = deps.now ?? (() => Date.now());
 
@@ -85,15 +103,17 @@ export function createConnection(deps: ConnectionDeps): Connection {
   let pingTimer: ReturnType<typeof setInterval> | undefined;
   let pongTimer: ReturnType<typeof setTimeout> | undefined;
   let authTimer: ReturnType<typeof setTimeout> | undefined;
+  let reauthTimer: ReturnType<typeof setTimeout> | undefined;
 
-  const active = () => status !== 'idle' && status !== 'stopped' && status !== 'paused';
+  const active = () => status !== 'idle' && status !== 'stopped' && status !== 'paused' && status !== 'refused';
 
   function clearTimers(): void {
     clearTimeout(reconnectTimer);
     clearInterval(pingTimer);
     clearTimeout(pongTimer);
     clearTimeout(authTimer);
-    reconnectTimer = pingTimer = pongTimer = authTimer = undefined;
+    clearTimeout(reauthTimer);
+    reconnectTimer = pingTimer = pongTimer = authTimer = reauthTimer = undefined;
   }
 
   function send(frame: ClientFrame): boolean {
@@ -120,7 +140,7 @@ export function createConnection(deps: ConnectionDeps): Connection {
     }
   }
 
-  function scheduleReconnect(code: number, reason: string): void {
+  function scheduleReconnect(code: number, reason: string, report = true): void {
     const delay = backoffDelay(attempt, backoff, deps.random);
     attempt++;
     status = 'waiting';
@@ -130,7 +150,7 @@ export function createConnection(deps: ConnectionDeps): Connection {
       nextReconnectAt = undefined;
       void connect();
     }, delay);
-    deps.onDisconnected({ code, reason, willReconnect: true, reconnectInMs: delay });
+    if (report) deps.onDisconnected({ code, reason, willReconnect: true, reconnectInMs: delay });
   }
 
   /** A socket we gave up on (heartbeat, auth guard, error before open). */
@@ -139,20 +159,23 @@ export function createConnection(deps: ConnectionDeps): Connection {
     if (active()) scheduleReconnect(code, reason);
   }
 
+  /** The app's token; undefined once getToken failed (reported, unless `gen` went stale meanwhile). */
+  async function freshToken(gen: number, live: () => boolean): Promise<string | undefined> {
+    try {
+      return await deps.getToken();
+    } catch (e: unknown) {
+      if (gen === generation && live()) deps.onError('connect', new Error('getToken failed', { cause: toError(e) }));
+      return undefined;
+    }
+  }
+
   async function connect(): Promise<void> {
     if (!active() || socket) return;
     const gen = ++generation;
     status = 'connecting';
-    let token: string;
-    try {
-      token = await deps.getToken();
-    } catch (e: unknown) {
-      if (gen !== generation || !active()) return;
-      deps.onError('connect', new Error('getToken failed', { cause: toError(e) }));
-      scheduleReconnect(0, 'no token');
-      return;
-    }
+    const token = await freshToken(gen, active);
     if (gen !== generation || !active()) return;
+    if (token === undefined) return scheduleReconnect(0, 'no token');
 
     let s: WebSocketLike;
     try {
@@ -166,19 +189,21 @@ export function createConnection(deps: ConnectionDeps): Connection {
 
     s.onopen = () => {
       status = 'authenticating';
-      send({ type: 'auth', token, deviceId: deps.deviceId });
+      const timeZone = deps.timeZone?.();
+      send({ type: 'auth', token, deviceId: deps.deviceId, ...(deps.contextId ? { contextId: deps.contextId } : {}), ...(timeZone ? { timeZone } : {}) });
       authTimer = setTimeout(() => fail(CLIENT_CLOSE.authGuard, 'no auth-ok'), authTimeoutMs);
     };
-    s.onerror = () => {
-      // The browser gives no detail here; the close event that follows says
-      // what happened and schedules the reconnect.
-    };
+    // No onerror: the browser gives no detail there; the close event that
+    // follows says what happened and schedules the reconnect.
     s.onclose = (ev) => {
       if (socket !== s) return;
       socket = null;
       clearTimers();
       userId = undefined;
-      if (active()) scheduleReconnect(ev.code, ev.reason);
+      if (!active()) return;
+      if (!NO_RETRY_CODES.includes(ev.code)) return scheduleReconnect(ev.code, ev.reason);
+      status = 'refused';
+      deps.onDisconnected({ code: ev.code, reason: ev.reason, willReconnect: false });
     };
     s.onmessage = (ev) => {
       if (socket !== s || typeof ev.data !== 'string') return;
@@ -194,12 +219,36 @@ export function createConnection(deps: ConnectionDeps): Connection {
         attempt = 0;
         userId = frame.userId;
         startHeartbeat();
+        reauthBefore(frame);
         deps.onConnected({ userId: frame.userId, deviceId: frame.deviceId });
         return;
       }
+      if (frame.type === 'reauth-ok') return reauthBefore(frame);
+      // The fresh token did not verify: this socket cannot stay past its expiry.
+      if (frame.type === 'error' && frame.code === 'reauth-failed') return fail(CLIENT_CLOSE.noToken, 'token not renewed');
       if (frame.type === 'pong') return;
       deps.onFrame(frame);
     };
+  }
+
+  /**
+   * Sends a fresh token before the current one expires (the time left: the
+   * server's own figure, else its expiry by this clock). A token that did
+   * not extend the expiry (the app had no newer one) is tried again at half
+   * the time left, until the server closes the socket at expiry (4401).
+   */
+  function reauthBefore(frame: { expiresAt?: string; expiresInMs?: number }): void {
+    clearTimeout(reauthTimer);
+    const leftMs = frame.expiresInMs ?? (frame.expiresAt ? Date.parse(frame.expiresAt) - now() : NaN);
+    if (!Number.isFinite(leftMs)) return;
+    const gen = generation;
+    const open = () => status === 'open';
+    reauthTimer = setTimeout(async () => {
+      const token = await freshToken(gen, open);
+      if (gen !== generation || !open()) return;
+      if (token === undefined) fail(CLIENT_CLOSE.noToken, 'token not renewed');
+      else send({ type: 'reauth', token });
+    }, Math.max(1000, leftMs - Math.min(reauthMarginMs, leftMs / 2)));
   }
 
   function startHeartbeat(): void {
@@ -212,44 +261,42 @@ export function createConnection(deps: ConnectionDeps): Connection {
     }, pingIntervalMs);
   }
 
+  function begin(): void {
+    status = 'waiting';
+    attempt = 0;
+    void connect();
+  }
+
+  /** Closes on purpose (stop, pause) and stays closed; an open socket's close is reported. */
+  function halt(next: 'stopped' | 'paused', reason: string): void {
+    generation++;
+    const hadSocket = socket !== null;
+    status = next;
+    dropSocket(CLIENT_CLOSE.normal, reason);
+    nextReconnectAt = userId = undefined;
+    if (hadSocket) deps.onDisconnected({ code: CLIENT_CLOSE.normal, reason, willReconnect: false });
+  }
+
   return {
     start() {
-      if (active()) return;
-      status = 'waiting';
-      attempt = 0;
-      void connect();
+      if (!active()) begin();
     },
     stop() {
-      if (status === 'stopped' || status === 'idle') return;
-      generation++;
-      const hadSocket = socket !== null;
-      status = 'stopped';
-      dropSocket(CLIENT_CLOSE.normal, 'client stopped');
-      nextReconnectAt = undefined;
-      userId = undefined;
-      if (hadSocket) deps.onDisconnected({ code: CLIENT_CLOSE.normal, reason: 'client stopped', willReconnect: false });
+      if (status !== 'stopped' && status !== 'idle') halt('stopped', 'client stopped');
     },
     pause() {
-      if (!active()) return;
-      generation++;
-      const hadSocket = socket !== null;
-      status = 'paused';
-      dropSocket(CLIENT_CLOSE.normal, 'tab hidden');
-      nextReconnectAt = undefined;
-      userId = undefined;
-      if (hadSocket) deps.onDisconnected({ code: CLIENT_CLOSE.normal, reason: 'tab hidden', willReconnect: false });
+      if (active()) halt('paused', 'tab hidden');
     },
     resume() {
       if (status === 'paused') {
-        status = 'waiting';
-        attempt = 0;
-        void connect();
-      } else if (status === 'waiting' && reconnectTimer !== undefined) {
-        clearTimeout(reconnectTimer);
-        reconnectTimer = undefined;
-        nextReconnectAt = undefined;
-        void connect();
+        begin();
+      } else if (status === 'refused') {
+        // Each focus or online event after a refusal waits longer: a tab flapping focus must not hammer the server.
+        scheduleReconnect(0, 'retry after refusal', false);
       }
+    },
+    drop(reason) {
+      if (socket) fail(CLIENT_CLOSE.noToken, reason);
     },
     state() {
       return {

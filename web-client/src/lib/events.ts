@@ -1,5 +1,5 @@
 /** Events a mission client emits, for UIs, logs and tests. */
-import type { DedupState } from '../dedup.js';
+import type { DedupState } from './dedup.js';
 
 /** How a nudge reached this context. */
 export type NudgeSource = 'ws' | 'push' | 'catch-up';
@@ -25,13 +25,19 @@ export type MissionClientEventBody =
   | { type: 'skipped'; missionId: string; iterationId: string; reason: 'duplicate' | 'locked'; state?: DedupState }
   | { type: 'claimed'; missionId: string; iterationId: string; leaseExpiresAt?: string }
   | { type: 'planned'; missionId: string; iterationId: string; steps?: number; completed: boolean }
-  /** planLocally failed; the occurrence was released so the server plans it now. */
+  /** Planning failed, timed out or was cancelled; the occurrence was given back (`reason`: the code sent). */
   | { type: 'released'; missionId: string; iterationId: string; reason: string }
   /** The server refused the claim: 409 held by another party, 410 done/superseded, 404 unknown. */
   | { type: 'elsewhere'; missionId: string; iterationId: string; status: number; code: string }
   | { type: 'staged'; missionId: string; iterationId: string; steps: number }
+  /** The server wrote to this mission (a plan, a failed run, a repair): pull it from mana-sync now. */
+  | { type: 'mission-changed'; missionId: string; iterationId?: string }
   | { type: 'push-enabled'; renewed: boolean; endpointOrigin: string }
   | { type: 'push-disabled' }
+  /** Something degraded without failing: `storage-fallback` (IndexedDB failed; this context keeps its marks in memory). */
+  | { type: 'warning'; code: 'storage-fallback'; message: string }
+  /** signOut finished: push unsubscribed, the socket closed, this user's `cleared` records forgotten. */
+  | { type: 'signed-out'; cleared: number }
   | { type: 'error'; stage: ErrorStage; message: string; iterationId?: string; error: Error };
 
 /** Every event carries `at` (epoch ms). */
@@ -66,3 +72,4 @@ export function createEmitter(onListenerError: (err: unknown) => void = () => un
     },
   };
 }
+

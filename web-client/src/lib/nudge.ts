@@ -3,15 +3,24 @@
  * stays dependency-free). Anything malformed yields `null`: a nudge is only a
  * hint, so a bad one is dropped, never thrown.
  */
-import type { MissionDue, ServerFrame } from '../protocol.js';
+import type { MissionDue } from '../protocol.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-function isRecord(value: unknown): value is Record<string, unknown> {
+/** The value `text` holds as JSON, or undefined when it is not JSON. */
+export function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-function nonEmptyString(value: unknown): value is string {
+export function nonEmptyString(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0;
 }
 
@@ -26,85 +35,10 @@ export function isUuid(value: unknown): value is string {
  */
 export function parseNudge(value: unknown): MissionDue | null {
   if (!isRecord(value) || value['type'] !== 'mission-due') return null;
-  const { missionId, iterationId, dueAt } = value;
+  const { missionId, iterationId, dueAt, attempt } = value;
   if (!nonEmptyString(missionId) || !isUuid(iterationId) || !nonEmptyString(dueAt)) return null;
-  return { type: 'mission-due', missionId, iterationId, dueAt };
-}
-
-/**
- * Every nudge a push message names: the `missions` list when the server
- * grouped several occurrences due together (malformed entries dropped),
- * else the single top-level nudge; empty when it names none. Tolerates
- * non-JSON payloads.
- */
-export function parsePushNudges(text: string): MissionDue[] {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return [];
-  }
-  const single = parseNudge(value);
-  const list = isRecord(value) && Array.isArray(value['missions']) ? value['missions'] : null;
-  if (single === null || list === null) return single === null ? [] : [single];
-  const seen = new Set<string>();
-  const nudges: MissionDue[] = [];
-  for (const entry of list) {
-    const nudge = parseNudge(isRecord(entry) ? { ...entry, type: 'mission-due' } : null);
-    if (nudge && !seen.has(nudge.iterationId)) {
-      seen.add(nudge.iterationId);
-      nudges.push(nudge);
-    }
-  }
-  // A list that named nothing usable still carries the top-level nudge.
-  return nudges.length > 0 ? nudges : [single];
-}
-
-/** A push message's data as a nudge: tolerates non-JSON payloads (→ null). */
-export function parseNudgeText(text: string): MissionDue | null {
-  try {
-    return parseNudge(JSON.parse(text));
-  } catch {
-    return null;
-  }
-}
-
-/** A server WebSocket frame from its text, or `null` when it is not one we know. */
-export function parseServerFrame(text: string): ServerFrame | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (!isRecord(value)) return null;
-  switch (value['type']) {
-    case 'auth-ok':
-      return typeof value['userId'] === 'string' && typeof value['deviceId'] === 'string'
-        ? { type: 'auth-ok', userId: value['userId'], deviceId: value['deviceId'] }
-        : null;
-    case 'mission-due':
-      return parseNudge(value);
-    case 'claim-result': {
-      const { iterationId, granted, leaseExpiresAt, reason } = value;
-      if (typeof iterationId !== 'string' || typeof granted !== 'boolean') return null;
-      return {
-        type: 'claim-result',
-        iterationId,
-        granted,
-        ...(typeof leaseExpiresAt === 'string' ? { leaseExpiresAt } : {}),
-        ...(typeof reason === 'string' ? { reason } : {}),
-      };
-    }
-    case 'pong':
-      return { type: 'pong' };
-    case 'error':
-      return {
-        type: 'error',
-        code: typeof value['code'] === 'string' ? value['code'] : 'unknown',
-        message: typeof value['message'] === 'string' ? value['message'] : '',
-      };
-    default:
-      return null;
-  }
+  // The offer count: a higher one than a device answered is the server offering it again.
+  return Number.isInteger(attempt) && (attempt as number) >= 1
+    ? { type: 'mission-due', missionId, iterationId, dueAt, attempt: attempt as number }
+    : { type: 'mission-due', missionId, iterationId, dueAt };
 }

@@ -1,11 +1,10 @@
 /**
- * Web Push registration: VAPID key → `pushManager.subscribe` (time-boxed) →
- * `PUT /v1/devices/:deviceId/push-subscription`. Re-subscribes when the
- * server's key no longer matches the subscription's (key rotation).
+ * Web Push registration shared by tabs and the service worker: the server's
+ * VAPID key, the subscription body, `PUT /v1/devices/:deviceId/push-subscription`.
+ * Subscribing and unsubscribing from a tab is push-enable.ts (the worker
+ * does not load it).
  */
 import { ApiError, type Api } from './http.js';
-import { base64UrlToBytes, sameBytes } from './base64url.js';
-import { toError, withTimeout } from './timeout.js';
 
 /** What this needs of a PushSubscription (tests pass fakes). */
 export interface PushSubscriptionLike {
@@ -33,9 +32,7 @@ export class PushError extends Error {
   }
 }
 
-export const DEFAULT_SUBSCRIBE_TIMEOUT_MS = 10_000;
-
-const subscriptionPath = (deviceId: string) => `/v1/devices/${encodeURIComponent(deviceId)}/push-subscription`;
+export const subscriptionPath = (deviceId: string) => `/v1/devices/${encodeURIComponent(deviceId)}/push-subscription`;
 
 /** The server's VAPID public key (base64url), or null when push is off (404). */
 export async function fetchVapidKey(api: Api): Promise<string | null> {
@@ -48,94 +45,20 @@ export async function fetchVapidKey(api: Api): Promise<string | null> {
   return key;
 }
 
-/** The JSON body the server stores; throws when the browser's subscription lacks keys. */
-export function subscriptionBody(sub: PushSubscriptionLike): { endpoint: string; expirationTime: number | null; keys: { p256dh: string; auth: string } } {
+/** The JSON body the server stores (with the device's time zone when known); throws when the browser's subscription lacks keys. */
+export function subscriptionBody(
+  sub: PushSubscriptionLike,
+  timeZone?: string,
+): { endpoint: string; expirationTime: number | null; keys: { p256dh: string; auth: string }; timeZone?: string } {
   const json = sub.toJSON();
   const p256dh = json.keys?.['p256dh'];
   const auth = json.keys?.['auth'];
   const endpoint = json.endpoint ?? sub.endpoint;
   if (!endpoint || !p256dh || !auth) throw new PushError('bad-subscription', 'push subscription has no endpoint or keys');
-  return { endpoint, expirationTime: json.expirationTime ?? null, keys: { p256dh, auth } };
-}
-
-/** True when the subscription was made for another key (rotation). Unknown (null) counts as the same. */
-export function keyRotated(sub: PushSubscriptionLike, serverKey: Uint8Array): boolean {
-  const current = sub.options?.applicationServerKey;
-  return current != null && !sameBytes(current, serverKey);
-}
-
-export interface EnablePushDeps {
-  api: Api;
-  deviceId: string;
-  pushManager: PushManagerLike;
-  timeoutMs?: number;
-}
-
-export interface EnablePushResult {
-  endpoint: string;
-  /** A new subscription replaced one made for an older key. */
-  renewed: boolean;
-  /** A new subscription was created (false: the existing one was re-registered). */
-  created: boolean;
-}
-
-/** Subscribes (or reuses a subscription for the current key) and registers it with the server. */
-export async function enablePushSubscription(deps: EnablePushDeps): Promise<EnablePushResult> {
-  const { api, deviceId, pushManager } = deps;
-  const timeoutMs = deps.timeoutMs ?? DEFAULT_SUBSCRIBE_TIMEOUT_MS;
-  const publicKey = await fetchVapidKey(api);
-  if (publicKey === null) throw new PushError('push-disabled', 'push is not enabled on this server');
-  const serverKey = base64UrlToBytes(publicKey);
-
-  let sub = await pushManager.getSubscription();
-  let renewed = false;
-  if (sub && keyRotated(sub, serverKey)) {
-    // A subscription is bound to one key; a push signed with the new key
-    // would be refused by the push service, so start over.
-    await sub.unsubscribe().catch(() => false);
-    sub = null;
-    renewed = true;
-  }
-  const created = sub === null;
-  if (!sub) {
-    try {
-      sub = await withTimeout(
-        pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: serverKey }),
-        timeoutMs,
-        `pushManager.subscribe() did not answer within ${timeoutMs} ms (is the browser offline? offline Chromium cannot reach its push service)`,
-      );
-    } catch (e: unknown) {
-      const err = toError(e);
-      if (err.name === 'TimeoutError') throw new PushError('subscribe-timeout', err.message, { cause: err });
-      throw new PushError('subscribe-failed', `pushManager.subscribe() failed: ${err.message}`, { cause: err });
-    }
-  }
-  const body = subscriptionBody(sub);
-  try {
-    await api.json('PUT', subscriptionPath(deviceId), body);
-  } catch (e: unknown) {
-    throw new PushError('register-failed', `registering the push subscription failed: ${toError(e).message}`, { cause: e });
-  }
-  return { endpoint: body.endpoint, renewed, created };
-}
-
-/** Unsubscribes in the browser and deletes the server's copy (both attempted). */
-export async function disablePushSubscription(deps: Omit<EnablePushDeps, 'timeoutMs'>): Promise<void> {
-  const sub = await deps.pushManager.getSubscription();
-  let unsubscribeError: unknown;
-  if (sub) {
-    try {
-      await sub.unsubscribe();
-    } catch (e: unknown) {
-      unsubscribeError = e;
-    }
-  }
-  const res = await deps.api.request('DELETE', subscriptionPath(deps.deviceId));
-  if (!res.ok && res.status !== 404) throw new ApiError(`DELETE push-subscription: ${res.status}`, res.status, `http_${res.status}`);
-  if (unsubscribeError !== undefined) throw toError(unsubscribeError);
+  return { endpoint, expirationTime: json.expirationTime ?? null, keys: { p256dh, auth }, ...(timeZone ? { timeZone } : {}) };
 }
 
 /** Registers a subscription the browser handed over (pushsubscriptionchange). */
-export async function registerSubscription(api: Api, deviceId: string, sub: PushSubscriptionLike): Promise<void> {
-  await api.json('PUT', subscriptionPath(deviceId), subscriptionBody(sub));
+export async function registerSubscription(api: Api, deviceId: string, sub: PushSubscriptionLike, timeZone?: string): Promise<void> {
+  await api.json('PUT', subscriptionPath(deviceId), subscriptionBody(sub, timeZone));
 }

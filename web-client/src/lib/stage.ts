@@ -1,12 +1,16 @@
 /**
- * Staging server-planned iterations (`source: 'server'`) into local proposals,
- * once per iteration id on this origin, across tabs and reloads.
+ * Staging server-planned iterations (`source: 'server'`): an optional hook
+ * called once per iteration id on this origin, across tabs and reloads. The
+ * webapp runs a server iteration's steps on arrival itself (with its own
+ * once-per-device marker); this hook is for an app that wants its own
+ * reaction to a server plan (a notice, local proposals) without its own
+ * bookkeeping.
  */
 import type { MissionIteration } from '../../../src/projection/mission.js';
-import type { DedupStore } from '../dedup.js';
+import { DEFAULT_DEDUP_MAX_AGE_MS, type DedupEntry, type DedupStore } from './dedup.js';
 import type { MissionClientEventBody } from './events.js';
 import { LOCK_PREFIX, withLockIfAvailable, type LockManagerLike } from './locks.js';
-import { toError } from './timeout.js';
+import { errorEvent } from './timeout.js';
 
 export type { MissionIteration };
 
@@ -38,65 +42,72 @@ export function serverIterations(mission: MissionLike): MissionIteration[] {
   );
 }
 
-/**
- * An iteration already staged here, or planned by this device itself, is not
- * staged again (its proposals exist locally already).
- */
-const STAGE_BLOCKERS = ['staged', 'planned'] as const;
+/** The key of an iteration's staging record: apart from its nudge mark, which a late nudge may rewrite. */
+export const stageKey = (iterationId: string): string => `stage:${iterationId}`;
 
-/** Stages each new server iteration of `mission`; resolves to the ids staged by this call. */
-export async function stageServerIterations(mission: MissionLike, deps: StageDeps): Promise<string[]> {
+/** A 'staging' record this old, with no Web Lock to tell, is taken as left by a context that died mid-way. */
+const STAGING_STALE_MS = 5 * 60_000;
+
+export interface StageOptions extends StageDeps {
+  /** Server iterations that started longer ago than this are not staged (default 7 days, the records' own lifetime). */
+  maxAgeMs?: number;
+  user?: () => string | undefined;
+}
+
+/** Whether the iteration is recent enough to stage: within the records' lifetime, so a forgotten record never means a second staging (pure). */
+export function stageable(iteration: MissionIteration, now: number, maxAgeMs: number): boolean {
+  const started = Date.parse(String(iteration.startedAt));
+  return Number.isFinite(started) && now - started <= maxAgeMs;
+}
+
+/**
+ * Stages each new server iteration of `mission`; resolves to the ids staged by this call.
+ *
+ * Exactly once per browser where IndexedDB works: a `staging` record is
+ * written in the same transaction that decides (or under the iteration's Web
+ * Lock), `staged` after the hook returns. A context that dies while the hook
+ * runs leaves `staging`; the next one stages again (at least once in that
+ * case: make the hook idempotent per step id). Where IndexedDB fails the
+ * records live in this context's memory: at least once, once per context.
+ */
+export async function stageServerIterations(mission: MissionLike, deps: StageOptions): Promise<string[]> {
   const staged: string[] = [];
+  const now = Date.now();
   for (const iteration of serverIterations(mission)) {
+    if (!stageable(iteration, now, deps.maxAgeMs ?? DEFAULT_DEDUP_MAX_AGE_MS)) continue;
     if (await stageOne(mission.id, iteration, deps)) staged.push(iteration.id);
   }
   return staged;
 }
 
-async function stageOne(missionId: string, iteration: MissionIteration, deps: StageDeps): Promise<boolean> {
+async function stageOne(missionId: string, iteration: MissionIteration, deps: StageOptions): Promise<boolean> {
   const { dedup, emit } = deps;
   const iterationId = iteration.id;
-  const report = (e: unknown): false => {
-    const error = toError(e);
-    emit({ type: 'error', stage: 'stage', message: error.message, iterationId, error });
-    return false;
-  };
-  const done = () => emit({ type: 'staged', missionId, iterationId, steps: Array.isArray(iteration.plan) ? iteration.plan.length : 0 });
-
-  if (deps.locks) {
-    // With a lock held, check → stage → mark: a tab that dies mid-way leaves
-    // no mark, so the next load stages it (at-least-once beats lost proposals;
-    // stageIteration should be idempotent per step id anyway).
-    try {
-      const result = await withLockIfAvailable(deps.locks, LOCK_PREFIX + iterationId, async () => {
-        const entry = await dedup.get(iterationId);
-        if (entry && (STAGE_BLOCKERS as readonly string[]).includes(entry.state)) return false;
-        await deps.stageIteration(missionId, iteration);
-        await dedup.set(iterationId, 'staged');
-        return true;
-      });
-      if (result.acquired && result.value) done();
-      return result.acquired && result.value;
-    } catch (e: unknown) {
-      return report(e);
-    }
-  }
-
-  // No Web Locks: the atomic mark decides who stages; undo it on failure.
-  let marked: boolean;
+  const key = stageKey(iterationId);
+  const user = deps.user?.();
+  const mark = (state: 'staging' | 'staged') => ({ state, ...(user === undefined ? {} : { user }) });
+  // Holding the lock, a 'staging' record is a dead context's (a live one would hold the lock).
+  const blocks = (live: DedupEntry) => live.state === 'staged' || (live.state === 'staging' && !deps.locks && Date.now() - live.at < STAGING_STALE_MS);
   try {
-    const previous = await dedup.get(iterationId);
-    marked = await dedup.markUnless(iterationId, 'staged', STAGE_BLOCKERS);
-    if (!marked) return false;
-    try {
-      await deps.stageIteration(missionId, iteration);
-    } catch (e: unknown) {
-      await (previous ? dedup.set(iterationId, previous.state) : dedup.forget(iterationId)).catch(() => undefined);
-      return report(e);
-    }
+    const result = await withLockIfAvailable(deps.locks, LOCK_PREFIX + iterationId, async () => {
+      // Planned here, or staged by a version that kept one record per id: its proposals exist already.
+      const own = (await dedup.get(iterationId))?.state;
+      if (own === 'planned' || own === 'staged') return false;
+      if (!(await dedup.markUnless(key, mark('staging'), blocks))) return false;
+      try {
+        await deps.stageIteration(missionId, iteration);
+      } catch (e: unknown) {
+        await dedup.forget(key).catch(() => undefined);
+        throw e;
+      }
+      await dedup.set(key, mark('staged'));
+      return true;
+    });
+    if (!result.acquired || !result.value) return false;
   } catch (e: unknown) {
-    return report(e);
+    emit(errorEvent('stage', e, iterationId));
+    return false;
   }
-  done();
+  emit({ type: 'staged', missionId, iterationId, steps: Array.isArray(iteration.plan) ? iteration.plan.length : 0 });
   return true;
 }

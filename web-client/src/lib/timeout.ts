@@ -1,4 +1,5 @@
-/** Time-boxing promises that may never settle (offline `pushManager.subscribe`). */
+/** Time-boxing promises that may never settle (offline `pushManager.subscribe`), and caught values as errors. */
+import type { ErrorStage, MissionClientEventBody } from './events.js';
 
 /** Error raised by {@link withTimeout}; `code` is stable for callers to test. */
 export class TimeoutError extends Error {
@@ -14,22 +15,18 @@ export class TimeoutError extends Error {
  * `message` after `ms`. The timer is always cleared.
  */
 export function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new TimeoutError(message)), ms);
-    promise.then(
-      (value) => {
-        clearTimeout(timer);
-        resolve(value);
-      },
-      (err: unknown) => {
-        clearTimeout(timer);
-        reject(err);
-      },
-    );
-  });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new TimeoutError(message)), ms)));
+  return Promise.race([promise, late]).finally(() => clearTimeout(timer));
 }
 
 /** A caught value as an Error (normalised once, never mutated). */
 export function toError(e: unknown): Error {
   return e instanceof Error ? e : new Error(typeof e === 'string' ? e : JSON.stringify(e));
+}
+
+/** An `error` event for whatever was caught at `stage`. */
+export function errorEvent(stage: ErrorStage, e: unknown, iterationId?: string): MissionClientEventBody {
+  const error = toError(e);
+  return { type: 'error', stage, message: error.message, error, ...(iterationId === undefined ? {} : { iterationId }) };
 }

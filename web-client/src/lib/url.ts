@@ -1,13 +1,17 @@
 /** URL helpers for a coordinator that may live under a path prefix. */
 
 /**
- * `path` (starting with `/`) under `baseUrl`, keeping any path prefix of the
- * base: `joinUrl('https://x/mana-ai/', '/v1/ws')` → `https://x/mana-ai/v1/ws`.
+ * `path` (starting with `/`, optionally with a `?query`) under `baseUrl`,
+ * keeping any path prefix of the base: `joinUrl('https://x/mana-ai/', '/v1/ws')`
+ * → `https://x/mana-ai/v1/ws`. The query is split off first: assigned to
+ * `pathname`, a `?` would be escaped into the path.
  */
 export function joinUrl(baseUrl: string, path: string): string {
   const url = new URL(baseUrl);
-  url.pathname = url.pathname.replace(/\/+$/, '') + (path.startsWith('/') ? path : `/${path}`);
-  url.search = '';
+  const q = path.indexOf('?');
+  const pathOnly = q === -1 ? path : path.slice(0, q);
+  url.pathname = url.pathname.replace(/\/+$/, '') + (pathOnly.startsWith('/') ? pathOnly : `/${pathOnly}`);
+  url.search = q === -1 ? '' : path.slice(q);
   url.hash = '';
   return url.toString();
 }

@@ -1,0 +1,11 @@
+-- Routing and planning are counted apart. `attempts` counts planning attempts
+-- only (the server planner's runs that reached planning: PLANNER_MAX_ATTEMPTS
+-- bounds these); `route_attempts` counts how often a waiting occurrence was
+-- routed again (its wait grows with it). Before, both went into `attempts`,
+-- so an occurrence that had waited a few times failed for good on its first
+-- LLM error.
+--
+-- `plan` now also holds the plan the server planner got from mana-llm before
+-- its write-back landed (written_at still NULL), so a write-back that failed
+-- is retried without paying for a second reply.
+ALTER TABLE mana_ai.occurrences ADD COLUMN route_attempts int NOT NULL DEFAULT 0;
