@@ -94,6 +94,14 @@ function decodeData(text: string | null): Record<string, unknown> | null {
   return v as Record<string, unknown>;
 }
 
+/**
+ * Sets an own property as a Go map (and JSON.parse on the device) holds any
+ * key: plain assignment of `__proto__` would set the prototype instead.
+ */
+function setKey<T>(obj: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(obj, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 function decodeFieldMeta(text: string | null): Record<string, string> | null {
   if (text === null) return null;
   const v = parseLikeGo(text);
@@ -101,8 +109,8 @@ function decodeFieldMeta(text: string | null): Record<string, string> | null {
   if (kindOf(v) !== 'object') throw new DecodeError(`json: cannot unmarshal ${kindOf(v)} into Go value of type map[string]string`);
   const out: Record<string, string> = {};
   for (const [field, stamp] of Object.entries(v as Record<string, unknown>)) {
-    if (stamp === null) out[field] = '';
-    else if (typeof stamp === 'string') out[field] = stamp;
+    if (stamp === null) setKey(out, field, '');
+    else if (typeof stamp === 'string') setKey(out, field, stamp);
     else throw new DecodeError(`json: cannot unmarshal ${kindOf(stamp)} into Go value of type string (field_meta.${field})`);
   }
   return out;
@@ -141,7 +149,7 @@ export function readLikeManaSync(row: StoredRow): ReadOutcome {
   if (row.op === 'update') {
     const fields: Record<string, WireFieldChange> = {};
     for (const [field, at] of Object.entries(fieldMeta ?? {})) {
-      if (data && Object.hasOwn(data, field)) fields[field] = { value: data[field] ?? null, at };
+      if (data && Object.hasOwn(data, field)) setKey(fields, field, { value: data[field] ?? null, at });
     }
     if (Object.keys(fields).length > 0) wire['fields'] = fields;
   }
