@@ -48,6 +48,7 @@ import { createVapidHeaders } from './nudge/vapid.js';
 import { mountPush } from './http/routes/push.js';
 import { findWebClientDir, mountStatic } from './http/routes/static.js';
 import { createServerPlanner, type ServerPlanner } from './planner/server-planner.js';
+import { createProjectedAgentSource } from './agents/agent-source.js';
 import { detectSpaceColumn } from './planner/writeback.js';
 import { closeServer, listen } from './start/listen.js';
 import { vapidKeys } from './start/vapid-keys.js';
@@ -161,6 +162,8 @@ function buildPlanner(
     timeZoneOf: timeZones.zoneOf,
     target: { cols, spaceColumn, writerRole: config.syncWriterRole },
     onWritten: changes.notify,
+    // Agents as the projection holds them: the records the due scan and settling judged by.
+    agents: createProjectedAgentSource({ sql }),
     // Occurrences woken for a freed agent slot are routed by the next pass: run it now.
     onAgentSlotFreed: requestPass,
   });

@@ -1,16 +1,12 @@
 /**
- * Where the coordinator gets a mission's agent: the one seam the server
- * planner (and the due scan and the router, which express the same rules in
- * SQL over the same records) read agents through. A source yields records;
- * what they mean is agent.ts's.
+ * Where the server planner gets a mission's agent: the seam it reads agents
+ * through (the due scan and settling read the same projected records, in SQL:
+ * projection/agent-status.ts). A source yields records; what they mean is
+ * agent.ts's.
  */
 import type { Sql } from '../db/pool.js';
-import { decodeView, viewRowsMany, type SyncColumns } from '../projection/change-source.js';
-import { materialize, replay } from '../projection/lww.js';
-import { AGENTS } from '../projection/tables.js';
+import { agentRecords } from '../projection/agents.js';
 import { agentIdsToRead, resolveMissionAgent, type Agent } from './agent.js';
-
-export { AGENTS };
 
 export interface AgentSource {
   /**
@@ -27,26 +23,17 @@ export async function agentOfMission(source: AgentSource, userId: string, missio
 }
 
 /**
- * Agent records replayed from the change log itself with the projection's
- * rules (wire.ts, lww.ts): each as the user's devices hold it (the user's
- * view, views.ts), as fresh as the last commit, one statement of index
- * lookups per call. Keyed by user: every user's default agent has the same
- * record id.
+ * Agent records as the projection keeps them (mana_ai.agent_snapshots: each
+ * user's view of each record, merged by the webapp's rules in the same pass
+ * as the missions): a primary-key read per call, whatever the record's
+ * history, so editing an agent many times costs a plan nothing. As fresh as
+ * the last pass, which is what the due scan and settling saw too. Keyed by
+ * user: every user's default agent has the same record id.
  */
-export function createLogAgentSource(deps: { sql: Sql; cols: SyncColumns }): AgentSource {
-  const { sql, cols } = deps;
+export function createProjectedAgentSource(deps: { sql: Sql }): AgentSource {
   return {
-    async records(userId, agentIds) {
-      const found = new Map<string, Record<string, unknown>>();
-      if (agentIds.length === 0) return found;
-      const ids = [...new Set(agentIds)];
-      const views = await viewRowsMany(sql, cols, ids.map((recordId) => ({ table: AGENTS, userId, recordId })));
-      ids.forEach((id, i) => {
-        // A malformed row is skipped here as the projection skips it.
-        const record = materialize(replay(AGENTS.tableName, userId, id, decodeView(views[i]!)));
-        if (record) found.set(id, record);
-      });
-      return found;
+    records(userId, agentIds) {
+      return agentRecords(deps.sql, userId, agentIds);
     },
   };
 }

@@ -29,7 +29,7 @@ import type { LlmClient, LlmCompletion } from './llm-client.js';
 import { parsePlan } from './parse.js';
 import { TOOL_CATALOG } from './tools.js';
 import { createAgentGate, type Admission } from './agent-gate.js';
-import { createLogAgentSource, type AgentSource } from '../agents/agent-source.js';
+import { createProjectedAgentSource, type AgentSource } from '../agents/agent-source.js';
 import { tokensSpent } from '../agents/bounds.js';
 import { principalOf } from '../agents/agent.js';
 import { buildPlannerMessages, encryptedFields } from './prompt.js';
@@ -65,7 +65,7 @@ export interface ServerPlannerDeps {
   target: WriteTarget;
   /** Called after each committed write to a mission (plan, failed iteration, repair): devices are told at once. */
   onWritten?: (w: { userId: string; missionId: string; iterationId: string }) => void;
-  /** Where missions' agents are read; default: replayed from the change log. */
+  /** Where missions' agents are read; default: the projection's agent records. */
   agents?: AgentSource;
   /** Called when a plan's end woke occurrences waiting for their agent's slot. */
   onAgentSlotFreed?: () => void;
@@ -124,7 +124,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     sql,
     log,
     registry: deps.registry,
-    source: deps.agents ?? createLogAgentSource({ sql, cols: deps.target.cols }),
+    source: deps.agents ?? createProjectedAgentSource({ sql }),
     holder,
     ...(deps.onAgentSlotFreed ? { onWoken: deps.onAgentSlotFreed } : {}),
   });
