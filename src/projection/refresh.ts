@@ -32,7 +32,8 @@ import { detectSyncColumns, type SyncColumns } from './change-source.js';
 import { canSeeAllTransactions, readHorizon } from './horizon.js';
 import { keepsPosition, keepsRow, readApplied, readCursor, writeCursor, type Cursor } from './cursor.js';
 import { createSnapshotProbe, type Snapshot } from './snapshot-probe.js';
-import { createBatchReader, createMalformedReporter, emptyTally, type PassTally } from './pass-tally.js';
+import { createBatchReader, createMalformedReporter, emptyTally, TOUCHED_CAP, type PassTally } from './pass-tally.js';
+import { keyOf } from './snapshot-store.js';
 import { createRecordCache } from './record-cache.js';
 import { createWritePipeline, poolSize } from './write-pipeline.js';
 import { readIncrementally } from './incremental.js';
@@ -40,6 +41,7 @@ import { readInBulk } from './bulk.js';
 import { waitForFencedWrites } from './write-fence.js';
 import { MISSIONS, AGENTS } from './tables.js';
 import { splitViewKey } from './views.js';
+import { updateAgentStatuses, type AgentStatusScope, type MissionHeldByAgent } from './agent-status.js';
 
 const LOCK_KEY = 'mana_ai:projection';
 /** A backlog reaching further back than this is read in bulk. */
@@ -75,7 +77,10 @@ export interface RefreshStats {
   /** True when the horizon could not advance because open transactions are invisible to this role. */
   stalled: boolean;
   durationMs: number;
-  /** The missions' views the applied rows changed (user, mission); null: too many to list (a catch-up). */
+  /**
+   * The missions' views the applied rows changed (user, mission), and those
+   * whose agent turned inactive (agent-status.ts); null: too many to list (a catch-up).
+   */
   changed: { userId: string; missionId: string }[] | null;
   /** The agents' views the applied rows changed (user, agent); null: too many to list. */
   changedAgents: { userId: string; agentId: string }[] | null;
@@ -107,6 +112,32 @@ interface PassOutcome {
   snapshot: Snapshot;
   /** The pass's own transactions: its own and its fenced writes'. */
   ownXids: string[];
+  /** Missions whose agent turned inactive in this pass. */
+  held: MissionHeldByAgent[];
+}
+
+/** Which missions' agent status a pass works out again: those it changed, and all of the users whose agents it changed. */
+function agentStatusScope(touched: PassTally['touched']): AgentStatusScope {
+  if (touched === null) return { missions: null, agentUsers: null };
+  const missions: { userId: string; missionId: string }[] = [];
+  const agentUsers: string[] = [];
+  for (const key of touched) {
+    const v = splitViewKey(key);
+    if (v.tableName === MISSIONS.tableName) missions.push({ userId: v.userId, missionId: v.recordId });
+    else if (v.tableName === AGENTS.tableName) agentUsers.push(v.userId);
+  }
+  return { missions, agentUsers };
+}
+
+/** The missions a pass changed and those whose agent it held, each once; null past TOUCHED_CAP. */
+function withHeld(changed: { userId: string; missionId: string }[], held: MissionHeldByAgent[]): { userId: string; missionId: string }[] | null {
+  const seen = new Set(changed.map((m) => keyOf(m.userId, m.missionId)));
+  for (const h of held) {
+    if (seen.has(keyOf(h.userId, h.missionId))) continue;
+    seen.add(keyOf(h.userId, h.missionId));
+    changed.push({ userId: h.userId, missionId: h.missionId });
+  }
+  return changed.length > TOUCHED_CAP ? null : changed;
 }
 
 export function createProjection(deps: ProjectionDeps): Projection {
@@ -120,6 +151,8 @@ export function createProjection(deps: ProjectionDeps): Projection {
   let warnedStall = false;
   /** Serialized bytes per record, measured by flushes. */
   let recordBytes = INITIAL_RECORD_BYTES;
+  /** A pass of this process committed its agent statuses: rows left NULL (a migration) are worked out. */
+  let agentStatusesChecked = false;
 
   async function columns(): Promise<SyncColumns> {
     columnsCache ??= await detectSyncColumns(sql, deps.syncSchema);
@@ -185,9 +218,12 @@ export function createProjection(deps: ProjectionDeps): Projection {
       const bulk = !stalled && cursor.horizon < instantOf(new Date(Date.now() - BULK_LAG_MS));
       ({ tally, applied } = await readNewRows(tx, cols, { cursor, horizon, bulk }, ownXids));
     }
+    // After every snapshot write of the pass has landed, and with it: a mission is never due
+    // past its agent's pause for longer than the pass that projected the pause.
+    const held = changed || !agentStatusesChecked ? await updateAgentStatuses(tx, agentStatusScope(tally.touched)) : [];
     const xid = await writeCursor(tx, { horizon, exists: cursor.exists, applied });
     if (xid) ownXids.unshift(xid);
-    return { tally, horizon, stalled, snapshot, ownXids };
+    return { tally, horizon, stalled, snapshot, ownXids, held };
   }
 
   async function refresh(): Promise<RefreshStats> {
@@ -204,11 +240,12 @@ export function createProjection(deps: ProjectionDeps): Projection {
     if (!outcome) return { ran: false, rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, horizon: '', stalled: false, durationMs, changed: [], changedAgents: [] };
     // Committed: every row the snapshot shows is applied. Only our transactions since it are excused.
     probe.committed(outcome.snapshot, outcome.ownXids);
+    agentStatusesChecked = true;
     const { rowsApplied, rowsSkipped, recordsWritten, rebuilds } = outcome.tally;
     if (rowsSkipped) deps.onMalformed?.(rowsSkipped);
     if (rowsApplied) deps.onApplied?.(rowsApplied);
     const touched = outcome.tally.touched === null ? null : [...outcome.tally.touched].map(splitViewKey);
-    const changed = touched && touched.filter((v) => v.tableName === MISSIONS.tableName).map((v) => ({ userId: v.userId, missionId: v.recordId }));
+    const changed = touched && withHeld(touched.filter((v) => v.tableName === MISSIONS.tableName).map((v) => ({ userId: v.userId, missionId: v.recordId })), outcome.held);
     const changedAgents = touched && touched.filter((v) => v.tableName === AGENTS.tableName).map((v) => ({ userId: v.userId, agentId: v.recordId }));
     return { ran: true, rowsApplied, rowsSkipped, recordsWritten, rebuilds, horizon: outcome.horizon, stalled: outcome.stalled, durationMs, changed, changedAgents };
   }

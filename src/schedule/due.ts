@@ -4,6 +4,7 @@
  * database each round trip is most of what a pass with nothing to do costs.
  */
 import type { Sql } from '../db/pool.js';
+import { AGENT_HELD_REASONS } from './reasons.js';
 
 export interface DueMission {
   userId: string;
@@ -16,14 +17,21 @@ const TS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 
 /**
  * A mission that can fall due (projection/due-rule.ts: what the webapp's
- * runner would run, in its author's view); must match the partial index
- * predicate (mission_snapshots_due_idx).
+ * runner would run, in its author's view) and whose agent is active
+ * (projection/agent-status.ts); must match the partial index predicate
+ * (mission_snapshots_due_idx).
  */
-const DUEABLE = `s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL AND s.listed AND s.author = s.user_id`;
-/** No occurrence exists for the mission's current nextRunAt. */
+const DUEABLE = `s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.next_run_at IS NOT NULL AND s.listed AND s.author = s.user_id
+  AND s.agent_status = 'active'`;
+/**
+ * No occurrence handles the mission's current nextRunAt: none exists, or
+ * the one there was superseded because the agent stopped (its id is the
+ * same when the agent resumes; creation reopens it, transitions.ts).
+ */
 const UNHANDLED = `NOT EXISTS (
   SELECT 1 FROM mana_ai.occurrences o
-  WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at)`;
+  WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at
+    AND NOT (o.status = 'superseded' AND o.reason IN (${AGENT_HELD_REASONS.map((r) => `'${r}'`).join(', ')})))`;
 /** The user has a presence row (a socket on some instance). */
 const PRESENT = `EXISTS (SELECT 1 FROM mana_ai.presence p WHERE p.user_id = s.user_id)`;
 const MISSION = `s.user_id AS "userId", s.mission_id AS "missionId", to_char(s.next_run_at AT TIME ZONE 'UTC', ${TS}) AS "nextRunAt"`;

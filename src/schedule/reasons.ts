@@ -32,6 +32,12 @@ export const REASONS = {
 
 export type ReasonCode = keyof typeof REASONS;
 
+/**
+ * Why an occurrence was superseded because its mission's agent stopped: the
+ * mission is due again, with the same occurrence, once the agent resumes.
+ */
+export const AGENT_HELD_REASONS = ['agent-paused', 'agent-archived', 'agent-deleted'] as const satisfies readonly ReasonCode[];
+
 /** A reason as the ledger stores it: the public code and the operators' detail. */
 export interface Reason {
   code: ReasonCode;

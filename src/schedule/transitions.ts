@@ -10,7 +10,7 @@ import type { Sql } from '../db/pool.js';
 import type { DueMission } from './due.js';
 import { iterationIdFor } from './occurrence-id.js';
 import { COLUMNS, ts, type Occurrence, type OccurrenceStatus } from './occurrence.js';
-import type { Reason } from './reasons.js';
+import { AGENT_HELD_REASONS, type Reason } from './reasons.js';
 
 /**
  * Where an occurrence starts. A burst routes at creation: 'ws' rows start
@@ -35,7 +35,8 @@ export interface CreateOptions {
 
 /**
  * Creates the occurrences of due missions; returns only the ones this call
- * created, each as stored. A 'ws' occurrence created ahead of its due time
+ * created (or reopened: superseded while the mission's agent was stopped),
+ * each as stored. A 'ws' occurrence created ahead of its due time
  * (its deadline counts from dueAt) is nudged ahead too and needs no write at
  * its instant. `due[].nextRunAt` must be canonical (as findDueMissions
  * returns it): it is the returned dueAt.
@@ -68,7 +69,9 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
   // the microseconds: the instants are bound as text so dueAt stays what it was hashed from.
   // Only the id, status and deadline come back per row, the shared instants once:
   // formatting every timestamp column of 10,000 fresh rows cost a third of the statement.
-  const rows = await sql<{ iterationId: string; status: OccurrenceStatus; at: string; lease: string; retryAt: string; deadline: string | null }[]>`
+  const rows = await sql<
+    { iterationId: string; status: OccurrenceStatus; offers: number; attempts: number; routeAttempts: number; at: string; lease: string; retryAt: string; deadline: string | null }[]
+  >`
     WITH t AS (
       SELECT now() AS now, now() + make_interval(secs => ${server.leaseMs / 1000}) AS lease,
         now() + make_interval(secs => ${wait.retryInMs / 1000}) AS retry_at
@@ -88,10 +91,17 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
         -- Nudged over the socket or waiting for a device: offered to devices once.
         CASE WHEN x.s IN ('ws', 'wait') THEN 1 ELSE 0 END
       FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${starts}::text[]) AS x(i, u, m, d, s), t
-      ON CONFLICT DO NOTHING
-      RETURNING iteration_id, status, deadline_at
+      -- An occurrence superseded because its agent stopped is the one due again now the
+      -- agent is active (the same id): reopened as if new, its offers counting on, so a
+      -- device that saw an earlier offer tells this one apart. Any other row is left alone.
+      ON CONFLICT (iteration_id) DO UPDATE SET status = excluded.status, channel = excluded.channel,
+        deadline_at = excluded.deadline_at, claimed_by = excluded.claimed_by, lease_expires_at = excluded.lease_expires_at,
+        last_error = excluded.last_error, reason = excluded.reason, next_attempt_at = excluded.next_attempt_at,
+        offers = mana_ai.occurrences.offers + excluded.offers, updated_at = now()
+      WHERE mana_ai.occurrences.status = 'superseded' AND mana_ai.occurrences.reason = ANY(${[...AGENT_HELD_REASONS]}::text[])
+      RETURNING iteration_id, status, deadline_at, offers, attempts, route_attempts
     )
-    SELECT ins.iteration_id::text AS "iterationId", ins.status,
+    SELECT ins.iteration_id::text AS "iterationId", ins.status, ins.offers, ins.attempts, ins.route_attempts AS "routeAttempts",
       (SELECT ${sql.unsafe(ts('now'))} FROM t) AS at,
       (SELECT ${sql.unsafe(ts('lease'))} FROM t) AS lease,
       (SELECT ${sql.unsafe(ts('retry_at'))} FROM t) AS "retryAt",
@@ -109,9 +119,9 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
       claimedBy: null,
       deadlineAt: r.deadline,
       leaseExpiresAt: null,
-      attempts: 0,
-      routeAttempts: 0,
-      offers: r.status === 'nudged' || r.status === 'waiting' ? 1 : 0,
+      attempts: r.attempts,
+      routeAttempts: r.routeAttempts,
+      offers: r.offers,
       nextAttemptAt: null,
       lastError: null,
       reason: null,
@@ -272,7 +282,7 @@ export async function releaseReadied(sql: Sql, iterationIds: string[]): Promise<
  * Closes open occurrences the mission has moved past (of the given missions,
  * or all): an iteration with this id appeared, or nextRunAt moved past dueAt
  * → completed; the mission was paused, finished, archived, deleted or
- * rescheduled → superseded.
+ * rescheduled, or its agent paused, archived or deleted → superseded.
  */
 export async function settleFromSnapshots(
   sql: Sql,
@@ -287,6 +297,8 @@ export async function settleFromSnapshots(
   return sql`
     WITH open AS (
       SELECT o.iteration_id, o.due_at, s.present, s.soft_deleted, s.state, s.next_run_at, s.listed, s.author = s.user_id AS authored,
+             -- A NULL status (not worked out yet) holds nothing back: it is not a stopped agent.
+             coalesce(s.agent_status IN ('paused', 'archived', 'deleted'), false) AS agent_stopped, s.agent_status,
              (s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)) AS has_iteration
       FROM mana_ai.occurrences o
       ${only}
@@ -298,7 +310,7 @@ export async function settleFromSnapshots(
     ), verdict AS (
       SELECT iteration_id, CASE
         WHEN coalesce(has_iteration, false) THEN 'completed'
-        WHEN present IS NOT TRUE OR soft_deleted OR state IS DISTINCT FROM 'active' OR NOT listed OR authored IS NOT TRUE THEN 'superseded'
+        WHEN present IS NOT TRUE OR soft_deleted OR state IS DISTINCT FROM 'active' OR NOT listed OR authored IS NOT TRUE OR agent_stopped THEN 'superseded'
         -- Moving past a dueAt still in the future (an occurrence created ahead) is a reschedule.
         WHEN next_run_at > due_at AND due_at <= now() THEN 'completed'
         ELSE 'superseded' END AS status,
@@ -308,15 +320,18 @@ export async function settleFromSnapshots(
         WHEN state IS DISTINCT FROM 'active' THEN 'mission ' || coalesce(state, 'without state')
         WHEN NOT listed THEN 'mission without a createdAt the runner lists'
         WHEN authored IS NOT TRUE THEN 'mission authored by another user'
+        WHEN agent_stopped THEN 'the mission''s agent is ' || agent_status
         WHEN next_run_at > due_at AND due_at <= now() THEN 'nextRunAt moved past dueAt'
         ELSE 'mission rescheduled' END AS why,
         CASE
         WHEN present IS NOT TRUE OR soft_deleted THEN 'mission-deleted'
         WHEN state IS DISTINCT FROM 'active' THEN 'mission-inactive'
+        -- One of AGENT_HELD_REASONS: the agent's resume reopens the occurrence (createOccurrences).
+        WHEN agent_stopped AND NOT (NOT listed OR authored IS NOT TRUE) THEN 'agent-' || agent_status
         ELSE 'mission-rescheduled' END AS code
       FROM open
       WHERE coalesce(has_iteration, false) OR present IS NOT TRUE OR soft_deleted
-         OR state IS DISTINCT FROM 'active' OR NOT listed OR authored IS NOT TRUE OR next_run_at IS DISTINCT FROM due_at
+         OR state IS DISTINCT FROM 'active' OR NOT listed OR authored IS NOT TRUE OR agent_stopped OR next_run_at IS DISTINCT FROM due_at
     ), locked AS (
       -- Lock only the rows that change: locking every open occurrence on every pass
       -- wrote a row lock (and WAL) per open occurrence, 10,000 of them during a fan-out.

@@ -108,8 +108,8 @@ describe('settling only the missions a refresh changed', () => {
     await createOccurrences(db.sql, rows);
     // Every mission paused: each occurrence would be superseded.
     await db.sql`
-      INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author)
-      SELECT 'settle-user', m, '{}', '{}', true, false, 'paused', ${past}::text::timestamptz, true, 'settle-user' FROM unnest(${rows.map((r) => r.missionId)}::text[]) AS m`;
+      INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author, agent_status)
+      SELECT 'settle-user', m, '{}', '{}', true, false, 'paused', ${past}::text::timestamptz, true, 'settle-user', 'active' FROM unnest(${rows.map((r) => r.missionId)}::text[]) AS m`;
     expect(await settleFromSnapshots(db.sql, [])).toEqual([]);
     const one = await settleFromSnapshots(db.sql, [{ userId: 'settle-user', missionId: 'settle-b' }, { userId: 'someone-else', missionId: 'settle-a' }]);
     expect(one.map((o) => o.iterationId)).toEqual([iterationIdFor('settle-user', 'settle-b', past)]);

@@ -2,8 +2,8 @@
  * The server planner plans a mission as its agent would, or not at all: a
  * coordinator with server planning, a stub mana-llm, a real Postgres, and
  * agent records written into the change log as mana-sync writes them. A
- * paused, archived or deleted agent's mission is never sent to the LLM and
- * waits with a reason saying why; the prompt carries the agent's plaintext
+ * paused, archived or deleted agent's mission is not due, so never sent to
+ * the LLM, and falls due once the agent resumes; the prompt carries the agent's plaintext
  * name, role, instructions and memory and never its ciphertext; the tools
  * offered are those its policy does not deny, and a step naming a denied or
  * unknown tool is never written.
@@ -14,7 +14,7 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import { reply, startLlmStub, type LlmStub } from '../support/llm-stub.js';
 import { seedAgents, updateAgent } from '../support/agents.js';
 import { seedMissions } from '../support/missions.js';
-import { inMs, metricValue, occurrenceRows, runnerRows, startPlanningCoordinator, waitFor, type PlanningCoordinator } from './support.js';
+import { inMs, metricValue, occurrenceRows, runnerRows, sleep, startPlanningCoordinator, waitFor, type PlanningCoordinator } from './support.js';
 
 let db: TestDb;
 let stub: LlmStub;
@@ -43,35 +43,32 @@ async function occurrenceOf(userId: string, status: string) {
 
 describe('an agent that is not active', () => {
   it.each([
-    ['paused', { state: 'paused' }, 'agent-paused'],
-    ['archived', { state: 'archived' }, 'agent-archived'],
-    ['deleted', { extra: { deletedAt: '2026-01-01T00:00:00.000Z' } }, 'agent-deleted'],
-    ['in a state the coordinator does not know', { state: 'hibernating' }, 'agent-paused'],
-  ] as const)('%s: its due mission never reaches the LLM and waits, saying why', async (status, fields, code) => {
+    ['paused', { state: 'paused' }],
+    ['archived', { state: 'archived' }],
+    ['deleted', { extra: { deletedAt: '2026-01-01T00:00:00.000Z' } }],
+    ['in a state the coordinator does not know', { state: 'hibernating' }],
+  ] as const)('%s: its due mission is not due: no occurrence, never the LLM', async (_status, fields) => {
     await seedAgents(db.sql, [{ userId: 'ann', agentId: 'a-1', ...fields }]);
     await dueMission('ann', 'm1', 'a-1');
+    // A sibling mission of an active agent, due as well, shows the passes ran.
+    await seedAgents(db.sql, [{ userId: 'ann', agentId: 'a-2' }]);
+    await dueMission('ann', 'm2', 'a-2');
 
-    const occ = await occurrenceOf('ann', 'waiting');
-    expect(occ.reason).toBe(code);
-    expect(occ.lastError).toContain('agent a-1 is');
+    await occurrenceOf('ann', 'planned');
     await c.planner!.idle();
-    expect(stub.requests).toHaveLength(0);
-    expect(await runnerRows(db.sql)).toHaveLength(0);
-    const decision = status === 'in a state the coordinator does not know' ? 'paused' : status;
-    expect(await metricValue(c, 'mana_ai_agent_decisions_total', { decision })).toBe(1);
+    expect((await occurrenceRows(db.sql, 'ann')).map((o) => o.missionId)).toEqual(['m2']);
+    expect(stub.requests).toHaveLength(1);
+    expect(await runnerRows(db.sql, 'ann')).toHaveLength(1);
   });
 
-  it('resumed, the waiting occurrence is planned on its next try', async () => {
+  it('resumed, the mission falls due and is planned', async () => {
     await seedAgents(db.sql, [{ userId: 'ben', agentId: 'a-1', state: 'paused' }]);
     await dueMission('ben', 'm1', 'a-1');
-    const waiting = await occurrenceOf('ben', 'waiting');
-    expect(waiting.reason).toBe('agent-paused');
+    await sleep(500);
+    expect(await occurrenceRows(db.sql, 'ben')).toHaveLength(0);
 
     await updateAgent(db.sql, 'ben', 'a-1', { state: 'active' });
-    // The retry time comes (1 min after the first wait): bring it forward.
-    await db.sql`UPDATE mana_ai.occurrences SET next_attempt_at = now() WHERE iteration_id = ${waiting.iterationId}`;
-    const planned = await occurrenceOf('ben', 'planned');
-    expect(planned.iterationId).toBe(waiting.iterationId);
+    await occurrenceOf('ben', 'planned');
     expect(stub.requests).toHaveLength(1);
     expect(await runnerRows(db.sql, 'ben')).toHaveLength(1);
   });
@@ -89,7 +86,9 @@ describe('which agent a mission belongs to', () => {
   it("a mission without agentId belongs to the user's default agent record", async () => {
     await seedAgents(db.sql, [{ userId: 'dan', agentId: DEFAULT_AGENT_ID, name: 'Mana', state: 'paused' }]);
     await dueMission('dan', 'm1');
-    expect((await occurrenceOf('dan', 'waiting')).reason).toBe('agent-paused');
+    await dueMission('dan', 'm2', 'never-synced');
+    await sleep(500);
+    expect(await occurrenceRows(db.sql, 'dan')).toHaveLength(0);
     expect(stub.requests).toHaveLength(0);
   });
 

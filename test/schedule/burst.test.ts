@@ -131,8 +131,8 @@ it('a pass scans only past what the previous one saw, unless missions changed; a
   // A mission that became due at an instant the last scan already passed, with no
   // projection change this instance saw (another instance projected it, then crashed):
   await db.sql`
-    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author)
-    VALUES ('w', 'behind-the-scan', '{}', '{}', true, false, 'active', now() - interval '1 minute', true, 'w')`;
+    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author, agent_status)
+    VALUES ('w', 'behind-the-scan', '{}', '{}', true, false, 'active', now() - interval '1 minute', true, 'w', 'active')`;
   await runPass();
   expect(dispatched).toEqual(['through-the-log']);
   // A mission changed through the log makes the next scan a full one.
@@ -141,8 +141,8 @@ it('a pass scans only past what the previous one saw, unless missions changed; a
   expect(dispatched.sort()).toEqual(['behind-the-scan', 'changed', 'through-the-log']);
   // And without any change, the periodic full scan finds what only it can.
   await db.sql`
-    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author)
-    VALUES ('w', 'found-later', '{}', '{}', true, false, 'active', now() - interval '1 minute', true, 'w')`;
+    INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author, agent_status)
+    VALUES ('w', 'found-later', '{}', '{}', true, false, 'active', now() - interval '1 minute', true, 'w', 'active')`;
   await runPass();
   expect(dispatched).not.toContain('found-later');
   await new Promise((r) => setTimeout(r, 1600));

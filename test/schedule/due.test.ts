@@ -148,11 +148,12 @@ describe('the due queries use the partial index mission_snapshots_due_idx', () =
     // spread over ±3 weeks. The planner decides on statistics (ANALYZE), with
     // every plan type allowed.
     await db.sql`
-      INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author)
+      INSERT INTO mana_ai.mission_snapshots (user_id, mission_id, fields, versions, present, soft_deleted, state, next_run_at, listed, author, agent_status)
       SELECT 'user' || (g % 2000), 'mission' || g, '{}', '{}', g % 17 <> 0, g % 13 = 0,
              (ARRAY['active', 'paused', 'done', 'archived', 'paused'])[g % 5 + 1],
              CASE WHEN g % 11 = 0 THEN NULL ELSE now() + ((g % 1000) - 500) * interval '1 hour' END,
-             g % 19 <> 0, CASE WHEN g % 23 = 0 THEN 'someone else' ELSE 'user' || (g % 2000) END
+             g % 19 <> 0, CASE WHEN g % 23 = 0 THEN 'someone else' ELSE 'user' || (g % 2000) END,
+             (ARRAY['active', 'active', 'active', 'paused', NULL])[g % 7 % 5 + 1]
       FROM generate_series(1, 20000) g`;
     await db.sql`ANALYZE mana_ai.mission_snapshots`;
     spy = postgres(db.url, {
