@@ -29,7 +29,7 @@ import type { LlmClient, LlmCompletion } from './llm-client.js';
 import { parsePlan } from './parse.js';
 import { TOOL_CATALOG } from './tools.js';
 import { createAgentGate, type Admission } from './agent-gate.js';
-import { createProjectedAgentSource, type AgentSource } from '../agents/agent-source.js';
+import { agentOfMission, createProjectedAgentSource, type AgentSource } from '../agents/agent-source.js';
 import { tokensSpent } from '../agents/bounds.js';
 import { principalOf } from '../agents/agent.js';
 import { buildPlannerMessages, encryptedFields } from './prompt.js';
@@ -120,11 +120,12 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const runs = new Counter({ name: 'mana_ai_planner_runs_total', help: 'Server planning runs by outcome', labelNames: ['outcome'] as const, registers });
   const repairs = new Counter({ name: 'mana_ai_writeback_repairs_total', help: 'Server iterations written again after a concurrent write dropped them', registers });
   let stopped = false;
+  const agentSource = deps.agents ?? createProjectedAgentSource({ sql });
   const agents = createAgentGate({
     sql,
     log,
     registry: deps.registry,
-    source: deps.agents ?? createProjectedAgentSource({ sql }),
+    source: agentSource,
     holder,
     ...(deps.onAgentSlotFreed ? { onWoken: deps.onAgentSlotFreed } : {}),
   });
@@ -349,7 +350,9 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       if (info && !info.projectionChanged && t - lastDroppedCheck < DROPPED_CHECK_MS) return;
       lastDroppedCheck = t;
       for (const d of await findDroppedWrites(sql)) {
-        if (await rewriteDropped(sql, deps.target, d, now())) {
+        // Written again as the agent the mission belongs to, as the first write was.
+        const agent = await agentOfMission(agentSource, d.userId, { agentId: d.agentId });
+        if (await rewriteDropped(sql, deps.target, d, now(), principalOf(agent))) {
           repairs.inc();
           deps.onWritten?.({ userId: d.userId, missionId: d.missionId, iterationId: d.iterationId });
           log.warn({ iterationId: d.iterationId, missionId: d.missionId }, 'a concurrent write dropped the server iteration; wrote it again');

@@ -161,6 +161,8 @@ export interface DroppedWrite {
   /** The mission's `spaceId` and `objective` as the projection has them (for the row's space and actor). */
   spaceId: unknown;
   objective: unknown;
+  /** The mission's `agentId` as the projection has it: the repair is written as that agent. */
+  agentId: unknown;
 }
 
 /**
@@ -173,7 +175,7 @@ export async function findDroppedWrites(sql: Sql, limit = 100): Promise<DroppedW
     SELECT o.iteration_id::text AS "iterationId", o.user_id AS "userId", o.mission_id AS "missionId",
            o.plan, o.written_at AS "writtenAt", s.fields -> 'iterations' AS iterations,
            split_part(s.versions ->> 'iterations', chr(1), 1) AS "winningAt",
-           s.fields -> 'spaceId' AS "spaceId", s.fields -> 'objective' AS objective
+           s.fields -> 'spaceId' AS "spaceId", s.fields -> 'objective' AS objective, s.fields -> 'agentId' AS "agentId"
     FROM mana_ai.occurrences o
     JOIN mana_ai.mission_snapshots s ON s.user_id = o.user_id AND s.mission_id = o.mission_id
     WHERE o.status IN ('planned', 'failed') AND o.written_at IS NOT NULL
