@@ -219,9 +219,14 @@ export function createProjection(deps: ProjectionDeps): Projection {
       ({ tally, applied } = await readNewRows(tx, cols, { cursor, horizon, bulk }, ownXids));
     }
     // After every snapshot write of the pass has landed, and with it: a mission is never due
-    // past its agent's pause for longer than the pass that projected the pause.
-    const held = changed || !agentStatusesChecked ? await updateAgentStatuses(tx, agentStatusScope(tally.touched)) : [];
-    const xid = await writeCursor(tx, { horizon, exists: cursor.exists, applied });
+    // past its agent's pause for longer than the pass that projected the pause. Only when the
+    // pass changed a view (a busy pass with nothing of ours pays no round trip), and sent
+    // with the cursor's write, which does not wait for it.
+    const touchedAny = tally.touched === null || tally.touched.size > 0;
+    const [held, xid] = await Promise.all([
+      touchedAny || !agentStatusesChecked ? updateAgentStatuses(tx, agentStatusScope(tally.touched)) : [],
+      writeCursor(tx, { horizon, exists: cursor.exists, applied }),
+    ]);
     if (xid) ownXids.unshift(xid);
     return { tally, horizon, stalled, snapshot, ownXids, held };
   }
