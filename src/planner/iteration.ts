@@ -62,3 +62,19 @@ export function mergeIterations(base: unknown, extra: MissionIteration[]): Missi
 export function hasIteration(iterations: unknown, id: string): boolean {
   return Array.isArray(iterations) && iterations.some((it) => typeof it === 'object' && it !== null && (it as { id?: unknown }).id === id);
 }
+
+/**
+ * A kept plan (a reply paid for by an earlier attempt) without the steps the
+ * agent's policy denies now: the policy may have changed since the reply was
+ * parsed (a pause and resume in between, say), and the webapp runs every
+ * step of a server iteration on arrival. Returns the dropped steps' tools.
+ */
+export function withoutDeniedSteps(iteration: MissionIteration, denied: ReadonlySet<string>): { iteration: MissionIteration; dropped: string[] } {
+  const dropped: string[] = [];
+  const plan = iteration.plan.filter((s) => {
+    if (s.intent.kind !== 'toolCall' || !denied.has(s.intent.toolName)) return true;
+    dropped.push(s.intent.toolName);
+    return false;
+  });
+  return dropped.length === 0 ? { iteration, dropped } : { iteration: { ...iteration, plan }, dropped };
+}

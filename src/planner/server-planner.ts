@@ -20,7 +20,7 @@ import { nextRunAt, resolveTimeZone } from './cadence.js';
 import { createSemaphore } from '../lib/semaphore.js';
 import { isConnectionError } from '../db/errors.js';
 import { jsonbSafe, textSafe } from '../lib/db-safe.js';
-import { failedIteration, hasIteration, planIteration } from './iteration.js';
+import { failedIteration, hasIteration, planIteration, withoutDeniedSteps } from './iteration.js';
 import { failUnwritten, handBack, keepReply, markAlreadyPlanned, retryLater, startAttempt, type Attempt } from './attempts.js';
 import { createLeaseKeeper } from './leases.js';
 import { resolveInputs } from './inputs.js';
@@ -270,9 +270,16 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     }
   }
 
+  /** A kept reply without the steps the agent denies now (counted as dropped, never written). */
+  function keptAsAllowedNow(occ: Occurrence, kept: MissionIteration, agent: Admitted): MissionIteration {
+    const { iteration, dropped } = withoutDeniedSteps(kept, agent.denied);
+    agents.dropped(occ, dropped.map((toolName, i) => ({ step: i + 1, toolName, why: 'denied' as const })));
+    return iteration;
+  }
+
   /** One planning attempt: the LLM (unless an earlier attempt's reply is kept), then the write-back. */
   async function plan(occ: Occurrence, mission: Mission, attempt: Attempt, agent: Admitted, startedAt: string, signal: AbortSignal): Promise<Outcome> {
-    let iteration = attempt.kept;
+    let iteration = attempt.kept && keptAsAllowedNow(occ, attempt.kept, agent);
     if (!iteration) {
       const messages = await phase('preparing the prompt', async () => {
         const { resolved, skipped } = await resolveInputs(sql, deps.target.cols, occ.userId, mission.inputs);
