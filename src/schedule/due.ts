@@ -4,7 +4,7 @@
  * database each round trip is most of what a pass with nothing to do costs.
  */
 import type { Sql } from '../db/pool.js';
-import { AGENT_HELD_REASONS } from './reasons.js';
+import { AGENT_HELD_SQL } from './reasons.js';
 
 export interface DueMission {
   userId: string;
@@ -31,7 +31,7 @@ const DUEABLE = `s.present AND NOT s.soft_deleted AND s.state = 'active' AND s.n
 const UNHANDLED = `NOT EXISTS (
   SELECT 1 FROM mana_ai.occurrences o
   WHERE o.user_id = s.user_id AND o.mission_id = s.mission_id AND o.due_at = s.next_run_at
-    AND NOT (o.status = 'superseded' AND o.reason IN (${AGENT_HELD_REASONS.map((r) => `'${r}'`).join(', ')})))`;
+    AND NOT (o.status = 'superseded' AND coalesce(o.reason IN (${AGENT_HELD_SQL}), false)))`;
 /** The user has a presence row (a socket on some instance). */
 const PRESENT = `EXISTS (SELECT 1 FROM mana_ai.presence p WHERE p.user_id = s.user_id)`;
 const MISSION = `s.user_id AS "userId", s.mission_id AS "missionId", to_char(s.next_run_at AT TIME ZONE 'UTC', ${TS}) AS "nextRunAt"`;

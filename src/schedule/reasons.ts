@@ -38,6 +38,9 @@ export type ReasonCode = keyof typeof REASONS;
  */
 export const AGENT_HELD_REASONS = ['agent-paused', 'agent-archived', 'agent-deleted'] as const satisfies readonly ReasonCode[];
 
+/** AGENT_HELD_REASONS as an SQL list (our constants, never user data); the partial index occurrences_agent_held_idx names the same. */
+export const AGENT_HELD_SQL = AGENT_HELD_REASONS.map((r) => `'${r}'`).join(', ');
+
 /** A reason as the ledger stores it: the public code and the operators' detail. */
 export interface Reason {
   code: ReasonCode;

@@ -10,7 +10,7 @@ import type { Sql } from '../db/pool.js';
 import type { DueMission } from './due.js';
 import { iterationIdFor } from './occurrence-id.js';
 import { COLUMNS, ts, type Occurrence, type OccurrenceStatus } from './occurrence.js';
-import { AGENT_HELD_REASONS, type Reason } from './reasons.js';
+import { AGENT_HELD_SQL, type Reason } from './reasons.js';
 
 /**
  * Where an occurrence starts. A burst routes at creation: 'ws' rows start
@@ -76,31 +76,39 @@ export async function createOccurrences(sql: Sql, due: DueMission[], opts: Creat
       SELECT now() AS now, now() + make_interval(secs => ${server.leaseMs / 1000}) AS lease,
         now() + make_interval(secs => ${wait.retryInMs / 1000}) AS retry_at
     ),
-    ins AS (
+    v AS (
+      SELECT x.i, x.u, x.m, x.d,
+        CASE x.s WHEN 'ws' THEN 'nudged' WHEN 'server' THEN 'planning' WHEN 'wait' THEN 'waiting' ELSE 'created' END AS status,
+        CASE x.s WHEN 'ws' THEN 'ws' WHEN 'server' THEN 'server' END AS channel,
+        CASE WHEN x.s = 'ws' THEN greatest(t.now, x.d) + make_interval(secs => ${(opts.wsDeadlineMs ?? 0) / 1000}) END AS deadline_at,
+        CASE WHEN x.s = 'server' THEN ${server.holder}::text END AS claimed_by,
+        CASE WHEN x.s = 'server' THEN t.lease END AS lease_expires_at,
+        CASE x.s WHEN 'server' THEN ${server.reason?.detail ?? null}::text WHEN 'wait' THEN ${wait.reason?.detail ?? null}::text END AS last_error,
+        CASE x.s WHEN 'server' THEN ${server.reason?.code ?? null}::text WHEN 'wait' THEN ${wait.reason?.code ?? null}::text END AS reason,
+        CASE WHEN x.s = 'wait' THEN t.retry_at END AS next_attempt_at,
+        -- Nudged over the socket or waiting for a device: offered to devices once.
+        CASE WHEN x.s IN ('ws', 'wait') THEN 1 ELSE 0 END AS offers
+      FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${starts}::text[]) AS x(i, u, m, d, s), t
+    ),
+    -- An occurrence superseded because its agent stopped is the one due again now the agent
+    -- is active (the same id): reopened as if new, its offers counting on, so a device that
+    -- saw an earlier offer tells this one apart. Only those rows are locked (never an open
+    -- one: an INSERT that locked its conflicts could deadlock with a batch moving them).
+    reopened AS (
+      UPDATE mana_ai.occurrences o SET status = v.status, channel = v.channel, deadline_at = v.deadline_at, claimed_by = v.claimed_by,
+        lease_expires_at = v.lease_expires_at, last_error = v.last_error, reason = v.reason, next_attempt_at = v.next_attempt_at,
+        offers = o.offers + v.offers, updated_at = now()
+      FROM v WHERE o.iteration_id = v.i AND o.status = 'superseded' AND o.reason IN (${sql.unsafe(AGENT_HELD_SQL)})
+      RETURNING o.iteration_id, o.status, o.deadline_at, o.offers, o.attempts, o.route_attempts
+    ),
+    inserted AS (
       INSERT INTO mana_ai.occurrences
         (iteration_id, user_id, mission_id, due_at, status, channel, deadline_at, claimed_by, lease_expires_at, last_error, reason, next_attempt_at, offers)
-      SELECT x.i, x.u, x.m, x.d,
-        CASE x.s WHEN 'ws' THEN 'nudged' WHEN 'server' THEN 'planning' WHEN 'wait' THEN 'waiting' ELSE 'created' END,
-        CASE x.s WHEN 'ws' THEN 'ws' WHEN 'server' THEN 'server' END,
-        CASE WHEN x.s = 'ws' THEN greatest(t.now, x.d) + make_interval(secs => ${(opts.wsDeadlineMs ?? 0) / 1000}) END,
-        CASE WHEN x.s = 'server' THEN ${server.holder}::text END,
-        CASE WHEN x.s = 'server' THEN t.lease END,
-        CASE x.s WHEN 'server' THEN ${server.reason?.detail ?? null}::text WHEN 'wait' THEN ${wait.reason?.detail ?? null}::text END,
-        CASE x.s WHEN 'server' THEN ${server.reason?.code ?? null}::text WHEN 'wait' THEN ${wait.reason?.code ?? null}::text END,
-        CASE WHEN x.s = 'wait' THEN t.retry_at END,
-        -- Nudged over the socket or waiting for a device: offered to devices once.
-        CASE WHEN x.s IN ('ws', 'wait') THEN 1 ELSE 0 END
-      FROM unnest(${ids}::uuid[], ${users}::text[], ${missions}::text[], ${dues}::text[]::timestamptz[], ${starts}::text[]) AS x(i, u, m, d, s), t
-      -- An occurrence superseded because its agent stopped is the one due again now the
-      -- agent is active (the same id): reopened as if new, its offers counting on, so a
-      -- device that saw an earlier offer tells this one apart. Any other row is left alone.
-      ON CONFLICT (iteration_id) DO UPDATE SET status = excluded.status, channel = excluded.channel,
-        deadline_at = excluded.deadline_at, claimed_by = excluded.claimed_by, lease_expires_at = excluded.lease_expires_at,
-        last_error = excluded.last_error, reason = excluded.reason, next_attempt_at = excluded.next_attempt_at,
-        offers = mana_ai.occurrences.offers + excluded.offers, updated_at = now()
-      WHERE mana_ai.occurrences.status = 'superseded' AND mana_ai.occurrences.reason = ANY(${[...AGENT_HELD_REASONS]}::text[])
+      SELECT i, u, m, d, status, channel, deadline_at, claimed_by, lease_expires_at, last_error, reason, next_attempt_at, offers FROM v
+      ON CONFLICT DO NOTHING
       RETURNING iteration_id, status, deadline_at, offers, attempts, route_attempts
-    )
+    ),
+    ins AS (SELECT * FROM inserted UNION ALL SELECT * FROM reopened)
     SELECT ins.iteration_id::text AS "iterationId", ins.status, ins.offers, ins.attempts, ins.route_attempts AS "routeAttempts",
       (SELECT ${sql.unsafe(ts('now'))} FROM t) AS at,
       (SELECT ${sql.unsafe(ts('lease'))} FROM t) AS lease,

@@ -16,3 +16,9 @@ DROP INDEX mana_ai.mission_snapshots_due_idx;
 CREATE INDEX mission_snapshots_due_idx ON mana_ai.mission_snapshots (next_run_at, user_id, mission_id)
   WHERE present AND NOT soft_deleted AND state = 'active' AND next_run_at IS NOT NULL AND listed AND author = user_id
     AND agent_status = 'active';
+
+-- Occurrences superseded because their agent stopped: creating an occurrence
+-- reopens such a row when the agent resumes (src/schedule/transitions.ts).
+-- A burst's creations probe this small index, not the whole ledger.
+CREATE INDEX occurrences_agent_held_idx ON mana_ai.occurrences (iteration_id)
+  WHERE status = 'superseded' AND reason IN ('agent-paused', 'agent-archived', 'agent-deleted');
