@@ -21,7 +21,8 @@ import { createSemaphore } from '../lib/semaphore.js';
 import { isConnectionError } from '../db/errors.js';
 import { jsonbSafe, textSafe } from '../lib/db-safe.js';
 import { failedIteration, hasIteration, planIteration } from './iteration.js';
-import { failUnwritten, handBack, keepReply, markAlreadyPlanned, renewLeases, retryLater, startAttempt, type Attempt } from './attempts.js';
+import { failUnwritten, handBack, keepReply, markAlreadyPlanned, retryLater, startAttempt, type Attempt } from './attempts.js';
+import { createLeaseKeeper } from './leases.js';
 import { resolveInputs } from './inputs.js';
 import { takePlanBudget } from './plan-budget.js';
 import type { LlmClient, LlmCompletion } from './llm-client.js';
@@ -128,42 +129,16 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     ...(deps.onAgentSlotFreed ? { onWoken: deps.onAgentSlotFreed } : {}),
   });
 
-  // One renewal for every lease this instance holds while planning.
-  const renewal = setInterval(() => void renew([...inFlight.keys()]), Math.max(200, Math.floor(deps.leaseMs / 3)));
-  renewal.unref();
-
-  // Occurrences are handed over with a short lease (a crash before the planner starts costs
-  // seconds): the ones taken in one turn get the full lease in one statement, at once.
-  const taken = new Set<string>();
+  const leases = createLeaseKeeper({
+    sql,
+    log,
+    holder,
+    leaseMs: deps.leaseMs,
+    held: () => inFlight.keys(),
+    onLost: (id) => inFlight.get(id)?.controller.abort(new Error('lease lost')),
+  });
   /** Occurrences handed to this planner again while their run was still in flight: run again when it ends. */
   const takenAgain = new Map<string, Occurrence>();
-  let extending = false;
-  function extendSoon(iterationId: string): void {
-    taken.add(iterationId);
-    if (extending) return;
-    extending = true;
-    setImmediate(() => {
-      extending = false;
-      const ids = [...taken].filter((id) => inFlight.has(id));
-      taken.clear();
-      void renew(ids);
-    });
-  }
-
-  async function renew(ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
-    try {
-      const keptIds = await renewLeases(sql, ids, holder, deps.leaseMs);
-      for (const id of ids) {
-        // Superseded, completed, or taken over: stop spending LLM time on it.
-        if (!keptIds.has(id)) inFlight.get(id)?.controller.abort(new Error('lease lost'));
-      }
-    } catch (err: unknown) {
-      // A database outage is reported once by the scheduler; not again every renewal.
-      if (isConnectionError(err)) log.debug({ err }, 'lease renewal failed: database unreachable');
-      else log.warn({ err }, 'lease renewal failed');
-    }
-  }
 
   /**
    * The next run after this plan, from the moment it finished, as the webapp
@@ -191,6 +166,8 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     const reason = textSafe(why);
     if (attempts < deps.maxAttempts) {
       const wait = backoff[Math.min(attempts - 1, backoff.length - 1)] ?? 60_000;
+      // The retry's lease is shorter than a renewal's: no renewal may land after it.
+      await leases.letGo(occ.iterationId);
       await retryLater(sql, occ.iterationId, holder, wait, reason);
       log.warn({ iterationId: occ.iterationId, attempts, retryInMs: wait, reason: withoutQuotes(reason) }, 'server planning failed; will retry');
       return 'retry';
@@ -331,7 +308,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       // lease, and run it again once the run in flight ends: left alone, it would wait for
       // that whole lease (CLAIM_LEASE_MS) before anyone took it again.
       takenAgain.set(occ.iterationId, occ);
-      return extendSoon(occ.iterationId);
+      return leases.extendSoon(occ.iterationId);
     }
     const controller = new AbortController();
     // Keyed by user: one user's backlog delays another user's plan by at most one slot.
@@ -354,13 +331,14 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       })
       .finally(() => {
         inFlight.delete(occ.iterationId);
+        leases.forget(occ.iterationId);
         const again = takenAgain.get(occ.iterationId);
         takenAgain.delete(occ.iterationId);
         // A run that ended the occurrence (planned, failed, superseded) makes this one end at its first compare-and-set.
         if (again) start(again);
       });
     inFlight.set(occ.iterationId, { controller, done });
-    extendSoon(occ.iterationId);
+    leases.extendSoon(occ.iterationId);
   }
 
   return {
@@ -384,7 +362,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     async stop() {
       if (stopped) return;
       stopped = true;
-      clearInterval(renewal);
+      leases.stop();
       const ids = [...inFlight.keys()];
       for (const f of inFlight.values()) f.controller.abort(new Error('shutting down'));
       // Aborted runs unwind at once unless a statement holds them: wait a little, never the
@@ -396,6 +374,8 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
         new Promise<void>((r) => (timer = setTimeout(r, STOP_WAIT_MS))),
       ]);
       clearTimeout(timer);
+      // Handing back shortens the leases: no renewal under way may land after it.
+      await Promise.all(ids.map((id) => leases.letGo(id)));
       await handBack(sql, ids, holder).catch((err: unknown) => log.warn({ err }, 'could not hand leases back; they expire by themselves'));
     },
   };
