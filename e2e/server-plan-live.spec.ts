@@ -73,8 +73,10 @@ test('the server plans while a tab is open (its planner failed); the tab hears o
     { token, deviceId },
   );
   await expect.poll(() => page.evaluate(() => window.liveEvents?.some((e) => e.type === 'connected') ?? false)).toBe(true);
-  const zone = await sql<{ zone: string }[]>`SELECT time_zone AS zone FROM mana_ai.user_time_zones WHERE user_id = ${userId}`;
-  expect(zone.map((z) => z.zone)).toEqual(['Europe/Berlin']);
+  // The hub keeps the zone after it answers auth-ok: poll, it is not there the moment "connected" fires.
+  await expect
+    .poll(async () => (await sql<{ zone: string }[]>`SELECT time_zone AS zone FROM mana_ai.user_time_zones WHERE user_id = ${userId}`).map((z) => z.zone))
+    .toEqual(['Europe/Berlin']);
 
   const title = `Live server plan ${unique('live')}`;
   const missionId = await api.createMission(token, { title, dueInMs: 0, userId });

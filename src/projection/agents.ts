@@ -21,22 +21,12 @@ export interface AgentView {
   record: Record<string, unknown> | null;
 }
 
-interface AgentRow {
-  userId: string;
-  agentId: string;
-  present: boolean;
-  deleted: boolean;
-  state: string | null;
-  author: string | null;
-  record: Record<string, unknown> | null;
-}
-
 const SELECT = `user_id AS "userId", agent_id AS "agentId", present, soft_deleted AS deleted, state, author,
   CASE WHEN present THEN jsonb_build_object('id', agent_id) || fields END AS record`;
 
 /** A user's view of one agent; null when the log has no row of it for that user (the default agent, say). */
 export async function getAgent(sql: Sql, userId: string, agentId: string): Promise<AgentView | null> {
-  const [row] = await sql<AgentRow[]>`
+  const [row] = await sql<AgentView[]>`
     SELECT ${sql.unsafe(SELECT)} FROM mana_ai.agent_snapshots WHERE user_id = ${userId} AND agent_id = ${agentId}`;
   return row ?? null;
 }
@@ -44,7 +34,7 @@ export async function getAgent(sql: Sql, userId: string, agentId: string): Promi
 /** Every agent view of these users (tombstones included: `present` / `deleted` say which). */
 export async function agentsOfUsers(sql: Sql, userIds: readonly string[]): Promise<AgentView[]> {
   if (userIds.length === 0) return [];
-  return sql<AgentRow[]>`
+  return sql<AgentView[]>`
     SELECT ${sql.unsafe(SELECT)} FROM mana_ai.agent_snapshots WHERE user_id = ANY(${[...userIds]}::text[])
     ORDER BY user_id, agent_id`;
 }

@@ -8,7 +8,7 @@ import { pino } from 'pino';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { createProjection } from '../../src/projection/refresh.js';
 import { agentsOfUsers, getAgent } from '../../src/projection/agents.js';
-import { insertRows, resetProjection, rowMaker, viewsMatchOracle } from './log-db.js';
+import { insertRows, resetProjection, rowMaker, testClock, viewsMatchOracle } from './log-db.js';
 
 let db: TestDb;
 
@@ -20,9 +20,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const base = Date.now() + 60_000;
-const at = (sec: number) => new Date(base + sec * 1000).toISOString();
-const c = (sec: number) => `${at(sec).slice(0, 23)}000Z`;
+const { at, c } = testClock();
 const agent = rowMaker(() => ({ tableName: 'agents', userId: 'u1', recordId: 'a1' }));
 
 describe('agents', () => {

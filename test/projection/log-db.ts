@@ -157,3 +157,13 @@ export async function openWriter(url: string): Promise<Writer> {
     },
   };
 }
+
+/**
+ * Stamps for a test's rows, a minute ahead of now: `at(sec)` the ISO stamp
+ * a device writes, `c(sec)` the same instant as a created_at with microseconds.
+ */
+export function testClock(): { at: (sec: number) => string; c: (sec: number) => string } {
+  const base = Date.now() + 60_000;
+  const at = (sec: number) => new Date(base + sec * 1000).toISOString();
+  return { at, c: (sec: number) => `${at(sec).slice(0, 23)}000Z` };
+}

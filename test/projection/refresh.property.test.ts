@@ -79,10 +79,16 @@ const TS = `'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'`;
 async function snapshots(sql: Sql): Promise<Map<string, SnapshotView>> {
   const cols = (id: string) => `jsonb_build_object('id', ${id}) || fields AS record, author, soft_deleted AS "softDeleted", state,
     to_char(next_run_at AT TIME ZONE 'UTC', ${TS}) AS "nextRunAt", listed, space_id AS "spaceId"`;
-  const rows = await sql<(SnapshotView & { t: string; u: string; r: string })[]>`
-    SELECT 'aiMissions' AS t, user_id AS u, mission_id AS r, ${sql.unsafe(cols('mission_id'))} FROM mana_ai.mission_snapshots WHERE present
-    UNION ALL
-    SELECT 'agents', user_id, agent_id, ${sql.unsafe(cols('agent_id'))} FROM mana_ai.agent_snapshots WHERE present`;
+  // The checker reads whole tables: a sequential scan even where the indexed variant turns them
+  // off for the projection's statements (forced through an index, this read took seconds on
+  // PostgreSQL 15 once the held transaction kept every reset's dead rows).
+  const rows = await sql.begin(async (tx) => {
+    await tx`SET LOCAL enable_seqscan = on`;
+    return tx<(SnapshotView & { t: string; u: string; r: string })[]>`
+      SELECT 'aiMissions' AS t, user_id AS u, mission_id AS r, ${tx.unsafe(cols('mission_id'))} FROM mana_ai.mission_snapshots WHERE present
+      UNION ALL
+      SELECT 'agents', user_id, agent_id, ${tx.unsafe(cols('agent_id'))} FROM mana_ai.agent_snapshots WHERE present`;
+  });
   return new Map(rows.map(({ t, u, r, ...view }) => [viewKey(t, u, r), view]));
 }
 

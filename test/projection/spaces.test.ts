@@ -12,7 +12,7 @@ import { createTestDb, type TestDb } from '../support/db.js';
 import { createProjection } from '../../src/projection/refresh.js';
 import { currentRecord, detectSyncColumns } from '../../src/projection/change-source.js';
 import { scanDue } from '../../src/schedule/due.js';
-import { insertRows, readRecord, resetProjection, rowMaker, viewsMatchOracle } from './log-db.js';
+import { insertRows, readRecord, resetProjection, rowMaker, testClock, viewsMatchOracle } from './log-db.js';
 
 let db: TestDb;
 
@@ -24,9 +24,7 @@ afterAll(async () => {
   await db?.drop();
 });
 
-const base = Date.now() + 60_000;
-const at = (sec: number) => new Date(base + sec * 1000).toISOString();
-const c = (sec: number) => `${at(sec).slice(0, 23)}000Z`;
+const { at, c } = testClock();
 const SPACE = 'space-team';
 const row = rowMaker(() => ({ recordId: 'shared', spaceId: SPACE }));
 const mission = { title: 'team review', state: 'active', nextRunAt: at(-30), createdAt: at(0), updatedAt: at(0), authorId: 'ann', spaceId: SPACE };

@@ -21,85 +21,70 @@ import { ErrorSchema } from './schemas.js';
 const Status = z.enum(['created', 'nudged', 'claimed', 'planning', 'waiting', 'planned', 'completed', 'superseded', 'failed']);
 const Reason = z.object({ code: z.enum(Object.keys(REASONS) as [ReasonCode, ...ReasonCode[]]), message: z.string() });
 
+/** What users and operators both see of an occurrence. */
+const OccurrenceCommon = z.object({
+  iterationId: z.string().uuid(),
+  userId: z.string(),
+  missionId: z.string(),
+  dueAt: z.string(),
+  status: Status,
+  channel: z.enum(['ws', 'push', 'server']).nullable(),
+  deadlineAt: z.string().nullable(),
+  leaseExpiresAt: z.string().nullable(),
+  /** Planning attempts (PLANNER_MAX_ATTEMPTS bounds these). */
+  attempts: z.number().int(),
+  /** Times it was offered to devices; nudges carry it as `attempt` (a higher one is a re-offer). */
+  offers: z.number().int(),
+});
+
 /**
  * An occurrence as its user sees it: who holds it only as a kind of party,
  * and why it is where it is as a code with a fixed message (the operators'
  * detail can name hosts, devices or an LLM reply).
  */
-export const OccurrenceSchema = z
-  .object({
-    iterationId: z.string().uuid(),
-    userId: z.string(),
-    missionId: z.string(),
-    dueAt: z.string(),
-    status: Status,
-    channel: z.enum(['ws', 'push', 'server']).nullable(),
-    claimedBy: z.enum(['device', 'server']).nullable(),
-    /** True when the claimant named in the request holds it: `deviceId` and `contextId`, or the device in any context. */
-    mine: z.boolean(),
-    deadlineAt: z.string().nullable(),
-    leaseExpiresAt: z.string().nullable(),
-    attempts: z.number().int(),
-    /** Times it was offered to devices; nudges carry it as `attempt` (a higher one is a re-offer). */
-    offers: z.number().int(),
-    reason: Reason.nullable(),
-  })
-  .openapi('Occurrence');
+export const OccurrenceSchema = OccurrenceCommon.extend({
+  claimedBy: z.enum(['device', 'server']).nullable(),
+  /** True when the claimant named in the request holds it: `deviceId` and `contextId`, or the device in any context. */
+  mine: z.boolean(),
+  reason: Reason.nullable(),
+}).openapi('Occurrence');
 
 /** The operators' view: every column, the detail included. */
-export const OperatorOccurrenceSchema = z
-  .object({
-    iterationId: z.string().uuid(),
-    userId: z.string(),
-    missionId: z.string(),
-    dueAt: z.string(),
-    status: Status,
-    channel: z.enum(['ws', 'push', 'server']).nullable(),
-    claimedBy: z.string().nullable(),
-    deadlineAt: z.string().nullable(),
-    leaseExpiresAt: z.string().nullable(),
-    /** Planning attempts (PLANNER_MAX_ATTEMPTS bounds these). */
-    attempts: z.number().int(),
-    /** Times it was routed again after waiting for a device. */
-    routeAttempts: z.number().int(),
-    offers: z.number().int(),
-    reason: z.string().nullable(),
-    lastError: z.string().nullable(),
-  })
-  .openapi('OperatorOccurrence');
+export const OperatorOccurrenceSchema = OccurrenceCommon.extend({
+  claimedBy: z.string().nullable(),
+  /** Times it was routed again after waiting for a device. */
+  routeAttempts: z.number().int(),
+  reason: z.string().nullable(),
+  lastError: z.string().nullable(),
+}).openapi('OperatorOccurrence');
 
 const partyOf = (claimedBy: string | null): 'device' | 'server' | null =>
   claimedBy === null ? null : claimedBy.startsWith('server:') ? 'server' : 'device';
 
-const toPublic = (o: Occurrence, deviceId: string | undefined, contextId: string | undefined) => ({
+const common = (o: Occurrence) => ({
   iterationId: o.iterationId,
   userId: o.userId,
   missionId: o.missionId,
   dueAt: o.dueAt,
   status: o.status,
   channel: o.channel,
-  claimedBy: partyOf(o.claimedBy),
-  mine: deviceId !== undefined && isHeldBy(o.claimedBy, deviceId, contextId),
   deadlineAt: o.deadlineAt,
   leaseExpiresAt: o.leaseExpiresAt,
   attempts: o.attempts,
   offers: o.offers,
+});
+
+const toPublic = (o: Occurrence, deviceId: string | undefined, contextId: string | undefined) => ({
+  ...common(o),
+  claimedBy: partyOf(o.claimedBy),
+  mine: deviceId !== undefined && isHeldBy(o.claimedBy, deviceId, contextId),
   reason: publicReason(o.reason),
 });
 
 const toOperator = (o: Occurrence) => ({
-  iterationId: o.iterationId,
-  userId: o.userId,
-  missionId: o.missionId,
-  dueAt: o.dueAt,
-  status: o.status,
-  channel: o.channel,
+  ...common(o),
   claimedBy: o.claimedBy,
-  deadlineAt: o.deadlineAt,
-  leaseExpiresAt: o.leaseExpiresAt,
-  attempts: o.attempts,
   routeAttempts: o.routeAttempts,
-  offers: o.offers,
   reason: o.reason,
   lastError: o.lastError,
 });
