@@ -1,7 +1,8 @@
 /**
  * The stamps of views.ts in mana_ai.record_spaces (migration 0007): which
- * users stamped which real space on which record. A pass loads the stamps
- * of the spaces its rows name, learns new ones as it routes, and writes
+ * users stamped which real space on which record. A pass gets the stamps
+ * of the spaces its rows name (carried by an incremental read's rows,
+ * looked up for a bulk read's), learns new ones as it routes, and writes
  * them in its own transaction, so they commit with its cursor.
  */
 import type { TxSql } from '../db/pool.js';
