@@ -5,6 +5,7 @@
 import type { TxSql } from '../db/pool.js';
 import { syncChanges } from '../db/sync-table.js';
 import { extraJson, metaColumn, parseRowJson, PROJECTED_TABLES_SQL, realSpaceSql, rowJson, SHORT_ROW_JSON, type SupersededRow, type SyncColumns } from './change-source.js';
+import { isRealSpace, stampKey, type StoredStamps } from './views.js';
 import { MAX_ID_BYTES, type ChangeRow } from './wire.js';
 
 /** What a pass reads: rows at or above the horizon whose ids it has not applied yet. */
@@ -72,6 +73,18 @@ function preparedColumns(cols: SyncColumns): string {
     ${cols.spaceId ? 's.space_id' : 'NULL::text AS space_id'}, ${extraJson(cols)} AS extra, ${hardDeleteSql(cols)} AS hard`;
 }
 
+/**
+ * An incremental read's rows carry the stamps stored for their record and
+ * space (record-spaces.ts), so routing them needs no lookup of its own: a
+ * second round trip per batch, which a pass after a few new rows waited
+ * for before it could merge anything. Null for a row not in a real space.
+ */
+function storedStampersSql(cols: SyncColumns): string {
+  if (!cols.spaceId) return 'NULL::text[]';
+  return `CASE WHEN ${realSpaceSql('s.space_id')} THEN ARRAY(SELECT rs.user_id FROM mana_ai.record_spaces rs
+    WHERE rs.table_name = s.table_name AND rs.record_id = s.record_id AND rs.space_id = s.space_id) END`;
+}
+
 let cursorSeq = 0;
 
 /** FETCHes a bulk read keeps in flight (each up to batchRows rows, ~0.5 MB at 1,000). */
@@ -99,7 +112,7 @@ export async function streamChanges(
   cols: SyncColumns,
   window: ChangeWindow,
   opts: StreamOptions,
-  onBatch: (rows: ChangeRow[], superseded: SupersededRow[]) => Promise<void>,
+  onBatch: (rows: ChangeRow[], superseded: SupersededRow[], stored?: StoredStamps) => Promise<void>,
 ): Promise<void> {
   const where = tx`
     s.app_id = 'ai' AND ${tx.unsafe(PROJECTED_TABLES_SQL)}
@@ -124,10 +137,10 @@ export async function streamChanges(
       -- only an in-memory sort per record for that.
       WINDOW ${tx.unsafe(supersededWindows(cols))}
       ORDER BY s.record_id, s.table_name, s.created_at, s.id`
-    : tx`DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${row} AS r FROM ${syncChanges(tx, cols.schema)} s WHERE ${where}`;
+    : tx`DECLARE ${name} NO SCROLL CURSOR FOR SELECT ${row} AS r, ${tx.unsafe(storedStampersSql(cols))} AS st FROM ${syncChanges(tx, cols.schema)} s WHERE ${where}`;
   declared.catch(() => undefined); // awaited below, after the first FETCHes are sent behind it
   const fetch = () => {
-    const q = tx<{ r: string }[]>`FETCH ${tx.unsafe(String(opts.batchRows))} FROM ${name}`;
+    const q = tx<{ r: string; st?: string[] | null }[]>`FETCH ${tx.unsafe(String(opts.batchRows))} FROM ${name}`;
     q.catch(() => undefined); // the await below sees the error; never an unhandled rejection
     return q;
   };
@@ -144,12 +157,16 @@ export async function streamChanges(
       ahead.push(fetch());
       const rows: ChangeRow[] = [];
       const superseded: SupersededRow[] = [];
-      for (const { r } of batch) {
+      const stored: StoredStamps | undefined = opts.bulk ? undefined : new Map();
+      for (const { r, st } of batch) {
         const parsed = parseRowJson(r);
-        if ('userId' in parsed) rows.push(parsed);
-        else superseded.push(parsed);
+        if (!('userId' in parsed)) superseded.push(parsed);
+        else {
+          rows.push(parsed);
+          if (stored && isRealSpace(parsed.spaceId)) stored.set(stampKey(parsed.tableName, parsed.recordId, parsed.spaceId), st ?? []);
+        }
       }
-      await onBatch(rows, superseded);
+      await onBatch(rows, superseded, stored);
     }
   } finally {
     // Not waited for: the pass's next statement goes right behind it.

@@ -11,7 +11,7 @@ import { deltaOf, mergeableInSql } from './lww.js';
 import { mergeDeltas, type Delta } from './merge-deltas.js';
 import type { MergeChunk } from './record-cache.js';
 import { createViewRouter } from './record-spaces.js';
-import { splitViewKey } from './views.js';
+import { splitViewKey, type StoredStamps } from './views.js';
 import type { ReadContext } from './read-context.js';
 import type { Change, ChangeRow } from './wire.js';
 
@@ -49,9 +49,9 @@ export async function readIncrementally(ctx: ReadContext, opts: IncrementalOptio
     return left;
   }
 
-  async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
+  async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[], stored?: StoredStamps): Promise<void> {
     const changes = ctx.batches.take(rows, superseded);
-    const { byKey, rebuild } = await router.route(rows, changes);
+    const { byKey, rebuild } = await router.route(rows, changes, stored);
     ctx.batches.touch(byKey.keys());
     records.markRebuild(rebuild);
     const cached: string[] = [];
@@ -71,8 +71,8 @@ export async function readIncrementally(ctx: ReadContext, opts: IncrementalOptio
     await records.mergeChunks(chunks, byKey, true);
   }
 
-  await streamChanges(ctx.tx, ctx.cols, ctx.window, { batchRows: ctx.batchRows }, async (rows, superseded) => {
-    await applyBatch(rows, superseded);
+  await streamChanges(ctx.tx, ctx.cols, ctx.window, { batchRows: ctx.batchRows }, async (rows, superseded, stored) => {
+    await applyBatch(rows, superseded, stored);
     // Bound memory whatever the log's size: write back and forget.
     if (records.size > opts.cacheCap()) {
       await router.forget();

@@ -1,11 +1,12 @@
 /**
  * The stamps of views.ts in mana_ai.record_spaces (migration 0007): which
- * users stamped which real space on which record. A pass loads the stamps
- * of the spaces its rows name, learns new ones as it routes, and writes
+ * users stamped which real space on which record. A pass gets the stamps
+ * of the spaces its rows name (carried by an incremental read's rows,
+ * looked up for a bulk read's), learns new ones as it routes, and writes
  * them in its own transaction, so they commit with its cursor.
  */
 import type { TxSql } from '../db/pool.js';
-import { emptyStampBook, freshEntry, routeRows, stampKey, stampKeysOf, type Routed, type RoutedRow, type Stamp } from './views.js';
+import { emptyStampBook, freshEntry, routeRows, stampKey, stampKeysOf, type Routed, type RoutedRow, type Stamp, type StoredStamps } from './views.js';
 import type { Change } from './wire.js';
 
 async function loadStamps(db: TxSql, keys: string[]): Promise<Stamp[]> {
@@ -34,8 +35,11 @@ export async function stampsEmpty(tx: TxSql): Promise<boolean> {
 }
 
 export interface ViewRouter {
-  /** Routes a batch of rows to their views (views.ts routeRows), loading the stamps it needs first. */
-  route(rows: RoutedRow[], changes: (Change | null)[]): Promise<Routed>;
+  /**
+   * Routes a batch of rows to their views (views.ts routeRows), loading the
+   * stamps it needs first, unless the read carried them (`stored`).
+   */
+  route(rows: RoutedRow[], changes: (Change | null)[], stored?: StoredStamps): Promise<Routed>;
   /**
    * Writes the stamps learned so far and forgets those of every record but
    * `keep` (the one a bulk read may still be reading), so memory stays
@@ -58,21 +62,34 @@ export function createViewRouter(deps: {
   const book = emptyStampBook(deps.groupedByRecord);
   let learned: Stamp[] = [];
   let storeEmpty = deps.storeEmpty;
+  /** Stamps this router wrote (ungrouped reads), by stampKey: invisible to a read that began before. */
+  const writtenThisPass = new Map<string, Set<string>>();
 
-  async function route(rows: RoutedRow[], changes: (Change | null)[]): Promise<Routed> {
+  /** Stamped before this pass: its rows are not all here. */
+  const storedStamp = (key: string, userId: string) => {
+    const entry = book.entries.get(key)!;
+    entry.users.add(userId);
+    entry.changes = null;
+  };
+
+  async function route(rows: RoutedRow[], changes: (Change | null)[], stored?: StoredStamps): Promise<Routed> {
     const missing = stampKeysOf(rows).filter((k) => !book.entries.has(k));
     if (missing.length > 0) {
+      const toLoad: string[] = [];
       for (const k of missing) {
         const [tableName, recordId] = k.split('\u0000') as [string, string];
         book.entries.set(k, freshEntry(book, tableName, recordId));
-      }
-      if (!storeEmpty) {
-        for (const s of await loadStamps(deps.tx, missing)) {
-          // Stamped before this pass: its rows are not all here.
-          const entry = book.entries.get(stampKey(s.tableName, s.recordId, s.spaceId))!;
-          entry.users.add(s.userId);
-          entry.changes = null;
+        const carried = stored?.get(k);
+        if (carried === undefined) {
+          toLoad.push(k);
+          continue;
         }
+        // The read's snapshot predates the stamps this pass wrote: those come from memory.
+        for (const u of carried) storedStamp(k, u);
+        for (const u of writtenThisPass.get(k) ?? []) storedStamp(k, u);
+      }
+      if (!storeEmpty && toLoad.length > 0) {
+        for (const s of await loadStamps(deps.tx, toLoad)) storedStamp(stampKey(s.tableName, s.recordId, s.spaceId), s.userId);
       }
     }
     const routed = routeRows(rows, changes, book);
@@ -84,7 +101,16 @@ export function createViewRouter(deps: {
     const stamps = learned;
     learned = [];
     if (stamps.length > 0) {
-      if (!deps.groupedByRecord) storeEmpty = false;
+      if (!deps.groupedByRecord) {
+        storeEmpty = false;
+        // A grouped read never sees a forgotten record again; another may, through a read that predates these.
+        for (const st of stamps) {
+          const k = stampKey(st.tableName, st.recordId, st.spaceId);
+          const users = writtenThisPass.get(k);
+          if (users) users.add(st.userId);
+          else writtenThisPass.set(k, new Set([st.userId]));
+        }
+      }
       await saveStamps(deps.tx, stamps);
     }
     const kept = keep ? `${keep.tableName}\u0000${keep.recordId}\u0000` : undefined;

@@ -51,6 +51,9 @@ export interface Stamp {
 
 export const stampKey = (tableName: string, recordId: string, spaceId: string): string => `${tableName}\u0000${recordId}\u0000${spaceId}`;
 
+/** The users stored as stamping each (table, record, space) key (stampKey) when a read began, as the read carried them. */
+export type StoredStamps = Map<string, string[]>;
+
 /** What a pass knows of one (table, record, space): who stamped it, and its rows, when the pass holds all of them. */
 export interface StampEntry {
   users: Set<string>;

@@ -4,10 +4,13 @@
  * members' edits reach the author's view, a stranger's rows with the same
  * record id do not; a member whose first edit arrives after others' rows
  * gets them by a rebuild; currentRecord (what the write-back re-reads) is
- * the author's view, and its space is what the write-back stamps.
+ * the author's view, and its space is what the write-back stamps; an
+ * incremental pass takes the stored stamps from its read of the window.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
+import postgres from 'postgres';
+import type { Sql } from '../../src/db/pool.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { createProjection } from '../../src/projection/refresh.js';
 import { currentRecord, detectSyncColumns } from '../../src/projection/change-source.js';
@@ -67,5 +70,24 @@ describe('a mission shared in a space', () => {
 
     const { actual, expected } = await viewsMatchOracle(db.sql);
     expect(actual).toEqual(expected);
+  });
+
+  it('an incremental pass routes space rows with the stamps its read carried, no lookup of its own', async () => {
+    // Every statement the pass sends, as text: a stamp lookup would be a SELECT on record_spaces of its own.
+    const sent: string[] = [];
+    const watched = postgres(db.url, { max: 4, onnotice: () => {}, debug: (_c: number, q: string) => sent.push(q) });
+    try {
+      const projection = createProjection({ sql: watched as unknown as Sql, log: pino({ level: 'silent' }), batchRows: 50, cacheRecords: 10 });
+      await projection.refresh();
+      await insertRows(db.sql, [row({ userId: 'ben', op: 'update', createdAt: c(5), data: { title: 'ben again' }, fieldMeta: { title: at(5) } })]);
+      sent.length = 0;
+      await projection.refresh();
+      const lookups = sent.filter((q) => /record_spaces/.test(q) && !/^\s*(DECLARE|INSERT)/.test(q));
+      expect(lookups).toEqual([]);
+      // Ben's row still reaches every member's view of the space.
+      for (const user of ['ann', 'ben', 'cid']) expect(await readRecord(db.sql, user, 'shared')).toMatchObject({ title: 'ben again' });
+    } finally {
+      await watched.end();
+    }
   });
 });
