@@ -1,16 +1,43 @@
 /**
  * Agents (app ai, table agents) are projected by the same pass as missions,
- * by the same rules, into mana_ai.agent_snapshots; getAgent and
- * agentsOfUsers read a user's view of them, tombstones included.
+ * by the same rules, into mana_ai.agent_snapshots: each user's view of
+ * them, tombstones included (the planner reads them through agentRecords).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { createProjection } from '../../src/projection/refresh.js';
-import { agentsOfUsers, getAgent } from '../../src/projection/agents.js';
+import type { Sql } from '../../src/db/pool.js';
 import { insertRows, resetProjection, rowMaker, testClock, viewsMatchOracle } from './log-db.js';
 
 let db: TestDb;
+
+/** A user's view of an agent as the table keeps it (present, soft-deleted, state, author, the record). */
+interface AgentView {
+  userId: string;
+  agentId: string;
+  present: boolean;
+  deleted: boolean;
+  state: string | null;
+  author: string | null;
+  record: Record<string, unknown> | null;
+}
+
+const SELECT = `user_id AS "userId", agent_id AS "agentId", present, soft_deleted AS deleted, state, author,
+  CASE WHEN present THEN jsonb_build_object('id', agent_id) || fields END AS record`;
+
+async function getAgent(sql: Sql, userId: string, agentId: string): Promise<AgentView | null> {
+  const [row] = await sql<AgentView[]>`
+    SELECT ${sql.unsafe(SELECT)} FROM mana_ai.agent_snapshots WHERE user_id = ${userId} AND agent_id = ${agentId}`;
+  return row ?? null;
+}
+
+async function agentsOfUsers(sql: Sql, userIds: readonly string[]): Promise<AgentView[]> {
+  if (userIds.length === 0) return [];
+  return sql<AgentView[]>`
+    SELECT ${sql.unsafe(SELECT)} FROM mana_ai.agent_snapshots WHERE user_id = ANY(${[...userIds]}::text[])
+    ORDER BY user_id, agent_id`;
+}
 
 beforeAll(async () => {
   db = await createTestDb();
