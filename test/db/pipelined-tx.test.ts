@@ -3,9 +3,12 @@
  * order they were sent (COMMIT last, even behind statements postgres.js
  * must describe first), a failing statement rolls the whole transaction
  * back and reports its own error, and a transaction the callback leaves
- * open is rolled back before its connection serves anyone else.
+ * open is rolled back before its connection serves anyone else. And a
+ * batch goes out in one socket write even when its statements carry a few
+ * KiB each (the driver, as patched, flushes at 16 KiB, not 1 KiB).
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { Socket } from 'node:net';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { createSql, type Sql } from '../../src/db/pool.js';
 import { pipelinedTx } from '../../src/db/pipelined-tx.js';
@@ -98,5 +101,26 @@ describe('pipelinedTx', () => {
     // The one connection is free, and not inside an open transaction.
     await one`INSERT INTO pipelined_log (n, note) VALUES (${9}::int, ${'later'}::text)`;
     expect(await rows()).toEqual([{ n: 9, note: 'later' }]);
+  });
+
+  it('sends BEGIN, statements of a few KiB each and COMMIT in one socket write', async () => {
+    await one`SELECT 1`; // connected before counting
+    const note = 'n'.repeat(3000);
+    const insert = (c: Sql, n: number) => c`INSERT INTO pipelined_log (n, note) VALUES (${n}::int, ${note}::text)`;
+    await pipelinedTx(one, async (p) => {
+      p.begin();
+      await p.commit(insert(p.sql, 1), insert(p.sql, 2)); // prepared on this connection: no describe round trip after
+    });
+    const writes = vi.spyOn(Socket.prototype, 'write');
+    try {
+      await pipelinedTx(one, async (p) => {
+        p.begin();
+        await p.commit(insert(p.sql, 3), insert(p.sql, 4), insert(p.sql, 5));
+      });
+      expect(writes).toHaveBeenCalledTimes(1);
+    } finally {
+      writes.mockRestore();
+    }
+    expect((await rows()).map((r) => r.n)).toEqual([1, 2, 3, 4, 5]);
   });
 });
