@@ -43,7 +43,10 @@ export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number 
     const missing: string[] = [];
     for (const k of byKey.keys()) (records.has(k) ? cached : missing).push(k);
     const chunks: MergeChunk[] = [{ keys: cached }];
-    if (missing.length > 0) chunks.push(records.storeEmpty ? { keys: missing } : { keys: missing, load: records.startLoad(missing) });
+    // Grouped by record, a view not cached was never written by this read either (a record's
+    // views are written once the next record starts, and its rows never come again): from a
+    // store that was empty when the read began there is nothing to load.
+    if (missing.length > 0) chunks.push(emptySnapshots ? { keys: missing } : { keys: missing, load: records.startLoad(missing) });
     await records.mergeChunks(chunks, byKey, false);
     if (records.size <= Math.min(FLUSH_CHUNK, opts.cacheRecords)) return;
     // Records arrive one after another: all but the last row's are complete.
