@@ -60,13 +60,40 @@ export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number 
   // never queue behind the FETCHes in flight (and Postgres keeps sorting and sending
   // while it writes). Its snapshot is taken after the horizon was read: whatever
   // commits after it is at or above the horizon and read by the next pass, as always.
-  const separate = poolSize(ctx.sql) >= 2;
-  ctx.log.info({ since: ctx.window.horizon, separate }, 'projection: reading a backlog in bulk');
-  const readBacklog = async (rtx: TxSql) => {
+  // With a connection more, the records are read in two parts, one per connection: both
+  // parts are sorted at once (on two cores) before the first row comes, and the second is
+  // merged after the first, so a record's rows still come together.
+  const size = poolSize(ctx.sql);
+  const parts = size >= 3 ? BULK_PARTS : 1;
+  ctx.log.info({ since: ctx.window.horizon, separate: size >= 2, parts }, 'projection: reading a backlog in bulk');
+  const readPart = async (rtx: TxSql, index: number, turn: Promise<unknown>) => {
     await prepareBulkRead(rtx);
-    await streamChanges(rtx, ctx.cols, ctx.window, { batchRows: ctx.batchRows, bulk: true }, applyBatch);
+    let waited = false;
+    await streamChanges(rtx, ctx.cols, ctx.window, { batchRows: ctx.batchRows, bulk: true, part: { index, of: parts } }, async (rows, superseded) => {
+      if (!waited) {
+        await turn;
+        waited = true;
+      }
+      await applyBatch(rows, superseded);
+    });
   };
-  if (separate) await ctx.sql.begin(readBacklog);
-  else await readBacklog(ctx.tx);
+  if (size < 2) await readPart(ctx.tx, 0, Promise.resolve());
+  else await readInTurn(parts, (index, turn) => ctx.sql.begin((rtx) => readPart(rtx, index, turn)));
   await router.forget();
+}
+
+/** Parts of a bulk read on connections of their own (the pool needs one more for the pass). */
+const BULK_PARTS = 2;
+
+/**
+ * Starts every part's read at once; part i merges its rows only once part
+ * i − 1 is done (`turn`). Returns when all are done; the first failure
+ * fails the whole read, after every part has ended.
+ */
+async function readInTurn(parts: number, read: (index: number, turn: Promise<unknown>) => Promise<unknown>): Promise<void> {
+  const reads: Promise<unknown>[] = [];
+  for (let i = 0; i < parts; i++) reads.push(read(i, i === 0 ? Promise.resolve() : reads[i - 1]!));
+  const outcomes = await Promise.allSettled(reads);
+  const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failed) throw failed.reason;
 }
