@@ -15,7 +15,12 @@
  * landed and before it commits, works it out again for the missions the
  * pass changed and for every mission of a user whose agents it changed (a
  * user has few missions; agents change rarely), and for rows not worked out
- * yet (NULL: new rows, or every row after the migration).
+ * yet (NULL: every row after the migration).
+ *
+ * A snapshot row written whole (snapshot-store.ts) takes its status from
+ * the same expression as it is written, so that check rewrites only rows
+ * whose agent changed after their write: a catch-up writes every mission
+ * once instead of twice.
  */
 import type { Sql, TxSql } from '../db/pool.js';
 import { missionAgentStatusSql } from '../agents/agent-sql.js';
@@ -25,8 +30,8 @@ const agentRecordOf = (agentIdSql: string): string =>
   `(SELECT CASE WHEN a.present THEN jsonb_build_object('id', a.agent_id) || a.fields END
     FROM mana_ai.agent_snapshots a WHERE a.user_id = s.user_id AND a.agent_id = ${agentIdSql})`;
 
-/** The status of the agent of mission row `s`: 'active' | 'paused' | 'archived' | 'deleted'. */
-const STATUS = missionAgentStatusSql('s.fields', agentRecordOf);
+/** The status of the agent of mission row `s` (user_id, fields): 'active' | 'paused' | 'archived' | 'deleted'. */
+export const MISSION_AGENT_STATUS_SQL = missionAgentStatusSql('s.fields', agentRecordOf);
 
 /** Which missions to work out again; `null` for either: every mission that can have changed. */
 export interface AgentStatusScope {
@@ -64,7 +69,7 @@ export async function updateAgentStatuses(tx: Sql | TxSql, scope: AgentStatusSco
   return tx<MissionHeldByAgent[]>`
     WITH k AS (${keys}),
     v AS (
-      SELECT s.user_id, s.mission_id, ${tx.unsafe(STATUS)} AS status
+      SELECT s.user_id, s.mission_id, ${tx.unsafe(MISSION_AGENT_STATUS_SQL)} AS status
       FROM k JOIN mana_ai.mission_snapshots s ON s.user_id = k.user_id AND s.mission_id = k.mission_id
     ),
     changed AS (

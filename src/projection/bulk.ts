@@ -11,7 +11,7 @@
 import type { TxSql } from '../db/pool.js';
 import { streamChanges } from './change-stream.js';
 import type { SupersededRow } from './change-source.js';
-import { FLUSH_CHUNK, type MergeChunk } from './record-cache.js';
+import { FLUSH_CHUNK, type MergeChunk, type RecordCache } from './record-cache.js';
 import { snapshotsEmpty } from './snapshot-store.js';
 import { createViewRouter, stampsEmpty } from './record-spaces.js';
 import { poolSize } from './write-pipeline.js';
@@ -29,41 +29,70 @@ async function prepareBulkRead(tx: TxSql): Promise<void> {
 }
 
 export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number }): Promise<void> {
-  const { records } = ctx;
   const [emptySnapshots, emptyStamps] = await Promise.all([snapshotsEmpty(ctx.tx), stampsEmpty(ctx.tx)]);
-  records.assumeStoreEmpty(emptySnapshots);
-  const router = createViewRouter({ tx: ctx.tx, storeEmpty: emptyStamps, groupedByRecord: true });
 
-  async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
-    const changes = ctx.batches.take(rows, superseded);
-    const { byKey, rebuild } = await router.route(rows, changes);
-    ctx.batches.touch(byKey.keys());
-    records.markRebuild(rebuild);
-    const cached: string[] = [];
-    const missing: string[] = [];
-    for (const k of byKey.keys()) (records.has(k) ? cached : missing).push(k);
-    const chunks: MergeChunk[] = [{ keys: cached }];
-    if (missing.length > 0) chunks.push(records.storeEmpty ? { keys: missing } : { keys: missing, load: records.startLoad(missing) });
-    await records.mergeChunks(chunks, byKey, false);
-    if (records.size <= Math.min(FLUSH_CHUNK, opts.cacheRecords)) return;
-    // Records arrive one after another: all but the last row's are complete.
-    const last = rows.at(-1);
-    const keep = last === undefined ? undefined : { tableName: last.tableName, recordId: last.recordId };
-    await router.forget(keep);
-    await records.flushAndForget(keep);
+  /** Merges one part's rows: records of a part never come in another, so each has its own cache and stamps. */
+  function partReader(records: RecordCache, parts: number) {
+    records.assumeStoreEmpty(emptySnapshots);
+    // The parts share the memory one read holds.
+    const held = Math.max(1, Math.floor(Math.min(FLUSH_CHUNK, opts.cacheRecords) / parts));
+    const router = createViewRouter({ tx: ctx.tx, storeEmpty: emptyStamps, groupedByRecord: true });
+
+    async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
+      const changes = ctx.batches.take(rows, superseded);
+      const { byKey, rebuild } = await router.route(rows, changes);
+      ctx.batches.touch(byKey.keys());
+      records.markRebuild(rebuild);
+      const cached: string[] = [];
+      const missing: string[] = [];
+      for (const k of byKey.keys()) (records.has(k) ? cached : missing).push(k);
+      const chunks: MergeChunk[] = [{ keys: cached }];
+      // Grouped by record, a view not cached was never written by this read either (a record's
+      // views are written once the next record starts, and its rows never come again): from a
+      // store that was empty when the read began there is nothing to load.
+      if (missing.length > 0) chunks.push(emptySnapshots ? { keys: missing } : { keys: missing, load: records.startLoad(missing) });
+      await records.mergeChunks(chunks, byKey, false);
+      if (records.size <= held) return;
+      // Records arrive one after another: all but the last row's are complete.
+      const last = rows.at(-1);
+      const keep = last === undefined ? undefined : { tableName: last.tableName, recordId: last.recordId };
+      await router.forget(keep);
+      await records.flushAndForget(keep);
+    }
+
+    async function done(): Promise<void> {
+      await router.forget();
+      await records.flushAndForget();
+    }
+    return { applyBatch, done };
   }
 
   // The rows are read on a second connection, so this transaction's loads and writes
   // never queue behind the FETCHes in flight (and Postgres keeps sorting and sending
   // while it writes). Its snapshot is taken after the horizon was read: whatever
   // commits after it is at or above the horizon and read by the next pass, as always.
-  const separate = poolSize(ctx.sql) >= 2;
-  ctx.log.info({ since: ctx.window.horizon, separate }, 'projection: reading a backlog in bulk');
-  const readBacklog = async (rtx: TxSql) => {
+  // With a connection more, the records are read in two parts on two connections, merged
+  // as their rows come: both parts are sorted at once before the first row comes, where one
+  // sort kept a core idle for its first seconds, and both backends build rows after it.
+  const size = poolSize(ctx.sql);
+  const parts = size >= 3 ? BULK_PARTS : 1;
+  ctx.log.info({ since: ctx.window.horizon, separate: size >= 2, parts }, 'projection: reading a backlog in bulk');
+  const readPart = async (rtx: TxSql, index: number) => {
+    const reader = partReader(index === 0 ? ctx.records : ctx.newRecords(), parts);
     await prepareBulkRead(rtx);
-    await streamChanges(rtx, ctx.cols, ctx.window, { batchRows: ctx.batchRows, bulk: true }, applyBatch);
+    await streamChanges(rtx, ctx.cols, ctx.window, { batchRows: ctx.batchRows, bulk: true, part: { index, of: parts } }, reader.applyBatch);
+    await reader.done();
   };
-  if (separate) await ctx.sql.begin(readBacklog);
-  else await readBacklog(ctx.tx);
-  await router.forget();
+  if (size < 2) await readPart(ctx.tx, 0);
+  else await allEnded(Array.from({ length: parts }, (_, i) => ctx.sql.begin((rtx) => readPart(rtx, i))));
+}
+
+/** Parts of a bulk read on connections of their own (the pool needs one more for the pass). */
+const BULK_PARTS = 2;
+
+/** Waits for every read to end; the first failure fails the whole read. */
+async function allEnded(reads: Promise<unknown>[]): Promise<void> {
+  const outcomes = await Promise.allSettled(reads);
+  const failed = outcomes.find((o): o is PromiseRejectedResult => o.status === 'rejected');
+  if (failed) throw failed.reason;
 }

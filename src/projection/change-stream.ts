@@ -22,7 +22,15 @@ export interface StreamOptions {
    * streamChanges).
    */
   bulk?: boolean;
+  /**
+   * Only the records of one part of `of` (by a hash of record_id, so every
+   * row of a record is in the same part): a bulk read split over connections.
+   */
+  part?: { index: number; of: number };
 }
+
+/** The rows of records in part `index` of `of` (StreamOptions.part), in SQL over `s`. */
+export const recordPartSql = (index: number, of: number): string => `(hashtext(s.record_id) & 2147483647) % ${of} = ${index}`;
 
 /**
  * A hard delete, in SQL, for the bulk read's shortcut: a subset of what
@@ -122,7 +130,8 @@ export async function streamChanges(
     -- subquery, or it would run again for every row; the window query keeps it
     -- inline, where the planner sees the value and picks the index.
     AND s.created_at >= ${opts.bulk ? tx`(SELECT ${window.horizon}::text::timestamptz)` : tx`${window.horizon}::text::timestamptz`}
-    AND NOT (s.id = ANY(${window.appliedIds}::uuid[]))`;
+    AND NOT (s.id = ANY(${window.appliedIds}::uuid[]))
+    ${opts.part && opts.part.of > 1 ? tx.unsafe(`AND ${recordPartSql(Math.trunc(opts.part.index), Math.trunc(opts.part.of))}`) : tx``}`;
   const name = tx.unsafe(`refresh_rows_${++cursorSeq}`);
   const row = tx.unsafe(rowJson(cols));
   const declared = opts.bulk
@@ -148,7 +157,8 @@ export async function streamChanges(
   // sends while this process merges (any query onBatch makes queues behind them).
   // With one, a bulk read kept each side waiting for the other about half the
   // time (1M-row catch-up: 9.6 s to fetch alone with one, 5.6 s with six).
-  const ahead = Array.from({ length: opts.bulk ? BULK_FETCHES_AHEAD : 1 }, fetch);
+  // The parts of a bulk read read at once: they share those FETCHes, so the rows in memory stay as many.
+  const ahead = Array.from({ length: opts.bulk ? Math.ceil(BULK_FETCHES_AHEAD / Math.max(1, opts.part?.of ?? 1)) : 1 }, fetch);
   try {
     await declared;
     for (;;) {

@@ -18,5 +18,7 @@ export interface ReadContext {
   batchRows: number;
   batches: BatchReader;
   records: RecordCache;
+  /** Another record cache over the same pipeline and tally (a bulk read's second part). */
+  newRecords: () => RecordCache;
   pipeline: WritePipeline;
 }

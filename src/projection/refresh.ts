@@ -190,9 +190,10 @@ export function createProjection(deps: ProjectionDeps): Projection {
       onWritten: (n) => (tally.recordsWritten += n),
       onRecordBytes: (bytes) => (recordBytes = bytes),
     });
-    const records = createRecordCache({ tx, cols, pipeline, tally, reportMalformed });
+    const newRecords = () => createRecordCache({ tx, cols, pipeline, tally, reportMalformed });
+    const records = newRecords();
     const window = { horizon: cursor.horizon, appliedIds: stored.map((p) => p.slice(p.indexOf('|') + 1)) };
-    const ctx = { tx, sql, cols, log, window, batchRows, batches, records, pipeline };
+    const ctx = { tx, sql, cols, log, window, batchRows, batches, records, newRecords, pipeline };
     if (bulk) await readInBulk(ctx, { cacheRecords: deps.cacheRecords });
     else await readIncrementally(ctx, { loadChunk, cacheCap });
     await records.flushAndForget();

@@ -7,7 +7,8 @@
 import type { Sql, TxSql } from '../db/pool.js';
 import { ABSENT, DERIVED_FIELDS, derivedOf, type DerivedColumns } from './due-rule.js';
 import { isPresent, type FieldVersion, type RecordState } from './lww.js';
-import { projectedTable, type ProjectedTable } from './tables.js';
+import { MISSIONS, projectedTable, type ProjectedTable } from './tables.js';
+import { MISSION_AGENT_STATUS_SQL } from './agent-status.js';
 import { viewKey } from './views.js';
 
 /** The key of a mission's view in the scheduler's maps: user, mission. */
@@ -124,7 +125,7 @@ export function derivedColumns(s: RecordState): DerivedColumns {
   return derivedOf((k) => s.fields.get(k)?.value, s.firstUser);
 }
 
-const RECORDSET = `x(user_id text, record_id text, fields jsonb, versions jsonb, last_delete text, max_pos text, first_pos text,
+const RECORDSET = `(user_id text, record_id text, fields jsonb, versions jsonb, last_delete text, max_pos text, first_pos text,
   first_user text, early_soft_delete text, plain boolean, present boolean, soft_deleted boolean, state text,
   next_run_at timestamptz, listed boolean, author text, space_id text)`;
 
@@ -177,13 +178,19 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<{ by
         const json = JSON.stringify(whole);
         bytes += json.length;
         records += whole.length;
+        // A mission takes its agent's status as it is written (agent-status.ts), so the pass's
+        // check of agent statuses rewrites none of the rows it just wrote.
+        const mission = table === MISSIONS;
+        const status = mission ? `, ${MISSION_AGENT_STATUS_SQL}` : '';
+        const statusColumn = mission ? ', agent_status' : '';
+        const statusSet = mission ? ', agent_status = excluded.agent_status' : '';
         await tx`
-          INSERT INTO ${snapshots} (user_id, ${id}, fields, versions, ${tx.unsafe(COLUMNS)}, updated_at)
-          SELECT user_id, record_id, fields, versions, ${tx.unsafe(COLUMNS)}, now()
-          FROM jsonb_to_recordset(${json}::text::jsonb) AS ${tx.unsafe(RECORDSET)}
+          INSERT INTO ${snapshots} (user_id, ${id}, fields, versions, ${tx.unsafe(COLUMNS)}, updated_at${tx.unsafe(statusColumn)})
+          SELECT s.user_id, s.record_id, s.fields, s.versions, ${tx.unsafe(COLUMNS)}, now()${tx.unsafe(status)}
+          FROM jsonb_to_recordset(${json}::text::jsonb) AS s${tx.unsafe(RECORDSET)}
           ON CONFLICT (user_id, ${id}) DO UPDATE SET
             fields = excluded.fields, versions = excluded.versions,
-            ${tx.unsafe(COLUMNS.split(', ').map((c) => `${c} = excluded.${c}`).join(', '))}, updated_at = now()`;
+            ${tx.unsafe(COLUMNS.split(', ').map((c) => `${c} = excluded.${c}`).join(', '))}, updated_at = now()${tx.unsafe(statusSet)}`;
       }
       if (merged.length > 0) {
         // Loaded in this transaction, so stored; an unchanged jsonb is assigned as stored,
@@ -193,7 +200,7 @@ export async function saveStates(tx: TxSql, states: RecordState[]): Promise<{ by
             fields = CASE WHEN x.fields = '{}'::jsonb THEN s.fields ELSE s.fields || x.fields END,
             versions = CASE WHEN x.versions = '{}'::jsonb THEN s.versions ELSE s.versions || x.versions END,
             ${tx.unsafe(SET_COLUMNS)}, updated_at = now()
-          FROM jsonb_to_recordset(${JSON.stringify(merged)}::text::jsonb) AS ${tx.unsafe(RECORDSET)}
+          FROM jsonb_to_recordset(${JSON.stringify(merged)}::text::jsonb) AS x${tx.unsafe(RECORDSET)}
           WHERE s.user_id = x.user_id AND s.${id} = x.record_id`;
       }
     }
