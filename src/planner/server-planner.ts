@@ -16,12 +16,11 @@ import type { FallbackPlanner, SweepInfo } from '../schedule/interfaces.js';
 import { waitBackoffMs } from '../schedule/waiting.js';
 import { reason as reasonOf } from '../schedule/reasons.js';
 import { nextRunAt, resolveTimeZone } from './cadence.js';
-import { createSemaphore } from '../lib/semaphore.js';
 import { isConnectionError } from '../db/errors.js';
 import { jsonbSafe, textSafe } from '../lib/db-safe.js';
 import { failedIteration, hasIteration, planIteration, withoutDeniedSteps } from './iteration.js';
-import { failUnwritten, handBack, markAlreadyPlanned, retryLater, type Attempt } from './attempts.js';
-import { createLeaseKeeper } from './leases.js';
+import { failUnwritten, markAlreadyPlanned, retryLater, type Attempt } from './attempts.js';
+import { createRunRegistry } from './run-registry.js';
 import { resolveInputs } from './inputs.js';
 import { startServerAttempt } from './plan-budget.js';
 import { readForPlanning } from './planning-read.js';
@@ -91,6 +90,11 @@ export interface ServerPlanner extends FallbackPlanner {
   sweep(info?: SweepInfo): Promise<void>;
   /** Resolves when nothing is in flight (tests, shutdown). */
   idle(): Promise<void>;
+  /**
+   * Aborts the runs in flight and hands their leases back. Called again once
+   * no scheduler pass runs, it waits for the occurrences a last pass handed
+   * over after the first call: those go back at once too.
+   */
   stop(): Promise<void>;
 }
 
@@ -102,8 +106,6 @@ export const DEFAULT_MAX_PLANS_PER_USER_PER_DAY = 50;
 /** How often the sweep looks for dropped server iterations when this instance's passes saw no mission change. */
 export const DROPPED_CHECK_MS = 2_000;
 
-/** How long stop() waits for aborted runs to unwind before it hands their leases back anyway. */
-export const STOP_WAIT_MS = 2_000;
 
 const messageOf = (err: unknown): string => textSafe(err instanceof Error ? err.message : String(err));
 
@@ -122,13 +124,10 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   const now = deps.now ?? (() => new Date());
   const holder = serverHolder(deps.instanceId);
   const backoff = deps.retryBackoffMs ?? DEFAULT_RETRY_BACKOFF_MS;
-  const inFlight = new Map<string, { controller: AbortController; done: Promise<void> }>();
   let lastDroppedCheck = -Infinity;
-  const slots = createSemaphore(deps.concurrency ?? 4);
   const registers = [deps.registry];
   const runs = new Counter({ name: 'mana_ai_planner_runs_total', help: 'Server planning runs by outcome', labelNames: ['outcome'] as const, registers });
   const repairs = new Counter({ name: 'mana_ai_writeback_repairs_total', help: 'Server iterations written again after a concurrent write dropped them', registers });
-  let stopped = false;
   const agentSource = deps.agents ?? createProjectedAgentSource({ sql });
   const agents = createAgentGate({
     sql,
@@ -138,16 +137,15 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     ...(deps.onAgentSlotFreed ? { onWoken: deps.onAgentSlotFreed } : {}),
   });
 
-  const leases = createLeaseKeeper({
+  const registry = createRunRegistry<Outcome>({
     sql,
     log,
     holder,
     leaseMs: deps.leaseMs,
-    held: () => inFlight.keys(),
-    onLost: (id) => inFlight.get(id)?.controller.abort(new Error('lease lost')),
+    concurrency: deps.concurrency ?? 4,
+    run: (occ, signal) => run(occ, signal),
+    counted: (outcome) => runs.inc({ outcome }),
   });
-  /** Occurrences handed to this planner again while their run was still in flight: run again when it ends. */
-  const takenAgain = new Map<string, Occurrence>();
 
   /**
    * The next run after this plan, from the moment it finished, as the webapp
@@ -176,7 +174,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     if (attempts < deps.maxAttempts) {
       const wait = backoff[Math.min(attempts - 1, backoff.length - 1)] ?? 60_000;
       // The retry's lease is shorter than a renewal's: no renewal may land after it.
-      await leases.letGo(occ.iterationId);
+      await registry.letGo(occ.iterationId);
       await retryLater(sql, occ.iterationId, holder, wait, reason);
       log.warn({ iterationId: occ.iterationId, attempts, retryInMs: wait, reason: withoutQuotes(reason) }, 'server planning failed; will retry');
       return 'retry';
@@ -325,51 +323,9 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     return outcome;
   }
 
-  /** Starts planning an occurrence handed to this planner (queued for a slot, fair across users). */
-  function start(occ: Occurrence): void {
-    if (stopped) return;
-    if (inFlight.has(occ.iterationId)) {
-      // Taken again while still in flight here: its lease ran out during an outage, or the run
-      // set its retry lease and is still finishing (giving back an agent slot). Keep the full
-      // lease, and run it again once the run in flight ends: left alone, it would wait for
-      // that whole lease (CLAIM_LEASE_MS) before anyone took it again.
-      takenAgain.set(occ.iterationId, occ);
-      return leases.extendSoon(occ.iterationId);
-    }
-    const controller = new AbortController();
-    // Keyed by user: one user's backlog delays another user's plan by at most one slot.
-    const done = slots
-      .acquire(controller.signal, occ.userId)
-      .then(
-        (release) => run(occ, controller.signal).finally(release),
-        // Aborted while queued: the lease was lost or we are stopping.
-        (): Outcome => 'lost',
-      )
-      .then((outcome) => {
-        runs.inc({ outcome });
-      })
-      .catch((err: unknown) => {
-        runs.inc({ outcome: 'error' });
-        // The lease stays ours until it expires; then any instance retries. A
-        // database outage fails every run in flight: the scheduler logs it once.
-        if (isConnectionError(err)) log.debug({ err, iterationId: occ.iterationId }, 'server planning interrupted: database unreachable');
-        else log.error({ err, iterationId: occ.iterationId }, 'server planning crashed');
-      })
-      .finally(() => {
-        inFlight.delete(occ.iterationId);
-        leases.forget(occ.iterationId);
-        const again = takenAgain.get(occ.iterationId);
-        takenAgain.delete(occ.iterationId);
-        // A run that ended the occurrence (planned, failed, superseded) makes this one end at its first compare-and-set.
-        if (again) start(again);
-      });
-    inFlight.set(occ.iterationId, { controller, done });
-    leases.extendSoon(occ.iterationId);
-  }
-
   return {
     enabled: deps.llm !== null,
-    plan: start,
+    plan: (occ) => registry.start(occ),
     async sweep(info) {
       const t = Date.now();
       if (info && !info.projectionChanged && t - lastDroppedCheck < DROPPED_CHECK_MS) return;
@@ -384,27 +340,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
         }
       }
     },
-    async idle() {
-      while (inFlight.size > 0) await Promise.allSettled([...inFlight.values()].map((f) => f.done));
-    },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      leases.stop();
-      const ids = [...inFlight.keys()];
-      for (const f of inFlight.values()) f.controller.abort(new Error('shutting down'));
-      // Aborted runs unwind at once unless a statement holds them: wait a little, never the
-      // whole shutdown grace, then hand every lease back (a run still writing keeps its row
-      // lock, and its compare-and-set still holds, so handing back never makes two plans).
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([
-        Promise.allSettled([...inFlight.values()].map((f) => f.done)),
-        new Promise<void>((r) => (timer = setTimeout(r, STOP_WAIT_MS))),
-      ]);
-      clearTimeout(timer);
-      // Handing back shortens the leases: no renewal under way may land after it.
-      await Promise.all(ids.map((id) => leases.letGo(id)));
-      await handBack(sql, ids, holder).catch((err: unknown) => log.warn({ err }, 'could not hand leases back; they expire by themselves'));
-    },
+    idle: () => registry.idle(),
+    stop: () => registry.stop(),
   };
 }

@@ -153,6 +153,9 @@ describe('crash safety', () => {
     await waitFor(() => stub.requests.length === 1, 10_000, 'A calling the LLM');
     await a.stop();
     expect((await occurrenceRows(db.sql, 'carol'))[0]).toMatchObject({ status: 'planning', claimedBy: 'server:inst-a' });
+    // Handed back, even when A's last pass took the handed-back lease again as expired.
+    const [lease] = await db.sql<{ handedBack: boolean }[]>`SELECT lease_expires_at <= now() AS "handedBack" FROM mana_ai.occurrences WHERE user_id = 'carol'`;
+    expect(lease!.handedBack).toBe(true);
 
     const b = await startPlanningCoordinator(sqlB, { MANA_LLM_URL: stub.url, INSTANCE_ID: 'inst-b' });
     running.push(b);
