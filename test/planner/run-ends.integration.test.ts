@@ -201,7 +201,8 @@ describe('a retry taken back while its run is still finishing', () => {
     // agent slot back; the test holds that slot row locked, so the run is still in flight when its
     // 100 ms retry lease runs out and the sweep hands the occurrence to this planner again.
     await start({ CLAIM_LEASE_MS: '600000', PLANNER_MAX_ATTEMPTS: '3' });
-    stub!.script({ ...reply.prose(), delayMs: 1500 } as ReturnType<typeof reply.prose>);
+    // The reply comes late enough for the test to lock the slot row first, even on a loaded machine.
+    stub!.script({ ...reply.prose(), delayMs: 3000 } as ReturnType<typeof reply.prose>);
     await seedAgents(db.sql, [{ userId: 'jo', agentId: 'legacy:ai-default', maxConcurrentMissions: 2 }]);
     await insertPlannableMissions(db.sql, [{ userId: 'jo', missionId: 'm1', nextRunAt: inMs(-1000) }]);
     await waitFor(() => stub!.requests.length === 1, 10_000, 'the first LLM call');
