@@ -40,7 +40,7 @@ import { throttleFailedServiceKeys } from './http/service-auth.js';
 import { createReleasers } from './lifetimes.js';
 import { createLlmClient } from './planner/llm-client.js';
 import { createPushSubscriptionStore } from './devices/push-subscriptions.js';
-import { createTimeZoneStore, type TimeZoneStore } from './devices/time-zones.js';
+import { createTimeZoneStore } from './devices/time-zones.js';
 import { parseAllowlist } from './devices/endpoint-guard.js';
 import { createPushSender } from './nudge/web-push.js';
 import { createPushChannel } from './nudge/push-channel.js';
@@ -127,7 +127,6 @@ function buildPlanner(
   metrics: Metrics,
   log: Logger,
   cols: Awaited<ReturnType<Projection['columns']>>,
-  timeZones: TimeZoneStore,
   spaceColumn: boolean,
   changes: MissionChangeNotifier,
   requestPass: () => void,
@@ -159,7 +158,6 @@ function buildPlanner(
     retryBackoffMs: config.llm.retryBackoffMs,
     maxPlansPerUserPerDay: config.limits.plansPerUserPerDay,
     defaultTimeZone: config.defaultTimeZone,
-    timeZoneOf: timeZones.zoneOf,
     target: { cols, spaceColumn, writerRole: config.syncWriterRole },
     onWritten: changes.notify,
     // Agents as the projection holds them: the records the due scan and settling judged by.
@@ -239,7 +237,7 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
       onMissionChanged: (c) => hub.deliver(c.userId, c.frame),
     });
     const changes = createMissionChangeNotifier({ deliverLocal: hub.deliver, elsewhere: presence.elsewhere, publish: bus.publishChanges, log: log.child({ component: 'mission-changes' }) });
-    const planner = buildPlanner(deps, metrics, log, cols, timeZones, await detectSpaceColumn(sql, config.syncSchema), changes, passRequests.request);
+    const planner = buildPlanner(deps, metrics, log, cols, await detectSpaceColumn(sql, config.syncSchema), changes, passRequests.request);
     // Released after the planner stopped (last in, first out): its last writes' news still goes out.
     releasers.add(() => changes.drain());
     if (planner) releasers.add(() => planner.stop());

@@ -4,6 +4,8 @@
  * Intl's canonical spelling; a name Intl does not know is ignored with a
  * logged reason and counted. Reports arriving together (a reconnect storm)
  * are written in one statement per batch, and only when the zone changed.
+ * The server planner reads a user's zone with the mission it plans
+ * (planner/planning-read.ts).
  */
 import { Counter, type Registry } from 'prom-client';
 import type { Sql } from '../db/pool.js';
@@ -23,8 +25,6 @@ export type ReportOutcome = 'stored' | 'unchanged' | 'invalid';
 
 export interface TimeZoneStore {
   report(r: TimeZoneReport): Promise<ReportOutcome>;
-  /** The user's latest reported zone (canonical), or null when no device has reported one. */
-  zoneOf(userId: string): Promise<string | null>;
 }
 
 const MAX_BATCH = 1_000;
@@ -65,10 +65,6 @@ export function createTimeZoneStore(deps: { sql: Sql; log: Logger; registry?: Re
       const outcome = await write({ userId: r.userId, deviceId: r.deviceId, zone });
       reports.inc({ outcome });
       return outcome;
-    },
-    async zoneOf(userId) {
-      const [row] = await sql<{ zone: string }[]>`SELECT time_zone AS zone FROM mana_ai.user_time_zones WHERE user_id = ${userId}`;
-      return row?.zone ?? null;
     },
   };
 }

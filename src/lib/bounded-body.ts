@@ -34,3 +34,31 @@ export async function readBoundedText(res: Response, maxBytes: number): Promise<
   }
   return Buffer.concat(chunks, total).toString('utf8');
 }
+
+/**
+ * The same for a Node stream of bytes (undici's `request` body):
+ * `declaredLength` is the reply's content-length header, if any. The stream
+ * is destroyed at the limit.
+ */
+export async function readBoundedStream(
+  body: AsyncIterable<Uint8Array> & { destroy(err?: Error): unknown },
+  declaredLength: string | string[] | undefined,
+  maxBytes: number,
+): Promise<string> {
+  const declared = Number(Array.isArray(declaredLength) ? declaredLength[0] : declaredLength);
+  if (Number.isFinite(declared) && declared > maxBytes) {
+    body.destroy();
+    throw new BodyTooLargeError(maxBytes);
+  }
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for await (const chunk of body) {
+    total += chunk.byteLength;
+    if (total > maxBytes) {
+      body.destroy();
+      throw new BodyTooLargeError(maxBytes);
+    }
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks, total).toString('utf8');
+}

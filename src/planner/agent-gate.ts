@@ -10,9 +10,7 @@ import { Counter, type Registry } from 'prom-client';
 import type { Sql } from '../db/pool.js';
 import type { Logger } from '../log.js';
 import type { Agent, AgentPromptParts, AgentStatus } from '../agents/agent.js';
-import { agentOfMission, type AgentSource } from '../agents/agent-source.js';
 import { deniedToolNames, usableTools } from '../agents/policy.js';
-import type { Mission } from '../projection/mission.js';
 import { markWaiting } from '../schedule/transitions.js';
 import { waitBackoffMs } from '../schedule/waiting.js';
 import { reason, type Reason } from '../schedule/reasons.js';
@@ -42,8 +40,12 @@ export type Admission =
   | { kind: 'waiting' | 'lost' };
 
 export interface AgentGate {
-  /** Waits grow with the occurrence's re-routings (`routeAttempts`), like every other wait for a device. */
-  admit(occ: Occurrence, mission: Mission): Promise<Admission>;
+  /**
+   * Whether the server may plan the occurrence for this agent (the mission's, resolved from the
+   * records read with it). Waits grow with the occurrence's re-routings (`routeAttempts`), like
+   * every other wait for a device.
+   */
+  admit(occ: Occurrence, agent: Agent): Promise<Admission>;
   /** Counts and logs steps the parser dropped. */
   dropped(occ: Occurrence, steps: readonly DroppedStep[]): void;
 }
@@ -52,7 +54,6 @@ export interface AgentGateDeps {
   sql: Sql;
   log: Logger;
   registry: Registry;
-  source: AgentSource;
   /** The planner's lease holder (`server:<instance>`). */
   holder: string;
   /** Called when a plan's end woke occurrences waiting for a slot (a pass then routes them at once). */
@@ -93,8 +94,7 @@ export function createAgentGate(deps: AgentGateDeps): AgentGate {
     if (woken > 0) deps.onWoken?.();
   }
 
-  async function admit(occ: Occurrence, mission: Mission): Promise<Admission> {
-    const agent = await agentOfMission(deps.source, occ.userId, mission);
+  async function admit(occ: Occurrence, agent: Agent): Promise<Admission> {
     if (agent.status !== 'active') {
       decisions.inc({ decision: agent.status });
       const detail = `agent ${agent.id} is ${agent.status}${agent.statusDetail ? ` (${agent.statusDetail})` : ''}: the server does not plan its missions`;

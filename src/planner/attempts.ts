@@ -1,8 +1,9 @@
 /**
  * The server planner's own transitions of an occurrence it holds
- * ('planning', claimed_by = its holder): counting a planning attempt, keeping
- * a reply once it is paid for, waiting for the retry, and the last resort
- * when not even a failed iteration can be written. Each is a compare-and-set
+ * ('planning', claimed_by = its holder): waiting for the retry, the last
+ * resort when not even a failed iteration can be written, and leases.
+ * (Counting a planning attempt is plan-budget.ts's, keeping a paid reply
+ * the write-back's.) Each is a compare-and-set
  * on the holder, so an instance that lost the occurrence changes nothing.
  */
 import type { Sql } from '../db/pool.js';
@@ -14,28 +15,6 @@ export interface Attempt {
   attempts: number;
   /** The plan an earlier attempt got from mana-llm and could not write: written now, without a second call. */
   kept: MissionIteration | null;
-}
-
-/**
- * Counts a planning attempt, right before the planning work (an LLM call, or
- * writing a kept reply). Waiting for a device, a plan budget or an
- * encrypted mission's decryption is not an attempt. Null: not ours any more.
- */
-export async function startAttempt(sql: Sql, iterationId: string, holder: string): Promise<Attempt | null> {
-  const [row] = await sql<{ attempts: number; kept: MissionIteration | null }[]>`
-    UPDATE mana_ai.occurrences SET attempts = attempts + 1, updated_at = now()
-    WHERE iteration_id = ${iterationId} AND status = 'planning' AND claimed_by = ${holder}
-    RETURNING attempts, CASE WHEN written_at IS NULL THEN plan END AS kept`;
-  return row ?? null;
-}
-
-/** Keeps the plan a reply gave, before its write-back. False: not ours any more. */
-export async function keepReply(sql: Sql, iterationId: string, holder: string, plan: MissionIteration): Promise<boolean> {
-  const rows = await sql`
-    UPDATE mana_ai.occurrences SET plan = ${sql.json(plan as never)}, updated_at = now()
-    WHERE iteration_id = ${iterationId} AND status = 'planning' AND claimed_by = ${holder}
-    RETURNING iteration_id`;
-  return rows.length > 0;
 }
 
 /**

@@ -11,7 +11,8 @@ import type { Registry } from 'prom-client';
 import type { Logger } from 'pino';
 import { createSemaphore } from '../lib/semaphore.js';
 import { backoffDelayMs, parseRetryAfter, type BackoffPolicy } from '../lib/retry.js';
-import { BodyTooLargeError, readBoundedText } from '../lib/bounded-body.js';
+import { request } from 'undici';
+import { BodyTooLargeError, readBoundedStream } from '../lib/bounded-body.js';
 import { readUsage, type TokenUsage } from '../agents/bounds.js';
 
 export interface ChatMessage {
@@ -68,7 +69,6 @@ export interface LlmClientDeps {
   maxResponseBytes?: number;
   registry: Registry;
   log: Logger;
-  fetch?: typeof fetch;
   /** Backoff waits go through this; tests inject a recorder. */
   sleep?: (ms: number) => Promise<void>;
   /** Jitter source in [0, 1). */
@@ -128,7 +128,6 @@ const OUTCOME: Record<LlmErrorKind, LlmOutcome> = {
 export function createLlmClient(deps: LlmClientDeps): LlmClient {
   assertDeps(deps);
   const endpoint = `${deps.url.replace(/\/+$/, '')}/v1/chat/completions`;
-  const fetchImpl = deps.fetch ?? fetch;
   const random = deps.random ?? Math.random;
   const now = deps.now ?? Date.now;
   const log = deps.log.child({ component: 'llm-client' });
@@ -164,7 +163,10 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
   }
 
   async function send(messages: readonly ChatMessage[], signal: AbortSignal): Promise<AttemptResult> {
-    const res = await fetchImpl(endpoint, {
+    // undici's request rather than fetch: a chat completion needs none of fetch's WHATWG
+    // machinery (Request, Headers, web streams), which cost about 0.4 ms of CPU per call.
+    // It follows no redirects (one could carry the bearer token to another origin): a 3xx is an error.
+    const res = await request(endpoint, {
       method: 'POST',
       headers: {
         authorization: `Bearer ${deps.serviceKey}`,
@@ -173,14 +175,12 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
       },
       body: JSON.stringify({ model: deps.model, temperature: TEMPERATURE, messages }),
       signal,
-      // A redirect could carry the bearer token to another origin; treat it as an error.
-      redirect: 'manual',
     });
-    if (!res.ok) {
+    const status = res.statusCode;
+    if (status < 200 || status >= 300) {
       // Free the connection; the error body is not logged (it may echo the prompt).
-      await res.body?.cancel().catch(() => undefined);
-      const status = res.status;
-      const retryAfter = parseRetryAfter(res.headers.get('retry-after'), now(), RETRY_AFTER_CAP_MS);
+      await res.body.dump().catch(() => undefined);
+      const retryAfter = parseRetryAfter(res.headers['retry-after'], now(), RETRY_AFTER_CAP_MS);
       const withRetryAfter = retryAfter === undefined ? {} : { retryAfterMs: retryAfter };
       if (status === 429) return { ok: false, failure: { kind: 'rate-limited', status, detail: 'rate-limited', ...withRetryAfter } };
       if (status >= 500) return { ok: false, failure: { kind: 'server', status, detail: 'server error', ...withRetryAfter } };
@@ -188,14 +188,14 @@ export function createLlmClient(deps: LlmClientDeps): LlmClient {
     }
     let text: string;
     try {
-      text = await readBoundedText(res, deps.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES);
+      text = await readBoundedStream(res.body, res.headers['content-length'], deps.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES);
     } catch (e: unknown) {
       if (!(e instanceof BodyTooLargeError)) throw e;
-      return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: e.message } };
+      return { ok: false, failure: { kind: 'bad-reply', status, detail: e.message } };
     }
     const reply = contentOf(text);
     if ('problem' in reply) {
-      return { ok: false, failure: { kind: 'bad-reply', status: res.status, detail: reply.problem } };
+      return { ok: false, failure: { kind: 'bad-reply', status, detail: reply.problem } };
     }
     return { ok: true, ...reply };
   }

@@ -9,7 +9,6 @@
 import { Counter, type Registry } from 'prom-client';
 import type { Sql } from '../db/pool.js';
 import { withoutQuotes, type Logger } from '../log.js';
-import { getMission } from '../projection/missions.js';
 import { iterationsOf, type Mission, type MissionIteration } from '../projection/mission.js';
 import { serverHolder, type Occurrence } from '../schedule/occurrence.js';
 import { markWaiting, settleFromSnapshots } from '../schedule/transitions.js';
@@ -21,21 +20,29 @@ import { createSemaphore } from '../lib/semaphore.js';
 import { isConnectionError } from '../db/errors.js';
 import { jsonbSafe, textSafe } from '../lib/db-safe.js';
 import { failedIteration, hasIteration, planIteration, withoutDeniedSteps } from './iteration.js';
-import { failUnwritten, handBack, keepReply, markAlreadyPlanned, retryLater, startAttempt, type Attempt } from './attempts.js';
+import { failUnwritten, handBack, markAlreadyPlanned, retryLater, type Attempt } from './attempts.js';
 import { createLeaseKeeper } from './leases.js';
 import { resolveInputs } from './inputs.js';
-import { takePlanBudget } from './plan-budget.js';
+import { startServerAttempt } from './plan-budget.js';
+import { readForPlanning } from './planning-read.js';
 import type { LlmClient, LlmCompletion } from './llm-client.js';
 import { parsePlan } from './parse.js';
 import { TOOL_CATALOG } from './tools.js';
 import { createAgentGate, type Admission } from './agent-gate.js';
 import { agentOfMission, createProjectedAgentSource, type AgentSource } from '../agents/agent-source.js';
+import { principalOf, resolveMissionAgent } from '../agents/agent.js';
 import { tokensSpent } from '../agents/bounds.js';
-import { principalOf } from '../agents/agent.js';
 import { buildPlannerMessages, encryptedFields } from './prompt.js';
 import { findDroppedWrites, rewriteDropped, writeIteration, type WriteTarget } from './writeback.js';
 
 type Admitted = Extract<Admission, { kind: 'admitted' }>;
+
+/** A run's mission as read when it began, and the zone its cadence advances in. */
+interface Planned {
+  mission: Mission;
+  /** The zone the user's devices last reported; null: none did. */
+  zone: string | null;
+}
 
 /** Default waits before re-planning after a failure: 1 min, 5 min, 30 min. */
 export const DEFAULT_RETRY_BACKOFF_MS = [60_000, 300_000, 1_800_000];
@@ -59,13 +66,15 @@ export interface ServerPlannerDeps {
   retryBackoffMs?: number[];
   /** Server plans one user may cause in 24 h; past it, occurrences wait for a device. */
   maxPlansPerUserPerDay?: number;
+  /** Where cadences advance for a user no device reported a zone for (devices report theirs: planning-read.ts). */
   defaultTimeZone: string;
-  /** The zone the user's devices last reported (cadences advance there); null: none reported. */
-  timeZoneOf?: (userId: string) => Promise<string | null>;
   target: WriteTarget;
   /** Called after each committed write to a mission (plan, failed iteration, repair): devices are told at once. */
   onWritten?: (w: { userId: string; missionId: string; iterationId: string }) => void;
-  /** Where missions' agents are read; default: the projection's agent records. */
+  /**
+   * Where a repair of a dropped write reads the mission's agent; default: the
+   * projection's agent records (a run reads them with the mission).
+   */
   agents?: AgentSource;
   /** Called when a plan's end woke occurrences waiting for their agent's slot. */
   onAgentSlotFreed?: () => void;
@@ -125,7 +134,6 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     sql,
     log,
     registry: deps.registry,
-    source: agentSource,
     holder,
     ...(deps.onAgentSlotFreed ? { onWoken: deps.onAgentSlotFreed } : {}),
   });
@@ -163,7 +171,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
    * write-back). When even that cannot be written, the occurrence ends
    * 'failed' without one.
    */
-  async function fail(occ: Occurrence, mission: Mission, attempts: number, why: string, startedAt: string, agent?: Admitted): Promise<Outcome> {
+  async function fail(occ: Occurrence, planned: Planned, attempts: number, why: string, startedAt: string, agent?: Admitted): Promise<Outcome> {
     const reason = textSafe(why);
     if (attempts < deps.maxAttempts) {
       const wait = backoff[Math.min(attempts - 1, backoff.length - 1)] ?? 60_000;
@@ -174,7 +182,7 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       return 'retry';
     }
     try {
-      const outcome = await writeFinal(occ, mission, failedIteration(occ.iterationId, reason, startedAt, now().toISOString()), 'failed', reason, agent);
+      const outcome = await writeFinal(occ, planned, failedIteration(occ.iterationId, reason, startedAt, now().toISOString()), 'failed', { lastError: reason, agent });
       log.error({ iterationId: occ.iterationId, attempts, reason: withoutQuotes(reason) }, 'server planning failed for good; wrote a failed iteration');
       return outcome;
     } catch (err: unknown) {
@@ -187,13 +195,18 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   }
 
   /**
-   * Writes the final iteration (planned or failed). Re-reads the mission
-   * first: `mission` is from before the LLM call, and a device may have
-   * appended an iteration since; writing the stale array would drop it.
+   * Writes the final iteration (planned or failed). The write-back merges it
+   * into the record as the log holds it then, and advances the cadence that
+   * record has: a device may have appended an iteration, or changed the
+   * cadence, while the LLM answered.
    */
-  async function writeFinal(occ: Occurrence, mission: Mission, iteration: MissionIteration, finalStatus: 'planned' | 'failed', lastError?: string, agent?: Admitted): Promise<Outcome> {
-    const fresh = (await getMission(sql, occ.userId, occ.missionId)) ?? mission;
-    const userTz = (await deps.timeZoneOf?.(occ.userId)) ?? null;
+  async function writeFinal(
+    occ: Occurrence,
+    planned: Planned,
+    iteration: MissionIteration,
+    finalStatus: 'planned' | 'failed',
+    opts: { lastError?: string; agent?: Admitted | undefined; keep?: boolean } = {},
+  ): Promise<Outcome> {
     const at = now();
     const written = await writeIteration(sql, deps.target, {
       userId: occ.userId,
@@ -201,20 +214,23 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       iterationId: occ.iterationId,
       holder,
       iteration,
-      baseIterations: iterationsOf(fresh),
-      nextRunAt: nextRunFor(fresh, occ.dueAt, at, userTz),
+      baseIterations: iterationsOf(planned.mission),
+      nextRunAt: (current) => nextRunFor(current as Mission, occ.dueAt, at, planned.zone),
       finalStatus,
-      lastError,
+      lastError: opts.lastError,
       at,
+      ...(opts.keep ? { keep: true } : {}),
       // Made as the mission's agent when one admitted it (the default agent otherwise).
-      ...(agent ? { principal: principalOf(agent.agent) } : {}),
+      ...(opts.agent ? { principal: principalOf(opts.agent.agent) } : {}),
     });
     if (written === 'written') deps.onWritten?.({ userId: occ.userId, missionId: occ.missionId, iterationId: occ.iterationId });
     return written === 'written' ? finalStatus : written === 'present' ? 'already' : written;
   }
 
   async function run(occ: Occurrence, signal: AbortSignal): Promise<Outcome> {
-    const mission = await getMission(sql, occ.userId, occ.missionId);
+    const read = await readForPlanning(sql, occ.iterationId);
+    if (!read) return 'lost';
+    const { mission } = read;
     if (mission && hasIteration(mission.iterations, occ.iterationId)) {
       // A previous run wrote it (or a device did): never a second iteration.
       await markAlreadyPlanned(sql, occ.iterationId, holder);
@@ -223,8 +239,10 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     // Paused, deleted or rescheduled since it was handed over, and not settled yet (a settle
     // held back during a backlog, or a run queued for a slot): the settle's own rule, for this
     // mission, before anything is spent on it.
-    const settled = await settleFromSnapshots(sql, [{ userId: occ.userId, missionId: occ.missionId }]);
-    if (settled.some((s) => s.iterationId === occ.iterationId)) return 'superseded';
+    if (read.unsettled) {
+      const settled = await settleFromSnapshots(sql, [{ userId: occ.userId, missionId: occ.missionId }]);
+      if (settled.some((s) => s.iterationId === occ.iterationId)) return 'superseded';
+    }
     // Not projected (yet): a settle closes it once the projection has the mission.
     if (!mission) return 'gone';
     const encrypted = encryptedFields(mission);
@@ -239,34 +257,33 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
       return 'encrypted';
     }
     // The mission's agent: not active, or at one of its bounds, and the occurrence waits.
-    const admission = await agents.admit(occ, mission);
+    const admission = await agents.admit(occ, resolveMissionAgent(mission, read.agents));
     if (admission.kind !== 'admitted') return admission.kind === 'lost' ? 'lost' : 'agent_wait';
     try {
-      return await runAdmitted(occ, mission, admission, signal);
+      return await runAdmitted(occ, { mission, zone: read.zone }, admission, signal);
     } finally {
       await admission.release().catch((err: unknown) => log.warn({ err, iterationId: occ.iterationId }, "could not give back the agent's slot; it stops counting with the lease"));
     }
   }
 
   /** A run the mission's agent admitted: the user's budget, then one planning attempt. */
-  async function runAdmitted(occ: Occurrence, mission: Mission, agent: Admitted, signal: AbortSignal): Promise<Outcome> {
-    const budget = await takePlanBudget(sql, occ, { holder, maxPerDay: deps.maxPlansPerUserPerDay ?? DEFAULT_MAX_PLANS_PER_USER_PER_DAY });
-    if (budget.kind === 'lost') return 'lost';
-    if (budget.kind === 'over-budget') {
+  async function runAdmitted(occ: Occurrence, planned: Planned, agent: Admitted, signal: AbortSignal): Promise<Outcome> {
+    // Only now is it a planning attempt: waiting (budget, encryption, an agent, a device) spends none.
+    const start = await startServerAttempt(sql, occ, { holder, maxPerDay: deps.maxPlansPerUserPerDay ?? DEFAULT_MAX_PLANS_PER_USER_PER_DAY });
+    if (start.kind === 'lost') return 'lost';
+    if (start.kind === 'over-budget') {
       log.info({ iterationId: occ.iterationId, userId: occ.userId }, 'server plan budget used up; waiting for a device');
       return 'over_budget';
     }
-    // Only now is it a planning attempt: waiting (budget, encryption, an agent, a device) spends none.
-    const attempt = await startAttempt(sql, occ.iterationId, holder);
-    if (!attempt) return 'lost';
+    const { attempt } = start;
     const startedAt = attempt.kept?.startedAt ?? now().toISOString();
     try {
-      return await plan(occ, mission, attempt, agent, startedAt, signal);
+      return await plan(occ, planned, attempt, agent, startedAt, signal);
     } catch (err: unknown) {
       if (signal.aborted) return 'lost';
       // The database is gone: nothing can be recorded; the lease runs out and any instance takes it over.
       if (isConnectionError(err)) throw err;
-      return fail(occ, mission, attempt.attempts, messageOf(err), startedAt, agent);
+      return fail(occ, planned, attempt.attempts, messageOf(err), startedAt, agent);
     }
   }
 
@@ -278,7 +295,8 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
   }
 
   /** One planning attempt: the LLM (unless an earlier attempt's reply is kept), then the write-back. */
-  async function plan(occ: Occurrence, mission: Mission, attempt: Attempt, agent: Admitted, startedAt: string, signal: AbortSignal): Promise<Outcome> {
+  async function plan(occ: Occurrence, planned: Planned, attempt: Attempt, agent: Admitted, startedAt: string, signal: AbortSignal): Promise<Outcome> {
+    const { mission } = planned;
     let iteration = attempt.kept && keptAsAllowedNow(occ, attempt.kept, agent);
     if (!iteration) {
       const messages = await phase('preparing the prompt', async () => {
@@ -290,20 +308,20 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
         completion = await deps.llm!.complete(messages, { signal });
       } catch (err: unknown) {
         if (signal.aborted) return 'lost';
-        return fail(occ, mission, attempt.attempts, `LLM call failed: ${messageOf(err)}`, startedAt, agent);
+        return fail(occ, planned, attempt.attempts, `LLM call failed: ${messageOf(err)}`, startedAt, agent);
       }
       // Spent whatever the reply is worth: an unusable plan cost the same tokens.
       await agent.spend(tokensSpent(completion.usage, messages, completion.content).tokens);
       const parsed = parsePlan(completion.content, TOOL_CATALOG, { denied: agent.denied });
-      if (!parsed.ok) return fail(occ, mission, attempt.attempts, `unusable plan: ${parsed.reason}`, startedAt, agent);
+      if (!parsed.ok) return fail(occ, planned, attempt.attempts, `unusable plan: ${parsed.reason}`, startedAt, agent);
       if (parsed.dropped) agents.dropped(occ, parsed.dropped);
       iteration = jsonbSafe(planIteration(occ.iterationId, parsed.plan, startedAt, now().toISOString()));
-      // Paid for: kept before the write-back, so a write-back that fails is retried from here, not from the LLM.
-      if (!(await phase('keeping the reply', () => keepReply(sql, occ.iterationId, holder, iteration!)))) return 'lost';
     }
-    const planned = iteration;
-    const outcome = await phase('write-back failed', () => writeFinal(occ, mission, planned, 'planned', undefined, agent));
-    if (outcome === 'planned') log.info({ iterationId: occ.iterationId, steps: planned.plan.length }, 'planned on the server');
+    const made = iteration;
+    // A new reply is paid for: kept ahead of the write-back, so a write-back that fails is retried from it, not from the LLM.
+    const fresh = !attempt.kept;
+    const outcome = await phase('write-back failed', () => writeFinal(occ, planned, made, 'planned', { agent, keep: fresh }));
+    if (outcome === 'planned') log.info({ iterationId: occ.iterationId, steps: made.plan.length }, 'planned on the server');
     return outcome;
   }
 

@@ -10,6 +10,7 @@
  * write, can never add a second iteration.
  */
 import type { Sql, TxSql } from '../db/pool.js';
+import { pipelinedTx } from '../db/pipelined-tx.js';
 import { syncChanges } from '../db/sync-table.js';
 import type { SyncColumns } from '../projection/change-source.js';
 import { currentRecord } from '../projection/change-source.js';
@@ -52,18 +53,28 @@ export async function detectSpaceColumn(sql: Sql, schema: string): Promise<boole
  * same one.
  */
 export async function insertMissionUpdate(tx: TxSql, target: WriteTarget, update: MissionUpdate): Promise<void> {
-  // One round trip for both: set_config('role', …, true) is SET LOCAL ROLE.
-  if (target.writerRole) await tx`SELECT set_config('app.current_user_id', ${update.userId}, true), set_config('role', ${target.writerRole}, true)`;
-  else await tx`SELECT set_config('app.current_user_id', ${update.userId}, true)`;
+  await Promise.all(missionUpdateStatements(tx, target, update));
+}
+
+/**
+ * The statements of {@link insertMissionUpdate}, not sent yet: a caller
+ * pipelining its transaction sends them with its last statements.
+ */
+function missionUpdateStatements(tx: TxSql, target: WriteTarget, update: MissionUpdate): [PromiseLike<unknown>, PromiseLike<unknown>] {
+  // One statement for both: set_config('role', …, true) is SET LOCAL ROLE.
+  const scope = target.writerRole
+    ? tx`SELECT set_config('app.current_user_id', ${update.userId}, true), set_config('role', ${target.writerRole}, true)`
+    : tx`SELECT set_config('app.current_user_id', ${update.userId}, true)`;
   const row = missionUpdateRow(update, { ...target.cols, spaceId: target.spaceColumn });
   const keys = Object.keys(row);
   const table = syncChanges(tx, target.cols.schema);
   // One JSON parameter read back through the table's own row type, so every
   // column gets its type from mana-sync's table (jsonb stays jsonb, text text).
-  await tx`
+  const insert = tx`
     INSERT INTO ${table} (${tx(keys)}, created_at)
     SELECT ${tx.unsafe(keys.map((k) => `r."${k}"`).join(', '))}, clock_timestamp()
     FROM jsonb_populate_record(NULL::${table}, ${JSON.stringify(row)}::text::jsonb) AS r`;
+  return [scope, insert];
 }
 
 export interface WriteIterationInput {
@@ -72,14 +83,24 @@ export interface WriteIterationInput {
   iterationId: string;
   holder: string;
   iteration: MissionIteration;
-  /** The mission's iterations as the freshest projection has them. */
+  /** The mission's iterations as the projection had them. */
   baseIterations: unknown;
-  nextRunAt: string | null;
+  /**
+   * The mission's next run: given, or worked out from the record as the log
+   * holds it at the write (its cadence may have changed while it was planned).
+   */
+  nextRunAt: string | null | ((current: Record<string, unknown>) => string | null);
   finalStatus: 'planned' | 'failed';
   lastError?: string;
   at: Date;
   /** The mission's agent; the webapp's default agent when absent. */
   principal?: WritePrincipal;
+  /**
+   * Keep the iteration on the occurrence first, committed on its own ahead of
+   * the write-back (a paid reply: a write-back that fails is retried from it,
+   * never from a second LLM call).
+   */
+  keep?: boolean;
 }
 
 /**
@@ -110,40 +131,52 @@ async function iterationInLog(tx: TxSql, schema: string, input: { userId: string
  * that window closed in practice.
  */
 export async function writeIteration(sql: Sql, target: WriteTarget, input: WriteIterationInput): Promise<WriteResult> {
-  return (await sql.begin(async (tx) => {
-    const settle = async (status: 'completed' | 'superseded', why: string | null): Promise<WriteResult> => {
-      const [own] = await tx`
-        UPDATE mana_ai.occurrences SET status = ${status}, lease_expires_at = NULL, last_error = coalesce(${why}, last_error),
-          reason = CASE WHEN ${status} = 'superseded' THEN 'mission-deleted' ELSE reason END, updated_at = now()
-        WHERE iteration_id = ${input.iterationId} AND status = 'planning' AND claimed_by = ${input.holder}
-        RETURNING iteration_id`;
-      return own ? (status === 'completed' ? 'present' : 'gone') : 'lost';
-    };
-    if (await iterationInLog(tx, target.cols.schema, input)) return settle('completed', null);
+  return pipelinedTx(sql, async (p): Promise<WriteResult> => {
+    const tx = p.tx;
+    const cas = (status: string) => tx`iteration_id = ${input.iterationId} AND status = ${status} AND claimed_by = ${input.holder}`;
+    // One write: the kept reply (its own transaction), then BEGIN, our hold locked (nobody ends
+    // or takes the occurrence before we commit), whether the log has the iteration, and the record.
+    const kept = input.keep ? p.send(tx`UPDATE mana_ai.occurrences SET plan = ${tx.json(input.iteration as never)}, updated_at = now() WHERE ${cas('planning')}`) : null;
+    p.begin();
+    const own = p.send(tx`SELECT 1 AS own FROM mana_ai.occurrences WHERE ${cas('planning')} FOR UPDATE`);
+    const inLog = iterationInLog(tx, target.cols.schema, input);
     // iterations is ONE field under LWW: merge into what the committed log holds now, not
     // only what the projection saw, so a device iteration of the last moments is kept.
-    const current = await currentRecord(tx, target.cols, input.userId, input.missionId);
+    const record = currentRecord(tx, target.cols, input.userId, input.missionId);
+    const [[held], found, current] = await Promise.all([own, inLog, record, kept]);
+    if (!held) return 'lost';
+    const settle = async (status: 'completed' | 'superseded', why: string | null): Promise<WriteResult> => {
+      await p.commit(tx`
+        UPDATE mana_ai.occurrences SET status = ${status}, lease_expires_at = NULL, last_error = coalesce(${why}, last_error),
+          reason = CASE WHEN ${status} = 'superseded' THEN 'mission-deleted' ELSE reason END, updated_at = now()
+        WHERE ${cas('planning')}`);
+      return status === 'completed' ? 'present' : 'gone';
+    };
+    if (found) return settle('completed', null);
     // An update on a deleted record would re-create it from this row alone (docs/contract.md §1).
     if (!current || current['deletedAt']) return settle('superseded', 'mission deleted while the server planned it');
-    const [own] = await tx`
-      UPDATE mana_ai.occurrences SET status = ${input.finalStatus}, lease_expires_at = NULL, plan = ${tx.json(input.iteration as never)},
-        written_at = ${instantOf(input.at)}, last_error = ${input.lastError ?? null},
-        reason = ${input.finalStatus === 'failed' ? 'plan-failed' : null}, updated_at = now()
-      WHERE iteration_id = ${input.iterationId} AND status = 'planning' AND claimed_by = ${input.holder}
-      RETURNING iteration_id`;
-    if (!own) return 'lost';
     const iterations = mergeIterations(current['iterations'], [...mergeIterations(input.baseIterations, []), input.iteration]);
+    const nextRunAt = typeof input.nextRunAt === 'function' ? input.nextRunAt(current) : input.nextRunAt;
     // nextRunAt null: no next run (a manual cadence), as the webapp's own run writes it.
-    await insertMissionUpdate(tx, target, {
+    const update = missionUpdateStatements(tx, target, {
       userId: input.userId,
       missionId: input.missionId,
-      data: { iterations, nextRunAt: input.nextRunAt },
+      data: { iterations, nextRunAt },
       at: input.at,
       actor: aiActor({ principal: input.principal, missionId: input.missionId, iterationId: input.iterationId, objective: current['objective'] }),
       spaceId: spaceOf(current),
     });
+    // Sent together, the insert last; our hold is locked, so the compare-and-set holds.
+    await p.commit(
+      tx`
+        UPDATE mana_ai.occurrences SET status = ${input.finalStatus}, lease_expires_at = NULL, plan = ${tx.json(input.iteration as never)},
+          written_at = ${instantOf(input.at)}, last_error = ${input.lastError ?? null},
+          reason = ${input.finalStatus === 'failed' ? 'plan-failed' : null}, updated_at = now()
+        WHERE ${cas('planning')}`,
+      ...update,
+    );
     return 'written';
-  })) as WriteResult;
+  });
 }
 
 /** written: ours landed; present: the log already had it (completed); gone: mission deleted (superseded); lost: not ours any more. */

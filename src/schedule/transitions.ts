@@ -287,6 +287,17 @@ export async function releaseReadied(sql: Sql, iterationIds: string[]): Promise<
 }
 
 /**
+ * Whether the settle below would close an open occurrence `o` of the mission
+ * whose snapshot is `s` (SQL over those two aliases; NULL or false: it would
+ * not). Read by the server planner before a run, so a run settles only
+ * when there is something to settle.
+ */
+export const UNSETTLED = `(coalesce((s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)), false)
+  OR s.present IS NOT TRUE OR s.soft_deleted OR s.state IS DISTINCT FROM 'active' OR NOT s.listed
+  OR (s.author = s.user_id) IS NOT TRUE OR coalesce(s.agent_status IN ('paused', 'archived', 'deleted'), false)
+  OR s.next_run_at IS DISTINCT FROM o.due_at)`;
+
+/**
  * Closes open occurrences the mission has moved past (of the given missions,
  * or all): an iteration with this id appeared, or nextRunAt moved past dueAt
  * → completed; the mission was paused, finished, archived, deleted or
@@ -307,7 +318,8 @@ export async function settleFromSnapshots(
       SELECT o.iteration_id, o.due_at, s.present, s.soft_deleted, s.state, s.next_run_at, s.listed, s.author = s.user_id AS authored,
              -- A NULL status (not worked out yet) holds nothing back: it is not a stopped agent.
              coalesce(s.agent_status IN ('paused', 'archived', 'deleted'), false) AS agent_stopped, s.agent_status,
-             (s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)) AS has_iteration
+             (s.fields -> 'iterations') @> jsonb_build_array(jsonb_build_object('id', o.iteration_id::text)) AS has_iteration,
+             ${sql.unsafe(UNSETTLED)} AS unsettled
       FROM mana_ai.occurrences o
       ${only}
       -- No snapshot row at all is a mission this instance has not projected yet
@@ -338,8 +350,7 @@ export async function settleFromSnapshots(
         WHEN agent_stopped AND NOT (NOT listed OR authored IS NOT TRUE) THEN 'agent-' || agent_status
         ELSE 'mission-rescheduled' END AS code
       FROM open
-      WHERE coalesce(has_iteration, false) OR present IS NOT TRUE OR soft_deleted
-         OR state IS DISTINCT FROM 'active' OR NOT listed OR authored IS NOT TRUE OR agent_stopped OR next_run_at IS DISTINCT FROM due_at
+      WHERE unsettled
     ), locked AS (
       -- Lock only the rows that change: locking every open occurrence on every pass
       -- wrote a row lock (and WAL) per open occurrence, 10,000 of them during a fan-out.

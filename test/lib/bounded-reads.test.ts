@@ -12,7 +12,8 @@ import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLlmClient, LlmError } from '../../src/planner/llm-client.js';
 import { createJwksCache, JwksError } from '../../src/auth/jwks-cache.js';
-import { readBoundedText } from '../../src/lib/bounded-body.js';
+import { Readable } from 'node:stream';
+import { readBoundedStream, readBoundedText } from '../../src/lib/bounded-body.js';
 
 const CHUNK = Buffer.alloc(64 * 1024, 0x61);
 let server: Server;
@@ -116,5 +117,23 @@ describe('readBoundedText', () => {
     expect(await readBoundedText(new Response('x'.repeat(10)), 10)).toBe('x'.repeat(10));
     await expect(readBoundedText(new Response('x'.repeat(11)), 10)).rejects.toThrow('at most 10 bytes');
     expect(await readBoundedText(new Response(null), 10)).toBe('');
+  });
+});
+
+describe('readBoundedStream', () => {
+  const bytes = (...parts: string[]) => Readable.from(parts.map((p) => Buffer.from(p)));
+
+  it('reads exactly up to the limit across chunks, refuses one byte more and destroys the stream', async () => {
+    expect(await readBoundedStream(bytes('xxxx', 'xxxxxx'), undefined, 10)).toBe('x'.repeat(10));
+    const over = bytes('xxxxxx', 'xxxxx');
+    await expect(readBoundedStream(over, undefined, 10)).rejects.toThrow('at most 10 bytes');
+    expect(over.destroyed).toBe(true);
+    expect(await readBoundedStream(bytes(), undefined, 10)).toBe('');
+  });
+
+  it('refuses a declared length over the limit without reading', async () => {
+    const declared = bytes('x');
+    await expect(readBoundedStream(declared, '11', 10)).rejects.toThrow('at most 10 bytes');
+    expect(declared.destroyed).toBe(true);
   });
 });
