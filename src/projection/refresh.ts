@@ -99,8 +99,18 @@ export interface ProjectionDeps {
   syncSchema?: string;
 }
 
+export interface RefreshOptions {
+  /**
+   * Called, before the pass commits, when it applied no row and what it
+   * still has to commit changes no snapshot (no agent status to work out;
+   * or another instance holds the refresh lock): a reader of the snapshots
+   * need not wait for the commit. Not called otherwise.
+   */
+  onUnchanged?: () => void;
+}
+
 export interface Projection {
-  refresh(): Promise<RefreshStats>;
+  refresh(opts?: RefreshOptions): Promise<RefreshStats>;
   columns(): Promise<SyncColumns>;
 }
 
@@ -201,7 +211,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
     return { tally, applied: [...stored.filter(keepsPosition(horizon)), ...tally.appliedNow] };
   }
 
-  async function pass(tx: TxSql, cols: SyncColumns): Promise<PassOutcome | null> {
+  async function pass(tx: TxSql, cols: SyncColumns, onUnchanged: (() => void) | undefined): Promise<PassOutcome | null> {
     visibility ??= await canSeeAllTransactions(tx);
     // Sent at once, run in this order: the lock and the cursor first; the horizon before the
     // rows (horizon.ts says why the order matters), and the snapshot too: whatever commits
@@ -216,7 +226,10 @@ export function createProjection(deps: ProjectionDeps): Projection {
       readApplied(tx),
       waitForFencedWrites(tx, LOCK_KEY),
     ]);
-    if (!cursor) return null;
+    if (!cursor) {
+      onUnchanged?.();
+      return null;
+    }
     // The fence's statement takes the refresh lock again, and a lock this transaction holds is always granted.
     if (passXid === null) throw new Error('projection pass: the write fence found the refresh lock taken, expected it held by this pass');
     const stalled = reading.horizon === null;
@@ -236,24 +249,26 @@ export function createProjection(deps: ProjectionDeps): Projection {
     // pass changed a view (a busy pass with nothing of ours pays no round trip), and sent
     // with the cursor's write, which does not wait for it.
     const touchedAny = tally.touched === null || tally.touched.size > 0;
+    const statuses = touchedAny || !agentStatusesChecked;
+    if (!statuses && tally.rowsApplied === 0) onUnchanged?.();
     // Not waited for: postgres.js sends the COMMIT right behind them, a round trip less for
     // every pass. Should one fail, the transaction is aborted and its COMMIT rolls it back
     // (Postgres answers it without an error); refresh() learns it from their answers.
     const closing = Promise.all([
-      touchedAny || !agentStatusesChecked ? updateAgentStatuses(tx, agentStatusScope(tally.touched)) : [],
+      statuses ? updateAgentStatuses(tx, agentStatusScope(tally.touched)) : [],
       writeCursor(tx, { horizon, exists: cursor.exists, applied }),
     ]);
     closing.catch(() => undefined); // awaited in refresh(), after the commit
     return { tally, horizon, stalled, snapshot, ownXids, closing };
   }
 
-  async function refresh(): Promise<RefreshStats> {
+  async function refresh(opts: RefreshOptions = {}): Promise<RefreshStats> {
     const started = performance.now();
     const cols = await columns();
     let outcome: PassOutcome | null;
     let held: MissionHeldByAgent[] = [];
     try {
-      outcome = await sql.begin((tx) => pass(tx, cols));
+      outcome = await sql.begin((tx) => pass(tx, cols, opts.onUnchanged));
       // The COMMIT took only if the statements sent with it did.
       if (outcome) {
         const [statusesHeld, xid] = await outcome.closing;

@@ -3,7 +3,10 @@
  * fixed delay and counts what the client waited for: a round trip is a
  * client send after an answer reached it (statements pipelined in one send,
  * or sent one after another before any answer came back, are one), and
- * each Parse message is a statement prepared on the server.
+ * each Parse message is a statement prepared on the server. Round trips
+ * add up over the connections; the depth is the longest chain of them,
+ * one after another: what the client waited for when it used several
+ * connections at once.
  *
  * The delay makes the count deterministic: nothing the client sends
  * without waiting can be overtaken by an answer, so a send after an answer
@@ -19,6 +22,8 @@ export interface RoundTripProxy {
   reset(): void;
   /** Round trips since reset, summed over the connections. */
   roundTrips(): number;
+  /** Round trips since reset one after another, at most: each send is one deeper than the deepest answer it came after. */
+  depth(): number;
   /** Parse messages since reset (statements prepared on the server). */
   parses(): number;
   close(): Promise<void>;
@@ -32,6 +37,8 @@ interface Counted {
   answered: boolean;
   /** The client's startup message went through: every later message has a type byte. */
   started: boolean;
+  /** The depth of this connection's last send, which its answers carry. */
+  sendDepth: number;
   pending: Buffer;
 }
 
@@ -41,6 +48,9 @@ export async function startRoundTripProxy(targetUrl: string, opts: { delayMs: nu
   const states = new Set<Counted>();
   let roundTrips = 0;
   let parses = 0;
+  /** The deepest answer delivered since reset, and the deepest send. */
+  let deliveredDepth = 0;
+  let depth = 0;
 
   /** Counts the Parse messages among the client's complete messages, keeping an incomplete tail. */
   function countMessages(state: Counted, chunk: Buffer): void {
@@ -65,7 +75,7 @@ export async function startRoundTripProxy(targetUrl: string, opts: { delayMs: nu
 
   const server = createServer((client) => {
     const upstream = connect(Number(target.port || 5432), target.hostname);
-    const state: Counted = { answered: true, started: false, pending: Buffer.alloc(0) };
+    const state: Counted = { answered: true, started: false, sendDepth: 0, pending: Buffer.alloc(0) };
     states.add(state);
     sockets.add(client).add(upstream);
     client.setNoDelay(true);
@@ -73,14 +83,18 @@ export async function startRoundTripProxy(targetUrl: string, opts: { delayMs: nu
     client.on('data', (chunk) => {
       if (state.answered) roundTrips++;
       state.answered = false;
+      state.sendDepth = deliveredDepth + 1;
+      depth = Math.max(depth, state.sendDepth);
       countMessages(state, chunk);
       upstream.write(chunk);
     });
     // Same delay for every chunk: timers of equal delay fire in order, so answers keep theirs.
     upstream.on('data', (chunk) => {
+      const answers = state.sendDepth;
       setTimeout(() => {
         if (client.destroyed) return;
         state.answered = true;
+        deliveredDepth = Math.max(deliveredDepth, answers);
         client.write(chunk);
       }, opts.delayMs);
     });
@@ -106,9 +120,15 @@ export async function startRoundTripProxy(targetUrl: string, opts: { delayMs: nu
     reset() {
       roundTrips = 0;
       parses = 0;
-      for (const s of states) s.answered = true;
+      deliveredDepth = 0;
+      depth = 0;
+      for (const s of states) {
+        s.answered = true;
+        s.sendDepth = 0;
+      }
     },
     roundTrips: () => roundTrips,
+    depth: () => depth,
     parses: () => parses,
     async close() {
       for (const s of sockets) s.destroy();
