@@ -138,7 +138,7 @@ describe('graceful shutdown on an external database', () => {
       }).catch(() => undefined);
       await waitFor(async () => {
         const [row] = await db.sql<{ n: number }[]>`
-          SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'mana-ai:stopping' AND wait_event_type = 'Lock'`;
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'mana-ai:stopping' AND wait_event_type = 'Lock' AND datname = current_database()`;
         return row!.n > 0;
       }, 10_000, 'a pass to wait on the lock');
       c.proc.kill('SIGTERM');

@@ -62,8 +62,13 @@ export async function pipelinedTx<R>(sql: Sql, fn: (p: PipelinedTx) => Promise<R
     },
     async commit(...statements) {
       if (!open || !begun) throw new Error('pipelinedTx: COMMIT without BEGIN');
-      // The statements are sent first, in order, then COMMIT behind them.
+      // The statements are sent first, in order, then COMMIT behind them. A helper that awaits
+      // its query inside an async function sends it a microtask or two later: COMMIT waits for
+      // the next turn of the event loop, which still comes before postgres.js flushes the buffer
+      // (its own setImmediate is queued behind this one), so all of it remains one write.
       const all = Promise.all(statements.map((st) => p.send(st)));
+      all.catch(ignore);
+      await new Promise<void>((resolve) => setImmediate(resolve));
       const commit = conn.unsafe('COMMIT').then((r) => r);
       commit.catch(ignore);
       try {

@@ -14,6 +14,7 @@
  * server plans them once the bound allows rather than at their backoff.
  */
 import type { Sql, TxSql } from '../db/pool.js';
+import { pipelinedTx } from '../db/pipelined-tx.js';
 import { markWaiting } from '../schedule/transitions.js';
 import { waitBackoffMs } from '../schedule/waiting.js';
 import { reason, type Reason } from '../schedule/reasons.js';
@@ -58,15 +59,17 @@ export async function takeAgentSlot(
   agent: CountedAgent,
   opts: { holder: string },
 ): Promise<SlotTake> {
-  return sql.begin(async (tx) => {
-    // Sent together (postgres.js pipelines a transaction's queries; Postgres runs them in
-    // order): the lock is held before the counts are read, at one round trip instead of three.
-    const lock = tx`SELECT pg_advisory_xact_lock(hashtext('mana_ai:agent-budget'), hashtext(${lockKey(agent)}))`;
-    const mine = tx`
+  return pipelinedTx(sql, async (p) => {
+    const tx = p.tx;
+    // Sent together with BEGIN, in one write (Postgres runs them in order): the lock is held
+    // before the counts are read.
+    p.begin();
+    const lock = p.send(tx`SELECT pg_advisory_xact_lock(hashtext('mana_ai:agent-budget'), hashtext(${lockKey(agent)}))`);
+    const mine = p.send(tx`
       SELECT 1 FROM mana_ai.occurrences
       WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${opts.holder}
-      FOR UPDATE`;
-    const counts = tx<{ running: number; tokensUsed: number; freesInMs: number | null }[]>`
+      FOR UPDATE`);
+    const counts = p.send(tx<{ running: number; tokensUsed: number; freesInMs: number | null }[]>`
       WITH stale_slots AS (
         -- Housekeeping: rows that no longer count, so the agent's rows stay few.
         DELETE FROM mana_ai.agent_slots s
@@ -84,27 +87,28 @@ export async function takeAgentSlot(
         (SELECT coalesce(sum(tokens), 0)::float8 FROM mana_ai.agent_tokens
           WHERE user_id = ${agent.userId} AND agent_id = ${agent.agentId} AND spent_at > now() - make_interval(secs => ${TOKEN_WINDOW_MS / 1000})) AS "tokensUsed",
         (SELECT (extract(epoch FROM min(spent_at) - now()) * 1000)::float8 + ${TOKEN_WINDOW_MS} FROM mana_ai.agent_tokens
-          WHERE user_id = ${agent.userId} AND agent_id = ${agent.agentId} AND spent_at > now() - make_interval(secs => ${TOKEN_WINDOW_MS / 1000})) AS "freesInMs"`;
+          WHERE user_id = ${agent.userId} AND agent_id = ${agent.agentId} AND spent_at > now() - make_interval(secs => ${TOKEN_WINDOW_MS / 1000})) AS "freesInMs"`);
     const [, [own], [use]] = await Promise.all([lock, mine, counts]);
+    // Not ours: rolled back as the transaction is left open.
     if (!own) return { kind: 'lost' } as const;
     const verdict = checkBounds(use!, agent);
     if (verdict === 'ok') {
-      await upsertSlot(tx, occ.iterationId, agent, opts.holder);
+      await p.commit(upsertSlot(tx, occ.iterationId, agent, opts.holder));
       return { kind: 'ok' } as const;
     }
     const why = heldReason(verdict, agent);
     const backoff = waitBackoffMs(occ.attempts);
     // Tokens free as the window moves; a slot frees when a plan ends, and that plan wakes the waiter.
     const retryInMs = verdict === 'tokens' ? Math.max(1000, Math.min(backoff, use!.freesInMs ?? backoff)) : backoff;
-    if (verdict === 'concurrency') await upsertSlot(tx, occ.iterationId, agent, null);
-    await markWaiting(tx as unknown as Sql, occ.iterationId, { from: ['planning'], holder: opts.holder, reason: why, retryInMs });
+    const waiter = verdict === 'concurrency' ? p.send(upsertSlot(tx, occ.iterationId, agent, null)) : Promise.resolve();
+    await p.commit(waiter, markWaiting(tx as unknown as Sql, occ.iterationId, { from: ['planning'], holder: opts.holder, reason: why, retryInMs }));
     return { kind: 'held', bound: verdict, reason: why } as const;
   });
 }
 
 /** Records a running slot (holder) or a waiter (null); a waiter keeps its place in the queue. */
-async function upsertSlot(tx: TxSql, iterationId: string, agent: CountedAgent, holder: string | null): Promise<void> {
-  await tx`
+function upsertSlot(tx: TxSql, iterationId: string, agent: CountedAgent, holder: string | null): PromiseLike<unknown> {
+  return tx`
     INSERT INTO mana_ai.agent_slots (iteration_id, user_id, agent_id, holder)
     VALUES (${iterationId}, ${agent.userId}, ${agent.agentId}, ${holder})
     ON CONFLICT (iteration_id) DO UPDATE SET holder = EXCLUDED.holder, user_id = EXCLUDED.user_id, agent_id = EXCLUDED.agent_id,

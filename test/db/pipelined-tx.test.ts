@@ -38,21 +38,28 @@ describe('pipelinedTx', () => {
   it('runs the statements in the order sent, COMMIT last, though each takes parameters the driver must describe first', async () => {
     // Fresh statement texts with parameters: postgres.js describes each before executing it,
     // and Promise.all calls then() a microtask late; COMMIT must still come after all of them.
-    const [first, third] = await pipelinedTx(one, async (p) => {
+    const [first, third, fourth] = await pipelinedTx(one, async (p) => {
       p.begin();
-      const [[a], , [c]] = await p.commit(
+      // A helper that awaits its statement inside an async function sends it microtasks late:
+      // still inside the transaction, ahead of COMMIT.
+      const viaHelper = async () =>
+        (await p.sql<{ xact: string }[]>`INSERT INTO pipelined_log (n, note) VALUES (${4}::int, ${'helper'}::text) RETURNING pg_current_xact_id()::text AS xact`)[0]!;
+      const [[a], , [c], d] = await p.commit(
         p.sql<{ xact: string }[]>`INSERT INTO pipelined_log (n, note) VALUES (${1}::int, ${'first'}::text) RETURNING pg_current_xact_id()::text AS xact`,
         p.sql`INSERT INTO pipelined_log (n, note) SELECT count(*)::int + ${1}, ${'second'}::text FROM pipelined_log`,
         p.sql<{ n: number; xact: string }[]>`SELECT count(*)::int AS n, pg_current_xact_id()::text AS xact FROM pipelined_log WHERE note <> ${'none'}`,
+        viaHelper(),
       );
-      return [a!, c!];
+      return [a!, c!, d];
     });
-    // The third statement saw both inserts, in the first one's transaction.
+    // The third statement saw both inserts before it, in the first one's transaction; so did the helper's.
     expect(third.n).toBe(2);
     expect(third.xact).toBe(first.xact);
+    expect(fourth.xact).toBe(first.xact);
     expect(await rows()).toEqual([
       { n: 1, note: 'first' },
       { n: 2, note: 'second' },
+      { n: 4, note: 'helper' },
     ]);
   });
 

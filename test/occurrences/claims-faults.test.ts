@@ -67,7 +67,7 @@ it('a lookup that would fail for a losing claim never fails the granted claim of
   // (a migration, an operator's ALTER): every later statement on the table waits behind that.
   await waitFor(async () => {
     const [row] = await db.sql<{ n: number }[]>`
-      SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND query LIKE '%mana_ai.occurrences%' AND pid <> pg_backend_pid()`;
+      SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname = current_database() AND query LIKE '%mana_ai.occurrences%' AND pid <> pg_backend_pid()`;
     return row!.n > 0;
   }, 5000, 'the batch statement to be running', 5);
   const blocker = db.sql.begin(async (tx) => {

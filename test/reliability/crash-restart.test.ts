@@ -162,8 +162,9 @@ it('a kill between the hand-over to the server planner and the planner\'s start 
   // The default lease: a stranded hand-over would sit for 10 minutes.
   const env = { SYNC_DATABASE_URL: db.url, MANA_LLM_URL: stub.url, CLAIM_LEASE_MS: '600000', TICK_INTERVAL_MS: '100', PLANNER_CONCURRENCY: '16', DB_POOL_MAX: '5' };
   // Holds the insert of new occurrences open for 2 s (after its rows are written, before its commit).
-  // Only that trigger sleeps: pg_stat_activity keeps just the first 1 KB of the statement, which
-  // no longer reaches its INSERT.
+  // Only that trigger sleeps in this database: pg_stat_activity keeps just the first 1 KB of the
+  // statement, which no longer reaches its INSERT. Other test files sleep in their own databases
+  // of the same cluster at the same time, so the sleep is looked for in this one only.
   await db.sql.unsafe(`
     CREATE OR REPLACE FUNCTION test_hold_insert() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$;
     CREATE TRIGGER hold_insert AFTER INSERT ON mana_ai.occurrences FOR EACH STATEMENT EXECUTE FUNCTION test_hold_insert();`);
@@ -173,7 +174,7 @@ it('a kill between the hand-over to the server planner and the planner\'s start 
     async () => {
       const [row] = await db.sql<{ n: number }[]>`
         SELECT count(*)::int AS n FROM pg_stat_activity
-        WHERE wait_event = 'PgSleep' AND pid <> pg_backend_pid()`;
+        WHERE wait_event = 'PgSleep' AND datname = current_database() AND pid <> pg_backend_pid()`;
       return row!.n > 0;
     },
     20_000,
