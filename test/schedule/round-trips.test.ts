@@ -23,6 +23,7 @@ import { createLifecycle } from '../../src/schedule/lifecycle.js';
 const log = pino({ level: 'silent' });
 /** Long enough that no answer overtakes what the client sends without waiting. */
 const DELAY_MS = 25;
+const POOL_MAX = 4;
 
 let db: TestDb;
 let proxy: RoundTripProxy;
@@ -39,7 +40,7 @@ async function otherAppCommits(): Promise<void> {
 beforeAll(async () => {
   db = await createTestDb();
   proxy = await startRoundTripProxy(db.url, { delayMs: DELAY_MS });
-  sql = createSql(proxy.url, { max: 4 });
+  sql = createSql(proxy.url, { max: POOL_MAX });
   const ahead = new Date(Date.now() + 86_400_000).toISOString();
   await seedMissions(db.sql, [
     { userId: 'u1', missionId: 'm1', nextRunAt: ahead },
@@ -82,17 +83,25 @@ describe('a refresh with nothing of ours to read', () => {
   it('on a quiet database waits for 3: the probe rules the window out', async () => {
     // The probe looks at the whole cluster's transactions, and other test files share it:
     // the fewest of many passes is one that nothing else's commit made read the window.
+    // The warm-up may have found none quiet, so a quiet pass's own statements (the cursor
+    // write that prunes in place) can be new to a connection: such a pass prepares them, once
+    // per connection, and is not counted.
     await counted(() => projection.refresh(), async () => {});
     let fewest = Infinity;
+    let preparing = 0;
     for (let i = 0; i < 200 && fewest > 3; i++) {
       proxy.reset();
       const result = await projection.refresh();
       expect(result).toMatchObject({ ran: true, rowsApplied: 0 });
-      expect(proxy.parses()).toBe(0);
+      if (proxy.parses() > 0) {
+        preparing++;
+        continue;
+      }
       expect(proxy.roundTrips()).toBeLessThanOrEqual(4);
       fewest = Math.min(fewest, proxy.roundTrips());
     }
     expect(fewest).toBe(3);
+    expect(preparing).toBeLessThanOrEqual(POOL_MAX);
   }, 60_000);
 });
 
