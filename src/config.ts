@@ -9,6 +9,7 @@ import { z } from 'zod';
 import { configProblems, DEFAULT_SERVICE_KEY, modeOf } from './config-rules.js';
 import { DEFAULT_PUSH_ALLOWLIST } from './devices/endpoint-guard.js';
 import { parseTrustProxy, type TrustProxy } from './http/client-address.js';
+import { isValidTimeZone } from './lib/time-zone.js';
 
 export { DEFAULT_SERVICE_KEY };
 export { DEFAULT_PUSH_ALLOWLIST };
@@ -51,17 +52,8 @@ const identifier = z.string().regex(/^[a-z_][a-z0-9_]{0,62}$/, { message: 'expec
 /** Never quoted back in an error line: a bad value may still be (part of) a real secret. */
 const SECRET_VARIABLES = new Set(['MANA_SERVICE_KEY', 'MANA_LLM_API_KEY', 'METRICS_TOKEN', 'VAPID_PRIVATE_KEY', 'SYNC_DATABASE_URL', 'DATABASE_URL']);
 
-const timeZone = z.string().refine(
-  (tz) => {
-    try {
-      new Intl.DateTimeFormat('en-US', { timeZone: tz });
-      return true;
-    } catch {
-      return false;
-    }
-  },
-  { message: 'expected an IANA time zone such as UTC or Europe/Berlin' },
-);
+// The zones devices report are checked by the same rule.
+const timeZone = z.string().refine(isValidTimeZone, { message: 'expected an IANA time zone such as UTC or Europe/Berlin' });
 
 const EnvSchema = z.object({
   NODE_ENV: z.enum(['development', 'production', 'test'], { message: 'expected development, production or test' }).default('development'),

@@ -105,6 +105,7 @@ describe('loadConfig', () => {
     ['TRUST_PROXY', 'true', /TRUST_PROXY: expected a hop count \(1-10\) or a comma-separated list of IP addresses and CIDR ranges, got "true"/],
     ['TRUST_PROXY', '10.0.0.0/40', /TRUST_PROXY: expected a hop count/],
     ['TRUST_PROXY', '25', /TRUST_PROXY: expected at most 10 hops/],
+    ['DEFAULT_TIMEZONE', 'Mars/Olympus', /DEFAULT_TIMEZONE: expected an IANA time zone such as UTC or Europe\/Berlin/],
   ])('%s=%s → ConfigError naming it and what was expected', (name, value, pattern) => {
     const problems = problemsOf({ [name]: value });
     expect(problems).toHaveLength(1);

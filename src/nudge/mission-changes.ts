@@ -4,11 +4,14 @@
  * the mission now instead of at its next lazy pull of the `ai` tables.
  *
  * Sockets on this instance get `{type:'mission-changed', missionId,
- * iterationId}` right away. For the rest, the writes of one turn of the
- * event loop are batched: one presence lookup finds the users with a socket
- * on another instance, and one NOTIFY statement carries them there (most
- * server plans are for users with no device online, who need none). Like a
- * nudge, this is a hint: a failure is logged, never retried.
+ * iterationId}` right away. For the rest, the writes of a short window
+ * (MISSION_CHANGED_BATCH_MS) are batched: one presence lookup finds the users
+ * with a socket on another instance, and one NOTIFY statement carries them
+ * there (most server plans are for users with no device online, who need
+ * none). Write-backs finish one by one as their LLM calls return, so a batch
+ * per turn of the event loop was a lookup, a round trip to Postgres, per
+ * plan; the window costs a remote device at most its length. Like a nudge,
+ * this is a hint: a failure is logged, never retried.
  */
 import type { Logger } from '../log.js';
 import type { MissionChange } from './nudge-bus.js';
@@ -21,7 +24,12 @@ export interface MissionChangeNotifierDeps {
   elsewhere: (userIds: string[]) => Promise<Set<string>>;
   publish: (changes: MissionChange[]) => Promise<void>;
   log: Logger;
+  /** How long writes are gathered before one lookup (default MISSION_CHANGED_BATCH_MS). */
+  batchMs?: number;
 }
+
+/** The window of writes one presence lookup covers: short beside the second a device may wait. */
+export const MISSION_CHANGED_BATCH_MS = 25;
 
 export interface MissionChangeNotifier {
   /** Reports a committed server write to the user's mission. */
@@ -32,7 +40,9 @@ export interface MissionChangeNotifier {
 
 export function createMissionChangeNotifier(deps: MissionChangeNotifierDeps): MissionChangeNotifier {
   let pending: MissionChange[] = [];
+  let timer: NodeJS.Timeout | undefined;
   const inFlight = new Set<Promise<void>>();
+  const batchMs = deps.batchMs ?? MISSION_CHANGED_BATCH_MS;
 
   async function forward(batch: MissionChange[]): Promise<void> {
     try {
@@ -45,6 +55,8 @@ export function createMissionChangeNotifier(deps: MissionChangeNotifierDeps): Mi
   }
 
   function flush(): void {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
     if (pending.length === 0) return;
     const batch = pending;
     pending = [];
@@ -56,7 +68,8 @@ export function createMissionChangeNotifier(deps: MissionChangeNotifierDeps): Mi
     notify({ userId, missionId, iterationId }) {
       const frame: MissionChanged = { type: 'mission-changed', missionId, ...(iterationId ? { iterationId } : {}) };
       deps.deliverLocal(userId, frame);
-      if (pending.length === 0) setImmediate(flush);
+      // Not unref'd: a write's change is sent before the process ends (drain() at shutdown sends it at once).
+      if (pending.length === 0) timer = setTimeout(flush, batchMs);
       pending.push({ userId, frame });
     },
     async drain() {

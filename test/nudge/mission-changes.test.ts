@@ -1,6 +1,6 @@
 /**
  * The notifier of server writes: this instance's sockets hear at once; the
- * writes of one turn go to other instances in one publish, only for users
+ * writes of one short window go to other instances in one publish, only for users
  * with a socket there; a failing presence lookup or publish is logged, not
  * thrown; drain() waits for what is in flight.
  */
@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import { createMissionChangeNotifier } from '../../src/nudge/mission-changes.js';
 import type { MissionChange } from '../../src/nudge/nudge-bus.js';
 
-function setup(opts: { remote?: string[]; failLookup?: boolean; failPublish?: boolean } = {}) {
+function setup(opts: { remote?: string[]; failLookup?: boolean; failPublish?: boolean; batchMs?: number } = {}) {
   const local: [string, unknown][] = [];
   const published: MissionChange[][] = [];
   const lookups: string[][] = [];
@@ -28,12 +28,13 @@ function setup(opts: { remote?: string[]; failLookup?: boolean; failPublish?: bo
       published.push(changes);
     },
     log,
+    ...(opts.batchMs !== undefined ? { batchMs: opts.batchMs } : {}),
   });
   return { notifier, local, published, lookups, lines };
 }
 
 describe('mission-changed notifier', () => {
-  it('delivers locally at once, and sends one batch per turn to other instances, for their users only', async () => {
+  it('delivers locally at once, and sends one batch per window to other instances, for their users only', async () => {
     const { notifier, local, published, lookups } = setup({ remote: ['bob'] });
     notifier.notify({ userId: 'alice', missionId: 'm1', iterationId: '11111111-1111-5111-8111-111111111111' });
     notifier.notify({ userId: 'bob', missionId: 'm2', iterationId: '22222222-2222-5222-8222-222222222222' });
@@ -52,6 +53,20 @@ describe('mission-changed notifier', () => {
         { userId: 'bob', frame: { type: 'mission-changed', missionId: 'm3' } },
       ],
     ]);
+  });
+
+  it('writes finishing on different turns within the window share one lookup; a later one gets its own', async () => {
+    const { notifier, lookups, local } = setup({ batchMs: 50 });
+    notifier.notify({ userId: 'alice', missionId: 'm1' });
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    notifier.notify({ userId: 'bob', missionId: 'm2' });
+    expect(local).toHaveLength(2);
+    expect(lookups).toEqual([]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(lookups).toEqual([['alice', 'bob']]);
+    notifier.notify({ userId: 'carol', missionId: 'm3' });
+    await notifier.drain();
+    expect(lookups).toEqual([['alice', 'bob'], ['carol']]);
   });
 
   it('publishes nothing when no user has a socket elsewhere', async () => {
