@@ -93,7 +93,16 @@ function storedStampersSql(cols: SyncColumns): string {
     WHERE rs.table_name = s.table_name AND rs.record_id = s.record_id AND rs.space_id = s.space_id) END`;
 }
 
-let cursorSeq = 0;
+/**
+ * One cursor name per kind of read (a transaction reads one window at a
+ * time, and a cursor ends with its CLOSE or its transaction). A name of its
+ * own per read made each DECLARE a statement never seen before: postgres.js
+ * prepared it anew every pass, a round trip of its own before the FETCH
+ * behind it could go, and left it on the server with the FETCH and CLOSE
+ * until the connection closed. A FETCH is prepared once with the shape of
+ * the rows it returned, so the two kinds, whose rows differ, never share a name.
+ */
+const CURSORS = { incremental: 'refresh_rows', bulk: 'refresh_backlog' } as const;
 
 /** FETCHes a bulk read keeps in flight (each up to batchRows rows, ~0.5 MB at 1,000). */
 const BULK_FETCHES_AHEAD = 6;
@@ -132,7 +141,8 @@ export async function streamChanges(
     AND s.created_at >= ${opts.bulk ? tx`(SELECT ${window.horizon}::text::timestamptz)` : tx`${window.horizon}::text::timestamptz`}
     AND NOT (s.id = ANY(${window.appliedIds}::uuid[]))
     ${opts.part && opts.part.of > 1 ? tx.unsafe(`AND ${recordPartSql(Math.trunc(opts.part.index), Math.trunc(opts.part.of))}`) : tx``}`;
-  const name = tx.unsafe(`refresh_rows_${++cursorSeq}`);
+  // One name per kind of read (each part of a bulk read runs in a transaction of its own).
+  const name = tx.unsafe(opts.bulk ? CURSORS.bulk : CURSORS.incremental);
   const row = tx.unsafe(rowJson(cols));
   const declared = opts.bulk
     ? tx`

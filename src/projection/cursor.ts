@@ -38,11 +38,21 @@ export function keepsPosition(horizon: string): (position: string) => boolean {
 const keptSql = (tx: TxSql, horizon: string) =>
   tx`split_part(p, '|', 1) COLLATE "C" >= ${horizon} OR length(split_part(p, '|', 1)) > length(${horizon})`;
 
-/** The cursor, locked for this pass; a fresh database starts at the earliest instant. */
-export async function readCursor(tx: TxSql): Promise<Cursor> {
-  const [row] = await tx<{ horizon: string }[]>`
-    SELECT horizon FROM mana_ai.projection_cursor WHERE name = ${CURSOR_NAME} FOR UPDATE`;
-  return row ? { horizon: row.horizon, exists: true } : { horizon: MIN_INSTANT, exists: false };
+/**
+ * Takes the refresh lock `lockKey` if no other transaction holds it and,
+ * only then, the cursor, locked for this pass (a fresh database starts at
+ * the earliest instant); null when another pass holds the lock. One
+ * statement, so the pass's other opening statements go with it: the row
+ * lock is never waited for behind another instance's pass.
+ */
+export async function lockCursor(tx: TxSql, lockKey: string): Promise<Cursor | null> {
+  // OFFSET 0: the lock is taken once, before the cursor's row is looked at.
+  const [row] = await tx<{ ok: boolean; horizon: string | null }[]>`
+    SELECT l.ok, c.horizon
+    FROM (SELECT pg_try_advisory_xact_lock(hashtext(${lockKey})) AS ok OFFSET 0) AS l
+    LEFT JOIN LATERAL (SELECT horizon FROM mana_ai.projection_cursor WHERE l.ok AND name = ${CURSOR_NAME} FOR UPDATE) AS c ON true`;
+  if (!row?.ok) return null;
+  return row.horizon !== null ? { horizon: row.horizon, exists: true } : { horizon: MIN_INSTANT, exists: false };
 }
 
 /** The applied set: read only by a pass that reads rows (thousands of positions when rows arrive fast). */

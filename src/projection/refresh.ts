@@ -30,7 +30,7 @@ import type { Logger } from '../log.js';
 import { instantOf } from './instant.js';
 import { detectSyncColumns, type SyncColumns } from './change-source.js';
 import { canSeeAllTransactions, readHorizon } from './horizon.js';
-import { keepsPosition, keepsRow, readApplied, readCursor, writeCursor, type Cursor } from './cursor.js';
+import { keepsPosition, keepsRow, lockCursor, readApplied, writeCursor, type Cursor } from './cursor.js';
 import { createSnapshotProbe, type Snapshot } from './snapshot-probe.js';
 import { createBatchReader, createMalformedReporter, emptyTally, TOUCHED_CAP, type PassTally } from './pass-tally.js';
 import { keyOf } from './snapshot-store.js';
@@ -99,12 +99,22 @@ export interface ProjectionDeps {
   syncSchema?: string;
 }
 
+export interface RefreshOptions {
+  /**
+   * Called, before the pass commits, when it applied no row and what it
+   * still has to commit changes no snapshot (no agent status to work out;
+   * or another instance holds the refresh lock): a reader of the snapshots
+   * need not wait for the commit. Not called otherwise.
+   */
+  onUnchanged?: () => void;
+}
+
 export interface Projection {
-  refresh(): Promise<RefreshStats>;
+  refresh(opts?: RefreshOptions): Promise<RefreshStats>;
   columns(): Promise<SyncColumns>;
 }
 
-/** What one committed pass did, and what the probe must remember of it. */
+/** What one pass did, and what the probe must remember of it once it committed. */
 interface PassOutcome {
   tally: PassTally;
   horizon: string;
@@ -112,8 +122,12 @@ interface PassOutcome {
   snapshot: Snapshot;
   /** The pass's own transactions: its own and its fenced writes'. */
   ownXids: string[];
-  /** Missions whose agent turned inactive in this pass. */
-  held: MissionHeldByAgent[];
+  /**
+   * The pass's last statements, sent with its COMMIT: the missions whose
+   * agent turned inactive, and the transaction's id. Rejected when they
+   * failed, and then the COMMIT rolled back.
+   */
+  closing: Promise<[MissionHeldByAgent[], string | undefined]>;
 }
 
 /** Which missions' agent status a pass works out again: those it changed, and all of the users whose agents it changed. */
@@ -174,12 +188,10 @@ export function createProjection(deps: ProjectionDeps): Projection {
   async function readNewRows(
     tx: TxSql,
     cols: SyncColumns,
-    from: { cursor: Cursor; horizon: string; bulk: boolean },
+    from: { cursor: Cursor; horizon: string; bulk: boolean; stored: string[]; passXid: string },
     ownXids: string[],
   ): Promise<{ tally: PassTally; applied: string[] }> {
-    const { cursor, horizon, bulk } = from;
-    // Before loading anything, wait out any write-back still in flight from a pass that died (write-fence.ts).
-    const [stored, passXid] = await Promise.all([readApplied(tx), waitForFencedWrites(tx)]);
+    const { cursor, horizon, bulk, stored, passXid } = from;
     const batches = createBatchReader({ keeps: keepsRow(horizon), reportMalformed });
     const { tally } = batches;
     const pipeline = createWritePipeline({
@@ -200,13 +212,27 @@ export function createProjection(deps: ProjectionDeps): Projection {
     return { tally, applied: [...stored.filter(keepsPosition(horizon)), ...tally.appliedNow] };
   }
 
-  async function pass(tx: TxSql, cols: SyncColumns): Promise<PassOutcome | null> {
-    const [lock] = await tx<{ ok: boolean }[]>`SELECT pg_try_advisory_xact_lock(hashtext(${LOCK_KEY})) AS ok`;
-    if (!lock?.ok) return null;
+  async function pass(tx: TxSql, cols: SyncColumns, onUnchanged: (() => void) | undefined): Promise<PassOutcome | null> {
     visibility ??= await canSeeAllTransactions(tx);
-    // Sent at once, run in this order: the horizon before the rows (horizon.ts says why
-    // the order matters), and the snapshot too: whatever commits after it is read by a later pass.
-    const [cursor, reading, { snapshot, changed }] = await Promise.all([readCursor(tx), readHorizon(tx, visibility), probe.probe(tx)]);
+    // Sent at once, run in this order: the lock and the cursor first; the horizon before the
+    // rows (horizon.ts says why the order matters), and the snapshot too: whatever commits
+    // after it is read by a later pass; the applied set, and the wait for any write-back
+    // still in flight from a pass that died (write-fence.ts), which must come before anything
+    // is loaded. A pass that reads nothing has no use for those two, and one that finds the
+    // lock taken none for the rest: cheap statements, where a round trip of their own was not.
+    const [cursor, reading, { snapshot, changed }, stored, passXid] = await Promise.all([
+      lockCursor(tx, LOCK_KEY),
+      readHorizon(tx, visibility),
+      probe.probe(tx),
+      readApplied(tx),
+      waitForFencedWrites(tx, LOCK_KEY),
+    ]);
+    if (!cursor) {
+      onUnchanged?.();
+      return null;
+    }
+    // The fence's statement takes the refresh lock again, and a lock this transaction holds is always granted.
+    if (passXid === null) throw new Error('projection pass: the write fence found the refresh lock taken, expected it held by this pass');
     const stalled = reading.horizon === null;
     if (stalled) warnStall();
     const horizon = reading.horizon !== null && reading.horizon > cursor.horizon ? reading.horizon : cursor.horizon;
@@ -217,27 +243,39 @@ export function createProjection(deps: ProjectionDeps): Projection {
     let applied: string[] | undefined;
     if (changed) {
       const bulk = !stalled && cursor.horizon < instantOf(new Date(Date.now() - BULK_LAG_MS));
-      ({ tally, applied } = await readNewRows(tx, cols, { cursor, horizon, bulk }, ownXids));
+      ({ tally, applied } = await readNewRows(tx, cols, { cursor, horizon, bulk, stored, passXid }, ownXids));
     }
     // After every snapshot write of the pass has landed, and with it: a mission is never due
     // past its agent's pause for longer than the pass that projected the pause. Only when the
     // pass changed a view (a busy pass with nothing of ours pays no round trip), and sent
     // with the cursor's write, which does not wait for it.
     const touchedAny = tally.touched === null || tally.touched.size > 0;
-    const [held, xid] = await Promise.all([
-      touchedAny || !agentStatusesChecked ? updateAgentStatuses(tx, agentStatusScope(tally.touched)) : [],
+    const statuses = touchedAny || !agentStatusesChecked;
+    if (!statuses && tally.rowsApplied === 0) onUnchanged?.();
+    // Not waited for: postgres.js sends the COMMIT right behind them, a round trip less for
+    // every pass. Should one fail, the transaction is aborted and its COMMIT rolls it back
+    // (Postgres answers it without an error); refresh() learns it from their answers.
+    const closing = Promise.all([
+      statuses ? updateAgentStatuses(tx, agentStatusScope(tally.touched)) : [],
       writeCursor(tx, { horizon, exists: cursor.exists, applied }),
     ]);
-    if (xid) ownXids.unshift(xid);
-    return { tally, horizon, stalled, snapshot, ownXids, held };
+    closing.catch(() => undefined); // awaited in refresh(), after the commit
+    return { tally, horizon, stalled, snapshot, ownXids, closing };
   }
 
-  async function refresh(): Promise<RefreshStats> {
+  async function refresh(opts: RefreshOptions = {}): Promise<RefreshStats> {
     const started = performance.now();
     const cols = await columns();
     let outcome: PassOutcome | null;
+    let held: MissionHeldByAgent[] = [];
     try {
-      outcome = await sql.begin((tx) => pass(tx, cols));
+      outcome = await sql.begin((tx) => pass(tx, cols, opts.onUnchanged));
+      // The COMMIT took only if the statements sent with it did.
+      if (outcome) {
+        const [statusesHeld, xid] = await outcome.closing;
+        held = statusesHeld;
+        if (xid) outcome.ownXids.unshift(xid);
+      }
     } catch (err: unknown) {
       probe.forget();
       throw err;
@@ -251,7 +289,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
     if (rowsSkipped) deps.onMalformed?.(rowsSkipped);
     if (rowsApplied) deps.onApplied?.(rowsApplied);
     const touched = outcome.tally.touched === null ? null : [...outcome.tally.touched].map(splitViewKey);
-    const changed = touched && withHeld(touched.filter((v) => v.tableName === MISSIONS.tableName).map((v) => ({ userId: v.userId, missionId: v.recordId })), outcome.held);
+    const changed = touched && withHeld(touched.filter((v) => v.tableName === MISSIONS.tableName).map((v) => ({ userId: v.userId, missionId: v.recordId })), held);
     const changedAgents = touched && touched.filter((v) => v.tableName === AGENTS.tableName).map((v) => ({ userId: v.userId, agentId: v.recordId }));
     return { ran: true, rowsApplied, rowsSkipped, recordsWritten, rebuilds, horizon: outcome.horizon, stalled: outcome.stalled, durationMs, changed, changedAgents };
   }

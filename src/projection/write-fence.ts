@@ -22,14 +22,18 @@ const WRITES_LOCK = 'mana_ai:projection:writes';
 
 /**
  * Waits until no fenced write is in progress, and returns this transaction's
- * id (assigned here if it was not yet), which its fenced writes check.
+ * id (assigned here if it was not yet), which its fenced writes check. Only
+ * while this transaction holds the advisory lock `passLock` (its pass's):
+ * null, without waiting, when another one does, so the statement can be
+ * sent before the answer to the lock is in.
  */
-export async function waitForFencedWrites(tx: TxSql): Promise<string> {
-  // Session-level, taken and released in one statement: held only while it waits.
+export async function waitForFencedWrites(tx: TxSql, passLock: string): Promise<string | null> {
+  // Session-level, taken and released in one statement: held only while it waits. Taking
+  // an advisory lock this transaction holds again succeeds at once (it is re-entrant).
   const [row] = await tx<{ xid: string }[]>`
     SELECT pg_current_xact_id()::text AS xid, pg_advisory_unlock(hashtext(${WRITES_LOCK})) AS released
-    FROM (SELECT pg_advisory_lock(hashtext(${WRITES_LOCK}))) AS waited`;
-  return row!.xid;
+    FROM (SELECT pg_advisory_lock(hashtext(${WRITES_LOCK})) WHERE pg_try_advisory_xact_lock(hashtext(${passLock}))) AS waited`;
+  return row?.xid ?? null;
 }
 
 /**

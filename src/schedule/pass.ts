@@ -77,13 +77,10 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
    * After the top of an hour, 100,000 handled missions stay due until they
    * are planned; checking each for its occurrence cost every pass ~0.5 s.
    */
-  function scanFrom(missionsChanged: boolean): ScanPoint | undefined {
+  function scanFrom(missionsChanged: boolean): { from: ScanPoint | undefined; fullAt: number | undefined } {
     const now = performance.now();
-    if (missionsChanged || !seenThrough || now - lastFullScan >= (deps.fullScanMs ?? FULL_SCAN_MS)) {
-      lastFullScan = now;
-      return undefined;
-    }
-    return seenThrough;
+    if (missionsChanged || !seenThrough || now - lastFullScan >= (deps.fullScanMs ?? FULL_SCAN_MS)) return { from: undefined, fullAt: now };
+    return { from: seenThrough, fullAt: undefined };
   }
   async function sweep(upkeep: Scan['upkeep'], backlog: boolean): Promise<void> {
     if (!deps.sweep) return;
@@ -133,18 +130,30 @@ export function createPass(deps: PassDeps): () => Promise<PassResult<PassStats>>
   return async function runPass() {
     const started = performance.now();
     const endTimer = metrics.tickDuration.startTimer();
+    const dueLimit = deps.dueLimit ?? 20_000;
+    const unhandledOnly = deps.sweep !== undefined;
+    /** Starts the due scan; the full scan counts as done (lastFullScan) once the pass uses it. */
+    const startScan = () => {
+      const { from, fullAt } = scanFrom(unscanned);
+      const scanning = scanDue(deps.sql, { limit: dueLimit, unhandledOnly, upcoming: lookAhead(unscanned), ...(from ? { from } : {}) });
+      scanning.catch(() => undefined); // awaited below, or dropped with a failed refresh
+      return { scanning, fullAt };
+    };
+    let early: ReturnType<typeof startScan> | undefined;
     try {
-      const refresh = await deps.projection.refresh();
+      // A refresh that applies no row and changes no snapshot lets the due scan go (on another
+      // connection) as the refresh sends its COMMIT, not a round trip later: the scan reads
+      // what it would read after that commit.
+      const refresh = await deps.projection.refresh({ onUnchanged: () => (early = startScan()) });
       metrics.projectionStalled.set(refresh.stalled ? 1 : 0);
       // Recorded as soon as they are applied: the next sweep settles these missions even
       // when this pass fails further on (its next refresh will not report them again).
       changedSinceSweep ||= refresh.rowsApplied > 0;
       noteChanged(refresh.changed);
       unscanned ||= refresh.rowsApplied > 0;
-      const dueLimit = deps.dueLimit ?? 20_000;
-      const unhandledOnly = deps.sweep !== undefined;
-      const from = scanFrom(unscanned);
-      const scanned = await scanDue(deps.sql, { limit: dueLimit, unhandledOnly, upcoming: lookAhead(unscanned), ...(from ? { from } : {}) });
+      const { scanning, fullAt } = early ?? startScan();
+      if (fullAt !== undefined) lastFullScan = fullAt;
+      const scanned = await scanning;
       unscanned = false;
       const { at, due } = scanned;
       metrics.dueMissions.set(due.length);

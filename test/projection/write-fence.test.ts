@@ -35,12 +35,16 @@ async function values(): Promise<number[]> {
   return (await db.sql<{ v: number }[]>`SELECT v FROM fenced ORDER BY v`).map((r) => r.v);
 }
 
+let passes = 0;
+/** A pass's lock: each pass-like transaction holds its own, as each real pass holds the refresh lock alone. */
+const passLock = () => `fence-test-pass-${++passes}`;
+
 /** Runs `body` inside a pass-like transaction and returns what it returned. */
 async function inPass<T>(body: (xid: string, tx: TxSql) => Promise<T>, end: 'commit' | 'rollback' = 'commit'): Promise<T> {
   let out: T | undefined;
   await db.sql
     .begin(async (tx) => {
-      out = await body(await waitForFencedWrites(tx), tx);
+      out = await body((await waitForFencedWrites(tx, passLock()))!, tx);
       if (end === 'rollback') throw Object.assign(new Error('roll back'), { rollBack: true });
     })
     .catch((e: unknown) => {
@@ -84,7 +88,7 @@ describe('fenced write-backs', () => {
     await writing;
     let waited = false;
     const next = db.sql.begin(async (tx) => {
-      await waitForFencedWrites(tx);
+      await waitForFencedWrites(tx, passLock());
       waited = true;
       // The next pass loads only now, and sees the write.
       return (await tx<{ v: number }[]>`SELECT v FROM fenced`).map((r) => r.v);
