@@ -214,14 +214,13 @@ export async function runBusyPassBench(): Promise<BusyPassResult> {
 
 /** How the pass gets there; kept with the figures. */
 const WHY = [
-  '**Why.** Without the index the window query (`app_id = \'ai\' AND table_name IN (\'aiMissions\', \'agents\') AND created_at >= horizon AND NOT id = ANY(applied)`) ' +
-    'can only use `sync_changes`\' own indexes, each led by `user_id` or `record_id`: one index descent per user, or a scan of the table once the planner gives up, ' +
-    'so a busy pass grows with the users and the log. The partial index `sync_changes_ai_projection_created_idx ON sync_changes (created_at) WHERE app_id = \'ai\' AND table_name IN (\'aiMissions\', \'agents\')` ' +
-    '(`src/db/sync-index.sql`, README "Fast path index") holds the rows of the two projected tables only, in created_at order, so the same query reads just the newest entries, whatever the size; one index for both tables, so agents cost the busy pass no second search. ' +
-    'The rest of a busy no-op pass is round trips, so the pass sends the statements that do not wait for each other at once (postgres.js pipelines them on the transaction\'s connection): ' +
-    'the cursor, the horizon and the snapshot probe; the applied set and the write fence; the window\'s DECLARE and its first FETCH; the CLOSE behind the cursor write. ' +
-    'The refresh of a busy no-op pass waits for 6 round trips, a quiet one\'s for 4. The rest of the pass is one statement (`scanDue` in `src/schedule/due.ts`: the due missions, the look-ahead, the next wake-up, and whether any claim deadline, lease or retry is due, so the sweep skips the scans with nothing to take), plus settling every 2 s. ' +
-    'With a statement each for those, the same busy pass took 4.3–4.9 ms (medians of two runs on these logs, against 2.9–3.3 ms). The figures above are the whole scheduler pass, as `/internal/tick` reports it.',
+  "**Why.** Without the index the window query (`app_id = 'ai' AND table_name IN ('aiMissions', 'agents') AND created_at >= horizon AND NOT id = ANY(applied)`) can only use `sync_changes`' own indexes, each led by `user_id` or `record_id`: one index descent per user, or a scan of the table once the planner gives up, so a busy pass grows with the users and the log. " +
+    "The partial index `sync_changes_ai_projection_created_idx ON sync_changes (created_at) WHERE app_id = 'ai' AND table_name IN ('aiMissions', 'agents')` (`src/db/sync-index.sql`, README \"Fast path index\") holds the rows of the two projected tables only, in created_at order, so the same query reads just the newest entries, whatever the size; one index for both tables, so agents cost the busy pass no second search. " +
+    "The rest of a busy no-op pass is round trips, so the pass sends the statements that do not wait for each other at once (postgres.js pipelines them on the transaction's connection): the refresh lock with the cursor's row lock (one statement), the horizon, the snapshot probe, the applied set and the write fence; the window's DECLARE (prepared once: the cursor's name is the same every pass) and its first FETCH; the CLOSE and the cursor write with the COMMIT. " +
+    "The agent-status upkeep runs only when the pass changed a view. " +
+    "The refresh of a busy no-op pass waits for 4 round trips (BEGIN, the opening statements, the window, the COMMIT), a quiet one's for 3 (`test/schedule/round-trips.test.ts` counts them through a proxy that holds every answer back). " +
+    "The rest of the pass is one statement (`scanDue` in `src/schedule/due.ts`: the due missions, the look-ahead, the next wake-up, and whether any claim deadline, lease or retry is due, so the sweep skips the scans with nothing to take), plus settling every 2 s; when the refresh applied nothing, the scan goes out on another connection together with the refresh's COMMIT, so the whole busy no-op pass waits for 4 round trips one after another. " +
+    "With a statement each for those, the same busy pass took 4.3–4.9 ms (medians of two runs on these logs, against 2.9–3.3 ms). The figures above are the whole scheduler pass, as `/internal/tick` reports it.",
 ].join('');
 
 const f2 = (n: number) => n.toFixed(2);
