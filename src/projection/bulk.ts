@@ -8,7 +8,7 @@
  * supersedes come back without their data. It holds about FLUSH_CHUNK views
  * at a time.
  */
-import type { TxSql } from '../db/pool.js';
+import type { Sql, TxSql } from '../db/pool.js';
 import { streamChanges } from './change-stream.js';
 import type { SupersededRow } from './change-source.js';
 import { FLUSH_CHUNK, type MergeChunk, type RecordCache } from './record-cache.js';
@@ -84,7 +84,47 @@ export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number 
     await reader.done();
   };
   if (size < 2) await readPart(ctx.tx, 0);
-  else await allEnded(Array.from({ length: parts }, (_, i) => ctx.sql.begin((rtx) => readPart(rtx, i))));
+  else if (parts === 1) await ctx.sql.begin((rtx) => readPart(rtx, 0));
+  else await readPartsOnOneSnapshot(ctx.sql, parts, readPart);
+}
+
+/**
+ * Reads every part in a transaction of its own, all on the first one's
+ * snapshot: parts with snapshots of their own could each see a different set
+ * of commits (a mission's insert in one, its agent's earlier one not yet in
+ * the other), and a pass would apply a mission without the agent it belongs to.
+ */
+async function readPartsOnOneSnapshot(sql: Sql, parts: number, readPart: (rtx: TxSql, index: number) => Promise<void>): Promise<void> {
+  let exported!: (id: string) => void;
+  let notExported!: (err: unknown) => void;
+  const snapshot = new Promise<string>((resolve, reject) => ((exported = resolve), (notExported = reject)));
+  snapshot.catch(() => undefined);
+  // One per other part: settled once it imported the snapshot, or ended without it.
+  const settles: (() => void)[] = [];
+  const taken = Array.from({ length: parts - 1 }, () => new Promise<void>((resolve) => settles.push(resolve)));
+  const readers = Array.from({ length: parts }, (_, index) =>
+    sql.begin('isolation level repeatable read', async (rtx) => {
+      if (index === 0) {
+        try {
+          const [row] = await rtx<{ id: string }[]>`SELECT pg_export_snapshot() AS id`;
+          exported(row!.id);
+        } catch (err: unknown) {
+          notExported(err);
+          throw err;
+        }
+        await readPart(rtx, 0);
+        // An exported snapshot lives as long as its transaction: kept open until every part took it.
+        await Promise.all(taken);
+        return;
+      }
+      const id = await snapshot;
+      await rtx.unsafe(`SET TRANSACTION SNAPSHOT '${id.replace(/'/g, "''")}'`);
+      settles[index - 1]!();
+      await readPart(rtx, index);
+    }),
+  );
+  readers.slice(1).forEach((r, i) => void r.then(settles[i], settles[i]));
+  await allEnded(readers);
 }
 
 /** Parts of a bulk read on connections of their own (the pool needs one more for the pass). */
