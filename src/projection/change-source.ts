@@ -8,7 +8,7 @@ import type { Sql, TxSql } from '../db/pool.js';
 import { syncChanges, DEFAULT_SYNC_SCHEMA } from '../db/sync-table.js';
 import { materialize, replay } from './lww.js';
 import { MISSIONS, PROJECTED_TABLES } from './tables.js';
-import { decodeRow, type Change, type ChangeRow } from './wire.js';
+import { decodeRow, SYNC_OPS, type Change, type ChangeRow } from './wire.js';
 
 export interface SyncColumns {
   /** Schema of sync_changes (SYNC_SCHEMA): every read and write names it. */
@@ -86,7 +86,7 @@ const TABLE_JSON = `CASE s.table_name ${PROJECTED_TABLES.map((t, i) => `WHEN '${
  * never needs escaping, and mana-sync's three ops are constants.
  */
 const ID_JSON = `('"' || s.id::text || '"')`;
-const OP_JSON = `CASE s.op ${['update', 'insert', 'delete'].map((op) => `WHEN '${op}' THEN '"${op}"'`).join(' ')} ELSE coalesce(to_json(s.op)::text, 'null') END`;
+const OP_JSON = `CASE s.op ${SYNC_OPS.map((op) => `WHEN '${op}' THEN '"${op}"'`).join(' ')} ELSE coalesce(to_json(s.op)::text, 'null') END`;
 
 /**
  * One JSON text per row — [id, table_name, user_id, record_id, op, data,

@@ -20,6 +20,9 @@
 import { parseInstant } from './instant.js';
 import { isPlainStamp, versionOf } from './stamp.js';
 
+/** The ops mana-sync stores (its table's CHECK); devices drop a change with any other. */
+export const SYNC_OPS = ['insert', 'update', 'delete'] as const;
+
 /** A raw row of sync_changes as the projection reads it (created_at canonical, fixed width). */
 export interface ChangeRow {
   id: string;
@@ -144,7 +147,7 @@ function pullFailure(row: ChangeRow): string | null {
 /** Why the webapp drops the change mana-sync makes of this row, or null. */
 function deviceDrop(row: ChangeRow): string | null {
   if (row.recordId === '') return 'record_id: empty (devices drop the change)';
-  if (row.op !== 'insert' && row.op !== 'update' && row.op !== 'delete') return `op: expected insert, update or delete, got ${JSON.stringify(row.op)?.slice(0, 80)}`;
+  if (!(SYNC_OPS as readonly unknown[]).includes(row.op)) return `op: expected insert, update or delete, got ${JSON.stringify(row.op)?.slice(0, 80)}`;
   if (row.actor !== undefined && (typeof row.actor !== 'object' || row.actor === null)) return `actor: expected an object, got ${kindOf(row.actor)} (devices drop the change)`;
   return null;
 }

@@ -11,6 +11,7 @@ import { createRouteGroup } from '../app.js';
 import { requireUser, type UserEnv } from '../user-gate.js';
 import { signDevToken, type UserAuth } from '../../auth/user-auth.js';
 import { missionsOfUser } from '../../projection/missions.js';
+import { SYNC_OPS } from '../../projection/wire.js';
 import { ErrorSchema } from './schemas.js';
 
 const UserIdSchema = z.string().min(1).max(128).regex(/^[A-Za-z0-9._@:-]+$/, 'userId: letters, digits and . _ @ : - only');
@@ -19,7 +20,7 @@ const ChangeSchema = z.object({
   appId: z.string().min(1).max(64),
   tableName: z.string().min(1).max(64),
   recordId: z.string().min(1).max(256),
-  op: z.enum(['insert', 'update', 'delete']),
+  op: z.enum(SYNC_OPS),
   data: z.record(z.string(), z.unknown()).nullable().optional(),
   fieldTimestamps: z.record(z.string(), z.string()).optional(),
   // Strings only, as mana-sync stores field_meta: any other value makes its read of the row fail.
