@@ -93,21 +93,38 @@ export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number 
  * snapshot: parts with snapshots of their own could each see a different set
  * of commits (a mission's insert in one, its agent's earlier one not yet in
  * the other), and a pass would apply a mission without the agent it belongs to.
- * An exported snapshot lives as long as its transaction, so the first stays
- * open until every part has ended.
  */
 async function readPartsOnOneSnapshot(sql: Sql, parts: number, readPart: (rtx: TxSql, index: number) => Promise<void>): Promise<void> {
-  await sql.begin('isolation level repeatable read', async (first) => {
-    const [row] = await first<{ id: string }[]>`SELECT pg_export_snapshot() AS id`;
-    const id = row!.id.replace(/'/g, "''");
-    const others = Array.from({ length: parts - 1 }, (_, i) =>
-      sql.begin('isolation level repeatable read', async (rtx) => {
-        await rtx.unsafe(`SET TRANSACTION SNAPSHOT '${id}'`);
-        await readPart(rtx, i + 1);
-      }),
-    );
-    await allEnded([readPart(first, 0), ...others]);
-  });
+  let exported!: (id: string) => void;
+  let notExported!: (err: unknown) => void;
+  const snapshot = new Promise<string>((resolve, reject) => ((exported = resolve), (notExported = reject)));
+  snapshot.catch(() => undefined);
+  // One per other part: settled once it imported the snapshot, or ended without it.
+  const settles: (() => void)[] = [];
+  const taken = Array.from({ length: parts - 1 }, () => new Promise<void>((resolve) => settles.push(resolve)));
+  const readers = Array.from({ length: parts }, (_, index) =>
+    sql.begin('isolation level repeatable read', async (rtx) => {
+      if (index === 0) {
+        try {
+          const [row] = await rtx<{ id: string }[]>`SELECT pg_export_snapshot() AS id`;
+          exported(row!.id);
+        } catch (err: unknown) {
+          notExported(err);
+          throw err;
+        }
+        await readPart(rtx, 0);
+        // An exported snapshot lives as long as its transaction: kept open until every part took it.
+        await Promise.all(taken);
+        return;
+      }
+      const id = await snapshot;
+      await rtx.unsafe(`SET TRANSACTION SNAPSHOT '${id.replace(/'/g, "''")}'`);
+      settles[index - 1]!();
+      await readPart(rtx, index);
+    }),
+  );
+  readers.slice(1).forEach((r, i) => void r.then(settles[i], settles[i]));
+  await allEnded(readers);
 }
 
 /** Parts of a bulk read on connections of their own (the pool needs one more for the pass). */
