@@ -147,6 +147,7 @@ it(`stays live, reports not-ready, logs once, reconnects and catches up after a 
     for (const l of lines) if (l.level >= 40) out[l.msg] = (out[l.msg] ?? 0) + 1;
     return out;
   };
+  const outageLog = describeLines(child.logs, ['scheduler pass'], outageStart, outageEnd);
   await child.stop();
 
   const passes = Math.round(OUTAGE_MS / 100);
@@ -168,8 +169,8 @@ it(`stays live, reports not-ready, logs once, reconnects and catches up after a 
   expect(health.every((s) => s === 200)).toBe(true);
   expect(ready.slice(1).every((s) => s === 503)).toBe(true);
   // Logged once when it began and once when it ended — not once per pass (~${passes}) or per attempt.
-  expect(child.linesWith('scheduler pass failed')).toHaveLength(1);
-  expect(child.linesWith('scheduler passes succeed again')).toHaveLength(1);
+  expect(child.linesWith('scheduler pass failed'), outageLog).toHaveLength(1);
+  expect(child.linesWith('scheduler passes succeed again'), outageLog).toHaveLength(1);
   const outageProblems = outageLines.filter((l) => l.level >= 40);
   expect(outageProblems.length, JSON.stringify(problems(outageLines))).toBeLessThanOrEqual(5);
   // Caught up: each occurrence planned exactly once.
@@ -180,3 +181,15 @@ it(`stays live, reports not-ready, logs once, reconnects and catches up after a 
   expect(result.projectionMismatch).toEqual([]);
   expect(result.writesBy).toEqual({ 'mana-ai-runner': all.length });
 }, SOAK ? 240_000 : 120_000);
+
+/** The lines whose message holds one of `texts`, timed from the outage's start and end, with their errors: what a failed count shows. */
+function describeLines(lines: LogLine[], texts: string[], startMs: number, endMs: number): string {
+  return lines
+    .filter((l) => texts.some((t) => l.msg.includes(t)))
+    .map((l) => {
+      const at = l.time ? Date.parse(l.time) : NaN;
+      const err = (l['err'] as { stack?: string } | undefined) ?? {};
+      return `${at - startMs} ms after the start (${at - endMs} after the end): ${l.msg}${err.stack ? `\n  ${err.stack.split('\n').slice(0, 12).join('\n  ')}` : ''}`;
+    })
+    .join('\n');
+}
