@@ -23,7 +23,10 @@
  * with CONNECTION_CLOSED (index.js); a write with no socket settles the
  * pending queries instead of throwing, as in the open upstream PRs (#1168,
  * #1176, #1209); teardown resets the timer and the buffered bytes; a close
- * settles every query still pending and forgets the exchange in progress.
+ * settles every query still pending and forgets the exchange in progress;
+ * a reserved connection that closed is not handed on by its release, and a
+ * reserve waiting through an outage is neither lost nor given a connection
+ * after it failed.
  * One more edit is for cost, not correctness: a pipelined batch goes out in
  * one socket write up to 16 KiB instead of 1 KiB (COALESCE below).
  * Idempotent; run by `postinstall` and by the Dockerfile. package.json pins
@@ -83,6 +86,72 @@ const TX = {
 };
 
 /**
+ * A reserved connection (sql.reserve(), src/db/pipelined-tx.ts) that closed
+ * under its holder was put back in the open queue by release(), socket and
+ * all gone: every query the pool gave it failed with CONNECTION_CLOSED, a
+ * healthy pass among them, until the process restarted (db-outage.test.ts,
+ * the first pass after the database came back). A close ends the
+ * reservation (the pool takes the connection back and may reconnect it for
+ * someone else), so the holder's later queries are rejected and its release
+ * does nothing. `mine` tells this reservation from a later one on the same
+ * connection.
+ */
+const RESERVE = {
+  from: `    const sql = Sql(handler)
+    sql.release = () => {
+      c.reserved = null
+      onopen(c)
+    }
+
+    return sql
+
+    function handler(q) {
+      c.queue === full`,
+  to: `    const sql = Sql(handler)
+    const mine = c.reserved // ${MARKER}: a close ends this reservation (onclose clears c.reserved)
+    sql.release = () => {
+      if (c.reserved !== mine) // ${MARKER}: closed while reserved; the pool took the connection back then
+        return
+      c.reserved = null
+      onopen(c)
+    }
+
+    return sql
+
+    function handler(q) {
+      if (c.reserved !== mine) // ${MARKER}: the connection closed under this reservation
+        return q.reject(Errors.connection('CONNECTION_CLOSED', options))
+      c.queue === full`,
+  count: 1,
+};
+/**
+ * A reserve whose connect failed was rejected but stayed in the pool's
+ * queue; the next connection to open was handed to it, and so to nobody:
+ * a connection lost for good per reserve that failed in an outage.
+ */
+const RESERVE_FAILED = {
+  from: `        const query = { reserve: resolve, reject }`,
+  to: `        const query = { reserve: resolve, reject: e => (queries.remove(query), reject(e)) } // ${MARKER}: a failed reserve leaves the queue`,
+  count: 1,
+};
+
+/**
+ * A reserve waits in the pool's queue and is settled from there (onopen).
+ * A connection that closed took the next waiting query off the queue to
+ * reconnect with; a reserve taken so was dropped once connected, and its
+ * holder waited for ever (a pipelinedTx after an outage). It stays queued.
+ */
+const RESERVE_REQUEUE = {
+  from: `    queries.length && connect(c, queries.shift())`,
+  to: `    if (queries.length) { // ${MARKER}: a reserve stays queued, settled from the queue once a connection opens
+      const q = queries.shift()
+      q.reserve && queries.push(q)
+      connect(c, q)
+    }`,
+  count: 1,
+};
+
+/**
  * Not a fix, a cost: queries issued in one tick go out in one socket write
  * unless the bytes buffered pass 1 KiB, when they are written at once. A
  * transaction pipelined with its BEGIN and COMMIT (src/db/pipelined-tx.ts)
@@ -135,7 +204,7 @@ if (version !== EXPECTED_VERSION) {
 }
 let patchedFiles = 0;
 for (const dir of ['src', 'cjs/src', 'cf/src']) {
-  for (const [name, edits] of [['connection.js', [GUARD, RESET, SETTLE, FORGET, COALESCE]], ['index.js', [TX]]]) {
+  for (const [name, edits] of [['connection.js', [GUARD, RESET, SETTLE, FORGET, COALESCE]], ['index.js', [TX, RESERVE, RESERVE_FAILED, RESERVE_REQUEUE]]]) {
     const rel = `${dir}/${name}`;
     const file = join(root, rel);
     if (!existsSync(file)) continue;

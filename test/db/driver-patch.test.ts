@@ -65,4 +65,10 @@ describe('assertDriverPatched', () => {
     expect(() => assertDriverPatched(resolve)).toThrow(StartError);
     expect(() => assertDriverPatched(resolve)).toThrow(/is not patched; run: node scripts\/patch-postgres\.mjs/);
   });
+
+  it('refuses a driver patched by an earlier script, without the reserve edits', () => {
+    const root = fakePackage('3.4.9', '// mana-ai patch: porsager/postgres#1208: the connection closed under this transaction');
+    const resolve = () => pathToFileURL(join(root, 'src', 'index.js')).href;
+    expect(() => assertDriverPatched(resolve)).toThrow(/index\.js is not patched/);
+  });
 });

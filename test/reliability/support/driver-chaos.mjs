@@ -2,9 +2,12 @@
  * Run as a child process by driver.test.ts (an unpatched postgres.js kills
  * the process, so it cannot run inside the test worker): transactions whose
  * backend is terminated mid-way, three at a time, while the pool keeps
- * serving. Prints one JSON line and exits 0 when every transaction settled
+ * serving; then reserved connections whose backend is terminated, released
+ * by their holder, while the pool keeps serving; then reserves and queries
+ * through an outage, and the pool serving both after it. Prints one JSON line and exits 0 when every transaction settled
  * (committed or rejected) and the pool still answers; exits 3 on a hang.
  */
+import { connect, createServer } from 'node:net';
 import postgres from 'postgres';
 
 const [url, roundsArg] = process.argv.slice(2);
@@ -46,8 +49,85 @@ for (; round < rounds; round++) {
     }),
   );
 }
+// A reserved connection (src/db/pipelined-tx.ts) whose backend goes: its holder's next query
+// fails, and once released the pool must not hand the dead connection to anyone else.
+let reservedRejected = 0;
+for (let i = 0; i < rounds; i++, round++) {
+  const r = await sql.reserve();
+  const [{ pid }] = await r`select pg_backend_pid() as pid`;
+  await r`begin`;
+  await killer`select pg_terminate_backend(${pid})`;
+  await new Promise((resolve) => setTimeout(resolve, 20));
+  try {
+    await r`select 1`;
+  } catch (e) {
+    reservedRejected++;
+    const key = `reserved:${e?.code ?? e?.message}`;
+    errors[key] = (errors[key] ?? 0) + 1;
+  }
+  await r`rollback`.catch(() => undefined);
+  r.release();
+  await Promise.all(
+    [0, 1, 2].map(async (j) => {
+      try {
+        const [{ p }] = await sql`select ${i * 10 + j}::int as p`;
+        if (p !== i * 10 + j) wrongAnswers++;
+      } catch (e) {
+        const key = `afterRelease:${e?.code ?? e?.message}`;
+        errors[key] = (errors[key] ?? 0) + 1;
+      }
+    }),
+  );
+}
+// An outage: reserves and queries fail while nothing listens (a proxy port not yet open), then
+// the database is reachable again. Every later reserve and query must be served: none lost in
+// the pool's queue, no connection handed to a reserve that already failed.
+const outageRounds = Math.max(3, Math.round(rounds / 10));
+let outageFailures = 0;
+for (let i = 0; i < outageRounds; i++, round++) {
+  const target = new URL(url);
+  const port = await new Promise((resolve) => {
+    const probe = createServer().listen(0, '127.0.0.1', () => {
+      const { port: p } = probe.address();
+      probe.close(() => resolve(p));
+    });
+  });
+  const via = new URL(url);
+  via.hostname = '127.0.0.1';
+  via.port = String(port);
+  const flaky = postgres(via.toString(), { max: 2, onnotice: () => {}, backoff: () => 0.02, connect_timeout: 2 });
+  await Promise.all(
+    Array.from({ length: 6 }, () => [
+      flaky.reserve().then((r) => r.release(), () => outageFailures++),
+      flaky`select 1`.then(() => undefined, () => outageFailures++),
+    ]).flat(),
+  );
+  const proxy = createServer((client) => {
+    const server = connect(Number(target.port), target.hostname);
+    client.pipe(server).pipe(client);
+    client.on('error', () => server.destroy());
+    server.on('error', () => client.destroy());
+  }).listen(port, '127.0.0.1');
+  await new Promise((resolve) => proxy.once('listening', resolve));
+  for (let k = 0; k < 5; k++) {
+    await Promise.all([
+      ...[0, 1, 2, 3, 4].map(async (j) => {
+        const [{ p }] = await flaky`select ${k * 10 + j}::int as p`;
+        if (p !== k * 10 + j) wrongAnswers++;
+      }),
+      ...[0, 1].map(async (j) => {
+        const r = await flaky.reserve();
+        const [{ p }] = await r`select ${k * 100 + j}::int as p`;
+        if (p !== k * 100 + j) wrongAnswers++;
+        r.release();
+      }),
+    ]);
+  }
+  await flaky.end({ timeout: 1 });
+  await new Promise((resolve) => proxy.close(resolve));
+}
 const [{ ok }] = await sql`select true as ok`;
 clearTimeout(watchdog);
-process.stdout.write(`${JSON.stringify({ hung: false, rounds, committed, rejected, wrongAnswers, errors, poolAnswers: ok })}\n`);
+process.stdout.write(`${JSON.stringify({ hung: false, rounds, committed, rejected, reservedRejected, outageRounds, outageFailures, wrongAnswers, errors, poolAnswers: ok })}\n`);
 await sql.end({ timeout: 1 });
 await killer.end({ timeout: 1 });
