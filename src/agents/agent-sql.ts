@@ -7,7 +7,7 @@
  * Each builder takes SQL text of jsonb expressions and returns SQL text; the
  * caller interpolates only its own column names, never user data.
  */
-import { DEFAULT_AGENT_ID, MAX_AGENT_ID_BYTES } from './agent.js';
+import { AGENT_ID_FIELD, DEFAULT_AGENT_ID, MAX_AGENT_ID_BYTES } from './agent.js';
 
 /** JavaScript truthiness of a jsonb value (SQL NULL: an absent field, falsy). */
 function truthy(v: string): string {
@@ -28,8 +28,8 @@ export function agentStatusSql(record: string): string {
 
 /** The agent id a mission names (`mission`: jsonb of its fields), or NULL when it names none usable. */
 export function missionAgentIdSql(mission: string): string {
-  const id = `(${mission} ->> 'agentId')`;
-  return `(CASE WHEN jsonb_typeof(${mission} -> 'agentId') = 'string' AND ${id} <> '' AND octet_length(${id}) <= ${MAX_AGENT_ID_BYTES} THEN ${id} END)`;
+  const id = `(${mission} ->> '${AGENT_ID_FIELD}')`;
+  return `(CASE WHEN jsonb_typeof(${mission} -> '${AGENT_ID_FIELD}') = 'string' AND ${id} <> '' AND octet_length(${id}) <= ${MAX_AGENT_ID_BYTES} THEN ${id} END)`;
 }
 
 /**

@@ -126,9 +126,12 @@ export function principalOf(agent: Agent): { id: string; displayName: string } {
   return { id: agent.id, displayName: agent.prompt.name ?? DEFAULT_AGENT_NAME };
 }
 
+/** The mission field that names its agent. */
+export const AGENT_ID_FIELD = 'agentId';
+
 /** The agent id a mission names, or null when it names none usable (it then belongs to the default agent). */
 export function missionAgentId(mission: Record<string, unknown>): string | null {
-  const id = mission['agentId'];
+  const id = mission[AGENT_ID_FIELD];
   if (typeof id !== 'string' || id === '' || Buffer.byteLength(id) > MAX_AGENT_ID_BYTES) return null;
   return id;
 }

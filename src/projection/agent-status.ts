@@ -12,10 +12,12 @@
  * record of its agent changes, or when the user's default agent record
  * changes (a mission without an agent, or naming one with no record,
  * belongs to it). So each projection pass, once its snapshot writes have
- * landed and before it commits, works it out again for the missions the
- * pass changed and for every mission of a user whose agents it changed (a
- * user has few missions; agents change rarely), and for rows not worked out
- * yet (NULL: every row after the migration).
+ * landed and before it commits, works it out again for the missions whose
+ * rows it applied wrote `agentId` or removed them (mayChangeAgent: a pass
+ * of 1,000 updates that name no agent pays nothing), for every mission of a
+ * user whose agents it changed (a user has few missions; agents change
+ * rarely), and for rows not worked out yet (NULL: every row after the
+ * migration).
  *
  * A snapshot row written whole (snapshot-store.ts) takes its status from
  * the same expression as it is written, so that check rewrites only rows
@@ -24,6 +26,9 @@
  */
 import type { Sql, TxSql } from '../db/pool.js';
 import { missionAgentStatusSql } from '../agents/agent-sql.js';
+import { AGENT_ID_FIELD } from '../agents/agent.js';
+import { MISSIONS } from './tables.js';
+import type { Change } from './wire.js';
 
 /** The record of the mission row `s`'s user's agent with this id (SQL text), NULL when the user's devices hold none. */
 const agentRecordOf = (agentIdSql: string): string =>
@@ -32,6 +37,20 @@ const agentRecordOf = (agentIdSql: string): string =>
 
 /** The status of the agent of mission row `s` (user_id, fields): 'active' | 'paused' | 'archived' | 'deleted'. */
 export const MISSION_AGENT_STATUS_SQL = missionAgentStatusSql('s.fields', agentRecordOf);
+
+/**
+ * Whether these changes of one view may change which agent it belongs to:
+ * a mission's own row that writes `agentId` (whatever last-write-wins makes
+ * of it) or removes the record. Any other mission row leaves its agent as
+ * it was (the agent's status comes from the agent records, which count on
+ * their own); and a row written whole takes its status as it is written.
+ * Costs nothing to over-count: a mission worked out again keeps its status.
+ */
+export function mayChangeAgent(changes: readonly Change[]): boolean {
+  return changes.some(
+    (c) => c.tableName === MISSIONS.tableName && (c.kind === 'hard' || (c.kind === 'data' && c.fields.some(([field]) => field === AGENT_ID_FIELD))),
+  );
+}
 
 /** Which missions to work out again; `null` for either: every mission that can have changed. */
 export interface AgentStatusScope {

@@ -41,7 +41,7 @@ export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number 
     async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[]): Promise<void> {
       const changes = ctx.batches.take(rows, superseded);
       const { byKey, rebuild } = await router.route(rows, changes);
-      ctx.batches.touch(byKey.keys());
+      ctx.batches.touch(byKey);
       records.markRebuild(rebuild);
       const cached: string[] = [];
       const missing: string[] = [];

@@ -52,7 +52,7 @@ export async function readIncrementally(ctx: ReadContext, opts: IncrementalOptio
   async function applyBatch(rows: ChangeRow[], superseded: SupersededRow[], stored?: StoredStamps): Promise<void> {
     const changes = ctx.batches.take(rows, superseded);
     const { byKey, rebuild } = await router.route(rows, changes, stored);
-    ctx.batches.touch(byKey.keys());
+    ctx.batches.touch(byKey);
     records.markRebuild(rebuild);
     const cached: string[] = [];
     const missing: string[] = [];

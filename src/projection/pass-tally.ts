@@ -4,6 +4,7 @@
  * cursor must remember (those the pruning rule keeps, see cursor.ts).
  */
 import type { Logger } from '../log.js';
+import { mayChangeAgent } from './agent-status.js';
 import type { SupersededRow } from './change-source.js';
 import { decodeRow, type Change, type ChangeRow } from './wire.js';
 
@@ -20,13 +21,20 @@ export interface PassTally {
    * TOUCHED_CAP (a catch-up): then every open occurrence is looked at.
    */
   touched: Set<string> | null;
+  /**
+   * The mission views among them whose rows may have changed which agent the
+   * mission belongs to (agent-status.ts mayChangeAgent): the only missions
+   * whose agent status a pass works out again, besides those of users whose
+   * agent records it changed. Meaningless once `touched` is null.
+   */
+  agentMayChange: Set<string>;
 }
 
 /** Beyond this many views changed in one pass, settling reads every open occurrence instead. */
 export const TOUCHED_CAP = 20_000;
 
 export function emptyTally(): PassTally {
-  return { rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, appliedNow: [], touched: new Set() };
+  return { rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, appliedNow: [], touched: new Set(), agentMayChange: new Set() };
 }
 
 /** Logs each malformed row once per process, not on every rebuild that meets it again. */
@@ -48,8 +56,8 @@ export interface BatchReader {
    * malformed (counted, logged) or does nothing.
    */
   take(rows: ChangeRow[], superseded: SupersededRow[]): (Change | null)[];
-  /** Notes the views a batch changed. */
-  touch(keys: Iterable<string>): void;
+  /** Notes the views a batch changed, with the changes routed to each. */
+  touch(views: ReadonlyMap<string, readonly Change[]>): void;
 }
 
 export function createBatchReader(opts: {
@@ -83,9 +91,12 @@ export function createBatchReader(opts: {
       tally.rowsApplied += superseded.length;
       return changes;
     },
-    touch(keys) {
+    touch(views) {
       if (!tally.touched) return;
-      for (const k of keys) tally.touched.add(k);
+      for (const [k, changes] of views) {
+        tally.touched.add(k);
+        if (mayChangeAgent(changes)) tally.agentMayChange.add(k);
+      }
       if (tally.touched.size > TOUCHED_CAP) tally.touched = null;
     },
   };

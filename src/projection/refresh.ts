@@ -131,17 +131,18 @@ interface PassOutcome {
 }
 
 /** Which missions' agent status a pass works out again: those it changed, and all of the users whose agents it changed. */
-function agentStatusScope(touched: PassTally['touched']): AgentStatusScope {
+function agentStatusScope({ touched, agentMayChange }: PassTally): AgentStatusScope {
   if (touched === null) return { missions: null, agentUsers: null };
-  const missions: { userId: string; missionId: string }[] = [];
+  const missions = [...agentMayChange].map(splitViewKey).map((v) => ({ userId: v.userId, missionId: v.recordId }));
   const agentUsers: string[] = [];
   for (const key of touched) {
     const v = splitViewKey(key);
-    if (v.tableName === MISSIONS.tableName) missions.push({ userId: v.userId, missionId: v.recordId });
-    else if (v.tableName === AGENTS.tableName) agentUsers.push(v.userId);
+    if (v.tableName === AGENTS.tableName) agentUsers.push(v.userId);
   }
   return { missions, agentUsers };
 }
+
+const emptyScope = (scope: AgentStatusScope): boolean => scope.missions?.length === 0 && scope.agentUsers?.length === 0;
 
 /** The missions a pass changed and those whose agent it held, each once; null past TOUCHED_CAP. */
 function withHeld(changed: { userId: string; missionId: string }[], held: MissionHeldByAgent[]): { userId: string; missionId: string }[] | null {
@@ -247,16 +248,17 @@ export function createProjection(deps: ProjectionDeps): Projection {
     }
     // After every snapshot write of the pass has landed, and with it: a mission is never due
     // past its agent's pause for longer than the pass that projected the pause. Only when the
-    // pass changed a view (a busy pass with nothing of ours pays no round trip), and sent
-    // with the cursor's write, which does not wait for it.
-    const touchedAny = tally.touched === null || tally.touched.size > 0;
-    const statuses = touchedAny || !agentStatusesChecked;
+    // pass may have changed a mission's agent (a busy pass with nothing of ours, or 1,000
+    // updates that name no agent, pay nothing for it), and sent with the cursor's write,
+    // which does not wait for it.
+    const scope = agentStatusScope(tally);
+    const statuses = !emptyScope(scope) || !agentStatusesChecked;
     if (!statuses && tally.rowsApplied === 0) onUnchanged?.();
     // Not waited for: postgres.js sends the COMMIT right behind them, a round trip less for
     // every pass. Should one fail, the transaction is aborted and its COMMIT rolls it back
     // (Postgres answers it without an error); refresh() learns it from their answers.
     const closing = Promise.all([
-      statuses ? updateAgentStatuses(tx, agentStatusScope(tally.touched)) : [],
+      statuses ? updateAgentStatuses(tx, scope) : [],
       writeCursor(tx, { horizon, exists: cursor.exists, applied }),
     ]);
     closing.catch(() => undefined); // awaited in refresh(), after the commit
