@@ -130,7 +130,7 @@ interface PassOutcome {
   closing: Promise<[MissionHeldByAgent[], string | undefined]>;
 }
 
-/** Which missions' agent status a pass works out again: those it changed, and all of the users whose agents it changed. */
+/** Which missions' agent status a pass works out again: those whose rows may have changed their agent, and all of the users whose agents it changed. */
 function agentStatusScope({ touched, agentMayChange }: PassTally): AgentStatusScope {
   if (touched === null) return { missions: null, agentUsers: null };
   const missions = [...agentMayChange].map(splitViewKey).map((v) => ({ userId: v.userId, missionId: v.recordId }));
