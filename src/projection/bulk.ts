@@ -52,10 +52,13 @@ export async function readInBulk(ctx: ReadContext, opts: { cacheRecords: number 
       // store that was empty when the read began there is nothing to load.
       if (missing.length > 0) chunks.push(emptySnapshots ? { keys: missing } : { keys: missing, load: records.startLoad(missing) });
       await records.mergeChunks(chunks, byKey, false);
-      if (records.size <= held) return;
-      // Records arrive one after another: all but the last row's are complete.
+      // Records arrive one after another: all but the last row's are complete. A batch of
+      // superseded rows only (a record's rows before its hard delete) adds no view and does not
+      // say which record is being read: flushing then wrote and forgot the views of the record
+      // still being read, and its next row was merged into an empty view, losing the rest.
       const last = rows.at(-1);
-      const keep = last === undefined ? undefined : { tableName: last.tableName, recordId: last.recordId };
+      if (records.size <= held || last === undefined) return;
+      const keep = { tableName: last.tableName, recordId: last.recordId };
       await router.forget(keep);
       await records.flushAndForget(keep);
     }
