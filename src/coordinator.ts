@@ -310,8 +310,8 @@ export async function startCoordinator(deps: CoordinatorDeps): Promise<Coordinat
     // is ended (an occurrence handed over meanwhile keeps only its short hand-over lease).
     releasers.add(async () => {
       await Promise.all([planner?.stop(), scheduler.stop()]);
-      // No pass runs now: what the last one handed over after the planner stopped has gone back.
-      await planner?.stop();
+      // No pass runs now: wait until what the last one handed over after the planner stopped has gone back.
+      await planner?.handedBack();
     });
 
     const port = (server.address() as AddressInfo).port;

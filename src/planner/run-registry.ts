@@ -35,12 +35,10 @@ export interface RunRegistry {
   letGo(iterationId: string): Promise<void>;
   /** Resolves when nothing is in flight. */
   idle(): Promise<void>;
-  /**
-   * Aborts the runs and hands their leases back. Called again once no
-   * scheduler pass runs, it waits for the occurrences a last pass handed
-   * over after the first call: those go back at once too.
-   */
+  /** Aborts the runs and hands their leases back; an occurrence handed over after it goes back at once. */
   stop(): Promise<void>;
+  /** Resolves when the occurrences handed over after stop() have gone back (call once no scheduler pass runs). */
+  handedBack(): Promise<void>;
 }
 
 export function createRunRegistry<O extends string>(deps: RunRegistryDeps<O>): RunRegistry {
@@ -114,11 +112,11 @@ export function createRunRegistry<O extends string>(deps: RunRegistryDeps<O>): R
     async idle() {
       while (inFlight.size > 0) await Promise.allSettled([...inFlight.values()].map((f) => f.done));
     },
+    async handedBack() {
+      await Promise.all([...lateHandBacks]);
+    },
     async stop() {
-      if (stopped) {
-        await Promise.all([...lateHandBacks]);
-        return;
-      }
+      if (stopped) return;
       stopped = true;
       leases.stop();
       const ids = [...inFlight.keys()];

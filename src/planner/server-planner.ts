@@ -90,12 +90,10 @@ export interface ServerPlanner extends FallbackPlanner {
   sweep(info?: SweepInfo): Promise<void>;
   /** Resolves when nothing is in flight (tests, shutdown). */
   idle(): Promise<void>;
-  /**
-   * Aborts the runs in flight and hands their leases back. Called again once
-   * no scheduler pass runs, it waits for the occurrences a last pass handed
-   * over after the first call: those go back at once too.
-   */
+  /** Aborts the runs in flight and hands their leases back; an occurrence handed over after it goes back at once. */
   stop(): Promise<void>;
+  /** Resolves when the occurrences a last scheduler pass handed over after stop() have gone back. */
+  handedBack(): Promise<void>;
 }
 
 type Outcome = 'planned' | 'failed' | 'retry' | 'encrypted' | 'over_budget' | 'agent_wait' | 'lost' | 'already' | 'gone' | 'superseded' | 'error';
@@ -342,5 +340,6 @@ export function createServerPlanner(deps: ServerPlannerDeps): ServerPlanner {
     },
     idle: () => registry.idle(),
     stop: () => registry.stop(),
+    handedBack: () => registry.handedBack(),
   };
 }
