@@ -7,7 +7,8 @@
  * same tick share one write (postgres.js coalesces them and pipelines them
  * on the connection; Postgres still runs them one after the other, each
  * seeing what the ones before it did). Socket writes are the largest item
- * of the server planner's CPU, so its hot transactions use this.
+ * of the server planner's CPU, so its hot transactions use this; so do the
+ * projection's fenced write-backs (write-fence.ts), which a pass waits for.
  *
  * A statement that fails aborts the transaction: the COMMIT sent with it
  * then ends it as a rollback, and the failed statement's error is thrown.

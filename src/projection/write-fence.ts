@@ -17,6 +17,7 @@
  *   rolled back by then, and any later one finds its pass ended.
  */
 import type { Sql, TxSql } from '../db/pool.js';
+import { pipelinedTx } from '../db/pipelined-tx.js';
 
 const WRITES_LOCK = 'mana_ai:projection:writes';
 
@@ -36,21 +37,52 @@ export async function waitForFencedWrites(tx: TxSql, passLock: string): Promise<
   return row?.xid ?? null;
 }
 
+/** The text the fence's failure carries (an impossible cast), followed by the pass's status. */
+const FENCED_OFF = 'mana_ai fenced off:';
+
 /**
  * Runs `write` in a transaction of its own that commits only while the pass
  * `passXid` is in progress. Returns its result and the write's transaction
  * id (null when it wrote nothing), which the pass counts as its own.
+ *
+ * Two round trips (pipelined-tx.ts): BEGIN, the fence and the write's first
+ * statement go out in one write, without waiting for the fence's answer;
+ * the transaction id and COMMIT in another. `sql.begin` waited for BEGIN,
+ * the fence, the write, the id and COMMIT one after the other: five round
+ * trips for every chunk of an incremental pass's write-back. So the fence
+ * cannot be judged here before the write runs: a pass that is not in
+ * progress makes the fence's statement fail (a cast of a text that is no
+ * boolean), which aborts the transaction, so the write behind it changes
+ * nothing and the COMMIT rolls back.
  */
 export async function fencedWrite<T>(sql: Sql, passXid: string, write: (tx: TxSql) => Promise<T>): Promise<{ result: T; xid: string | null }> {
-  return sql.begin(async (tx) => {
-    const [fence] = await tx<{ status: string | null }[]>`
-      SELECT pg_xact_status(${passXid}::xid8) AS status
-      FROM (SELECT pg_advisory_xact_lock_shared(hashtext(${WRITES_LOCK}))) AS held`;
-    if (fence?.status !== 'in progress') {
-      throw new Error(`snapshot write-back fenced off: its refresh pass (transaction ${passXid}) is ${fence?.status ?? 'unknown'}, expected in progress`);
+  return pipelinedTx(sql, async (p) => {
+    p.begin();
+    const fence = p.send(p.tx`
+      SELECT CASE WHEN status = 'in progress' THEN true ELSE (${FENCED_OFF} || coalesce(status, 'unknown'))::boolean END AS ok
+      FROM (SELECT pg_xact_status(${passXid}::xid8) AS status
+            FROM (SELECT pg_advisory_xact_lock_shared(hashtext(${WRITES_LOCK}))) AS held) AS f`);
+    const written = write(p.tx);
+    written.catch(() => undefined); // awaited below, once the fence has answered
+    try {
+      await fence;
+    } catch (err: unknown) {
+      const status = fencedOffStatus(err);
+      if (status === null) throw err;
+      throw new Error(`snapshot write-back fenced off: its refresh pass (transaction ${passXid}) is ${status}, expected in progress`);
     }
-    const result = await write(tx);
-    const [own] = await tx<{ xid: string | null }[]>`SELECT pg_current_xact_id_if_assigned()::text AS xid`;
-    return { result, xid: own?.xid ?? null };
+    const result = await written;
+    const [own] = await p.commit(p.tx<{ xid: string | null }[]>`SELECT pg_current_xact_id_if_assigned()::text AS xid`);
+    return { result, xid: own[0]?.xid ?? null };
   });
+}
+
+/** The pass status a failed fence reports, or null for any other error. */
+function fencedOffStatus(err: unknown): string | null {
+  const message = err instanceof Error ? err.message : '';
+  const at = message.indexOf(FENCED_OFF);
+  if (at === -1) return null;
+  const rest = message.slice(at + FENCED_OFF.length);
+  const end = rest.indexOf('"');
+  return end === -1 ? rest : rest.slice(0, end);
 }
