@@ -6,7 +6,7 @@
  * them in its own transaction, so they commit with its cursor.
  */
 import type { TxSql } from '../db/pool.js';
-import { emptyStampBook, freshEntry, routeRows, stampKey, stampKeysOf, type Routed, type RoutedRow, type Stamp, type StoredStamps } from './views.js';
+import { emptyStampBook, freshEntry, isRealSpace, routeRows, stampKey, type Routed, type RoutedRow, type Stamp, type StampEntry, type StoredStamps } from './views.js';
 import type { Change } from './wire.js';
 
 async function loadStamps(db: TxSql, keys: string[]): Promise<Stamp[]> {
@@ -66,31 +66,37 @@ export function createViewRouter(deps: {
   const writtenThisPass = new Map<string, Set<string>>();
 
   /** Stamped before this pass: its rows are not all here. */
-  const storedStamp = (key: string, userId: string) => {
-    const entry = book.entries.get(key)!;
+  const storedStamp = (entry: StampEntry, userId: string) => {
     entry.users.add(userId);
     entry.changes = null;
   };
 
   async function route(rows: RoutedRow[], changes: (Change | null)[], stored?: StoredStamps): Promise<Routed> {
-    const missing = stampKeysOf(rows).filter((k) => !book.entries.has(k));
-    if (missing.length > 0) {
-      const toLoad: string[] = [];
-      for (const k of missing) {
-        const [tableName, recordId] = k.split('\u0000') as [string, string];
-        book.entries.set(k, freshEntry(book, tableName, recordId));
-        const carried = stored?.get(k);
-        if (carried === undefined) {
-          toLoad.push(k);
-          continue;
-        }
-        // The read's snapshot predates the stamps this pass wrote: those come from memory.
-        for (const u of carried) storedStamp(k, u);
-        for (const u of writtenThisPass.get(k) ?? []) storedStamp(k, u);
+    // One walk over the rows makes the entries the book lacks: from what the read carried,
+    // else loaded below (every row of an incremental pass is in a real space, so this runs
+    // for each of them; a list of keys first, split again, cost more than the routing).
+    let toLoad: string[] | undefined;
+    let last: RoutedRow | undefined;
+    for (const r of rows) {
+      if (!isRealSpace(r.spaceId)) continue;
+      // Rows of one record and space mostly come together (a bulk read): one key for the run.
+      if (last !== undefined && last.spaceId === r.spaceId && last.recordId === r.recordId && last.tableName === r.tableName) continue;
+      last = r;
+      const k = stampKey(r.tableName, r.recordId, r.spaceId);
+      if (book.entries.has(k)) continue;
+      const entry = freshEntry(book, r.tableName, r.recordId);
+      book.entries.set(k, entry);
+      const carried = stored?.get(k);
+      if (carried === undefined) {
+        (toLoad ??= []).push(k);
+        continue;
       }
-      if (!storeEmpty && toLoad.length > 0) {
-        for (const s of await loadStamps(deps.tx, toLoad)) storedStamp(stampKey(s.tableName, s.recordId, s.spaceId), s.userId);
-      }
+      // The read's snapshot predates the stamps this pass wrote: those come from memory.
+      for (const u of carried) storedStamp(entry, u);
+      for (const u of writtenThisPass.get(k) ?? []) storedStamp(entry, u);
+    }
+    if (!storeEmpty && toLoad !== undefined) {
+      for (const s of await loadStamps(deps.tx, toLoad)) storedStamp(book.entries.get(stampKey(s.tableName, s.recordId, s.spaceId))!, s.userId);
     }
     const routed = routeRows(rows, changes, book);
     learned.push(...routed.added);

@@ -127,20 +127,6 @@ export interface Routed {
   added: Stamp[];
 }
 
-/** The stamp keys these rows need loaded before they are routed. */
-export function stampKeysOf(rows: RoutedRow[]): string[] {
-  const keys = new Set<string>();
-  let last: RoutedRow | undefined;
-  for (const r of rows) {
-    if (!isRealSpace(r.spaceId)) continue;
-    // Rows of one record and space mostly come together (a bulk read): one key for the run.
-    if (last && last.spaceId === r.spaceId && last.recordId === r.recordId && last.tableName === r.tableName) continue;
-    keys.add(stampKey(r.tableName, r.recordId, r.spaceId));
-    last = r;
-  }
-  return [...keys];
-}
-
 /**
  * Routes rows, in arrival order, to the views they belong to, adding their
  * stamps to the book. `changes[i]` is row i decoded (null: it does nothing).
