@@ -60,6 +60,11 @@ async function counted<T>(step: () => Promise<T>, before: () => Promise<void>): 
     await before();
     await step();
   }
+  return countOnce(step, before);
+}
+
+/** One step, counted. */
+async function countOnce<T>(step: () => Promise<T>, before: () => Promise<void>): Promise<{ result: T; roundTrips: number; depth: number; parses: number }> {
   await before();
   proxy.reset();
   const result = await step();
@@ -124,7 +129,17 @@ describe('a whole pass with nothing to do', () => {
         dispatch: async () => {},
         sweep: (info) => lifecycle.sweep(info, { reroute: async () => {} }),
       });
-      const { result, roundTrips, depth, parses } = await counted(() => runPass(), otherAppCommits);
+      let c = await counted(() => runPass(), otherAppCommits);
+      // Which of the two connections the refresh takes, and which the scan, depends on timing:
+      // a pass that swaps them against every warm-up pass prepares the refresh's statements on
+      // the scan's connection (and the other way round), once per connection. Such a pass is
+      // counted again; no more than one per connection may prepare.
+      let preparing = 0;
+      while (c.parses > 0 && preparing < 2) {
+        preparing++;
+        c = await countOnce(() => runPass(), otherAppCommits);
+      }
+      const { result, roundTrips, depth, parses } = c;
       expect(result.stats).toMatchObject({ projectionRan: true, rowsApplied: 0, missionsDue: 0 });
       // The scan on a connection of its own, sent as the refresh's last statements are.
       // Checked together, so a failure shows all three (a chain of ~17 with statements prepared
