@@ -73,8 +73,8 @@ export function createViewRouter(deps: {
 
   async function route(rows: RoutedRow[], changes: (Change | null)[], stored?: StoredStamps): Promise<Routed> {
     // One walk over the rows makes the entries the book lacks: from what the read carried,
-    // else loaded below (every row of an incremental pass is in a real space, so this runs
-    // for each of them; a list of keys first, split again, cost more than the routing).
+    // else loaded below. The webapp stamps a real space on most rows it writes now, so this
+    // runs for most rows; listing the keys first and splitting each again cost more than the routing.
     let toLoad: string[] | undefined;
     let last: RoutedRow | undefined;
     for (const r of rows) {
