@@ -30,7 +30,7 @@ import type { Change, Pos } from './wire.js';
 
 export interface FieldVersion {
   value: unknown;
-  /** stamp.ts versionOf(stamp, position). */
+  /** stamp.ts versionOf(stamp, versionPosition(created_at, id)). */
   version: string;
 }
 

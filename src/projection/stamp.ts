@@ -8,11 +8,11 @@
  * `updatedAt` can be a number).
  *
  * A version is one string per field write: the stamp, then the row's
- * position (created_at|id). For a *plain* stamp — a string whose UTF-16 code
- * units all lie in U+0002–U+D7FF — string order of versions is exactly
- * (stamp, position) order: the separator U+0001 sorts below every unit a
- * plain stamp may hold, so a stamp that is a prefix of another sorts first,
- * as it should; and Postgres' `COLLATE "C"` (UTF-8 bytes, i.e. code points)
+ * position, spelled short (versionPosition). For a *plain* stamp — a string
+ * whose UTF-16 code units all lie in U+0002–U+D7FF — string order of
+ * versions is exactly (stamp, position) order: the separator U+0001 sorts
+ * below every unit a plain stamp may hold, so a stamp that is a prefix of
+ * another sorts first, as it should; and Postgres' `COLLATE "C"` (UTF-8 bytes, i.e. code points)
  * orders plain versions as JavaScript orders UTF-16 units, which is not so
  * for units from U+D800 up (an astral character against U+E000–U+FFFF).
  * Any other stamp is kept as JSON behind U+FFFF, which no plain stamp
@@ -30,9 +30,45 @@ export function isPlainStamp(stamp: unknown): stamp is string {
   return typeof stamp === 'string' && PLAIN.test(stamp);
 }
 
-/** The version of a write with this stamp at this position ("created_at|id", ASCII). */
-export function versionOf(stamp: unknown, pos: string): string {
-  return isPlainStamp(stamp) ? `${stamp}${SEP}${pos}` : `${NOT_PLAIN}${JSON.stringify(stamp)}${SEP}${pos}`;
+/**
+ * Digits of the version positions, in ascending code points (each sorts as
+ * its value): a fixed number of them spells a number so that string order
+ * is numeric order. None needs escaping in JSON, none is SEP.
+ */
+const DIGITS = '.0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz';
+
+/** `value` (a safe integer below 64^width) in `width` DIGITS. */
+function digits64(value: number, width: number): string {
+  let out = '';
+  for (let i = 0; i < width; i++) {
+    out = DIGITS[value % 64]! + out;
+    value = Math.floor(value / 64);
+  }
+  return out;
+}
+
+const num = (s: string, at: number, n: number) => Number(s.slice(at, at + n));
+
+/**
+ * A row's position as versions carry it: its created_at (a canonical
+ * instant, instant.ts) in 11 characters, then its id. Two of these compare
+ * as the positions ("created_at|id") they come from: the instant's fields
+ * in mixed radix, date then time of day, are numbers whose order is the
+ * instants' order, and the fixed width puts the ids side by side. Versions
+ * are half of a stored view's bytes (one per field): with created_at
+ * spelled out, most views were too wide to fit three to a Postgres page,
+ * and the merge statement that rewrites them took a fifth longer
+ * (BENCHMARKS.md, the projection's notes).
+ */
+export function versionPosition(createdAt: string, id: string): string {
+  const date = (num(createdAt, 0, 4) * 13 + num(createdAt, 5, 2)) * 32 + num(createdAt, 8, 2);
+  const time = ((num(createdAt, 11, 2) * 60 + num(createdAt, 14, 2)) * 60 + num(createdAt, 17, 2)) * 1e6 + num(createdAt, 20, 6);
+  return `${digits64(date, 4)}${digits64(time, 7)}${id}`;
+}
+
+/** The version of a write with this stamp at this version position (versionPosition). */
+export function versionOf(stamp: unknown, at: string): string {
+  return isPlainStamp(stamp) ? `${stamp}${SEP}${at}` : `${NOT_PLAIN}${JSON.stringify(stamp)}${SEP}${at}`;
 }
 
 /** True when the version's stamp is plain, so versions compare as plain strings. */
@@ -42,7 +78,8 @@ export function isPlainVersion(version: string): boolean {
 
 /** The raw stamp a version was made of. */
 export function stampOfVersion(version: string): unknown {
-  const at = version.lastIndexOf(SEP);
+  // The first SEP: a plain stamp holds none, and JSON spells one as an escape; an id may hold any.
+  const at = version.indexOf(SEP);
   return isPlainVersion(version) ? version.slice(0, at) : (JSON.parse(version.slice(1, at)) as unknown);
 }
 

@@ -18,7 +18,7 @@
  * is skipped, or that it does nothing. It never throws.
  */
 import { parseInstant } from './instant.js';
-import { isPlainStamp, versionOf } from './stamp.js';
+import { isPlainStamp, versionOf, versionPosition } from './stamp.js';
 
 /** The ops mana-sync stores (its table's CHECK); devices drop a change with any other. */
 export const SYNC_OPS = ['insert', 'update', 'delete'] as const;
@@ -172,7 +172,7 @@ export function deviceNowOf(createdAt: string): string {
   return `${createdAt.slice(0, 23)}Z`;
 }
 
-function insertOf(row: ChangeRow, base: ChangeBase, createdAt: string): Decoded {
+function insertOf(row: ChangeRow, base: ChangeBase, createdAt: string, at: string): Decoded {
   const hasData = isPlainObject(row.data) && Object.keys(row.data).length > 0;
   const source = hasData ? (row.data as Record<string, unknown>) : envelopeOf(row);
   // The envelope's actor is passed through by mana-sync undecoded: check it as data was checked.
@@ -180,7 +180,7 @@ function insertOf(row: ChangeRow, base: ChangeBase, createdAt: string): Decoded 
   if (why) return { ok: false, reason: `actor: ${why}` };
   const stamp = source['updatedAt'] ?? source['createdAt'] ?? deviceNowOf(createdAt);
   if (!comparable(stamp)) return { ok: false, reason: 'updatedAt/createdAt: cannot be compared (devices fail to apply the change)' };
-  const version = versionOf(stamp, base.pos);
+  const version = versionOf(stamp, at);
   const fields: FieldWrite[] = [];
   for (const key in source) {
     if (!INTERNAL_KEYS.has(key)) fields.push([key, source[key], version]);
@@ -188,14 +188,14 @@ function insertOf(row: ChangeRow, base: ChangeBase, createdAt: string): Decoded 
   return { ok: true, change: { kind: 'data', ...base, plain: isPlainStamp(stamp), fields } };
 }
 
-function updateOf(row: ChangeRow, base: ChangeBase): Decoded {
+function updateOf(row: ChangeRow, base: ChangeBase, at: string): Decoded {
   if (!isPlainObject(row.data) || !isPlainObject(row.meta)) return { ok: true, change: null };
   const data = row.data;
   const fields: FieldWrite[] = [];
   let counted = 0;
   let plain = true;
   // A row's fields mostly share one stamp: build each distinct version once.
-  let lastAt: string | undefined;
+  let lastStamp: string | undefined;
   let lastVersion = '';
   const meta = row.meta;
   for (const key in meta) {
@@ -203,11 +203,11 @@ function updateOf(row: ChangeRow, base: ChangeBase): Decoded {
     if (!Object.hasOwn(data, key)) continue;
     counted++;
     if (INTERNAL_KEYS.has(key)) continue;
-    const at = (entry as string | null) ?? '';
-    if (at !== lastAt) {
-      lastAt = at;
-      lastVersion = versionOf(at, base.pos);
-      plain &&= isPlainStamp(at);
+    const stamp = (entry as string | null) ?? '';
+    if (stamp !== lastStamp) {
+      lastStamp = stamp;
+      lastVersion = versionOf(stamp, at);
+      plain &&= isPlainStamp(stamp);
     }
     fields.push([key, data[key], lastVersion]);
   }
@@ -233,11 +233,12 @@ export function decodeRow(row: ChangeRow): Decoded {
   const why = pullFailure(row) ?? deviceDrop(row);
   if (why) return { ok: false, reason: why };
   const base: ChangeBase = { id: row.id, tableName: row.tableName, userId: row.userId, recordId: row.recordId, spaceId: row.spaceId, pos: `${createdAt}|${row.id}` };
-  if (row.op === 'insert') return insertOf(row, base, createdAt);
-  if (row.op === 'update') return updateOf(row, base);
+  const at = versionPosition(createdAt, row.id);
+  if (row.op === 'insert') return insertOf(row, base, createdAt, at);
+  if (row.op === 'update') return updateOf(row, base, at);
   const deletedAt = isPlainObject(row.data) && Object.hasOwn(row.data, 'deletedAt') ? row.data['deletedAt'] : undefined;
   if (typeof deletedAt === 'string' && deletedAt !== '') {
-    return { ok: true, change: { kind: 'soft', ...base, plain: isPlainStamp(deletedAt), value: deletedAt, version: versionOf(deletedAt, base.pos) } };
+    return { ok: true, change: { kind: 'soft', ...base, plain: isPlainStamp(deletedAt), value: deletedAt, version: versionOf(deletedAt, at) } };
   }
   return { ok: true, change: { kind: 'hard', ...base } };
 }
