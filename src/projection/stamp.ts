@@ -15,7 +15,8 @@
  * another sorts first, as it should; and Postgres' `COLLATE "C"` (UTF-8 bytes, i.e. code points)
  * orders plain versions as JavaScript orders UTF-16 units, which is not so
  * for units from U+D800 up (an astral character against U+E000–U+FFFF).
- * Any other stamp is kept as JSON behind U+FFFF, which no plain stamp
+ * Any other stamp, and every stamp of a row whose id is not a uuid
+ * (versionPosition), is kept as JSON behind U+FFFF, which no plain stamp
  * contains; records holding such a version are merged in JavaScript only.
  */
 
@@ -49,26 +50,73 @@ function digits64(value: number, width: number): string {
 
 const num = (s: string, at: number, n: number) => Number(s.slice(at, at + n));
 
+/** Value of a lowercase hex digit, or -1. */
+const hexValue = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1);
+
 /**
- * A row's position as versions carry it: its created_at (a canonical
- * instant, instant.ts) in 11 characters, then its id. Two of these compare
- * as the positions ("created_at|id") they come from: the instant's fields
- * in mixed radix, date then time of day, are numbers whose order is the
- * instants' order, and the fixed width puts the ids side by side. Versions
- * are half of a stored view's bytes (one per field): with created_at
- * spelled out, most views were too wide to fit three to a Postgres page,
- * and the merge statement that rewrites them took a fifth longer
- * (BENCHMARKS.md, the projection's notes).
+ * A uuid as Postgres spells one (36 characters, lowercase, hyphens at fixed
+ * places) in 22 DIGITS, or null for any other id. Its 32 hex digits behind
+ * one zero are 11 groups of 12 bits, each two DIGITS: fixed width, so the
+ * order of the short spellings is the uuids' order.
  */
-export function versionPosition(createdAt: string, id: string): string {
-  const date = (num(createdAt, 0, 4) * 13 + num(createdAt, 5, 2)) * 32 + num(createdAt, 8, 2);
-  const time = ((num(createdAt, 11, 2) * 60 + num(createdAt, 14, 2)) * 60 + num(createdAt, 17, 2)) * 1e6 + num(createdAt, 20, 6);
-  return `${digits64(date, 4)}${digits64(time, 7)}${id}`;
+function shortUuid(id: string): string | null {
+  if (id.length !== 36) return null;
+  let out = '';
+  let group = 0;
+  let nibbles = 1;
+  for (let i = 0; i < 36; i++) {
+    const c = id.charCodeAt(i);
+    if (i === 8 || i === 13 || i === 18 || i === 23) {
+      if (c !== 45 /* - */) return null;
+      continue;
+    }
+    const v = hexValue(c);
+    if (v < 0) return null;
+    group = group * 16 + v;
+    if (++nibbles === 3) {
+      out += DIGITS[group >> 6]! + DIGITS[group & 63]!;
+      group = 0;
+      nibbles = 0;
+    }
+  }
+  return out;
 }
 
-/** The version of a write with this stamp at this version position (versionPosition). */
-export function versionOf(stamp: unknown, at: string): string {
-  return isPlainStamp(stamp) ? `${stamp}${SEP}${at}` : `${NOT_PLAIN}${JSON.stringify(stamp)}${SEP}${at}`;
+/** Where a row's writes stand among a record's, as its versions carry it (versionPosition). */
+export interface VersionPosition {
+  at: string;
+  /** False for a row whose id is not a uuid: its versions are never plain. */
+  plain: boolean;
+}
+
+/**
+ * A row's position as versions carry it: its created_at (a canonical
+ * instant, instant.ts) in 11 characters, then its id, a uuid, in 22. Two
+ * of these compare as the positions ("created_at|id") they come from: the
+ * instant's fields in mixed radix, date then time of day, are numbers whose
+ * order is the instants' order, and both parts have a fixed width.
+ * Versions are half of a stored view's bytes (one per field): spelled out,
+ * they made most views too wide to fit three to a Postgres page, and each
+ * of the two long parts made the merge statement that rewrites them about
+ * a fifth slower (BENCHMARKS.md, the projection's notes).
+ *
+ * mana-sync's ids are uuids. An id that is not one keeps the long position,
+ * and its row's versions are never plain: were they, such a row written in
+ * the same microsecond as a uuid row of the record could order differently
+ * from its position. Versions that are not plain are compared by stamp
+ * only, in replay order, and their records are merged in JavaScript only.
+ */
+export function versionPosition(createdAt: string, id: string): VersionPosition {
+  const short = shortUuid(id);
+  if (short === null) return { at: `${createdAt}|${id}`, plain: false };
+  const date = (num(createdAt, 0, 4) * 13 + num(createdAt, 5, 2)) * 32 + num(createdAt, 8, 2);
+  const time = ((num(createdAt, 11, 2) * 60 + num(createdAt, 14, 2)) * 60 + num(createdAt, 17, 2)) * 1e6 + num(createdAt, 20, 6);
+  return { at: `${digits64(date, 4)}${digits64(time, 7)}${short}`, plain: true };
+}
+
+/** The version of a write with this stamp by a row at this version position. */
+export function versionOf(stamp: unknown, pos: VersionPosition): string {
+  return pos.plain && isPlainStamp(stamp) ? `${stamp}${SEP}${pos.at}` : `${NOT_PLAIN}${JSON.stringify(stamp)}${SEP}${pos.at}`;
 }
 
 /** True when the version's stamp is plain, so versions compare as plain strings. */

@@ -18,7 +18,7 @@
  * is skipped, or that it does nothing. It never throws.
  */
 import { parseInstant } from './instant.js';
-import { isPlainStamp, versionOf, versionPosition } from './stamp.js';
+import { isPlainVersion, versionOf, versionPosition, type VersionPosition } from './stamp.js';
 
 /** The ops mana-sync stores (its table's CHECK); devices drop a change with any other. */
 export const SYNC_OPS = ['insert', 'update', 'delete'] as const;
@@ -172,7 +172,7 @@ export function deviceNowOf(createdAt: string): string {
   return `${createdAt.slice(0, 23)}Z`;
 }
 
-function insertOf(row: ChangeRow, base: ChangeBase, createdAt: string, at: string): Decoded {
+function insertOf(row: ChangeRow, base: ChangeBase, createdAt: string, at: VersionPosition): Decoded {
   const hasData = isPlainObject(row.data) && Object.keys(row.data).length > 0;
   const source = hasData ? (row.data as Record<string, unknown>) : envelopeOf(row);
   // The envelope's actor is passed through by mana-sync undecoded: check it as data was checked.
@@ -185,10 +185,10 @@ function insertOf(row: ChangeRow, base: ChangeBase, createdAt: string, at: strin
   for (const key in source) {
     if (!INTERNAL_KEYS.has(key)) fields.push([key, source[key], version]);
   }
-  return { ok: true, change: { kind: 'data', ...base, plain: isPlainStamp(stamp), fields } };
+  return { ok: true, change: { kind: 'data', ...base, plain: isPlainVersion(version), fields } };
 }
 
-function updateOf(row: ChangeRow, base: ChangeBase, at: string): Decoded {
+function updateOf(row: ChangeRow, base: ChangeBase, at: VersionPosition): Decoded {
   if (!isPlainObject(row.data) || !isPlainObject(row.meta)) return { ok: true, change: null };
   const data = row.data;
   const fields: FieldWrite[] = [];
@@ -207,7 +207,7 @@ function updateOf(row: ChangeRow, base: ChangeBase, at: string): Decoded {
     if (stamp !== lastStamp) {
       lastStamp = stamp;
       lastVersion = versionOf(stamp, at);
-      plain &&= isPlainStamp(stamp);
+      plain &&= isPlainVersion(lastVersion);
     }
     fields.push([key, data[key], lastVersion]);
   }
@@ -238,7 +238,8 @@ export function decodeRow(row: ChangeRow): Decoded {
   if (row.op === 'update') return updateOf(row, base, at);
   const deletedAt = isPlainObject(row.data) && Object.hasOwn(row.data, 'deletedAt') ? row.data['deletedAt'] : undefined;
   if (typeof deletedAt === 'string' && deletedAt !== '') {
-    return { ok: true, change: { kind: 'soft', ...base, plain: isPlainStamp(deletedAt), value: deletedAt, version: versionOf(deletedAt, at) } };
+    const version = versionOf(deletedAt, at);
+    return { ok: true, change: { kind: 'soft', ...base, plain: isPlainVersion(version), value: deletedAt, version } };
   }
   return { ok: true, change: { kind: 'hard', ...base } };
 }
