@@ -60,7 +60,7 @@ export function parseInstant(value: unknown): string | null {
 }
 
 /** Value of n ASCII digits at `at`, or -1. */
-function digitsAt(s: string, at: number, n: number): number {
+export function digitsAt(s: string, at: number, n: number): number {
   let v = 0;
   for (let i = at; i < at + n; i++) {
     const c = s.charCodeAt(i) - 48;

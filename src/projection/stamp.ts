@@ -12,13 +12,16 @@
  * whose UTF-16 code units all lie in U+0002–U+D7FF — string order of
  * versions is exactly (stamp, position) order: the separator U+0001 sorts
  * below every unit a plain stamp may hold, so a stamp that is a prefix of
- * another sorts first, as it should; and Postgres' `COLLATE "C"` (UTF-8 bytes, i.e. code points)
- * orders plain versions as JavaScript orders UTF-16 units, which is not so
- * for units from U+D800 up (an astral character against U+E000–U+FFFF).
+ * another sorts first, as it should; and Postgres' `COLLATE "C"` (UTF-8
+ * bytes, i.e. code points) orders plain versions as JavaScript orders UTF-16
+ * units, which is not so for units from U+D800 up (an astral character
+ * against U+E000–U+FFFF).
  * Any other stamp, and every stamp of a row whose id is not a uuid
  * (versionPosition), is kept as JSON behind U+FFFF, which no plain stamp
  * contains; records holding such a version are merged in JavaScript only.
  */
+
+import { digitsAt } from './instant.js';
 
 /** Separates the stamp from the position in a version; sorts below every unit of a plain stamp. */
 const SEP = '\u0001';
@@ -47,8 +50,6 @@ function digits64(value: number, width: number): string {
   }
   return out;
 }
-
-const num = (s: string, at: number, n: number) => Number(s.slice(at, at + n));
 
 /** Value of a lowercase hex digit, or -1. */
 const hexValue = (c: number) => (c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1);
@@ -109,8 +110,8 @@ export interface VersionPosition {
 export function versionPosition(createdAt: string, id: string): VersionPosition {
   const short = shortUuid(id);
   if (short === null) return { at: `${createdAt}|${id}`, plain: false };
-  const date = (num(createdAt, 0, 4) * 13 + num(createdAt, 5, 2)) * 32 + num(createdAt, 8, 2);
-  const time = ((num(createdAt, 11, 2) * 60 + num(createdAt, 14, 2)) * 60 + num(createdAt, 17, 2)) * 1e6 + num(createdAt, 20, 6);
+  const date = (digitsAt(createdAt, 0, 4) * 13 + digitsAt(createdAt, 5, 2)) * 32 + digitsAt(createdAt, 8, 2);
+  const time = ((digitsAt(createdAt, 11, 2) * 60 + digitsAt(createdAt, 14, 2)) * 60 + digitsAt(createdAt, 17, 2)) * 1e6 + digitsAt(createdAt, 20, 6);
   return { at: `${digits64(date, 4)}${digits64(time, 7)}${short}`, plain: true };
 }
 
