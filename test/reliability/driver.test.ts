@@ -45,6 +45,21 @@ it(`survives ${ROUNDS} rounds of a backend terminated mid-transaction, as many u
   expect(result).toMatchObject({ hung: false, poolAnswers: true, committed: ROUNDS * 2, rejected: ROUNDS, reservedRejected: ROUNDS, wrongAnswers: 0 });
   // Every reserve and query during each outage failed (nothing listened), and all after it were served (not hung).
   expect(result['outageFailures']).toBe((result['outageRounds'] as number) * 12);
-  // A reservation's dead connection is not handed on: no query after its release fails.
-  expect(result['errors']).toEqual({ 'killed:CONNECTION_CLOSED': ROUNDS, 'reserved:CONNECTION_CLOSED': ROUNDS });
+  // A reservation's dead connection is not handed on: no query after its release fails, and
+  // nothing but the lost backends fails. A lost backend shows as the driver's CONNECTION_CLOSED,
+  // or as ECONNRESET/EPIPE when the query's write reaches the socket before its close is read.
+  expect(byCause(result['errors'] as Record<string, number>)).toEqual({ killed: ROUNDS, reserved: ROUNDS });
 }, SOAK ? 300_000 : 90_000);
+
+const CONNECTION_LOST = new Set(['CONNECTION_CLOSED', 'ECONNRESET', 'EPIPE']);
+
+/** Counts failures by where they happened; any other cause keeps its own key, so it fails the test. */
+function byCause(errors: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [key, n] of Object.entries(errors)) {
+    const [where, code] = key.split(':', 2) as [string, string];
+    const k = CONNECTION_LOST.has(code) ? where : key;
+    out[k] = (out[k] ?? 0) + n;
+  }
+  return out;
+}
