@@ -38,8 +38,9 @@ const WAITER_LIVE = `o.status = 'waiting' AND o.reason = 'agent-concurrency'`;
 /** A running slot counts while its occurrence is planned under its holder with a live lease. */
 const RUNNING_LIVE = `o.status = 'planning' AND o.claimed_by = s.holder AND o.lease_expires_at > now()`;
 
-/** Two agents whose keys collide only share a lock (a little waiting), never a count. */
-const lockKey = (a: CountedAgent) => `${a.userId}/${a.agentId}`;
+/** The agent's lock, held to the end of the transaction. Two agents whose keys collide only share a lock (a little waiting), never a count. */
+const agentLock = (tx: TxSql, a: CountedAgent): PromiseLike<unknown> =>
+  tx`SELECT pg_advisory_xact_lock(hashtext('mana_ai:agent-budget'), hashtext(${`${a.userId}/${a.agentId}`}))`;
 
 /** Why a plan waits at a bound (its user sees the code's message, operators this detail). */
 export function heldReason(bound: 'tokens' | 'concurrency', a: CountedAgent): Reason {
@@ -64,7 +65,7 @@ export async function takeAgentSlot(
     // Sent together with BEGIN, in one write (Postgres runs them in order): the lock is held
     // before the counts are read.
     p.begin();
-    const lock = p.send(tx`SELECT pg_advisory_xact_lock(hashtext('mana_ai:agent-budget'), hashtext(${lockKey(agent)}))`);
+    const lock = p.send(agentLock(tx, agent));
     const mine = p.send(tx`
       SELECT 1 FROM mana_ai.occurrences
       WHERE iteration_id = ${occ.iterationId} AND status = 'planning' AND claimed_by = ${opts.holder}
@@ -120,27 +121,38 @@ function upsertSlot(tx: TxSql, iterationId: string, agent: CountedAgent, holder:
  * many waiters of the agent as slots are free now, oldest first: their
  * retry time becomes now, so the next pass routes them again. Returns how
  * many it woke.
+ *
+ * Under the agent's lock, like a take: a take that counted this plan as
+ * running and is about to leave a waiter either commits it before the wake
+ * reads the waiters, or counts again after the wake and finds the slot free.
+ * Without it, a waiter committed just after the wake's snapshot waited its
+ * whole backoff. The wake is a statement of its own behind the lock, so its
+ * snapshot is taken once the lock is held.
  */
 export async function releaseAgentSlot(sql: Sql, iterationId: string, agent: CountedAgent, holder: string): Promise<number> {
   const free = agent.maxConcurrentMissions;
-  const woken = await sql`
+  return pipelinedTx(sql, async (p) => {
+    const tx = p.tx;
+    p.begin();
+    const [, woken] = await p.commit(agentLock(tx, agent), tx<{ iteration_id: string }[]>`
     WITH gone AS (
       DELETE FROM mana_ai.agent_slots WHERE iteration_id = ${iterationId} AND holder = ${holder}
     ), running AS (
       SELECT count(*)::int AS n FROM mana_ai.agent_slots s
       WHERE s.user_id = ${agent.userId} AND s.agent_id = ${agent.agentId} AND s.holder IS NOT NULL AND s.iteration_id <> ${iterationId}
-        AND EXISTS (SELECT 1 FROM mana_ai.occurrences o WHERE o.iteration_id = s.iteration_id AND ${sql.unsafe(RUNNING_LIVE)})
+        AND EXISTS (SELECT 1 FROM mana_ai.occurrences o WHERE o.iteration_id = s.iteration_id AND ${tx.unsafe(RUNNING_LIVE)})
     ), next AS (
       SELECT s.iteration_id FROM mana_ai.agent_slots s JOIN mana_ai.occurrences o ON o.iteration_id = s.iteration_id
-      WHERE s.user_id = ${agent.userId} AND s.agent_id = ${agent.agentId} AND s.holder IS NULL AND ${sql.unsafe(WAITER_LIVE)}
+      WHERE s.user_id = ${agent.userId} AND s.agent_id = ${agent.agentId} AND s.holder IS NULL AND ${tx.unsafe(WAITER_LIVE)}
         AND o.next_attempt_at > now()
       ORDER BY s.since
       LIMIT greatest(coalesce(${free}::int, 1) - (SELECT n FROM running), 0)
     )
     UPDATE mana_ai.occurrences o SET next_attempt_at = now(), updated_at = now()
-    FROM next WHERE o.iteration_id = next.iteration_id AND ${sql.unsafe(WAITER_LIVE)}
-    RETURNING o.iteration_id`;
-  return woken.length;
+    FROM next WHERE o.iteration_id = next.iteration_id AND ${tx.unsafe(WAITER_LIVE)}
+    RETURNING o.iteration_id`);
+    return woken.length;
+  });
 }
 
 /** Books the tokens one LLM reply cost against the agent. */

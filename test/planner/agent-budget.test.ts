@@ -31,6 +31,20 @@ async function planning(userId: string, n: number, holder: string, leaseMs = 60_
   return created.map((o) => o.iterationId);
 }
 
+/** How many statements matching `like` wait for a lock now. */
+async function waiting(like: string): Promise<number> {
+  const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE ${like}`;
+  return row!.n;
+}
+
+async function waitUntil(check: () => Promise<boolean>): Promise<void> {
+  const until = Date.now() + 10_000;
+  while (!(await check())) {
+    if (Date.now() > until) throw new Error('waited 10 s for a statement to block');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 const agent = (userId: string, max: number | null, maxTokens: number | null = null): CountedAgent => ({ userId, agentId: 'a-1', maxConcurrentMissions: max, maxTokensPerDay: maxTokens });
 
 describe('concurrency slots', () => {
@@ -49,6 +63,31 @@ describe('concurrency slots', () => {
     expect(Date.parse(woken!.nextAttemptAt!)).toBeLessThanOrEqual(Date.now());
     // Nothing left to wake.
     expect(await releaseAgentSlot(db.sql, first!, a, 'server:i1')).toBe(0);
+  });
+
+  it('a plan ending while a take that counted it is still leaving its waiter wakes that waiter', async () => {
+    const a = agent('u-wake-race', 1);
+    const [first, second] = await planning('u-wake-race', 2, 'server:i1');
+    expect(await takeAgentSlot(db.sql, { iterationId: first!, attempts: 0 }, a, { holder: 'server:i1' })).toEqual({ kind: 'ok' });
+    // Holds the second take after it counted the first plan as running, before its waiter row lands.
+    const blocker = await db.sql.reserve();
+    try {
+      await blocker`BEGIN`;
+      await blocker`INSERT INTO mana_ai.agent_slots (iteration_id, user_id, agent_id, holder) VALUES (${second!}, 'u-wake-race', 'a-1', NULL)`;
+      const take = takeAgentSlot(db.sql, { iterationId: second!, attempts: 0 }, a, { holder: 'server:i1' });
+      await waitUntil(async () => (await waiting('%INSERT INTO mana_ai.agent_slots%')) > 0);
+      // The first plan ends now: its wake either runs at once or waits for the take's lock.
+      let released = false;
+      const release = releaseAgentSlot(db.sql, first!, a, 'server:i1').finally(() => (released = true));
+      await waitUntil(async () => released || (await waiting('%pg_advisory_xact_lock%')) > 0);
+      await blocker`ROLLBACK`;
+      expect(await take).toMatchObject({ kind: 'held', bound: 'concurrency' });
+      expect(await release).toBe(1);
+    } finally {
+      blocker.release();
+    }
+    const woken = await getOccurrence(db.sql, second!);
+    expect(Date.parse(woken!.nextAttemptAt!)).toBeLessThanOrEqual(Date.now());
   });
 
   it("a crashed instance's slot stops counting when its lease runs out, and a takeover takes it over", async () => {
