@@ -7,8 +7,8 @@
  */
 import { streamChanges } from './change-stream.js';
 import type { SupersededRow } from './change-source.js';
-import { deltaOf, mergeableInSql } from './lww.js';
-import { mergeDeltas, type Delta } from './merge-deltas.js';
+import { mergeableInSql } from './lww.js';
+import { deltaFor, mergeDeltas, type Delta } from './merge-deltas.js';
 import type { MergeChunk } from './record-cache.js';
 import { createViewRouter } from './record-spaces.js';
 import { splitViewKey, type StoredStamps } from './views.js';
@@ -35,8 +35,7 @@ export async function readIncrementally(ctx: ReadContext, opts: IncrementalOptio
       const deltas = chunk.map((k): Delta => {
         const changes = byKey.get(k)!;
         const { tableName, userId, recordId } = splitViewKey(k);
-        const state = deltaOf(tableName, userId, recordId, changes);
-        return { state, minPos: changes.reduce((min, c) => (c.pos < min ? c.pos : min), changes[0]!.pos) };
+        return deltaFor(tableName, userId, recordId, changes);
       });
       sent.push({ keys: chunk, write: (await ctx.pipeline.send(chunk, (db) => mergeDeltas(db, deltas))).sent });
     }

@@ -2,16 +2,17 @@
  * mergeDeltas (merge-deltas.ts) merges views in SQL, without loading them.
  * Against lww.ts on a real database: for random stored views and random new
  * rows it may be sent (plain, no hard delete), it merges exactly the views
- * it may — stored, present, plain, every new row after the first
- * present-making one — and leaves each of them as saveStates would write
- * lww.ts's merge of the new rows into the stored state.
+ * it may — stored, plain, and either present with every new row after the
+ * first present-making one, or absent with only data rows, all after every
+ * row it holds — and leaves each of them as saveStates would write lww.ts's
+ * merge of the new rows into the stored state.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { applyChange, deltaOf, mergeableInSql, replay, type RecordState } from '../../src/projection/lww.js';
+import { applyChange, mergeableInSql, replay, type RecordState } from '../../src/projection/lww.js';
 import { saveStates } from '../../src/projection/snapshot-store.js';
-import { mergeDeltas, type Delta } from '../../src/projection/merge-deltas.js';
+import { deltaFor, mergeDeltas, type Delta } from '../../src/projection/merge-deltas.js';
 import { viewKey } from '../../src/projection/views.js';
 import { decodeRow, type Change } from '../../src/projection/wire.js';
 import { rowArb, toChangeRow, toRows } from './history.js';
@@ -54,6 +55,7 @@ function differing(table: string, id: string): string {
 describe('mergeDeltas', () => {
   it('merges in SQL what lww.ts merges, and only the views it may', async () => {
     let merges = 0;
+    let absentMerges = 0;
     await fc.assert(
       fc.asyncProperty(fc.array(rowArb, { minLength: 2, maxLength: 40, size: 'max' }), fc.double({ min: 0.2, max: 0.8, noNaN: true }), async (specs, split) => {
         await db.sql`TRUNCATE mana_ai.mission_snapshots, mana_ai.agent_snapshots`;
@@ -75,12 +77,21 @@ describe('mergeDeltas', () => {
           // Only what the incremental pass sends: plain rows, no hard delete.
           if (!mergeableInSql(cs)) continue;
           const { tableName, userId, recordId } = cs[0]!;
-          const minPos = cs.reduce((m, c) => (c.pos < m ? c.pos : m), cs[0]!.pos);
-          deltas.push({ state: deltaOf(tableName, userId, recordId, cs), minPos });
+          const delta = deltaFor(tableName, userId, recordId, cs);
+          deltas.push(delta);
           const before = stored.get(k);
           if (!before) continue;
           const state = replay(tableName, userId, recordId, before);
-          if (state.firstPos === null || !state.plain || minPos <= state.firstPos) continue;
+          if (!state.plain) continue;
+          const minPos = cs.reduce((m, c) => (c.pos < m ? c.pos : m), cs[0]!.pos);
+          expect(delta.minPos).toBe(minPos);
+          if (state.firstPos !== null) {
+            if (minPos <= state.firstPos) continue;
+          } else {
+            // Absent: only data rows, all after every row the view holds.
+            if (!cs.every((c) => c.kind === 'data') || minPos <= (state.maxPos ?? '')) continue;
+            absentMerges++;
+          }
           mayMerge.add(k);
           // What lww.ts makes of the stored view and the new rows, in any order (they merge exactly).
           for (const c of cs) expect(applyChange(state, c)).toBe('applied');
@@ -100,5 +111,6 @@ describe('mergeDeltas', () => {
     );
     // The property must not hold vacuously.
     expect(merges).toBeGreaterThan(80);
+    expect(absentMerges).toBeGreaterThan(10);
   }, 120_000);
 });
