@@ -47,6 +47,9 @@ export function deltaFor(tableName: string, userId: string, recordId: string, ch
  */
 const DELTASET = `x(u text, m text, f jsonb, t text, v jsonb, lo text, hi text, fu text, st text, sd boolean, nr timestamptz, li boolean, au text, sp text)`;
 
+/** The view's first writer once merged: an absent view becomes present with x's earliest row. */
+const FIRST_USER = 'CASE WHEN s.present THEN s.first_user ELSE x.fu END';
+
 /** The version x carries for field k. */
 const versionOf = (k: string) => `coalesce(x.v ->> ${k}, x.t)`;
 /** True when x's field k wins over s's (versions compared as bytes: plain versions sort so in JavaScript too). */
@@ -105,14 +108,14 @@ export async function mergeDeltas(tx: Sql | TxSql, deltas: Delta[]): Promise<{ m
         max_pos = CASE WHEN s.max_pos IS NULL OR x.hi COLLATE "C" > s.max_pos THEN x.hi ELSE s.max_pos END,
         present = true,
         first_pos = CASE WHEN s.present THEN s.first_pos ELSE coalesce(x.lo, x.hi) END,
-        first_user = CASE WHEN s.present THEN s.first_user ELSE x.fu END,
+        first_user = ${tx.unsafe(FIRST_USER)},
         -- The derived columns change only with the field they come from; an absent view has
         -- none stored, and its author is its first writer until a row names one.
         state = CASE WHEN ${tx.unsafe(wins('state'))} THEN x.st ELSE s.state END,
         soft_deleted = CASE WHEN ${tx.unsafe(wins('deletedAt'))} THEN x.sd ELSE s.soft_deleted END,
         next_run_at = CASE WHEN ${tx.unsafe(wins('nextRunAt'))} THEN x.nr ELSE s.next_run_at END,
         listed = CASE WHEN ${tx.unsafe(wins('createdAt'))} THEN x.li ELSE s.listed END,
-        author = CASE WHEN ${tx.unsafe(wins('authorId'))} THEN coalesce(x.au, CASE WHEN s.present THEN s.first_user ELSE x.fu END)
+        author = CASE WHEN ${tx.unsafe(wins('authorId'))} THEN coalesce(x.au, ${tx.unsafe(FIRST_USER)})
                       WHEN s.present THEN s.author ELSE x.fu END,
         space_id = CASE WHEN ${tx.unsafe(wins('spaceId'))} THEN x.sp ELSE s.space_id END,
         updated_at = now()
