@@ -12,6 +12,7 @@ import { getOccurrence } from '../../src/schedule/occurrences.js';
 import { reason } from '../../src/schedule/reasons.js';
 import { recordAgentTokens, releaseAgentSlot, takeAgentSlot, type CountedAgent } from '../../src/planner/agent-budget.js';
 import { createTestDb, type TestDb } from '../support/db.js';
+import { waitFor } from '../support/wait.js';
 
 let db: TestDb;
 let seq = 0;
@@ -31,18 +32,11 @@ async function planning(userId: string, n: number, holder: string, leaseMs = 60_
   return created.map((o) => o.iterationId);
 }
 
-/** How many statements matching `like` wait for a lock now. */
+/** How many statements of this test's database matching `like` wait for a lock now (other files' databases share the server). */
 async function waiting(like: string): Promise<number> {
-  const [row] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE ${like}`;
+  const [row] = await db.sql<{ n: number }[]>`
+    SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database() AND query LIKE ${like}`;
   return row!.n;
-}
-
-async function waitUntil(check: () => Promise<boolean>): Promise<void> {
-  const until = Date.now() + 10_000;
-  while (!(await check())) {
-    if (Date.now() > until) throw new Error('waited 10 s for a statement to block');
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const agent = (userId: string, max: number | null, maxTokens: number | null = null): CountedAgent => ({ userId, agentId: 'a-1', maxConcurrentMissions: max, maxTokensPerDay: maxTokens });
@@ -75,11 +69,11 @@ describe('concurrency slots', () => {
       await blocker`BEGIN`;
       await blocker`INSERT INTO mana_ai.agent_slots (iteration_id, user_id, agent_id, holder) VALUES (${second!}, 'u-wake-race', 'a-1', NULL)`;
       const take = takeAgentSlot(db.sql, { iterationId: second!, attempts: 0 }, a, { holder: 'server:i1' });
-      await waitUntil(async () => (await waiting('%INSERT INTO mana_ai.agent_slots%')) > 0);
+      await waitFor(async () => (await waiting('%INSERT INTO mana_ai.agent_slots%')) > 0, 10_000, 'the take to block on its waiter row');
       // The first plan ends now: its wake either runs at once or waits for the take's lock.
       let released = false;
       const release = releaseAgentSlot(db.sql, first!, a, 'server:i1').finally(() => (released = true));
-      await waitUntil(async () => released || (await waiting('%pg_advisory_xact_lock%')) > 0);
+      await waitFor(async () => released || (await waiting('%pg_advisory_xact_lock%')) > 0, 10_000, 'the wake to end or block on the lock');
       await blocker`ROLLBACK`;
       expect(await take).toMatchObject({ kind: 'held', bound: 'concurrency' });
       expect(await release).toBe(1);
