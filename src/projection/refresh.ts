@@ -16,7 +16,9 @@
  *   a backlog reaching further back than BULK_LAG_MS is read in bulk;
  * - write-pipeline.ts: the states go back to the snapshots while the pass
  *   merges on; an incremental pass's writes commit on their own, fenced to
- *   the pass (write-fence.ts).
+ *   the pass (write-fence.ts);
+ * - statistics.ts: once a bulk pass has committed, the tables it wrote are
+ *   analyzed, so the next passes' merges are planned for their real size.
  * The cursor moves atomically with the pass, so a crash mid-pass can leave
  * snapshots ahead of the cursor, and the next pass applies those rows again,
  * which changes nothing (applying a row is idempotent). Memory stays bounded
@@ -42,6 +44,7 @@ import { waitForFencedWrites } from './write-fence.js';
 import { MISSIONS, AGENTS } from './tables.js';
 import { splitViewKey } from './views.js';
 import { updateAgentStatuses, type AgentStatusScope, type MissionHeldByAgent } from './agent-status.js';
+import { analyzeAfterBulk } from './statistics.js';
 
 const LOCK_KEY = 'mana_ai:projection';
 /** A backlog reaching further back than this is read in bulk. */
@@ -122,6 +125,8 @@ interface PassOutcome {
   snapshot: Snapshot;
   /** The pass's own transactions: its own and its fenced writes'. */
   ownXids: string[];
+  /** It read in bulk (statistics.ts: the tables it wrote are analyzed once it has committed). */
+  bulk: boolean;
   /**
    * The pass's last statements, sent with its COMMIT: the missions whose
    * agent turned inactive, and the transaction's id. Rejected when they
@@ -242,8 +247,9 @@ export function createProjection(deps: ProjectionDeps): Projection {
     // When nothing committed since the last read, no row can be new: nothing is read,
     // and the cursor prunes its stored set in place (applied stays undefined).
     let applied: string[] | undefined;
+    let bulk = false;
     if (changed) {
-      const bulk = !stalled && cursor.horizon < instantOf(new Date(Date.now() - BULK_LAG_MS));
+      bulk = !stalled && cursor.horizon < instantOf(new Date(Date.now() - BULK_LAG_MS));
       ({ tally, applied } = await readNewRows(tx, cols, { cursor, horizon, bulk, stored, passXid }, ownXids));
     }
     // After every snapshot write of the pass has landed, and with it: a mission is never due
@@ -262,7 +268,7 @@ export function createProjection(deps: ProjectionDeps): Projection {
       writeCursor(tx, { horizon, exists: cursor.exists, applied }),
     ]);
     closing.catch(() => undefined); // awaited in refresh(), after the commit
-    return { tally, horizon, stalled, snapshot, ownXids, closing };
+    return { tally, horizon, stalled, snapshot, ownXids, bulk, closing };
   }
 
   async function refresh(opts: RefreshOptions = {}): Promise<RefreshStats> {
@@ -282,6 +288,8 @@ export function createProjection(deps: ProjectionDeps): Projection {
       probe.forget();
       throw err;
     }
+    // Counted in the pass's time: a catch-up is not over until the planner knows what it wrote.
+    if (outcome?.bulk) await analyzeAfterBulk(sql, log);
     const durationMs = performance.now() - started;
     if (!outcome) return { ran: false, rowsApplied: 0, rowsSkipped: 0, recordsWritten: 0, rebuilds: 0, horizon: '', stalled: false, durationMs, changed: [], changedAgents: [] };
     // Committed: every row the snapshot shows is applied. Only our transactions since it are excused.
