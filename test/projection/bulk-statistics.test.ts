@@ -79,8 +79,8 @@ it('gives up on the ANALYZE when a VACUUM holds its lock, logging why, and the p
     const stats = await createProjection({ sql: db.sql, log, batchRows: 100, cacheRecords: 1000 }).refresh();
     expect(stats.rowsApplied).toBe(MISSIONS);
     expect(performance.now() - started).toBeGreaterThanOrEqual(ANALYZE_LOCK_TIMEOUT_MS * 0.9);
-    const [{ n }] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM mana_ai.mission_snapshots WHERE present`;
-    expect(n).toBe(MISSIONS);
+    const [present] = await db.sql<{ n: number }[]>`SELECT count(*)::int AS n FROM mana_ai.mission_snapshots WHERE present`;
+    expect(present?.n).toBe(MISSIONS);
     expect(lines).toHaveLength(1);
     expect(lines[0]!['msg']).toMatch(/ANALYZE after a bulk pass failed/);
     expect(JSON.stringify(lines[0]!['err'])).toMatch(/lock timeout/);
