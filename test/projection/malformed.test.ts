@@ -3,10 +3,9 @@
  * in the pass stats and in mana_ai_projection_rows_skipped_total, logged
  * once each, never fatal, and the good rows of the same batch applied.
  */
-import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { pino } from 'pino';
 import { createTestDb, type TestDb } from '../support/db.js';
+import { captureLog } from '../support/log-capture.js';
 import { loadConfig } from '../../src/config.js';
 import { startCoordinator, type Coordinator } from '../../src/coordinator.js';
 import type { LogRow } from './oracle.js';
@@ -14,19 +13,13 @@ import { insertRows, readRecord, rowMaker } from './log-db.js';
 
 let db: TestDb;
 let coordinator: Coordinator;
-const lines: Record<string, unknown>[] = [];
+const { log, lines } = captureLog('info');
 const KEY = 'malformed-test-key';
 
 beforeAll(async () => {
   db = await createTestDb({ acceptRowsManaSyncRefuses: true });
-  const stream = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split('\n')) if (l.trim()) lines.push(JSON.parse(l) as Record<string, unknown>);
-      cb();
-    },
-  });
   const config = loadConfig({ NODE_ENV: 'test', PORT: '0', HOST: '127.0.0.1', TICK_ENABLED: 'false', DEV_MODE: '1', SYNC_DATABASE_URL: db.url, MANA_SERVICE_KEY: KEY });
-  coordinator = await startCoordinator({ config, sql: db.sql, log: pino({ level: 'info' }, stream) });
+  coordinator = await startCoordinator({ config, sql: db.sql, log });
 });
 
 afterAll(async () => {
